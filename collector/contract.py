@@ -1,0 +1,69 @@
+"""The wire contract between the feeder (and backfill) and the Celery workers. Defined once, here.
+
+A task is sent by name, so the feeder never imports the workers' code. Every ingest task takes one
+positional argument, a batch envelope:
+
+    {"v": 1,                 # contract version; workers refuse versions they do not know
+     "kind": "trades",       # one of KINDS: says which writer stores the records
+     "source": "ws",         # "ws" (live feed) or "rest" (backfill, audit, snapshots)
+     "producer": "feeder-1", # who sent it (feeder id, or "backfill")
+     "batch": 42,            # the producer's running batch number (logs, Flower)
+     "sent_ms": 1700000000000,  # publish time, for end-to-end latency
+     "records": [ {...}, ... ]} # record payloads: OKX field names, OKX string values
+
+Record payloads per kind (all values strings as OKX sends them unless noted):
+    trades    instId, tradeId, px, sz, side, ts, count, source, seqId (int|None), channel
+    tickers   the OKX ticker fields, ts
+    candles   instId, bar, ts (bar open), o, h, l, c, vol, volCcy, volCcyQuote, confirm
+    books     instId, channel, ts, seqId (int|None), asks, bids ([[px, sz, "0", count], ...] best
+              first, top N), depth (int: N), full (bool: a periodic full-book snapshot)
+    orders    the whole OKX order record (instType, instId, ordId, tradeId, state, cTime, uTime, ...)
+    balances  ccy, cashBal, uTime, source (balance_and_position | account | rest), other OKX fields
+    positions posId, instId, instType, pos, uTime, source, other OKX fields
+
+Nothing secret ever goes into a payload: Flower shows them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = 1
+
+INGEST_QUEUE = "ingest"
+BACKFILL_QUEUE = "backfill"
+
+KINDS = ("trades", "tickers", "candles", "books", "orders", "balances", "positions")
+
+# kind -> Celery task name (tasks/ingest.py registers these names)
+INGEST_TASKS = {kind: f"tasks.ingest.{kind}" for kind in KINDS}
+
+# The feeder records a gap in the ledger, then asks for its repair with this task (id of the gap).
+REPAIR_GAP_TASK = "tasks.backfill.repair_gap"
+# On-demand backfill: kwargs channel, instId, start, end (ISO-8601 or ms), as the README shows.
+BACKFILL_TASK = "tasks.backfill.backfill"
+
+
+def make_batch(kind: str, records: list[dict[str, Any]], *, source: str, producer: str,
+               batch: int, sent_ms: int) -> dict[str, Any]:
+    if kind not in INGEST_TASKS:
+        raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
+    return {"v": VERSION, "kind": kind, "source": source, "producer": producer, "batch": batch,
+            "sent_ms": sent_ms, "records": records}
+
+
+class BadBatch(ValueError):
+    """A task argument that is not a batch envelope this version understands."""
+
+
+def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
+    """Validate an envelope for `kind` and return its records; raise BadBatch with the reason."""
+    if not isinstance(payload, dict):
+        raise BadBatch(f"batch must be an object, got {type(payload).__name__}")
+    if payload.get("v") != VERSION:
+        raise BadBatch(f"unsupported batch version {payload.get('v')!r} (this worker speaks {VERSION})")
+    if payload.get("kind") != kind:
+        raise BadBatch(f"batch of kind {payload.get('kind')!r} sent to the {kind!r} task")
+    records = payload.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadBatch("records must be a list of objects")
+    return records

@@ -1,0 +1,298 @@
+"""Parse one received OKX WebSocket frame into a typed result. Pure: no I/O, no clock.
+
+`parse_frame(text)` never raises. It returns one of:
+    Data       a data push, its items turned into records (records.py)
+    Event      a control frame (login, subscribe, unsubscribe, error, notice, channel-conn-count...)
+    Pong       the plain-text keepalive answer
+    ParseError malformed JSON, missing or mistyped fields, binary junk: with the reason
+    Unknown    well-formed but an unknown channel or event: with the reason
+
+A data frame is all-or-nothing: if one item is malformed the whole frame is a ParseError, so a
+caller never stores half a frame and believes it complete.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import orjson
+
+from .channels import CANDLE_BARS, BOOK_CHANNELS
+from .records import (
+    Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker,
+    TICKER_FIELDS, Trade, Unknown,
+)
+
+KNOWN_EVENTS = frozenset({
+    "login", "subscribe", "unsubscribe", "error", "notice",
+    "channel-conn-count", "channel-conn-count-error",
+})
+
+_RAW_LIMIT = 300  # how much of a bad frame to keep for the log line
+
+
+class _Bad(Exception):
+    """Internal: one item of a frame is malformed. Never escapes this module."""
+
+
+def _clip(raw: str | bytes) -> str:
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw[:_RAW_LIMIT]).decode("utf-8", errors="replace")
+    return raw[:_RAW_LIMIT]
+
+
+# ----- field readers: each raises _Bad with a reason a person can act on -----------------------
+
+def _s(item: dict, key: str) -> str:
+    value = item.get(key)
+    if type(value) is not str:
+        if value is None:
+            raise _Bad(f"missing field {key!r}")
+        raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _s_opt(item: dict, key: str, default: str) -> str:
+    value = item.get(key, default)
+    if type(value) is not str:
+        raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _ms(item: dict, key: str) -> int:
+    value = _s(item, key)
+    if not value.isdigit():
+        raise _Bad(f"field {key!r} must be integer milliseconds, got {value[:40]!r}")
+    return int(value)
+
+
+def _ms_or_zero(item: dict, key: str) -> int:
+    """Times that OKX may send as "" (e.g. an order's fillTime before any fill)."""
+    value = item.get(key, "")
+    if value == "":
+        return 0
+    if type(value) is not str or not value.isdigit():
+        raise _Bad(f"field {key!r} must be integer milliseconds, got {str(value)[:40]!r}")
+    return int(value)
+
+
+def _int_opt(item: dict, key: str) -> int | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if type(value) is not int:  # bool is not int here: type() is exact
+        raise _Bad(f"field {key!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _levels(item: dict, key: str) -> list:
+    levels = item.get(key)
+    if type(levels) is not list:
+        raise _Bad(f"field {key!r} must be a list of levels")
+    for level in levels:
+        if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
+                or type(level[1]) is not str:
+            raise _Bad(f"bad level in {key!r}: {str(level)[:60]}")
+    return levels
+
+
+def _strings_only(item: dict) -> dict:
+    """Private records: keep every field, but they must be strings (or lists/dicts OKX nests)."""
+    for key, value in item.items():
+        if value is not None and not isinstance(value, (str, list, dict)):
+            raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
+    return item
+
+
+# ----- per-channel item parsers ------------------------------------------------------------------
+
+def _book(arg: dict, item: dict, frame: dict) -> BookData:
+    channel = arg["channel"]
+    action = frame.get("action")
+    if channel in ("books5", "bbo-tbt"):
+        action = None
+    elif action not in ("snapshot", "update"):
+        raise _Bad(f"book frame action must be 'snapshot' or 'update', got {action!r}")
+    inst_id = item.get("instId") or arg.get("instId")
+    if type(inst_id) is not str:
+        raise _Bad("book frame has no instId")
+    return BookData(
+        channel=channel, instId=inst_id, action=action,
+        asks=_levels(item, "asks"), bids=_levels(item, "bids"), ts=_ms(item, "ts"),
+        seqId=_int_opt(item, "seqId"), prevSeqId=_int_opt(item, "prevSeqId"),
+        checksum=_int_opt(item, "checksum"),
+    )
+
+
+def _trade(arg: dict, item: dict, frame: dict) -> Trade:
+    return Trade(
+        channel=arg["channel"], instId=_s(item, "instId"), tradeId=_s(item, "tradeId"),
+        px=_s(item, "px"), sz=_s(item, "sz"), side=_s(item, "side"), ts=_ms(item, "ts"),
+        count=_s_opt(item, "count", "1"), source=_s_opt(item, "source", "0"),
+        seqId=_int_opt(item, "seqId"),
+    )
+
+
+def _ticker(arg: dict, item: dict, frame: dict) -> Ticker:
+    fields = {}
+    for key in TICKER_FIELDS:
+        if key in item:
+            fields[key] = _s(item, key)
+    return Ticker(instId=_s(item, "instId"), ts=_ms(item, "ts"), fields=fields)
+
+
+def _candle_parser(bar: str) -> Callable[[dict, Any, dict], Candle]:
+    def parse(arg: dict, item: Any, frame: dict) -> Candle:
+        # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]; older payloads had 7 fields, newer
+        # ones may add more: read by index and ignore the rest.
+        if type(item) is not list or len(item) < 7 or not all(type(v) is str for v in item):
+            raise _Bad(f"candle must be a list of at least 7 strings, got {str(item)[:80]}")
+        if not item[0].isdigit():
+            raise _Bad(f"candle ts must be integer milliseconds, got {item[0][:40]!r}")
+        inst_id = arg.get("instId")
+        if type(inst_id) is not str:
+            raise _Bad("candle frame has no instId in arg")
+        return Candle(
+            instId=inst_id, bar=bar, ts=int(item[0]), o=item[1], h=item[2], l=item[3], c=item[4],
+            vol=item[5], volCcy=item[6], volCcyQuote=item[7] if len(item) > 7 else "",
+            confirm=item[8] if len(item) > 8 else "0",
+        )
+    return parse
+
+
+def _order(arg: dict, item: dict, frame: dict) -> Order:
+    _strings_only(item)
+    return Order(
+        instType=_s(item, "instType"), instId=_s(item, "instId"), ordId=_s(item, "ordId"),
+        state=_s(item, "state"), uTime=_ms(item, "uTime"), cTime=_ms(item, "cTime"), fields=item,
+    )
+
+
+def _position(item: dict, source: str) -> Position:
+    _strings_only(item)
+    return Position(
+        posId=_s(item, "posId"), instId=_s(item, "instId"), instType=_s(item, "instType"),
+        pos=_s(item, "pos"), uTime=_ms(item, "uTime"), source=source, fields=item,
+    )
+
+
+def _positions(arg: dict, item: dict, frame: dict) -> Position:
+    return _position(item, "positions")
+
+
+def _account(arg: dict, item: dict, frame: dict) -> list[Balance]:
+    details = item.get("details")
+    if type(details) is not list:
+        raise _Bad("account item has no 'details' list")
+    account_utime = _ms_or_zero(item, "uTime")
+    balances = []
+    for detail in details:
+        if type(detail) is not dict:
+            raise _Bad("account detail must be an object")
+        _strings_only(detail)
+        utime = _ms_or_zero(detail, "uTime") or account_utime
+        if not utime:
+            raise _Bad("account detail has no uTime")
+        balances.append(Balance(ccy=_s(detail, "ccy"), cashBal=_s(detail, "cashBal"),
+                                uTime=utime, source="account", fields=detail))
+    return balances
+
+
+def _balance_and_position(arg: dict, item: dict, frame: dict) -> list:
+    records: list = []
+    p_time = _ms_or_zero(item, "pTime")
+    for bal in item.get("balData") or ():
+        if type(bal) is not dict:
+            raise _Bad("balData entry must be an object")
+        _strings_only(bal)
+        utime = _ms_or_zero(bal, "uTime") or p_time
+        records.append(Balance(ccy=_s(bal, "ccy"), cashBal=_s(bal, "cashBal"), uTime=utime,
+                               source="balance_and_position", fields=bal))
+    for pos in item.get("posData") or ():
+        if type(pos) is not dict:
+            raise _Bad("posData entry must be an object")
+        records.append(_position(pos, "balance_and_position"))
+    return records
+
+
+_ITEM_PARSERS: dict[str, Callable] = {
+    **{name: _book for name in BOOK_CHANNELS},
+    "trades": _trade,
+    "trades-all": _trade,
+    "tickers": _ticker,
+    "orders": _order,
+    "positions": _positions,
+    "account": _account,
+    "balance_and_position": _balance_and_position,
+    **{f"candle{bar}": _candle_parser(bar) for bar in CANDLE_BARS},
+}
+
+
+# ----- frames ------------------------------------------------------------------------------------
+
+def _event(obj: dict) -> Event:
+    code = obj.get("code")
+    return Event(
+        event=obj["event"],
+        code=None if code is None else str(code),
+        msg=obj.get("msg") if isinstance(obj.get("msg"), str) else None,
+        arg=obj.get("arg") if isinstance(obj.get("arg"), dict) else None,
+        conn_id=obj.get("connId") if isinstance(obj.get("connId"), str) else None,
+        id=obj.get("id") if isinstance(obj.get("id"), str) else None,
+        conn_count=obj.get("connCount") if isinstance(obj.get("connCount"), str) else None,
+    )
+
+
+def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
+    if raw == "pong" or raw == b"pong":
+        return Pong()
+    try:
+        obj = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        return ParseError(f"malformed JSON: {exc}", _clip(raw))
+    if type(obj) is not dict:
+        return ParseError(f"frame must be a JSON object, got {type(obj).__name__}", _clip(raw))
+
+    if "event" in obj:
+        event = obj["event"]
+        if type(event) is not str:
+            return ParseError("'event' must be a string", _clip(raw))
+        if event not in KNOWN_EVENTS:
+            return Unknown(f"unknown event {event!r}", _clip(raw))
+        return _event(obj)
+
+    arg = obj.get("arg")
+    if type(arg) is not dict:
+        return ParseError("frame has neither 'event' nor an 'arg' object", _clip(raw))
+    channel = arg.get("channel")
+    if type(channel) is not str:
+        return ParseError("arg has no channel", _clip(raw))
+    parser = _ITEM_PARSERS.get(channel)
+    if parser is None:
+        return Unknown(f"unknown channel {channel!r}", _clip(raw))
+    data = obj.get("data")
+    if type(data) is not list:
+        return ParseError(f"{channel} frame has no 'data' list", _clip(raw))
+
+    records: list = []
+    try:
+        for item in data:
+            if type(item) is not dict and not channel.startswith("candle"):
+                raise _Bad("data item must be an object")
+            parsed = parser(arg, item, obj)
+            if type(parsed) is list:
+                records.extend(parsed)
+            else:
+                records.append(parsed)
+        cur_page = _int_opt(obj, "curPage")
+        last_page = obj.get("lastPage")
+        if last_page is not None and type(last_page) is not bool:
+            raise _Bad("'lastPage' must be a boolean")
+        event_type = obj.get("eventType")
+        if event_type is None and channel == "balance_and_position" and data:
+            event_type = data[0].get("eventType")
+        if event_type is not None and type(event_type) is not str:
+            raise _Bad("'eventType' must be a string")
+    except _Bad as bad:
+        return ParseError(f"{channel}: {bad}", _clip(raw))
+    return Data(channel=channel, arg=arg, records=tuple(records), event_type=event_type,
+                cur_page=cur_page, last_page=last_page)
