@@ -67,3 +67,43 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise BadBatch("records must be a list of objects")
     return records
+
+
+# ----- the feeder's own Redis keys: gap ledger, watermarks, heartbeat ---------------------------
+# The feeder writes these; backfill, beat sweeps and `python -m collector status` read them.
+# (The workers' state keys live in tasks/keys.py.)
+#
+# gap:<id>        hash  id, channel, instId, start_ms, end_ms, start_id, end_id (tradeId/seqId
+#                       bounds when known, else ""), cause, status, reason, feeder, created_ms,
+#                       updated_ms
+# gaps:open       zset  ids of gaps whose status is open or filling, score = start_ms
+# gaps:all        zset  every gap id, score = created_ms (trimmed to GAPS_KEEP)
+# gaps:seq        int   INCR source of gap ids
+# wm:<channel>:<instId>  hash  ts (last exchange time seen, ms), id (last tradeId/seqId),
+#                              seen_ms (local time)
+# feeder:<feeder_id>     hash  heartbeat_ms, pid, started_ms, connections (JSON)  (TTL HEARTBEAT_TTL)
+# feeders          set   feeder ids that have written a heartbeat
+
+GAP_CAUSES = ("reconnect", "seq_gap", "checksum", "crossed", "stale", "publish_overflow",
+              "startup", "audit")
+GAP_STATUSES = ("open", "filling", "filled", "unrepairable")
+GAPS_KEEP = 100_000
+HEARTBEAT_TTL_S = 60
+
+
+def gap_key(gap_id: str) -> str:
+    return f"gap:{gap_id}"
+
+
+GAPS_OPEN = "gaps:open"
+GAPS_ALL = "gaps:all"
+GAPS_SEQ = "gaps:seq"
+FEEDERS = "feeders"
+
+
+def watermark_key(channel: str, inst_id: str) -> str:
+    return f"wm:{channel}:{inst_id}"
+
+
+def feeder_key(feeder_id: str) -> str:
+    return f"feeder:{feeder_id}"

@@ -1,0 +1,539 @@
+"""Pure order-book state for one (channel, instId): snapshots, updates, seqId chain, checksum, REST
+bootstrap. No I/O, no clocks, no logging: every call returns a `BookResult` the caller counts/logs.
+
+Layout (see docs/book.md), per side:
+    lv    price string -> level (the original ``[px, sz, "0", count]`` list as received)
+    kf    price string -> sort key: ``float(px)`` for asks, ``-float(px)`` for bids
+    keys  sort keys, ascending = best first (bisect works the same on both sides)
+    pxs   price strings in the same order as keys
+A size change is one dict store keyed by the price string (no float parsing, no reordering);
+``float()`` and ``bisect`` run only when a price appears or disappears. Levels are keyed by decimal
+value: a new price string equal in value to a held one ("3366.0" vs "3366") replaces it, and a
+delete of an unknown string is matched by value before being ignored.
+
+Reading an invalid book raises `BookInvalid` (check `valid` first); nothing returns stale state.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from enum import StrEnum
+from typing import NamedTuple
+
+from collector.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
+from collector.records import BookData
+
+__all__ = ["BookInvalid", "BookResult", "BookStatus", "OrderBook"]
+
+
+class BookStatus(StrEnum):
+    """What one `OrderBook.apply` / `offer_snapshot` did. The value is a short, log-friendly str."""
+
+    SNAPSHOT = "snapshot"                    # book replaced: WS snapshot, books5/bbo push, REST snapshot
+    APPLIED = "applied"                      # update applied, chain continues
+    HEARTBEAT = "heartbeat"                  # empty update with seqId == prevSeqId == last
+    RESET = "reset"                          # seqId < prevSeqId == last (after maintenance); accepted
+    STALE = "stale"                          # after a REST snapshot: update already contained in it; skipped
+    GAP = "gap"                              # prevSeqId != last seqId (or update before any snapshot): invalid
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # non-zero checksum differs from the local book: invalid
+    CROSSED = "crossed"                      # best bid >= best ask and allow_crossed is False: invalid
+    DROPPED_INVALID = "dropped_invalid"      # update ignored: book invalid, waiting for a snapshot
+    BUFFERED = "buffered"                    # bootstrapping: update kept for the REST snapshot
+    BUFFER_OVERFLOW = "buffer_overflow"      # bootstrapping buffer full: restarted with this update
+    NEED_SNAPSHOT = "need_snapshot"          # REST snapshot unusable (too old / hole): fetch another
+
+
+# Statuses after which the book is valid and readable.
+OK_STATUSES = frozenset({BookStatus.SNAPSHOT, BookStatus.APPLIED, BookStatus.HEARTBEAT,
+                         BookStatus.RESET, BookStatus.STALE})
+
+
+class BookResult(NamedTuple):
+    status: BookStatus
+    checksum_verified: bool = False  # a non-zero checksum was present and matched
+    reason: str | None = None        # why the book is invalid / why a snapshot is needed
+
+    @property
+    def ok(self) -> bool:
+        """True when the message was accepted (or harmlessly skipped) and the book is valid."""
+        return self.status in OK_STATUSES
+
+
+class BookInvalid(RuntimeError):
+    """Raised when reading a book that is not valid (no snapshot yet, gap, mismatch, ...)."""
+
+
+# Preallocated results for the hot paths: no allocation per accepted message.
+_APPLIED = BookResult(BookStatus.APPLIED)
+_APPLIED_V = BookResult(BookStatus.APPLIED, True)
+_HEARTBEAT = BookResult(BookStatus.HEARTBEAT)
+_HEARTBEAT_V = BookResult(BookStatus.HEARTBEAT, True)
+_RESET = BookResult(BookStatus.RESET)
+_RESET_V = BookResult(BookStatus.RESET, True)
+_SNAPSHOT = BookResult(BookStatus.SNAPSHOT)
+_SNAPSHOT_V = BookResult(BookStatus.SNAPSHOT, True)
+_BUFFERED = BookResult(BookStatus.BUFFERED)
+_STALE = BookResult(BookStatus.STALE)
+
+NO_SNAPSHOT = "no snapshot yet"
+BOOTSTRAPPING = "bootstrapping: waiting for a REST snapshot"
+
+
+def _is_zero(sz: str) -> bool:
+    # "0" is what OKX sends; also accept "0.0", "0.000" etc.
+    return sz == "0" or (sz[:1] == "0" and not sz.strip("0."))
+
+
+def _build_side(levels: list, sign: float, cap: int | None) -> tuple[dict, dict, list, list]:
+    lv: dict = {}
+    kf: dict = {}
+    byk: dict = {}
+    for lvl in levels:
+        if _is_zero(lvl[1]):
+            continue
+        px = lvl[0]
+        k = sign * float(px)
+        old = byk.get(k)
+        if old is not None:  # the same price twice (possibly spelt differently): the last wins
+            del lv[old]
+            del kf[old]
+        byk[k] = px
+        lv[px] = lvl
+        kf[px] = k
+    keys = sorted(byk)
+    if cap is not None and len(keys) > cap:
+        del keys[cap:]
+    pxs = [byk[k] for k in keys]
+    if len(pxs) < len(lv):
+        lv = {px: lv[px] for px in pxs}
+        kf = {px: kf[px] for px in pxs}
+    return lv, kf, keys, pxs
+
+
+class OrderBook:
+    """The local book of one (channel, instId).
+
+    Incremental channels (books, books-l2-tbt, books50-l2-tbt) send ``action`` "snapshot" then
+    "update"; books5 and bbo-tbt (``action`` None) replace the whole book on every push.
+
+    ``depth``: levels kept per side (None = unbounded), fixed at construction; it must be >= the
+    channel's depth (400 for books/books-l2-tbt, 50 for books50-l2-tbt), otherwise the tail can go
+    wrong. ``verify_checksum``: check non-zero checksums. ``allow_crossed``: accept best bid >= best
+    ask (call auctions before the open). ``max_buffer``: updates held while bootstrapping.
+
+    Messages without seqId/prevSeqId (old recordings) chain only onto a snapshot that also had no
+    seqId; the checksum is then the only check.
+    """
+
+    __slots__ = ("channel", "inst_id", "depth", "verify_checksum", "allow_crossed", "max_buffer",
+                 "epoch", "_cap", "_blv", "_bkf", "_bk", "_bpx", "_alv", "_akf", "_ak", "_apx",
+                 "_seq", "_ts", "_valid", "_reason", "_fresh", "_bootstrapping", "_buffer",
+                 "_anchor")
+
+    def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
+                 verify_checksum: bool = True, allow_crossed: bool = False,
+                 max_buffer: int = 2000) -> None:
+        self.channel = channel
+        self.inst_id = inst_id
+        self.depth = depth
+        self._cap = depth if depth is not None else 1 << 62
+        self.verify_checksum = verify_checksum
+        self.allow_crossed = allow_crossed
+        self.max_buffer = max_buffer
+        # Bumped when REST snapshots requested earlier can no longer be trusted (seqId reset while
+        # bootstrapping); pass it back to offer_snapshot(epoch=...) to have such snapshots refused.
+        self.epoch = 0
+        self._blv: dict = {}     # bids: px -> level
+        self._bkf: dict = {}     # bids: px -> sort key (-float(px))
+        self._bk: list = []      # bids: sort keys ascending = best first
+        self._bpx: list = []     # bids: px strings in the order of _bk
+        self._alv: dict = {}     # asks: same, sort key float(px)
+        self._akf: dict = {}
+        self._ak: list = []
+        self._apx: list = []
+        self._seq: int | None = None
+        self._ts: int | None = None
+        self._valid = False
+        self._reason: str | None = NO_SNAPSHOT
+        self._fresh = True           # no snapshot and no update seen yet
+        self._bootstrapping = False
+        self._buffer: list = []
+        self._anchor: int | None = None  # REST snapshot seqId awaiting its first chained update
+
+    # ----- state ---------------------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        return self._valid
+
+    @property
+    def reason(self) -> str | None:
+        """Why the book is not valid (None when valid)."""
+        return self._reason
+
+    @property
+    def bootstrapping(self) -> bool:
+        return self._bootstrapping
+
+    @property
+    def buffered(self) -> int:
+        """Updates held for the REST snapshot."""
+        return len(self._buffer)
+
+    @property
+    def seq_id(self) -> int | None:
+        """seqId of the last applied message (a REST snapshot's seqId right after a splice)."""
+        self._check_readable()
+        return self._seq
+
+    @property
+    def ts(self) -> int | None:
+        """ts (ms) of the last applied message."""
+        self._check_readable()
+        return self._ts
+
+    def top(self, n: int | None = None) -> tuple[list, list]:
+        """(bids, asks), best first, the original level lists; at most n a side (None = all).
+
+        Raises BookInvalid when the book is not valid. The lists are new; the levels are shared
+        with the book and must not be mutated.
+        """
+        self._check_readable()
+        blv = self._blv
+        alv = self._alv
+        bpx = self._bpx if n is None else self._bpx[:n]
+        apx = self._apx if n is None else self._apx[:n]
+        return [blv[p] for p in bpx], [alv[p] for p in apx]
+
+    def sizes(self) -> tuple[int, int]:
+        """(bid levels, ask levels) currently held."""
+        self._check_readable()
+        return len(self._bk), len(self._ak)
+
+    def checksum(self) -> int:
+        """The OKX checksum of the current book (signed int32)."""
+        self._check_readable()
+        return self._checksum()
+
+    def _check_readable(self) -> None:
+        if not self._valid:
+            raise BookInvalid(f"{self.channel}:{self.inst_id} book is invalid: {self._reason}")
+
+    # ----- applying WS messages ------------------------------------------------------------------
+
+    def apply(self, msg: BookData) -> BookResult:
+        """Apply one parsed push for this (channel, instId) and say what happened."""
+        if msg.action != "update":
+            # "snapshot" on incremental channels, None on books5 / bbo-tbt: replace everything.
+            # (A WS snapshot while bootstrapping is simply taken: the buffer predates it.)
+            return self._replace(msg.asks, msg.bids, msg.seqId, msg.ts, msg.checksum)
+        if not self._valid:
+            return self._update_not_valid(msg)
+        if self._anchor is not None:
+            return self._update_anchored(msg)
+        prev = msg.prevSeqId
+        if prev != self._seq:
+            return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
+
+        # Hot path, inlined: the two sides are the same code with bids' keys negated.
+        # kf maps price string -> sort key for held prices and doubles as a float() cache
+        # (bounded: rebuilt from the held prices when it grows past kf_cap).
+        cap = self._cap
+        kf_cap = cap * 4
+        levels = msg.bids
+        if levels:
+            lv = self._blv
+            kf = self._bkf
+            keys = self._bk
+            pxs = self._bpx
+            for lvl in levels:
+                px = lvl[0]
+                sz = lvl[1]
+                if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
+                    if lv.pop(px, None) is not None:
+                        i = bisect_left(keys, kf[px])
+                        del keys[i]
+                        del pxs[i]
+                        continue
+                    # Not held under this spelling: match by value, else ignore (deletes of
+                    # unknown prices are normal on OKX).
+                    k = kf.get(px)
+                    if k is None:
+                        k = kf[px] = -float(px)
+                    i = bisect_left(keys, k)
+                    if i < len(keys) and keys[i] == k:
+                        del lv[pxs[i]]
+                        del keys[i]
+                        del pxs[i]
+                elif px in lv:
+                    lv[px] = lvl
+                else:
+                    k = kf.get(px)
+                    if k is None:
+                        k = kf[px] = -float(px)
+                    i = bisect_left(keys, k)
+                    if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                        del lv[pxs[i]]
+                        pxs[i] = px
+                    else:
+                        keys.insert(i, k)
+                        pxs.insert(i, px)
+                    lv[px] = lvl
+            if len(keys) > cap:
+                for px in pxs[cap:]:
+                    del lv[px]
+                del keys[cap:]
+                del pxs[cap:]
+            if len(kf) > kf_cap:
+                self._bkf = {px: kf[px] for px in pxs}
+        levels = msg.asks
+        if levels:
+            lv = self._alv
+            kf = self._akf
+            keys = self._ak
+            pxs = self._apx
+            for lvl in levels:
+                px = lvl[0]
+                sz = lvl[1]
+                if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
+                    if lv.pop(px, None) is not None:
+                        i = bisect_left(keys, kf[px])
+                        del keys[i]
+                        del pxs[i]
+                        continue
+                    # Not held under this spelling: match by value, else ignore (deletes of
+                    # unknown prices are normal on OKX).
+                    k = kf.get(px)
+                    if k is None:
+                        k = kf[px] = float(px)
+                    i = bisect_left(keys, k)
+                    if i < len(keys) and keys[i] == k:
+                        del lv[pxs[i]]
+                        del keys[i]
+                        del pxs[i]
+                elif px in lv:
+                    lv[px] = lvl
+                else:
+                    k = kf.get(px)
+                    if k is None:
+                        k = kf[px] = float(px)
+                    i = bisect_left(keys, k)
+                    if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                        del lv[pxs[i]]
+                        pxs[i] = px
+                    else:
+                        keys.insert(i, k)
+                        pxs.insert(i, px)
+                    lv[px] = lvl
+            if len(keys) > cap:
+                for px in pxs[cap:]:
+                    del lv[px]
+                del keys[cap:]
+                del pxs[cap:]
+            if len(kf) > kf_cap:
+                self._akf = {px: kf[px] for px in pxs}
+
+        seq = msg.seqId
+        self._seq = seq
+        self._ts = msg.ts
+        cs = msg.checksum
+        verified = False
+        if cs and self.verify_checksum:
+            got = self._checksum()
+            if got != cs:
+                return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
+                                        f"checksum {cs} != local {got} at seqId {seq}")
+            verified = True
+        if not self.allow_crossed:
+            bk = self._bk
+            ak = self._ak
+            if bk and ak and bk[0] + ak[0] <= 0.0:  # -best_bid + best_ask <= 0
+                return self._crossed()
+        if seq is None or prev is None or seq > prev:
+            return _APPLIED_V if verified else _APPLIED
+        if seq == prev:
+            if not msg.asks and not msg.bids:
+                return _HEARTBEAT_V if verified else _HEARTBEAT
+            return _APPLIED_V if verified else _APPLIED
+        return _RESET_V if verified else _RESET
+
+    def _apply_update(self, msg: BookData) -> BookResult:
+        """Apply an update whose chaining the caller has already established (splices)."""
+        self._seq = msg.prevSeqId
+        return self.apply(msg)
+
+    def _checksum(self) -> int:
+        blv = self._blv
+        alv = self._alv
+        return signed_crc32(checksum_string([blv[p] for p in self._bpx[:CHECKSUM_DEPTH]],
+                                            [alv[p] for p in self._apx[:CHECKSUM_DEPTH]]))
+
+    def _replace(self, asks: list, bids: list, seq: int | None, ts: int,
+                 cs: int | None) -> BookResult:
+        cap = self.depth
+        self._blv, self._bkf, self._bk, self._bpx = _build_side(bids, -1.0, cap)
+        self._alv, self._akf, self._ak, self._apx = _build_side(asks, 1.0, cap)
+        self._seq = seq
+        self._ts = ts
+        self._valid = True
+        self._reason = None
+        self._fresh = False
+        self._bootstrapping = False
+        self._buffer = []
+        self._anchor = None
+        verified = False
+        if cs and self.verify_checksum:
+            got = self._checksum()
+            if got != cs:
+                return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
+                                        f"snapshot checksum {cs} != local {got} at seqId {seq}")
+            verified = True
+        if not self.allow_crossed:
+            bk = self._bk
+            ak = self._ak
+            if bk and ak and bk[0] + ak[0] <= 0.0:
+                return self._crossed()
+        return _SNAPSHOT_V if verified else _SNAPSHOT
+
+    def _invalidate(self, status: BookStatus, reason: str) -> BookResult:
+        self._valid = False
+        self._reason = f"{status.value}: {reason}"
+        self._anchor = None
+        return BookResult(status, False, self._reason)
+
+    def _gap(self, reason: str) -> BookResult:
+        return self._invalidate(BookStatus.GAP, reason)
+
+    def _crossed(self) -> BookResult:
+        bid = self._bpx[0]
+        ask = self._apx[0]
+        return self._invalidate(BookStatus.CROSSED,
+                                f"best bid {bid} >= best ask {ask} at seqId {self._seq}")
+
+    def _update_not_valid(self, msg: BookData) -> BookResult:
+        if self._bootstrapping:
+            return self._buffer_update(msg)
+        if self._fresh:
+            self._fresh = False
+            return self._gap(f"update before any snapshot (prevSeqId {msg.prevSeqId}, "
+                             f"seqId {msg.seqId})")
+        return BookResult(BookStatus.DROPPED_INVALID, False, self._reason)
+
+    # ----- REST bootstrap ------------------------------------------------------------------------
+
+    def begin_bootstrap(self) -> None:
+        """Invalidate the book and buffer updates until `offer_snapshot` (or a WS snapshot)."""
+        self._valid = False
+        self._reason = BOOTSTRAPPING
+        self._fresh = False
+        self._bootstrapping = True
+        self._buffer = []
+        self._anchor = None
+
+    def _buffer_update(self, msg: BookData) -> BookResult:
+        seq = msg.seqId
+        prev = msg.prevSeqId
+        if seq is None or prev is None:
+            return BookResult(BookStatus.DROPPED_INVALID, False,
+                              "update without seqId/prevSeqId cannot be spliced onto a REST snapshot")
+        buf = self._buffer
+        if seq < prev:
+            # A seqId reset (maintenance) while bootstrapping: nothing buffered and no snapshot
+            # requested so far can be spliced with what follows. Start over.
+            self.begin_bootstrap()
+            self.epoch += 1
+            return BookResult(BookStatus.NEED_SNAPSHOT, False,
+                              f"seqId reset ({prev} -> {seq}) while bootstrapping; "
+                              f"fetch a new snapshot (epoch {self.epoch})")
+        if len(buf) >= self.max_buffer:
+            dropped = len(buf)
+            buf.clear()
+            buf.append(msg)
+            return BookResult(BookStatus.BUFFER_OVERFLOW, False,
+                              f"bootstrap buffer full ({dropped} updates) before a usable REST "
+                              f"snapshot; restarted from seqId {seq}")
+        buf.append(msg)
+        return _BUFFERED
+
+    def offer_snapshot(self, asks: list, bids: list, seq_id: int, ts: int, *,
+                       epoch: int | None = None) -> BookResult:
+        """Offer a REST snapshot (GET /api/v5/market/books: asks, bids, seqId, ts).
+
+        Outside bootstrapping this acts as `begin_bootstrap()` followed by the offer (empty buffer).
+        Returns SNAPSHOT (book valid; buffered updates applied), NEED_SNAPSHOT (fetch a newer
+        snapshot; updates keep being buffered), or the failure status of a replayed update
+        (CHECKSUM_MISMATCH / CROSSED). ``epoch``: the book's `epoch` when the snapshot was
+        requested; a stale epoch is refused.
+        """
+        if not self._bootstrapping:
+            self.begin_bootstrap()
+        if epoch is not None and epoch != self.epoch:
+            return BookResult(BookStatus.NEED_SNAPSHOT, False,
+                              f"snapshot requested in epoch {epoch}, book is at epoch {self.epoch}")
+        buf = self._buffer
+        if buf:
+            first_prev = buf[0].prevSeqId
+            if seq_id < first_prev:
+                return BookResult(BookStatus.NEED_SNAPSHOT, False,
+                                  f"REST snapshot seqId {seq_id} older than first buffered "
+                                  f"prevSeqId {first_prev}")
+            i = 0
+            n = len(buf)
+            while i < n and buf[i].seqId <= seq_id:
+                i += 1
+            kept = buf[i:]
+            if kept:
+                first = kept[0]
+                if not (first.prevSeqId <= seq_id < first.seqId):
+                    self._buffer = kept
+                    return BookResult(BookStatus.NEED_SNAPSHOT, False,
+                                      f"hole after REST snapshot seqId {seq_id}: first kept update "
+                                      f"has prevSeqId {first.prevSeqId}, seqId {first.seqId}")
+        else:
+            kept = []
+        result = self._replace(asks, bids, seq_id, ts, None)
+        if not result.ok:
+            return result  # crossed REST snapshot: invalid, caller starts over
+        if not kept:
+            # The next update must satisfy prevSeqId <= seq_id < seqId (or be a heartbeat at seq_id).
+            self._anchor = seq_id
+            return result
+        # The first kept update satisfies prevSeqId <= seq_id < seqId; the rest must chain exactly.
+        for j, u in enumerate(kept):
+            if j and u.prevSeqId != self._seq:
+                reason = (f"gap inside buffered updates: prevSeqId {u.prevSeqId} != last seqId "
+                          f"{self._seq}")
+                self.begin_bootstrap()
+                self._buffer = kept[j:]
+                return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
+            r = self._apply_update(u)
+            if not r.ok:
+                return r
+        return _SNAPSHOT
+
+    def _update_anchored(self, msg: BookData) -> BookResult:
+        """First update after a REST snapshot taken with nothing buffered after it."""
+        anchor = self._anchor
+        prev = msg.prevSeqId
+        seq = msg.seqId
+        if prev is None or seq is None:
+            return self._gap(f"update without seqId/prevSeqId after REST snapshot {anchor}")
+        if prev <= anchor < seq:
+            self._anchor = None
+            return self._apply_update(msg)
+        if seq == prev == anchor and not msg.asks and not msg.bids:
+            self._anchor = None
+            return self._apply_update(msg)
+        if prev == anchor and seq < prev:
+            self._anchor = None
+            return self._apply_update(msg)  # reset right at the snapshot point
+        if seq < prev:
+            reason = f"seqId reset ({prev} -> {seq}) right after REST snapshot {anchor}"
+            self.begin_bootstrap()
+            self.epoch += 1
+            return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
+        if prev > anchor:
+            reason = f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, seqId {seq}"
+            self.begin_bootstrap()
+            self._buffer.append(msg)
+            return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
+        return _STALE  # seqId <= anchor: already contained in the REST snapshot
