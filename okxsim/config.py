@@ -1,7 +1,7 @@
 """SimConfig: every knob of the simulated exchange, in one frozen dataclass (CLI and library)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT",
                        "ETH-USDC", "BTC-USDC", "UNI-USDT", "PEPE-USDT")
@@ -47,7 +47,6 @@ class SimConfig:
     passphrase: str = "okxsim-pass"
     bot_interval_s: float = 0.5
     base_events_per_tick: float = 2.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.checksum not in CHECKSUM_MODES:

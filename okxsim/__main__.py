@@ -1,0 +1,54 @@
+"""python -m okxsim [--host H] [--port P] [--seed N] [--instruments A,B] [--rate X] ..."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .config import DEFAULT_INSTRUMENTS, SimConfig
+from .server import Exchange
+
+
+def parse_args(argv: list[str] | None = None) -> SimConfig:
+    d = SimConfig()
+    p = argparse.ArgumentParser(prog="okxsim", description="Local OKX v5-compatible exchange")
+    p.add_argument("--host", default=d.host)
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--instruments", default=",".join(DEFAULT_INSTRUMENTS))
+    p.add_argument("--rate", type=float, default=d.rate, help="market event rate multiplier")
+    p.add_argument("--checksum", choices=("crc", "zero", "absent"), default=d.checksum)
+    p.add_argument("--ws-snapshot", choices=("on", "off"), default="on")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout)
+    p.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="books heartbeat (s)")
+    p.add_argument("--seq-reset-prob", type=float, default=d.seq_reset_prob)
+    p.add_argument("--tick-ms", type=int, default=d.tick_ms)
+    p.add_argument("--bot-interval", type=float, default=d.bot_interval_s,
+                   help="seconds between bot actions, 0 = no bot")
+    p.add_argument("--strict-limits", choices=("on", "off"), default="on")
+    p.add_argument("--api-key", default=d.api_key)
+    p.add_argument("--api-secret", default=d.api_secret)
+    p.add_argument("--passphrase", default=d.passphrase)
+    a = p.parse_args(argv)
+    return SimConfig(host=a.host, port=a.port, seed=a.seed,
+                     instruments=tuple(i.strip() for i in a.instruments.split(",") if i.strip()),
+                     rate=a.rate, checksum=a.checksum, ws_snapshot=a.ws_snapshot == "on",
+                     idle_timeout=a.idle_timeout, heartbeat_s=a.heartbeat,
+                     seq_reset_prob=a.seq_reset_prob, tick_ms=a.tick_ms,
+                     bot_interval_s=a.bot_interval, strict_limits=a.strict_limits == "on",
+                     api_key=a.api_key, api_secret=a.api_secret, passphrase=a.passphrase)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s okxsim %(message)s")
+    logging.info("listening on ws://%s:%d/ws/v5/{public,business,private} and http://%s:%d/api/v5/",
+                 cfg.host, cfg.port, cfg.host, cfg.port)
+    web.run_app(Exchange(cfg).make_app(), host=cfg.host, port=cfg.port, access_log=None,
+                print=None, loop=asyncio.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()
