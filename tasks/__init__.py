@@ -1,0 +1,8 @@
+"""The Celery workers of the OKX collector: ingest tasks and the idempotent writers.
+
+`celery -A tasks worker -Q ingest,backfill` runs them; `tasks.app` is the Celery application.
+"""
+from tasks.app import app  # noqa: F401  (re-exported: `celery -A tasks`)
+from tasks import ingest  # noqa: E402,F401  (registers the task names of collector.contract)
+
+__all__ = ["app"]

@@ -1,0 +1,142 @@
+"""MongoDB and Redis clients, one set per process.
+
+PyMongo is not fork-safe, so clients are never inherited: `worker_process_init` (each prefork
+child, after the fork) drops whatever the parent had and opens new ones; anywhere else (solo or
+threads pool, the migrate and dead-letter commands) they are opened lazily on first use, and
+reopened if the pid changed. Tests and the bench hand in their own clients with `install()`.
+
+`MONGODB_URI=mongostandin://host:port` selects localrun.mongo_standin, the cross-process MongoDB
+stand-in used by tests and the offline demo (never in production).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from tasks import settings as settings_mod
+
+log = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_pid: int | None = None
+_mongo: Any = None
+_redis: Any = None
+_installed: dict[str, Any] = {}
+_indexes_done = False
+_indexes_tried = 0.0
+
+
+def make_mongo_client(uri: str, timeout_ms: int) -> Any:
+    if uri.startswith("mongostandin://"):
+        from localrun.mongo_standin import StandinClient
+        return StandinClient(uri)
+    from pymongo import MongoClient
+    # Short selection/connect timeouts: an outage surfaces as ServerSelectionTimeoutError within
+    # seconds and the task retries with backoff, instead of blocking a worker for 30 s.
+    return MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                       socketTimeoutMS=max(timeout_ms * 4, 20000), retryWrites=True,
+                       appname="okx-worker")
+
+
+def make_redis_client(url: str, timeout_s: float) -> Any:
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
+    # A few quick reconnects inside the client (a blip); longer outages go to the task's retry.
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
+    )
+
+
+def _ensure_process() -> None:
+    global _pid, _mongo, _redis, _indexes_done
+    if _pid != os.getpid():  # first use, or inherited across a fork: never reuse
+        _pid, _mongo, _redis, _indexes_done = os.getpid(), None, None, False
+
+
+def mongo_client() -> Any:
+    global _mongo
+    if "mongo" in _installed:
+        return _installed["mongo"]
+    with _lock:
+        _ensure_process()
+        if _mongo is None:
+            s = settings_mod.current()
+            _mongo = make_mongo_client(s.mongodb_uri, s.mongo_timeout_ms)
+        return _mongo
+
+
+def mongo_db() -> Any:
+    db = mongo_client()[settings_mod.current().mongodb_db]
+    _maybe_ensure_indexes(db)
+    return db
+
+
+def state_redis() -> Any:
+    global _redis
+    if "redis" in _installed:
+        return _installed["redis"]
+    with _lock:
+        _ensure_process()
+        if _redis is None:
+            s = settings_mod.current()
+            _redis = make_redis_client(s.state_url, s.redis_timeout_s)
+        return _redis
+
+
+def _maybe_ensure_indexes(db: Any) -> None:
+    """Create the unique indexes once per process (at most one attempt a minute while MongoDB is
+    down). Idempotency never depends on them: `_id` is the natural key."""
+    global _indexes_done, _indexes_tried
+    if _indexes_done or time.monotonic() - _indexes_tried < 60:
+        return
+    _indexes_tried = time.monotonic()
+    from tasks.writers.mongo_history import ensure_indexes
+    try:
+        ensure_indexes(db, books_retention_s=settings_mod.current().books_retention_s)
+        _indexes_done = True
+    except Exception as exc:  # noqa: BLE001 - logged; retried later, writes still idempotent
+        log.warning("could not create MongoDB indexes yet: %r", exc)
+
+
+def install(*, mongo: Any = None, redis: Any = None) -> None:
+    """Use these clients in this process (tests, bench). install() with no args removes them."""
+    global _indexes_done, _indexes_tried
+    _installed.clear()
+    if mongo is not None:
+        _installed["mongo"] = mongo
+    if redis is not None:
+        _installed["redis"] = redis
+    _indexes_done, _indexes_tried = False, 0.0
+
+
+def close() -> None:
+    global _mongo, _redis
+    with _lock:
+        for c in (_mongo, _redis):
+            try:
+                if c is not None:
+                    c.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown
+                pass
+        _mongo = _redis = None
+
+
+@worker_process_init.connect
+def _open_after_fork(**_: Any) -> None:
+    global _pid, _mongo, _redis
+    # The parent's objects (if any) belong to the parent: forget them without closing its sockets.
+    _pid, _mongo, _redis = None, None, None
+    mongo_client()
+    state_redis()
+
+
+@worker_process_shutdown.connect
+def _close_at_exit(**_: Any) -> None:
+    close()

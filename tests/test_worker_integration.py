@@ -1,0 +1,202 @@
+"""A real Celery worker (in-process, solo pool) on a real redis-server broker.
+
+Batches are sent by name from a separate Celery app, as the feeder does (it never imports the
+workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
+Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import mongomock
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+
+from collector.contract import INGEST_QUEUE, INGEST_TASKS
+from localrun.redis_server import RedisServer
+from tasks import clients, keys, settings as settings_mod
+from tasks.app import app
+from tasks.deadletters import DeadLetters
+from tasks.settings import Settings
+from tests.workers_fixtures import (FlakyMongoClient, T0, balance, batch, book, candle, decode,
+                                    one_of_each, order, ticker, trade, wait_for)
+
+pytestmark = pytest.mark.integration
+# T0 is in 2023: a books TTL index would expire the test data (mongomock applies TTL on reads)
+FAST_RETRY = dict(retry_base_s=0.05, retry_cap_s=0.2, books_sample_ms=0, books_retention_s=0)
+
+
+@pytest.fixture
+def broker(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def feeder(redis_url):
+    """What the feeder holds: a bare Celery app that sends by task name to the ingest queue."""
+    sender = Celery("feeder", broker=redis_url)
+    sender.conf.broker_connection_retry_on_startup = True
+
+    def send(kind, payload):
+        return sender.send_task(INGEST_TASKS[kind], args=[payload], queue=INGEST_QUEUE)
+    yield send
+    sender.close()
+
+
+@contextmanager
+def running_worker(redis_url, mongo, state, **settings):
+    settings_mod.use(Settings(redis_url=redis_url, **{**FAST_RETRY, **settings}))
+    clients.install(mongo=mongo, redis=state)
+    app.conf.broker_url = redis_url
+    app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=["ingest", "backfill"],
+                          shutdown_timeout=20) as w:
+            yield w
+    finally:
+        clients.install()
+        settings_mod.use(None)
+
+
+def drained(broker):
+    return broker.llen(INGEST_QUEUE) == 0 and broker.hlen("unacked") == 0
+
+
+def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
+    mongo, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    db = mongo["okex"]
+    data = one_of_each()
+    with running_worker(redis_url, mongo, state):
+        for kind, recs in data.items():
+            feeder(kind, batch(kind, recs))
+            feeder(kind, batch(kind, recs))                  # sent twice: stored once
+        feeder("trades", {"v": 1, "kind": "tickers", "records": []})   # a bad batch
+        expected = {"order": 2, "balance": 2, "position": 1, "trades": 2, "books": 1,
+                    "tickers": 1, "candles": 1, "dead_letters": 1}
+
+        def counts():
+            return {c: db[c].count_documents({}) for c in expected}
+        wait_for(lambda: counts() == expected and drained(broker) and state.exists("book:BTC-USDT"),
+                 what="all batches")
+        time.sleep(0.2)  # duplicates are processed too: nothing more may appear (checked below)
+        wait_for(lambda: drained(broker), what="drained")
+    assert counts() == expected
+    assert db["dead_letters"].find_one()["reason"] == "bad_batch"
+    assert int(state.get(keys.ORDER_COUNTER)) == 2 and not state.exists("order3")
+    assert decode(state.hgetall("balance:USDT"))["cashBal"] == "100.5"
+    assert decode(state.hgetall("position:555"))["pos"] == "3"
+    assert decode(state.hgetall("book:BTC-USDT"))["askPx"] == "35000.6"
+    assert state.zcard("trades:BTC-USDT") == 2
+
+
+def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_url, broker, feeder):
+    # Given MongoDB fails for ~1.5 s, half the time *after* a write went through (lost reply)
+    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    end = time.monotonic() + 1.5
+    flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone"),
+                                           ServerSelectionTimeoutError("no primary")],
+                             until=lambda: time.monotonic() > end, after=True)
+    events = [order(str(i), T0 + i, s) for i in range(50) for s in ("live", "filled")]
+    with running_worker(redis_url, flaky, state, retry_max=100):
+        # When batches arrive during the outage
+        for i in range(0, 100, 25):
+            feeder("orders", batch("orders", events[i:i + 25]))
+        feeder("trades", batch("trades", [trade(i) for i in range(40)]))
+        held = []
+        while time.monotonic() < end - 0.1:  # the broker keeps every unstored batch meanwhile
+            held.append(broker.llen(INGEST_QUEUE) + broker.hlen("unacked"))
+            time.sleep(0.05)
+        # Then everything is stored exactly once after it ends
+        wait_for(lambda: base["okex"]["order"].count_documents({}) == 100
+                 and base["okex"]["trades"].count_documents({}) == 40 and drained(broker),
+                 what="orders after the outage")
+    # A message is in neither list for an instant while kombu moves it from the queue into the
+    # unacked hash (BRPOP, then HSET); two empty samples 50 ms apart would mean a real early ack.
+    assert held and not any(a == b == 0 for a, b in zip(held, held[1:])), held
+    assert flaky["okex"].raised >= 2
+    assert int(state.get(keys.ORDER_COUNTER)) == 100
+    assert base["okex"]["dead_letters"].count_documents({}) == 0
+    assert len({tuple(decode(state.hgetall(f"order{n}"))[f] for f in ("ordId", "uTime", "state"))
+                for n in range(1, 101)}) == 100
+
+
+def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path):
+    # Given a separate state redis-server that goes away
+    srv = RedisServer(workdir=str(tmp_path)).start()
+    port = srv.port
+    state = redis.Redis.from_url(srv.url, socket_timeout=2, socket_connect_timeout=1)
+    mongo = mongomock.MongoClient()
+    try:
+        with running_worker(redis_url, mongo, state, retry_max=200):
+            srv.stop()
+            # When batches arrive while it is down
+            for i in range(3):
+                feeder("orders", batch("orders", [order(f"{i}{j}", T0 + j) for j in range(10)]))
+            feeder("tickers", batch("tickers", [ticker(ts=T0 + 9, last="newest"), ticker(ts=T0)]))
+            wait_for(lambda: mongo["okex"]["order"].count_documents({}) == 30, what="history")
+            time.sleep(0.3)  # (outage lasts a little longer; not a wait for a condition)
+            assert broker.llen(INGEST_QUEUE) + broker.hlen("unacked") >= 1
+            srv = RedisServer(port=port, workdir=str(tmp_path)).start()
+            # Then the retries land once the server is back, each event once
+            wait_for(lambda: drained(broker) and state.get(keys.ORDER_COUNTER) == b"30"
+                     and state.exists("ticker:BTC-USDT"), what="state after restart")
+        assert not state.exists("order31")
+        assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
+        assert mongo["okex"]["dead_letters"].count_documents({}) == 0
+    finally:
+        srv.stop()
+
+
+def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, feeder):
+    # Given MongoDB is down for good (dead letters go to the Redis spool)
+    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    up = threading.Event()
+    flaky = FlakyMongoClient(base, errors=[AutoReconnect("down")], until=up.is_set)
+    with running_worker(redis_url, flaky, state, retry_max=2):
+        feeder("balances", batch("balances", [balance("ETH", "2", T0)]))
+        wait_for(lambda: state.llen(keys.DEADLETTER_SPOOL) == 1 and drained(broker),
+                 what="dead letter in the spool")
+        assert base["okex"]["balance"].count_documents({}) == 0
+        # When MongoDB is back and the operator replays
+        up.set()
+        dl = DeadLetters(base["okex"], state)
+        assert dl.drain() == 1
+        doc = base["okex"]["dead_letters"].find_one()
+        assert doc["reason"] == "retries_exhausted" and doc["retries"] == 2
+        assert len(dl.replay(app)) == 1
+        # Then the batch is stored
+        wait_for(lambda: base["okex"]["balance"].count_documents({}) == 1 and drained(broker),
+                 what="replayed batch")
+    assert base["okex"]["dead_letters"].find_one()["status"] == "replayed"
+    assert decode(state.hgetall("balance:ETH"))["cashBal"] == "2"
+
+
+def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
+    # Many workers running the same batch at once against one real Redis (atomic Lua).
+    from tasks.writers import RedisState
+    from tasks import documents
+    events, _ = documents.split_records("orders", [order(str(i), T0, "live") for i in range(200)])
+    state = redis.Redis.from_url(redis_url)
+
+    def run():
+        RedisState(redis.Redis.from_url(redis_url), Settings()).write("orders", events)
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert int(state.get(keys.ORDER_COUNTER)) == 200
+    assert len(state.keys("order:event:*")) == 200
+    books = [book(ts=T0 + i, seq=i, bid=str(i)) for i in range(100)]
+    good, _ = documents.split_records("books", books)
+    RedisState(state, Settings()).write("books", good[::-1])
+    RedisState(state, Settings()).write("books", good[:50])
+    assert decode(state.hgetall("book:BTC-USDT"))["bidPx"] == "99"
+    candles = [candle(ts=T0, vol=str(v)) for v in range(10)]
+    RedisState(state, Settings()).write("candles", documents.split_records("candles", candles)[0])
+    assert decode(state.hgetall("candle:BTC-USDT:1m"))["vol"] == "9"
