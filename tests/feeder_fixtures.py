@@ -1,0 +1,68 @@
+"""Helpers for the feeder tests: read tasks straight from the broker's Redis list, poll with
+deadlines, start okxsim and a feeder in-process."""
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Callable
+
+import orjson
+import redis
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or cond}")
+        time.sleep(interval)
+
+
+def decode_task(raw: bytes) -> tuple[str, list]:
+    """A kombu message from a Redis list -> (task name, args)."""
+    msg = orjson.loads(raw)
+    body = msg["body"]
+    if msg.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args, _kwargs, _embed = orjson.loads(body)
+    return msg["headers"]["task"], args
+
+
+def drain_tasks(client: redis.Redis, queue: str = "ingest") -> list[tuple[str, list]]:
+    """Pop every task currently in `queue` (oldest first)."""
+    out = []
+    while True:
+        raw = client.rpop(queue)
+        if raw is None:
+            return out
+        out.append(decode_task(raw))
+
+
+class TaskLog:
+    """Accumulates published batches from the ingest list across polls."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.batches: list[dict] = []
+        self.repairs: list[str] = []
+
+    def poll(self) -> "TaskLog":
+        for name, args in drain_tasks(self.client):
+            self.batches.append(args[0])
+        for name, args in drain_tasks(self.client, "backfill"):
+            self.repairs.append(args[0])
+        return self
+
+    def records(self, kind: str) -> list[dict]:
+        return [r for b in self.batches if b["kind"] == kind for r in b["records"]]
+
+
+def gaps(client: redis.Redis) -> list[dict]:
+    out = []
+    for gid in client.zrange("gaps:all", 0, -1):
+        h = client.hgetall(b"gap:" + gid)
+        out.append({k.decode(): v.decode() for k, v in h.items()})
+    return out
