@@ -3,22 +3,11 @@ deadlines, start okxsim and a feeder in-process."""
 from __future__ import annotations
 
 import base64
-import time
-from typing import Any, Callable
 
 import orjson
 import redis
 
-
-def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or cond}")
-        time.sleep(interval)
+from tests.polling import wait_for  # noqa: F401  (re-exported for the feeder tests)
 
 
 def decode_task(raw: bytes) -> tuple[str, list]:

@@ -8,10 +8,10 @@ import threading
 import time
 from typing import Any, Callable
 
-import pytest
 
 from collector.contract import make_batch
 from collector.records import Balance, Candle, Order, Position, Ticker, Trade, TICKER_FIELDS
+from tests.polling import wait_for  # noqa: F401  (re-exported for the worker tests)
 
 T0 = 1_700_000_000_000
 _batch_no = itertools.count(1)
@@ -85,19 +85,6 @@ def one_of_each() -> dict[str, list[dict]]:
 def decode(mapping: dict) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in mapping.items()}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # ----- failure injection --------------------------------------------------------------------------
