@@ -15,16 +15,12 @@ import time
 
 import aiohttp
 
+from localrun.redis_server import free_port
+
 INSTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
          "UNI-USDT", "PEPE-USDT")
 PUBLIC = ("books", "books5", "bbo-tbt", "trades", "tickers")
 BUSINESS = ("trades-all", "candle1s", "candle1m")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

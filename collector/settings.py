@@ -177,12 +177,10 @@ def validate(s: Settings) -> None:
             raise ConfigError(
                 f"channel {channel!r} needs a login: set OKX_API_KEY, OKX_API_SECRET and "
                 "OKX_API_PASSPHRASE, or remove it from OKX_CHANNELS")
-    for name in ("ws_url",):
-        url = getattr(s, name)
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"OKX_WS_URL must start with ws:// or wss://, got {url!r}")
-        if "/ws/v5" in url:
-            raise ConfigError("OKX_WS_URL is the base URL only; the feeder appends /ws/v5/<endpoint>")
+    if not s.ws_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"OKX_WS_URL must start with ws:// or wss://, got {s.ws_url!r}")
+    if "/ws/v5" in s.ws_url:
+        raise ConfigError("OKX_WS_URL is the base URL only; the feeder appends /ws/v5/<endpoint>")
     if not s.rest_url.startswith(("http://", "https://")):
         raise ConfigError(f"OKX_REST_URL must start with http:// or https://, got {s.rest_url!r}")
     if not 0 < s.ping_after_s < 30:

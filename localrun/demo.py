@@ -23,18 +23,6 @@ INSTRUMENTS = "BTC-USDT,ETH-USDT,SOL-USDT,DOGE-USDT,TON-USDT,ETH-USDC,BTC-USDC,U
 CHANNELS = "books,books5,trades-all,tickers,candle1m,orders,balance_and_position,positions,account"
 
 
-def replay(path: str) -> int:
-    from collector.replay import format_summary, replay_file
-
-    try:
-        summary = replay_file(path)
-    except OSError as exc:
-        print(f"demo: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(format_summary(path, summary))
-    return 0
-
-
 def _stop(proc: subprocess.Popen, name: str, timeout: float = 30) -> None:
     if proc.poll() is not None:
         return
@@ -153,7 +141,9 @@ okx-collector demo: offline, against okxsim
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--replay":
-        return replay(argv[1] if len(argv) > 1 else str(RECORDING))
+        from collector.cli import main as collector_main
+
+        return collector_main(["replay", argv[1] if len(argv) > 1 else str(RECORDING)])
     seconds = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else None
     return run(seconds)
 
