@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         clients.install(mongo=SinkClient(), redis=state)
         app.conf.broker_url = server.url
         app.conf.worker_soft_shutdown_timeout = 0
-        print(f"one worker process (solo pool), real redis-server, MongoDB = BSON-encoding sink")
+        print("one worker process (solo pool), real redis-server, MongoDB = BSON-encoding sink")
         print(f"{'kind':8} {'msgs/task':>9} {'messages':>9} {'tasks':>6} {'drain s':>8} {'msgs/s':>10}")
         for kind in a.kinds:
             rows = [run(server.url, kind, a.single, 1)]

@@ -30,7 +30,7 @@ from .ledger import Ledger
 from .outbox import Outbox
 from .pipeline import LogLimiter, Pipeline
 from .publisher import Publisher
-from .records import Data, Event, ParseError, Pong, Unknown
+from .records import Data, Event, ParseError, Pong
 from .recorder import Recorder
 from .rest import RestClient, RestError
 from .settings import Settings

@@ -5,7 +5,6 @@ keep their own independent implementations of those.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Callable
 

@@ -9,7 +9,6 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from .appkey import EXCHANGE
-from .candles import BARS
 from .conn import Conn
 from .hub import BUSINESS_CHANNELS, PRIVATE_CHANNELS, PUBLIC_CHANNELS, TBT_BOOKS
 from .signing import check_ws_login

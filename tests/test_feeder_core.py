@@ -4,7 +4,6 @@ from __future__ import annotations
 import random
 
 import orjson
-import pytest
 
 from collector.connection import (
     Alert, Close, ConnState, Live, Lost, Replace, Send, Stale,

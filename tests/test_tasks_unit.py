@@ -17,7 +17,7 @@ from tasks.deadletters import DeadLetters, main as deadletters_main
 from tasks.ingest import backoff, handle_batch
 from tasks.settings import Settings
 from tasks.writers import Store
-from tests.workers_fixtures import Flaky, T0, batch, order, ticker, trade
+from tests.workers_fixtures import Flaky, batch, order, ticker, trade
 
 S = Settings(retry_max=3, retry_base_s=1.0, retry_cap_s=8.0)
 
