@@ -21,6 +21,8 @@ Variants:
   dict-only       dict, no sorted view at all (the perf-anchors "sort on read" shape): a floor
   book            OrderBook, checksum field 0 (seqId checks only)
   book+cs         OrderBook, checksum verified on every message
+  book+top25      OrderBook, seqId checks, and the top 25 levels a side read after every
+                  message: what the feeder does (it publishes the top N of every accepted message)
 """
 from __future__ import annotations
 
@@ -88,6 +90,29 @@ def naive_checksum(bids: list, asks: list) -> int:
             parts.append(asks[i][1])
     v = zlib.crc32(":".join(parts).encode())
     return v - 2**32 if v >= 2**31 else v
+
+
+class BookTopRead:
+    """OrderBook plus a top-25 read per message, as the feeder's pipeline does."""
+
+    def __init__(self):
+        self.book = OrderBook("books", "BTC-USDT")
+
+    @property
+    def valid(self) -> bool:
+        return self.book.valid
+
+    @property
+    def reason(self):
+        return self.book.reason
+
+    def top(self, n=None):
+        return self.book.top(n)
+
+    def apply(self, m: BookData):
+        r = self.book.apply(m)
+        self.book.top(25)
+        return r
 
 
 class DictOnly:
@@ -230,6 +255,7 @@ VARIANTS = {
     "dict-only": (DictOnly, False),
     "book": (lambda: OrderBook("books", "BTC-USDT"), False),
     "book+cs": (lambda: OrderBook("books", "BTC-USDT"), True),
+    "book+top25": (BookTopRead, False),
 }
 
 
@@ -270,11 +296,11 @@ def measure_hot(n_updates: int, seed: int, chunk: int) -> tuple[dict, dict]:
             dt = _timed(books[name].apply, msgs if VARIANTS[name][1] else msgs0)
             rates[name].append(len(msgs) / dt)
             totals[name] += dt
-        for name in ("book", "book+cs"):
+        for name in ("book", "book+cs", "book+top25"):
             if not books[name].valid:
                 raise SystemExit(f"{name} went invalid: {books[name].reason}")
     ref = books["baseline"]
-    for name in ("book", "book+cs"):
+    for name in ("book", "book+cs", "book+top25"):
         if books[name].top() != (ref.sorted_bids, ref.sorted_asks):
             raise SystemExit(f"{name}: final book differs from the baseline")
     stats = {"changes_per_update": n_changes / done, "deletes_per_update": n_deletes / done,

@@ -39,6 +39,7 @@ class BookStatus(StrEnum):
     DROPPED_INVALID = "dropped_invalid"      # update ignored: book invalid, waiting for a snapshot
     BUFFERED = "buffered"                    # bootstrapping: update kept for the REST snapshot
     BUFFER_OVERFLOW = "buffer_overflow"      # bootstrapping buffer full: restarted with this update
+    BAD_LEVEL = "bad_level"                  # a price or size is not a number: invalid
     NEED_SNAPSHOT = "need_snapshot"          # REST snapshot unusable (too old / hole): fetch another
 
 
@@ -127,7 +128,7 @@ class OrderBook:
     __slots__ = ("channel", "inst_id", "depth", "verify_checksum", "allow_crossed", "max_buffer",
                  "epoch", "_cap", "_blv", "_bkf", "_bk", "_bpx", "_alv", "_akf", "_ak", "_apx",
                  "_seq", "_ts", "_valid", "_reason", "_fresh", "_bootstrapping", "_buffer",
-                 "_anchor")
+                 "_anchor", "_pushed")
 
     def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
                  verify_checksum: bool = True, allow_crossed: bool = False,
@@ -158,6 +159,10 @@ class OrderBook:
         self._bootstrapping = False
         self._buffer: list = []
         self._anchor: int | None = None  # REST snapshot seqId awaiting its first chained update
+        # books5 / bbo-tbt push the whole short book each time, already best first: such a push
+        # is kept as received, (bids, asks), and the indexed structures above are built from it
+        # only if something needs them (_materialize). None when the structures are current.
+        self._pushed: tuple | None = None
 
     # ----- state ---------------------------------------------------------------------------------
 
@@ -198,15 +203,28 @@ class OrderBook:
         with the book and must not be mutated.
         """
         self._check_readable()
+        pushed = self._pushed
+        if pushed is not None:
+            return (pushed[0][:n], pushed[1][:n]) if n is not None else (pushed[0][:], pushed[1][:])
         blv = self._blv
         alv = self._alv
         bpx = self._bpx if n is None else self._bpx[:n]
         apx = self._apx if n is None else self._apx[:n]
         return [blv[p] for p in bpx], [alv[p] for p in apx]
 
+    def view(self, n: int | None) -> tuple[int | None, int | None, list, list]:
+        """(ts, seqId, bids, asks) with at most n levels a side: what a publisher needs, in one
+        call. Raises BookInvalid like `top`."""
+        if not self._valid:
+            self._check_readable()
+        bids, asks = self.top(n)
+        return self._ts, self._seq, bids, asks
+
     def sizes(self) -> tuple[int, int]:
         """(bid levels, ask levels) currently held."""
         self._check_readable()
+        if self._pushed is not None:
+            self._materialize()
         return len(self._bk), len(self._ak)
 
     def checksum(self) -> int:
@@ -222,139 +240,155 @@ class OrderBook:
 
     def apply(self, msg: BookData) -> BookResult:
         """Apply one parsed push for this (channel, instId) and say what happened."""
-        if msg.action != "update":
-            # "snapshot" on incremental channels, None on books5 / bbo-tbt: replace everything.
-            # (A WS snapshot while bootstrapping is simply taken: the buffer predates it.)
-            return self._replace(msg.asks, msg.bids, msg.seqId, msg.ts, msg.checksum)
-        if not self._valid:
-            return self._update_not_valid(msg)
-        if self._anchor is not None:
-            return self._update_anchored(msg)
-        prev = msg.prevSeqId
-        if prev != self._seq:
-            return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
+        try:
+            if msg.action != "update":
+                # "snapshot" on incremental channels, None on books5 / bbo-tbt: replace everything.
+                # (A WS snapshot while bootstrapping is simply taken: the buffer predates it.)
+                if msg.action is None:
+                    result = self._replace_pushed(msg)
+                    if result is not None:
+                        return result
+                return self._replace(msg.asks, msg.bids, msg.seqId, msg.ts, msg.checksum)
+            if self._pushed is not None:
+                self._materialize()
+            if not self._valid:
+                return self._update_not_valid(msg)
+            if self._anchor is not None:
+                return self._update_anchored(msg)
+            prev = msg.prevSeqId
+            if prev != self._seq:
+                return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
 
-        # Hot path, inlined: the two sides are the same code with bids' keys negated.
-        # kf maps price string -> sort key for held prices and doubles as a float() cache
-        # (bounded: rebuilt from the held prices when it grows past kf_cap).
-        cap = self._cap
-        kf_cap = cap * 4
-        levels = msg.bids
-        if levels:
-            lv = self._blv
-            kf = self._bkf
-            keys = self._bk
-            pxs = self._bpx
-            for lvl in levels:
-                px = lvl[0]
-                sz = lvl[1]
-                if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
-                    if lv.pop(px, None) is not None:
-                        i = bisect_left(keys, kf[px])
-                        del keys[i]
-                        del pxs[i]
-                        continue
-                    # Not held under this spelling: match by value, else ignore (deletes of
-                    # unknown prices are normal on OKX).
-                    k = kf.get(px)
-                    if k is None:
-                        k = kf[px] = -float(px)
-                    i = bisect_left(keys, k)
-                    if i < len(keys) and keys[i] == k:
-                        del lv[pxs[i]]
-                        del keys[i]
-                        del pxs[i]
-                elif px in lv:
-                    lv[px] = lvl
-                else:
-                    k = kf.get(px)
-                    if k is None:
-                        k = kf[px] = -float(px)
-                    i = bisect_left(keys, k)
-                    if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                        del lv[pxs[i]]
-                        pxs[i] = px
+            # Hot path, inlined: the two sides are the same code with bids' keys negated.
+            # kf maps price string -> sort key for held prices and doubles as a float() cache
+            # (bounded: rebuilt from the held prices when it grows past kf_cap).
+            cap = self._cap
+            kf_cap = cap * 4
+            levels = msg.bids
+            if levels:
+                lv = self._blv
+                kf = self._bkf
+                keys = self._bk
+                pxs = self._bpx
+                for lvl in levels:
+                    px = lvl[0]
+                    sz = lvl[1]
+                    # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
+                    # so most sizes cost one comparison.
+                    if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
+                        if lv.pop(px, None) is not None:
+                            i = bisect_left(keys, kf[px])
+                            del keys[i]
+                            del pxs[i]
+                            continue
+                        # Not held under this spelling: match by value, else ignore (deletes of
+                        # unknown prices are normal on OKX).
+                        k = kf.get(px)
+                        if k is None:
+                            k = kf[px] = -float(px)
+                        i = bisect_left(keys, k)
+                        if i < len(keys) and keys[i] == k:
+                            del lv[pxs[i]]
+                            del keys[i]
+                            del pxs[i]
+                    elif px in lv:
+                        lv[px] = lvl
                     else:
-                        keys.insert(i, k)
-                        pxs.insert(i, px)
-                    lv[px] = lvl
-            if len(keys) > cap:
-                for px in pxs[cap:]:
-                    del lv[px]
-                del keys[cap:]
-                del pxs[cap:]
-            if len(kf) > kf_cap:
-                self._bkf = {px: kf[px] for px in pxs}
-        levels = msg.asks
-        if levels:
-            lv = self._alv
-            kf = self._akf
-            keys = self._ak
-            pxs = self._apx
-            for lvl in levels:
-                px = lvl[0]
-                sz = lvl[1]
-                if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
-                    if lv.pop(px, None) is not None:
-                        i = bisect_left(keys, kf[px])
-                        del keys[i]
-                        del pxs[i]
-                        continue
-                    # Not held under this spelling: match by value, else ignore (deletes of
-                    # unknown prices are normal on OKX).
-                    k = kf.get(px)
-                    if k is None:
-                        k = kf[px] = float(px)
-                    i = bisect_left(keys, k)
-                    if i < len(keys) and keys[i] == k:
-                        del lv[pxs[i]]
-                        del keys[i]
-                        del pxs[i]
-                elif px in lv:
-                    lv[px] = lvl
-                else:
-                    k = kf.get(px)
-                    if k is None:
-                        k = kf[px] = float(px)
-                    i = bisect_left(keys, k)
-                    if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                        del lv[pxs[i]]
-                        pxs[i] = px
+                        k = kf.get(px)
+                        if k is None:
+                            k = kf[px] = -float(px)
+                        i = bisect_left(keys, k)
+                        if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                            del lv[pxs[i]]
+                            pxs[i] = px
+                        else:
+                            keys.insert(i, k)
+                            pxs.insert(i, px)
+                        lv[px] = lvl
+                if len(keys) > cap:
+                    for px in pxs[cap:]:
+                        del lv[px]
+                    del keys[cap:]
+                    del pxs[cap:]
+                if len(kf) > kf_cap:
+                    self._bkf = {px: kf[px] for px in pxs}
+            levels = msg.asks
+            if levels:
+                lv = self._alv
+                kf = self._akf
+                keys = self._ak
+                pxs = self._apx
+                for lvl in levels:
+                    px = lvl[0]
+                    sz = lvl[1]
+                    # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
+                    # so most sizes cost one comparison.
+                    if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
+                        if lv.pop(px, None) is not None:
+                            i = bisect_left(keys, kf[px])
+                            del keys[i]
+                            del pxs[i]
+                            continue
+                        # Not held under this spelling: match by value, else ignore (deletes of
+                        # unknown prices are normal on OKX).
+                        k = kf.get(px)
+                        if k is None:
+                            k = kf[px] = float(px)
+                        i = bisect_left(keys, k)
+                        if i < len(keys) and keys[i] == k:
+                            del lv[pxs[i]]
+                            del keys[i]
+                            del pxs[i]
+                    elif px in lv:
+                        lv[px] = lvl
                     else:
-                        keys.insert(i, k)
-                        pxs.insert(i, px)
-                    lv[px] = lvl
-            if len(keys) > cap:
-                for px in pxs[cap:]:
-                    del lv[px]
-                del keys[cap:]
-                del pxs[cap:]
-            if len(kf) > kf_cap:
-                self._akf = {px: kf[px] for px in pxs}
+                        k = kf.get(px)
+                        if k is None:
+                            k = kf[px] = float(px)
+                        i = bisect_left(keys, k)
+                        if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                            del lv[pxs[i]]
+                            pxs[i] = px
+                        else:
+                            keys.insert(i, k)
+                            pxs.insert(i, px)
+                        lv[px] = lvl
+                if len(keys) > cap:
+                    for px in pxs[cap:]:
+                        del lv[px]
+                    del keys[cap:]
+                    del pxs[cap:]
+                if len(kf) > kf_cap:
+                    self._akf = {px: kf[px] for px in pxs}
 
-        seq = msg.seqId
-        self._seq = seq
-        self._ts = msg.ts
-        cs = msg.checksum
-        verified = False
-        if cs and self.verify_checksum:
-            got = self._checksum()
-            if got != cs:
-                return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
-                                        f"checksum {cs} != local {got} at seqId {seq}")
-            verified = True
-        if not self.allow_crossed:
-            bk = self._bk
-            ak = self._ak
-            if bk and ak and bk[0] + ak[0] <= 0.0:  # -best_bid + best_ask <= 0
-                return self._crossed()
-        if seq is None or prev is None or seq > prev:
-            return _APPLIED_V if verified else _APPLIED
-        if seq == prev:
-            if not msg.asks and not msg.bids:
-                return _HEARTBEAT_V if verified else _HEARTBEAT
-            return _APPLIED_V if verified else _APPLIED
-        return _RESET_V if verified else _RESET
+            seq = msg.seqId
+            self._seq = seq
+            self._ts = msg.ts
+            cs = msg.checksum
+            verified = False
+            if cs and self.verify_checksum:
+                got = self._checksum()
+                if got != cs:
+                    return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
+                                            f"checksum {cs} != local {got} at seqId {seq}")
+                verified = True
+            if not self.allow_crossed:
+                bk = self._bk
+                ak = self._ak
+                if bk and ak and bk[0] + ak[0] <= 0.0:  # -best_bid + best_ask <= 0
+                    return self._crossed()
+            if seq is None or prev is None or seq > prev:
+                return _APPLIED_V if verified else _APPLIED
+            if seq == prev:
+                if not msg.asks and not msg.bids:
+                    return _HEARTBEAT_V if verified else _HEARTBEAT
+                return _APPLIED_V if verified else _APPLIED
+            return _RESET_V if verified else _RESET
+        except (ValueError, TypeError) as exc:
+            # A price or size that is not a number (hostile or corrupt frame) may have left this
+            # update half applied: the book can no longer be trusted, so it resyncs like a gap.
+            return self._invalidate(BookStatus.BAD_LEVEL,
+                                    f"unusable level at seqId {msg.seqId}: {exc}"[:200])
 
     def _apply_update(self, msg: BookData) -> BookResult:
         """Apply an update whose chaining the caller has already established (splices)."""
@@ -362,6 +396,8 @@ class OrderBook:
         return self.apply(msg)
 
     def _checksum(self) -> int:
+        if self._pushed is not None:
+            self._materialize()
         blv = self._blv
         alv = self._alv
         return signed_crc32(checksum_string([blv[p] for p in self._bpx[:CHECKSUM_DEPTH]],
@@ -370,6 +406,7 @@ class OrderBook:
     def _replace(self, asks: list, bids: list, seq: int | None, ts: int,
                  cs: int | None) -> BookResult:
         cap = self.depth
+        self._pushed = None
         self._blv, self._bkf, self._bk, self._bpx = _build_side(bids, -1.0, cap)
         self._alv, self._akf, self._ak, self._apx = _build_side(asks, 1.0, cap)
         self._seq = seq
@@ -394,6 +431,63 @@ class OrderBook:
                 return self._crossed()
         return _SNAPSHOT_V if verified else _SNAPSHOT
 
+    def _replace_pushed(self, msg: BookData) -> BookResult | None:
+        """A books5 / bbo-tbt push kept as received, when it is already in order: strictly
+        best first, no zero sizes, within the depth cap, and no checksum to verify. Else None
+        (the caller takes the general path, which sorts, de-duplicates and verifies)."""
+        bids = msg.bids
+        asks = msg.asks
+        cap = self._cap
+        if (msg.checksum and self.verify_checksum) or len(bids) > cap or len(asks) > cap:
+            return None
+        best_bid = best_ask = None
+        last = None
+        for lvl in bids:                       # descending prices
+            sz = lvl[1]
+            if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
+                return None
+            k = float(lvl[0])
+            if last is not None and k >= last:
+                return None
+            last = k
+            if best_bid is None:
+                best_bid = k
+        last = None
+        for lvl in asks:                       # ascending prices
+            sz = lvl[1]
+            if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
+                return None
+            k = float(lvl[0])
+            if last is not None and k <= last:
+                return None
+            last = k
+            if best_ask is None:
+                best_ask = k
+        self._pushed = (bids, asks)
+        self._seq = msg.seqId
+        self._ts = msg.ts
+        self._valid = True
+        self._reason = None
+        self._fresh = False
+        self._bootstrapping = False
+        if self._buffer:
+            self._buffer = []
+        self._anchor = None
+        if (best_bid is not None and best_ask is not None and best_bid >= best_ask
+                and not self.allow_crossed):
+            return self._invalidate(BookStatus.CROSSED,
+                                    f"best bid {bids[0][0]} >= best ask {asks[0][0]} at seqId "
+                                    f"{self._seq}")
+        return _SNAPSHOT
+
+    def _materialize(self) -> None:
+        """Build the indexed structures from a push kept as received."""
+        bids, asks = self._pushed
+        self._pushed = None
+        cap = self.depth
+        self._blv, self._bkf, self._bk, self._bpx = _build_side(bids, -1.0, cap)
+        self._alv, self._akf, self._ak, self._apx = _build_side(asks, 1.0, cap)
+
     def _invalidate(self, status: BookStatus, reason: str) -> BookResult:
         self._valid = False
         self._reason = f"{status.value}: {reason}"
@@ -404,6 +498,8 @@ class OrderBook:
         return self._invalidate(BookStatus.GAP, reason)
 
     def _crossed(self) -> BookResult:
+        if self._pushed is not None:
+            self._materialize()
         bid = self._bpx[0]
         ask = self._apx[0]
         return self._invalidate(BookStatus.CROSSED,

@@ -35,6 +35,7 @@ from .recorder import Recorder
 from .rest import RestClient, RestError
 from .settings import Settings
 from .subscriptions import arg_key, plan
+from .wsreader import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
 
 log = logging.getLogger("collector.feeder")
 
@@ -108,43 +109,58 @@ class Driver(threading.Thread):
         ws = self.ws
         state = self.state
         pipeline = feeder.pipeline
+        feed = pipeline.feed
         lock = feeder.lock
         recorder = feeder.recorder
         endpoint = self.endpoint
         token = self.token
         mono = time.monotonic
         wall = time.time
+        reader = FrameReader(ws.sock)
         next_tick = mono() + TICK_EVERY_S
         while self.ws is ws and not feeder.stopping.is_set():
             try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                opcode = None
+                frames = reader.read()         # every complete frame one recv() delivered
+            except TimeoutError:
+                frames = ()
             except Exception as exc:  # noqa: BLE001 - reset, closed, protocol error
                 self._closed(None, f"{type(exc).__name__}: {exc}")
                 return
             now = mono()
-            if opcode is not None:
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                    self._closed(code, data[2:].decode("utf-8", "replace"))
-                    return
-                self.frames += 1
+            if frames:
+                # One clock reading per recv: these frames arrived together.
                 t_wall = wall()
-                if recorder is not None:
-                    recorder.add(t_wall, endpoint, data)
-                with lock:
-                    res = pipeline.feed(token, data, int(t_wall * 1000), now)
-                t = type(res)
-                if t is Data:
-                    state.seen(arg_key(res.arg), now)
-                elif t is Event:
-                    self._do(state.on_event(res, now))
-                elif t is Pong:
-                    state.on_pong(now)
-                else:
-                    state.last_rx = now
-                    feeder.bad_frame(res, now)
+                now_ms = int(t_wall * 1000)
+                for opcode, data in frames:
+                    if opcode > OP_BINARY:
+                        if opcode == OP_CLOSE:
+                            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                            self._closed(code, data[2:].decode("utf-8", "replace"))
+                            return
+                        if opcode == OP_PING:
+                            try:
+                                ws.pong(data)
+                            except Exception as exc:  # noqa: BLE001
+                                self._closed(None, f"pong failed: {exc}")
+                                return
+                        continue
+                    self.frames += 1
+                    if recorder is not None:
+                        recorder.add(t_wall, endpoint, data)
+                    with lock:
+                        res = feed(token, data, now_ms, now)
+                    t = type(res)
+                    if t is Data:
+                        state.seen(arg_key(res.arg), now)
+                    elif t is Event:
+                        self._do(state.on_event(res, now))
+                        if self.ws is not ws:
+                            return
+                    elif t is Pong:
+                        state.on_pong(now)
+                    else:
+                        state.last_rx = now
+                        feeder.bad_frame(res, now)
             if now >= next_tick or self.inbox:
                 next_tick = now + TICK_EVERY_S
                 while self.inbox:

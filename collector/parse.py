@@ -28,6 +28,7 @@ KNOWN_EVENTS = frozenset({
 })
 
 _RAW_LIMIT = 300  # how much of a bad frame to keep for the log line
+_PUSHED_BOOKS = frozenset({"books5", "bbo-tbt"})  # every push is the whole (short) book
 
 
 class _Bad(Exception):
@@ -108,22 +109,54 @@ def _strings_only(item: dict) -> dict:
 def _book(arg: dict, item: dict, frame: dict) -> BookData:
     channel = arg["channel"]
     action = frame.get("action")
-    if channel in ("books5", "bbo-tbt"):
+    if channel in _PUSHED_BOOKS:
         action = None
-    elif action not in ("snapshot", "update"):
+    elif action != "update" and action != "snapshot":
         raise _Bad(f"book frame action must be 'snapshot' or 'update', got {action!r}")
-    inst_id = item.get("instId") or arg.get("instId")
+    get = item.get
+    inst_id = get("instId") or arg.get("instId")
     if type(inst_id) is not str:
         raise _Bad("book frame has no instId")
-    return BookData(
-        channel=channel, instId=inst_id, action=action,
-        asks=_levels(item, "asks"), bids=_levels(item, "bids"), ts=_ms(item, "ts"),
-        seqId=_int_opt(item, "seqId"), prevSeqId=_int_opt(item, "prevSeqId"),
-        checksum=_int_opt(item, "checksum"),
-    )
+    asks = get("asks")
+    bids = get("bids")
+    ts = get("ts")
+    seq = get("seqId")
+    prev = get("prevSeqId")
+    cs = get("checksum")
+    # Fast path: everything well-typed (the checked readers below give the precise reason).
+    if (type(asks) is list and type(bids) is list and type(ts) is str and ts.isdigit()
+            and (seq is None or type(seq) is int) and (prev is None or type(prev) is int)
+            and (cs is None or type(cs) is int)):
+        for level in asks:
+            if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
+                    or type(level[1]) is not str:
+                raise _Bad(f"bad level in 'asks': {str(level)[:60]}")
+        for level in bids:
+            if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
+                    or type(level[1]) is not str:
+                raise _Bad(f"bad level in 'bids': {str(level)[:60]}")
+        return BookData(channel, inst_id, action, asks, bids, int(ts), seq, prev, cs)
+    return BookData(channel, inst_id, action, _levels(item, "asks"), _levels(item, "bids"),
+                    _ms(item, "ts"), _int_opt(item, "seqId"), _int_opt(item, "prevSeqId"),
+                    _int_opt(item, "checksum"))
 
 
 def _trade(arg: dict, item: dict, frame: dict) -> Trade:
+    get = item.get
+    inst_id = get("instId")
+    trade_id = get("tradeId")
+    px = get("px")
+    sz = get("sz")
+    side = get("side")
+    ts = get("ts")
+    count = get("count", "1")
+    source = get("source", "0")
+    seq = get("seqId")
+    if (type(inst_id) is str and type(trade_id) is str and type(px) is str and type(sz) is str
+            and type(side) is str and type(ts) is str and ts.isdigit() and type(count) is str
+            and type(source) is str and (seq is None or type(seq) is int)):
+        return Trade(arg["channel"], inst_id, trade_id, px, sz, side, int(ts), count, source, seq)
+    # Something is off: the checked readers name the field.
     return Trade(
         channel=arg["channel"], instId=_s(item, "instId"), tradeId=_s(item, "tradeId"),
         px=_s(item, "px"), sz=_s(item, "sz"), side=_s(item, "side"), ts=_ms(item, "ts"),
@@ -283,7 +316,9 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
                 records.extend(parsed)
             else:
                 records.append(parsed)
-        cur_page = _int_opt(obj, "curPage")
+        cur_page = obj.get("curPage")
+        if cur_page is not None and type(cur_page) is not int:
+            cur_page = _int_opt(obj, "curPage")  # raises with the reason
         last_page = obj.get("lastPage")
         if last_page is not None and type(last_page) is not bool:
             raise _Bad("'lastPage' must be a boolean")
@@ -294,5 +329,4 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
             raise _Bad("'eventType' must be a string")
     except _Bad as bad:
         return ParseError(f"{channel}: {bad}", _clip(raw))
-    return Data(channel=channel, arg=arg, records=tuple(records), event_type=event_type,
-                cur_page=cur_page, last_page=last_page)
+    return Data(channel, arg, tuple(records), event_type, cur_page, last_page)

@@ -18,10 +18,11 @@ which loses nothing while both overlap.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from typing import Any, Callable
 
-from .book import BookStatus, OrderBook
+from .book import OK_STATUSES, BookStatus, OrderBook
 from .channels import INCREMENTAL_BOOK_CHANNELS, KIND_OF_CHANNEL, PRIVATE_CHANNELS
 from .parse import parse_frame
 from .records import (
@@ -36,8 +37,10 @@ KIND_OF_RECORD = {Trade: "trades", Ticker: "tickers", Candle: "candles", Order: 
 REST_DEPTH = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 BOOK_DEPTH = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 RESYNC_ATTEMPTS = 5
+log = logging.getLogger("collector.pipeline")
+
 FAIL_CAUSE = {BookStatus.GAP: "seq_gap", BookStatus.CHECKSUM_MISMATCH: "checksum",
-              BookStatus.CROSSED: "crossed"}
+              BookStatus.CROSSED: "crossed", BookStatus.BAD_LEVEL: "bad_data"}
 
 
 def record_mark(rec: Any) -> tuple[int, str]:
@@ -140,7 +143,8 @@ class Pipeline:
             for rec in records:
                 self._book(conn, rec, now_ms, t_recv)
             return
-        key = data_key(data)
+        arg = data.arg
+        key = (channel, arg.get("instId") or arg.get("instType") or "")
         owner = self.owner.get(key)
         if owner is None:
             self.owner[key] = conn
@@ -158,7 +162,7 @@ class Pipeline:
                 if last is not None and tid <= last:
                     self.duplicates += 1
                     continue
-                if key in self.lost or key not in self.first:
+                if key not in self.first or (self.lost and key in self.lost):
                     self._reopen(key, rec.ts, rec.tradeId, int(rec.count or 1), now_ms)
                 last = tid
                 self.last_trade[key] = tid
@@ -214,8 +218,9 @@ class Pipeline:
                                                verify_checksum=self.verify_checksum)
         result = book.apply(msg)
         status = result.status
-        self.book_status[status] += 1
-        if result.ok:
+        counts = self.book_status
+        counts[status] = counts.get(status, 0) + 1
+        if status in OK_STATUSES:
             if status is BookStatus.STALE:
                 return
             self._book_ok(key, book, now_ms, t_recv)
@@ -235,25 +240,27 @@ class Pipeline:
                 self.request_resync(key, now_ms, "need_snapshot", begin=False)
 
     def _book_ok(self, key: tuple, book: OrderBook, now_ms: int, t_recv: float) -> None:
-        ts = book.ts
-        seq = book.seq_id
+        # Runs for every accepted book message (about half of all frames on a busy public
+        # connection): the rare branches test an empty dict first.
+        depth = self.depth_stored
+        ts, seq, bids, asks = book.view(depth)
         self.book_last[key] = (ts, seq)
         sid = "" if seq is None else str(seq)
         self.marks[key] = (ts, sid, now_ms)
-        if key in self.lost or key not in self.first:
+        if key not in self.first or (self.lost and key in self.lost):
             self._reopen(key, ts, sid, 1, now_ms)
-        fail = self.book_fail.pop(key, None)
-        if fail is not None:
-            cause, reason, fts, fseq = fail
-            self.gaps.append({"channel": key[0], "instId": key[1], "start_ms": fts, "end_ms": ts,
-                              "start_id": "" if fseq is None else str(fseq), "end_id": sid,
-                              "cause": cause, "reason": reason or cause})
-        job = self.resyncs.get(key)
-        if job is not None and not job["fetching"]:
-            # A WS snapshot repaired the book before the REST fetch was due.
-            del self.resyncs[key]
-        depth = self.depth_stored
-        bids, asks = book.top(depth)
+        if self.book_fail:
+            fail = self.book_fail.pop(key, None)
+            if fail is not None:
+                cause, reason, fts, fseq = fail
+                self.gaps.append({"channel": key[0], "instId": key[1], "start_ms": fts,
+                                  "end_ms": ts, "start_id": "" if fseq is None else str(fseq),
+                                  "end_id": sid, "cause": cause, "reason": reason or cause})
+        if self.resyncs:
+            job = self.resyncs.get(key)
+            if job is not None and not job["fetching"]:
+                # A WS snapshot repaired the book before the REST fetch was due.
+                del self.resyncs[key]
         payload = {"instId": key[1], "channel": key[0], "ts": str(ts), "seqId": seq,
                    "asks": asks, "bids": bids, "depth": depth, "full": False}
         self.sink("books", key[0], key[1], ts, sid, payload, t_recv)
@@ -308,8 +315,16 @@ class Pipeline:
             return "done"  # a WS snapshot got there first
         status = None
         if snap is not None:
-            result = book.offer_snapshot(snap["asks"], snap["bids"], int(snap["seqId"]),
-                                         int(snap["ts"]), epoch=epoch)
+            try:
+                result = book.offer_snapshot(snap["asks"], snap["bids"], int(snap["seqId"]),
+                                             int(snap["ts"]), epoch=epoch)
+            except (ValueError, TypeError, KeyError) as exc:
+                # A hostile REST reply: count it, keep bootstrapping, fetch again (or fall back).
+                log.error("REST snapshot for %s %s unusable: %s", key[0], key[1], exc)
+                self.book_status["rest_unusable"] += 1
+                book.begin_bootstrap()   # it may have been half replaced
+                snap = None
+        if snap is not None:
             status = result.status
             self.book_status["rest_" + status.value] += 1
             if result.ok:

@@ -253,6 +253,45 @@ def test_books5_and_bbo_replace_whole_book():
         assert book.seq_id == 103 and book.ts == 5
 
 
+def test_pushed_books_kept_as_received_only_when_in_order():
+    # In-order pushes are kept as received; anything else takes the general path, which
+    # sorts, drops zero sizes and de-duplicates values. Both must read the same.
+    general = OrderBook("books", "X")
+    cases = [
+        ([lv("100", "1"), lv("99", "2")], [lv("101", "3"), lv("102", "4")]),   # in order
+        ([lv("99", "2"), lv("100", "1")], [lv("102", "4"), lv("101", "3")]),   # reversed
+        ([lv("100", "1"), lv("99", "0")], [lv("101", "0.00"), lv("102", "4")]),  # zero sizes
+        ([lv("100", "1"), lv("100.0", "2")], [lv("101", "3")]),                 # same value twice
+        ([], [lv("101", "3")]),                                                  # one side empty
+    ]
+    for bids, asks in cases:
+        book = OrderBook("books5", "X")
+        assert book.apply(msg(None, bids, asks, seq=7, channel="books5")).status is S.SNAPSHOT
+        assert general.apply(snap(bids, asks, seq=7)).status is S.SNAPSHOT
+        assert book.top() == general.top()
+        assert book.top(1) == general.top(1)
+        assert book.sizes() == general.sizes()
+        assert book.checksum() == general.checksum()
+        assert book.view(1) == (1, 7, *general.top(1))
+
+
+def test_pushed_book_crossed_and_checksum_still_checked():
+    book = OrderBook("bbo-tbt", "X")
+    r = book.apply(msg(None, [lv("101", "1")], [lv("100.5", "1")], seq=1, channel="bbo-tbt"))
+    assert r.status is S.CROSSED and "101" in r.reason and not book.valid
+    with pytest.raises(BookInvalid):
+        book.top()
+    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=2, channel="bbo-tbt"))
+    assert r.status is S.SNAPSHOT and book.valid
+    good = okx_checksum([lv("100", "1")], [lv("101", "1")])
+    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=3, cs=good,
+                       channel="bbo-tbt"))
+    assert r.status is S.SNAPSHOT and r.checksum_verified
+    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=4, cs=good + 1,
+                       channel="bbo-tbt"))
+    assert r.status is S.CHECKSUM_MISMATCH and not book.valid
+
+
 # ----- REST bootstrap ---------------------------------------------------------------------------
 
 REST_BIDS = [lv("100", "1"), lv("99", "1")]
@@ -454,3 +493,14 @@ def test_legacy_stream_without_seq_ids():
 def test_result_ok_flag():
     assert BookResult(S.APPLIED).ok and BookResult(S.STALE).ok
     assert not BookResult(S.GAP).ok and not BookResult(S.BUFFERED).ok
+
+
+def test_an_unusable_price_invalidates_the_book_instead_of_raising():
+    for bad in (lv("abc", "1"), lv("", "1")):
+        book = fresh_book()
+        res = book.apply(upd(10, 11, bids=[lv("99.7", "1"), bad]))
+        assert res.status is S.BAD_LEVEL and not book.valid and "seqId 11" in res.reason
+        with pytest.raises(BookInvalid):
+            book.top(5)
+        # a snapshot repairs it, as after any other failure
+        assert book.apply(snap(BIDS, ASKS, seq=20)).status is S.SNAPSHOT and book.valid

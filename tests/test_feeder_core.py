@@ -354,3 +354,32 @@ def test_outbox_overflow_drops_oldest_and_reports_a_gap():
     assert int(first_kept[4]) == ob.dropped + 1
     ob.put_back("trades", [first_kept])
     assert ob.drain_overflow() == []
+
+
+def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it():
+    sink = Sink()
+    p = Pipeline(sink, full_every_ms=0)
+    asks, bids = [["101", "1", "0", "1"]], [["99", "1", "0", "1"]]
+    p.feed(1, book("snapshot", 10, -1, asks, bids), 0)
+    p.feed(1, book("snapshot", 50, -1, asks, bids, inst="ETH-USDT"), 0)
+    n = len(sink.kinds("books"))
+    # strings pass the parser's type checks; the book finds out when it needs the number
+    p.feed(1, book("update", 11, 10, [["102", "2", "0", "1"], ["abc", "1", "0", "1"]], []), 100)
+    p.feed(1, book("update", 12, 11, [["103", "1", "0", "1"]], []), 150)         # buffered
+    p.feed(1, book("update", 51, 50, [["104", "2", "0", "1"]], [], inst="ETH-USDT"), 150)
+    books = sink.kinds("books")
+    assert [b["instId"] for b in books[n:]] == ["ETH-USDT"]    # nothing from the bad book
+    assert p.book_status["bad_level"] == 1
+    (job,) = p.due_resyncs(200)
+    assert job[0] == ("books", "BTC-USDT")
+    # a hostile REST snapshot is refused too, and the book keeps asking
+    bad = {"asks": [["x", "1", "0", "1"]], "bids": bids, "seqId": 11, "ts": 1}
+    assert p.offer_snapshot(job[0], bad, job[1], 300) == "again"
+    assert p.book_status["rest_unusable"] == 1
+    (job,) = p.due_resyncs(10_000)
+    good = {"asks": [["101", "1", "0", "1"], ["102", "2", "0", "1"]], "bids": bids, "seqId": 12,
+            "ts": 1200}
+    assert p.offer_snapshot(job[0], good, job[1], 10_000) == "done"
+    assert sink.kinds("books")[-1]["instId"] == "BTC-USDT"
+    (gap,) = p.gaps
+    assert gap["cause"] == "bad_data" and gap["instId"] == "BTC-USDT"

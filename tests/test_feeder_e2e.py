@@ -258,3 +258,40 @@ def test_health_metrics_status_and_record(sim_factory, feeder_factory, redis_url
     lines = rec.read_bytes().splitlines()
     assert len(lines) >= 5 and all(set(orjson.loads(x)) == {"ts", "endpoint", "frame"}
                                    for x in lines)
+
+
+def test_publisher_sends_every_kind_of_a_cycle_together_and_keeps_them_when_down(redis_url):
+    """One cycle = one task per kind with records, in one Redis round trip (kombu producer
+    batch). When the broker is unreachable nothing is lost: every kind goes back to the outbox."""
+    from collector.outbox import Outbox
+    from collector.publisher import Publisher
+    from tests.feeder_fixtures import drain_tasks
+
+    def fill(outbox: Outbox) -> list:
+        taken = []
+        for kind, n in (("trades", 3), ("tickers", 2), ("books", 4)):
+            for i in range(n):
+                outbox.put(kind, kind, "BTC-USDT", 1000 + i, str(i), {"kind": kind, "i": i},
+                           time.monotonic())
+            taken.append((kind, outbox.take(kind, 500)))
+        return taken
+
+    outbox = Outbox()
+    pub = Publisher(outbox, redis_url, "t")
+    assert pub._publish(fill(outbox))
+    tasks = drain_tasks(redis.Redis.from_url(redis_url))
+    assert sorted((name, len(args[0]["records"])) for name, args in tasks) == [
+        ("tasks.ingest.books", 4), ("tasks.ingest.tickers", 2), ("tasks.ingest.trades", 3)]
+    assert pub.published == 9 and len(pub.latencies) == 9
+
+    down = Publisher(Outbox(), f"redis://127.0.0.1:{free_port()}/0", "t")
+    down.stopping.set()                         # no backoff sleeps in this test
+    down.deadline = time.monotonic()
+    taken = fill(down.outbox)
+    assert not down._publish(taken) and down.published == 0
+    for kind, items in taken:
+        down.outbox.put_back(kind, items)
+    assert down.outbox.backlog_by_kind() == {**dict.fromkeys(down.outbox.queues, 0),
+                                              "trades": 3, "tickers": 2, "books": 4}
+    down.run()                                  # stopping + past deadline: gives up, keeps them
+    assert down.outbox.backlog() == 9
