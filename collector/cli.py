@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import signal
 import sys
 import threading
@@ -37,8 +37,9 @@ def _load_settings(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .logs import setup as setup_logging
+
+    setup_logging(args.log_level)
     settings = _load_settings(args)
     if settings is None:
         return 2
@@ -63,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import redis
 
+    from .logs import Redactor, secret_values
     from .status import format_status, gather
 
     settings = _load_settings(args)
@@ -71,7 +73,8 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = gather(settings.redis_url)
     except redis.RedisError as exc:
-        print(f"status: cannot read Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        redact = Redactor(secret_values(os.environ))   # REDIS_URL may carry a password
+        print(redact(f"status: cannot read Redis at {settings.redis_url}: {exc}"), file=sys.stderr)
         return 1
     print(orjson.dumps(st).decode() if args.json else format_status(st))
     return 0
@@ -80,7 +83,8 @@ def _status(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (also OKX_CONFIG)")
     p.add_argument("--record", metavar="FILE", help="write every received frame to FILE")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
+                   help="DEBUG, INFO, WARNING... (also LOG_LEVEL); LOG_FORMAT=logfmt|json")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,10 @@
 """HTTP /healthz (JSON) and /metrics (Prometheus text) for the feeder, on a stdlib server thread.
 
+/healthz answers 200 with `"status": "ok"` when every connection is live and the broker and the
+ledger's Redis answer, else 503 with `"status": "degraded"` and the problems, so an uptime check
+or an orchestrator can use the status code alone. Its `data` block says whether data is flowing:
+the age of the freshest message over all subscriptions, frames received, records published.
+
 Metrics come from the counters the feeder keeps anyway (read at scrape time by a custom
 collector, so the hot path pays nothing), plus a publish-latency histogram observed once per
 batch (socket receive of the batch's oldest record -> publish done).
@@ -107,12 +112,24 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def data_summary(status: dict, frames: int, published: int) -> dict:
+    """Is data flowing? The freshest last-message age over every subscription (None: no data yet)."""
+    ages = [s["age_s"] for c in status.get("connections", ())
+            for s in c.get("subscriptions", {}).values() if s.get("age_s") is not None]
+    return {"last_message_age_s": min(ages) if ages else None,
+            "subscriptions_with_data": len(ages), "frames": frames, "published_records": published}
+
+
 def healthz(feeder: "Feeder") -> dict:
     ok, problems = feeder.healthy()
+    status = feeder.status()
+    published = feeder.publisher.published if feeder.publisher is not None else 0
+    frames = sum(c.get("frames", 0) for c in status["connections"])
     return {"status": "ok" if ok else "degraded", "problems": problems,
             "feeder": feeder.settings.feeder_id,
             "uptime_s": round(time.monotonic() - feeder.started, 1),
-            "backlog": feeder.outbox.backlog(), **feeder.status()}
+            "backlog": feeder.outbox.backlog(), "data": data_summary(status, frames, published),
+            **status}
 
 
 class HealthServer:
@@ -127,7 +144,9 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 if self.path.startswith("/healthz"):
-                    body, ctype, code = orjson.dumps(healthz(feeder)), "application/json", 200
+                    report = healthz(feeder)
+                    code = 200 if report["status"] == "ok" else 503
+                    body, ctype = orjson.dumps(report), "application/json"
                 elif self.path.startswith("/metrics"):
                     body, ctype, code = feeder.metrics.render(), "text/plain; version=0.0.4", 200
                 else:

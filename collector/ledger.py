@@ -19,6 +19,7 @@ import redis
 
 from . import contract
 from .pipeline import startup_gaps
+from .redis_tls import tls_kwargs
 
 log = logging.getLogger("collector.ledger")
 
@@ -39,7 +40,8 @@ class Ledger(threading.Thread):
                  status: Callable[[], dict], interval: float = 1.0,
                  heartbeat_every: float = 5.0) -> None:
         super().__init__(name="ledger", daemon=True)
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2,
+                                           **tls_kwargs(redis_url))
         self.feeder_id = feeder_id
         self.keys = keys                   # (channel, instId) planned this run
         self.pull = pull                   # fills gaps/marks/first from the pipeline (locked)

@@ -1,4 +1,10 @@
-"""`python -m collector status`: what the feeders last reported, read from Redis only."""
+"""`python -m collector status`: is the collector healthy? Read from Redis only.
+
+What each feeder last reported (heartbeat every 5 s: connection states, last-message age per
+subscription), the gap ledger's open gaps, and the broker backlog: tasks waiting in the `ingest`
+and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`).
+`gather` does the reading, `assess` and `format_status` are pure.
+"""
 from __future__ import annotations
 
 import time
@@ -7,32 +13,81 @@ import orjson
 import redis
 
 from . import contract
+from .redis_tls import tls_kwargs
+
+HEARTBEAT_LATE_S = 15.0       # the feeder writes one every 5 s
+BACKLOG_WARN = 10_000         # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)
+UNACKED_KEY = "unacked"       # kombu's Redis transport: delivered, not yet acknowledged
 
 
-def gather(redis_url: str, max_gaps: int = 20) -> dict:
-    r = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3,
-                             decode_responses=True)
-    now_ms = int(time.time() * 1000)
+def redis_client(url: str) -> redis.Redis:
+    """A short-timeout client; rediss:// without an explicit ssl_cert_reqs accepts the
+    self-signed certificate of Heroku's Key-Value Store, as Celery's own connection does."""
+    return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3,
+                                decode_responses=True, **tls_kwargs(url))
+
+
+def gather(redis_url: str, max_gaps: int = 20, now_ms: int | None = None) -> dict:
+    r = redis_client(redis_url)
+    try:
+        return _gather(r, max_gaps, int(time.time() * 1000) if now_ms is None else now_ms)
+    finally:
+        r.close()
+
+
+def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
     feeders = []
     for fid in sorted(r.smembers(contract.FEEDERS)):
         h = r.hgetall(contract.feeder_key(fid))
         if not h:
             feeders.append({"id": fid, "alive": False})
             continue
-        beat = int(h.get("heartbeat_ms", "0"))
-        feeders.append({"id": fid, "alive": True, "heartbeat_age_s": (now_ms - beat) / 1000,
-                        "pid": h.get("pid"),
-                        "connections": orjson.loads(h.get("connections", "{}")).get("connections", [])})
+        beat_age = (now_ms - int(h.get("heartbeat_ms", "0"))) / 1000
+        conns = orjson.loads(h.get("connections", "{}")).get("connections", [])
+        for c in conns:  # ages were measured at the heartbeat: bring them to now
+            for s in c.get("subscriptions", {}).values():
+                if s.get("age_s") is not None:
+                    s["age_s"] = round(s["age_s"] + max(beat_age, 0.0), 1)
+        feeders.append({"id": fid, "alive": True, "heartbeat_age_s": round(beat_age, 1),
+                        "pid": h.get("pid"), "connections": conns})
     open_ids = r.zrange(contract.GAPS_OPEN, 0, -1)
-    gaps = []
-    for gid in open_ids[-max_gaps:]:
-        gaps.append(r.hgetall(contract.gap_key(gid)))
-    return {"feeders": feeders, "open_gaps": len(open_ids), "recent_open_gaps": gaps,
-            "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)}}
+    gaps = [r.hgetall(contract.gap_key(gid)) for gid in open_ids[-max_gaps:]]
+    st = {"feeders": feeders, "open_gaps": len(open_ids), "recent_open_gaps": gaps,
+          "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
+          "unacked": r.hlen(UNACKED_KEY)}
+    st["problems"] = assess(st)
+    st["healthy"] = not st["problems"]
+    return st
+
+
+def assess(st: dict) -> list[str]:
+    """What an operator should look at; empty when healthy. Open gaps are reported, not
+    problems: backfill repairs them (a growing count is visible in the gap list)."""
+    problems = []
+    if not st["feeders"]:
+        problems.append("no feeder heartbeat in Redis (feeder not running, or another REDIS_URL)")
+    for f in st["feeders"]:
+        if not f["alive"]:
+            problems.append(f"feeder {f['id']}: no heartbeat for {contract.HEARTBEAT_TTL_S} s")
+            continue
+        if f["heartbeat_age_s"] > HEARTBEAT_LATE_S:
+            problems.append(f"feeder {f['id']}: last heartbeat {f['heartbeat_age_s']:.0f} s ago")
+        for c in f["connections"]:
+            if c.get("state") != "live":
+                problems.append(f"feeder {f['id']}: {c.get('name', c.get('endpoint'))} is "
+                                f"{c.get('state')}")
+            for sub, s in c.get("subscriptions", {}).items():
+                if s.get("error"):
+                    problems.append(f"feeder {f['id']}: {sub}: {s['error']}")
+    for q, n in st["queues"].items():
+        if n > BACKLOG_WARN:
+            problems.append(f"queue {q}: {n} tasks waiting (add workers?)")
+    return problems
 
 
 def format_status(st: dict) -> str:
-    lines = []
+    lines = ["healthy" if st.get("healthy", True) else "DEGRADED"]
+    lines += [f"  ! {p}" for p in st.get("problems", ())]
     if not st["feeders"]:
         lines.append("no feeder heartbeat in Redis")
     for f in st["feeders"]:
@@ -44,12 +99,14 @@ def format_status(st: dict) -> str:
             lines.append(f"  {c.get('name', c['endpoint'])}: {c['state']}, "
                          f"{c['reconnects']} reconnects, last close: {c.get('last_close')}")
             for sub, s in sorted(c["subscriptions"].items()):
-                age = "never" if s["age_s"] is None else f"{s['age_s']:.1f} s"
+                age = "never" if s["age_s"] is None else f"{s['age_s']:.1f} s ago"
                 err = f" [{s['error']}]" if s.get("error") else ""
                 lines.append(f"    {sub:<32} {s['status']:<8} last message {age}{err}")
     lines.append(f"open gaps: {st['open_gaps']}")
     for g in st["recent_open_gaps"]:
         lines.append(f"  gap {g.get('id')}: {g.get('cause')} {g.get('channel')} {g.get('instId')} "
-                     f"{g.get('start_ms')}..{g.get('end_ms')} ids {g.get('start_id')}..{g.get('end_id')}")
-    lines.append("broker backlog: " + ", ".join(f"{q} {n}" for q, n in st["queues"].items()))
+                     f"{g.get('start_ms')}..{g.get('end_ms')} ids {g.get('start_id')}..{g.get('end_id')}"
+                     f" [{g.get('status')}]")
+    lines.append("broker backlog: " + ", ".join(f"{q} {n}" for q, n in st["queues"].items())
+                 + f"; fetched by workers, not yet acknowledged: {st.get('unacked', 0)}")
     return "\n".join(lines)

@@ -1,9 +1,12 @@
-"""`./dev.sh demo`: the whole collector offline, on this machine.
+"""`./dev.sh demo`: the whole collector offline, on this machine, run from the Procfile.
 
-Starts, in this order: a private redis-server (broker and state, AOF on), okxsim (the local OKX),
-MongoDB (MONGODB_URI when set, else the in-memory stand-in, clearly labelled), one Celery worker
-and the feeder. Prints where to look, then shows a line of progress every few seconds. Ctrl-C (or
-SIGTERM) stops everything, feeder first so that it flushes its batches, and leaves no process.
+Starts, in this order: a private redis-server (broker and state), okxsim (the local OKX), MongoDB
+(MONGODB_URI when set; else a `mongod` on PATH in a temporary directory; else the in-memory
+stand-in, clearly labelled), the Procfile's release command (indexes), then the Procfile's `web`
+(Flower), `feeder`, `worker` and `beat` through honcho (localrun/procfile.py). Prints where to
+look and a line of progress every few seconds. Ctrl-C, SIGTERM or `--seconds N` stops
+everything: the Procfile processes get SIGTERM as on Heroku (30 s grace), then the services go,
+and no process is left behind.
 
 `./dev.sh demo --replay [FILE]` only replays a recording through the parser and the books.
 """
@@ -11,131 +14,243 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from localrun.procfile import HEROKU_GRACE_S, PROCFILE, read_procfile
+from localrun.processes import descendants, identities, kill_all, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDING = ROOT / "tests" / "recordings" / "okx_public_2022_fragment.jsonl"
 INSTRUMENTS = "BTC-USDT,ETH-USDT,SOL-USDT,DOGE-USDT,TON-USDT,ETH-USDC,BTC-USDC,UNI-USDT,PEPE-USDT"
 CHANNELS = "books,books5,trades-all,tickers,candle1m,orders,balance_and_position,positions,account"
+PROCESS_TYPES = ("web", "feeder", "worker", "beat")
+PROGRESS_EVERY_S = 3.0
 
 
-def _stop(proc: subprocess.Popen, name: str, timeout: float = 30) -> None:
+def _wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def _start_service(stack: contextlib.ExitStack, args: list[str], log: Path, port: int,
+                   what: str) -> subprocess.Popen:
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    stack.callback(stop_process, proc, what, 10)
+    _wait_until(lambda: _port_open(port) or proc.poll() is not None, 30, what)
     if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"demo: {name} did not stop in {timeout:.0f}s; killing it", file=sys.stderr)
-        proc.kill()
-        proc.wait()
+        raise RuntimeError(f"{what} exited with {proc.returncode}; see {log}")
+    return proc
 
 
-def run(seconds: float | None) -> int:
-    stopping = False
+def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str]:
+    """-> (MONGODB_URI, label). A real MongoDB when one is configured or installed."""
+    from localrun.redis_server import free_port
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        nonlocal stopping
-        stopping = True
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        return uri, "real MongoDB from MONGODB_URI"
+    mongod = shutil.which("mongod")
+    if mongod:
+        port = free_port()
+        dbpath = workdir / "mongod"
+        shutil.rmtree(dbpath, ignore_errors=True)
+        dbpath.mkdir(parents=True)
+        _start_service(stack, [mongod, "--dbpath", str(dbpath), "--port", str(port),
+                               "--bind_ip", "127.0.0.1"], workdir / "mongod.log", port, "mongod")
+        return f"mongodb://127.0.0.1:{port}", f"real MongoDB (mongod on PATH, data in {dbpath})"
+    port = free_port()
+    _start_service(stack, [sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
+                   workdir / "mongo_standin.log", port, "MongoDB stand-in")
+    return (f"mongostandin://127.0.0.1:{port}",
+            "IN-MEMORY STAND-IN, not MongoDB: mongomock behind a socket, forgotten on exit "
+            "(set MONGODB_URI or put mongod on PATH for a real one)")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
 
-    with contextlib.ExitStack() as stack:
-        return _run(stack, seconds, lambda: stopping)
-
-
-def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> int:
-    import redis
-
-    from localrun.mongo_standin import MongoStandin
-    from localrun.redis_server import RedisServer, free_port
-    from okxsim import OkxSim, SimConfig
-
-    # Everything started is registered for stopping at once, so a failure half-way through
-    # start-up leaves no process behind. The stack unwinds in reverse: feeder first.
-    workdir = ROOT / "var" / "demo"
-    workdir.mkdir(parents=True, exist_ok=True)
-    redis_server = RedisServer(appendonly=True, workdir=str(workdir)).start()
-    stack.callback(redis_server.stop)
-    sim_cfg = SimConfig(port=free_port())
-    sim = OkxSim(sim_cfg).start()
-    stack.callback(sim.stop)
-    standin = None
-    mongo_uri = os.environ.get("MONGODB_URI")
-    if not mongo_uri:
-        standin = MongoStandin().start()
-        stack.callback(standin.stop)
-        mongo_uri = standin.uri
-    health_port = free_port()
+def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port: int,
+             web_password: str) -> dict[str, str]:
     env = {
         **os.environ,
+        # The Procfile says `python` and `celery`, as Heroku runs them: this venv's, here.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": str(ROOT),
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": redis_url,
         "MONGODB_URI": mongo_uri,
         "OKX_WS_URL": sim.ws_url,
         "OKX_REST_URL": sim.rest_url,
         "OKX_INSTRUMENTS": INSTRUMENTS,
         "OKX_CHANNELS": CHANNELS,
-        "OKX_API_KEY": sim_cfg.api_key,
-        "OKX_API_SECRET": sim_cfg.api_secret,
-        "OKX_API_PASSPHRASE": sim_cfg.passphrase,
+        "OKX_API_KEY": sim.config.api_key,
+        "OKX_API_SECRET": sim.config.api_secret,
+        "OKX_API_PASSPHRASE": sim.config.passphrase,
         "FEEDER_HEALTH_PORT": str(health_port),
         "FEEDER_ID": "demo-feeder",
-        "REMAP_SIGTERM": "SIGQUIT",
+        "PORT": str(web_port),
+        "FLOWER_ADDRESS": "127.0.0.1",      # the demo's Flower is for this machine only
+        "WEB_USER": "demo",
+        "WEB_PASSWORD": web_password,
     }
-    logs = workdir
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "ingest,backfill",
-         "-c", "2", "-l", "INFO", "--without-gossip", "--without-mingle"],
-        env=env, cwd=ROOT, stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
-    stack.callback(_stop, worker, "worker")
-    feeder = subprocess.Popen([sys.executable, "-m", "collector"], env=env, cwd=ROOT,
-                              stdout=open(logs / "feeder.log", "ab"), stderr=subprocess.STDOUT)
-    stack.callback(_stop, feeder, "feeder")
-    label = "real MongoDB" if standin is None else (
-        "IN-MEMORY STAND-IN (not MongoDB: forgotten on exit; set MONGODB_URI for a real one)")
-    print(f"""
-okx-collector demo: offline, against okxsim
-  okxsim       {sim.ws_url}/ws/v5/public  REST {sim.rest_url}/api/v5/
-  redis        {redis_server.url}   try: redis-cli -p {redis_server.port} hgetall ticker:BTC-USDT
-  MongoDB      {label}
-  feeder       health http://127.0.0.1:{health_port}/healthz  metrics /metrics
-               status: REDIS_URL={redis_server.url} .venv/bin/python -m collector status
-  logs         {logs}/feeder.log, {logs}/worker.log
-  Ctrl-C stops everything.
-""", flush=True)
+    # Ctrl-C should not take 20 s: the worker's soft shutdown (time for running tasks to finish)
+    # is 3 s here unless you set it; production keeps 20 s of Heroku's 30 s grace.
+    env.setdefault("CELERY_SOFT_SHUTDOWN_TIMEOUT", "3")
+    return env
+
+
+def banner(*, sim, redis_server, mongo_label: str, health_port: int, web_port: int,
+           web_password: str, log: Path) -> str:
+    start = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = redis_server.url
+    return f"""
+okx-collector demo: offline, the Procfile against okxsim (Ctrl-C stops everything)
+  okxsim   {sim.ws_url}/ws/v5/public   REST {sim.rest_url}/api/v5/
+  redis    {r}
+  MongoDB  {mongo_label}
+  Flower   http://127.0.0.1:{web_port}   user demo   password {web_password}
+  feeder   http://127.0.0.1:{health_port}/healthz   http://127.0.0.1:{health_port}/metrics
+  logs     {log}   (one line per event, prefixed with the process type)
+
+Try, in another terminal:
+  redis-cli -p {redis_server.port} hgetall ticker:BTC-USDT
+  redis-cli -p {redis_server.port} llen ingest
+  REDIS_URL={r} .venv/bin/python -m collector status
+  REDIS_URL={r} .venv/bin/celery -A tasks call tasks.backfill.backfill \\
+      --kwargs '{{"channel": "trades", "instId": "BTC-USDT", "start": "{start}"}}'
+"""
+
+
+def progress_line(client, elapsed: float, mongo_trades: int | None) -> str:
+    last = client.hget("ticker:BTC-USDT", "last")
+    orders = client.get("order:counter") or "0"   # the order<N> counter (tasks/keys.py)
+    stored = "-" if mongo_trades is None else str(mongo_trades)
+    return (f"  [{elapsed:5.0f}s] BTC-USDT last {last or '-'}  trades in MongoDB {stored}  "
+            f"order events {orders}  backlog ingest {client.llen('ingest')} "
+            f"backfill {client.llen('backfill')}  open gaps {client.zcard('gaps:open')}")
+
+
+def _count_trades(mongo_uri: str):
+    """A function returning the number of stored trades (None when MongoDB does not answer)."""
+    from tasks.clients import make_mongo_client
+
+    client = make_mongo_client(mongo_uri, 2000)
+    coll = client[os.environ.get("MONGODB_DB", "okex")]["trades"]
+
+    def count() -> int | None:
+        try:
+            return coll.estimated_document_count()
+        except Exception:  # noqa: BLE001 - progress only; MongoDB trouble shows in the logs
+            return None
+    return count, client
+
+
+def run(seconds: float | None) -> int:
+    stop_requested = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with contextlib.ExitStack() as stack:
+        try:
+            return _run(stack, seconds, lambda: stop_requested)
+        except RuntimeError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+
+
+def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> int:
+    import redis
+
+    from localrun.redis_server import RedisServer, free_port
+    from okxsim import OkxSim, SimConfig
+
+    # Everything started is registered on the stack at once, so a failure half-way through
+    # start-up leaves no process behind; the stack unwinds in reverse (Procfile processes first).
+    workdir = Path(os.environ.get("DEMO_WORKDIR") or ROOT / "var" / "demo")
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis_dir = workdir / "redis"
+    shutil.rmtree(redis_dir, ignore_errors=True)   # each demo starts empty, like the stand-in
+    redis_dir.mkdir()
+    redis_server = RedisServer(appendonly=True, workdir=str(redis_dir)).start()
+    stack.callback(redis_server.stop)
+    sim = OkxSim(SimConfig(port=free_port())).start()
+    stack.callback(sim.stop)
+    mongo_uri, mongo_label = start_mongodb(stack, workdir)
+    health_port, web_port = free_port(), free_port()
+    web_password = secrets.token_urlsafe(9)
+    env = demo_env(redis_url=redis_server.url, mongo_uri=mongo_uri, sim=sim,
+                   health_port=health_port, web_port=web_port, web_password=web_password)
+    log = workdir / "processes.log"
+
+    release = read_procfile().get("release")
+    if release:
+        done = subprocess.run(release, shell=True, cwd=ROOT, env=env, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"release ({release}) failed: {done.stderr.strip()[-500:]}")
+
+    with open(log, "w"):
+        pass
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "localrun.procfile", "--procfile", str(PROCFILE), "--log", str(log),
+         *PROCESS_TYPES],
+        cwd=ROOT, env=env, start_new_session=True)   # our Ctrl-C must not reach it directly
+    seen: set[tuple[int, str]] = set()   # (pid, start time) of every process honcho started
+    stack.callback(_stop_runner, runner, seen)
+
+    print(banner(sim=sim, redis_server=redis_server, mongo_label=mongo_label,
+                 health_port=health_port, web_port=web_port, web_password=web_password,
+                 log=log), flush=True)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     stack.callback(client.close)
-    stack.callback(print, "demo: stopping feeder, worker, MongoDB stand-in, okxsim, redis-server",
-                   flush=True)
-    stopping = False
+    count_trades, mongo_client = _count_trades(mongo_uri)
+    stack.callback(mongo_client.close)
     started = time.monotonic()
-    rc = 0
-    while not stopping and not stop_requested():
-        if seconds is not None and time.monotonic() - started >= seconds:
+    next_line = started
+    while not stop_requested():
+        now = time.monotonic()
+        if seconds is not None and now - started >= seconds:
             break
-        for proc, name in ((worker, "worker"), (feeder, "feeder")):
-            if proc.poll() is not None:
-                print(f"demo: the {name} exited with {proc.returncode}; see {logs}/{name}.log",
-                      file=sys.stderr)
-                stopping, rc = True, 1
-        ticker = client.hget("ticker:BTC-USDT", "last")
-        trades = client.zcard("trades:BTC-USDT")
-        orders = len(client.keys("order[0-9]*"))
-        backlog = client.llen("ingest")
-        print(f"  [{time.monotonic() - started:5.0f}s] BTC-USDT last {ticker or '-'}  "
-              f"latest trades kept {trades}  order<N> keys {orders}  ingest backlog {backlog}",
-              flush=True)
-        for _ in range(30):
-            if stopping or stop_requested():
-                break
-            time.sleep(0.1)
-    return rc
+        if runner.poll() is not None:
+            print(f"demo: a Procfile process exited, so honcho stopped them all; see {log}",
+                  file=sys.stderr)
+            return 1
+        if now >= next_line:
+            next_line = now + PROGRESS_EVERY_S
+            seen.update(identities(descendants(runner.pid)))
+            with contextlib.suppress(redis.RedisError):
+                print(progress_line(client, now - started, count_trades()), flush=True)
+        time.sleep(0.1)
+    print("demo: stopping: SIGTERM to web, feeder, worker, beat; then MongoDB, okxsim, redis",
+          flush=True)
+    return 0
+
+
+def _stop_runner(runner: subprocess.Popen, seen: set[tuple[int, str]]) -> None:
+    """SIGTERM to honcho, which passes it to every process group and waits Heroku's grace; if
+    anything outlives that, it is killed, so no process of the demo survives it."""
+    seen.update(identities(descendants(runner.pid)))
+    stop_process(runner, "the Procfile processes", HEROKU_GRACE_S + 10)
+    kill_all(seen)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,9 @@ Loopback only; requests are pickled over a connection authenticated with a share
 from __future__ import annotations
 
 import argparse
+import datetime
 import threading
+import time
 from multiprocessing.connection import Client, Listener
 from types import SimpleNamespace
 from typing import Any
@@ -34,6 +36,92 @@ COLLECTION_METHODS = {
     "create_index", "create_indexes", "drop", "index_information",
 }
 DATABASE_METHODS = {"command", "list_collection_names", "drop_collection", "drop_database"}
+
+
+# ----- speed: two O(n)-per-write paths of mongomock, replaced for the stand-in's collections only ------
+#
+# mongomock checks a unique secondary index by scanning every document through its query engine
+# for each inserted document, and expires TTL indexes by scanning every document on each lookup
+# (including the `_id in store` test of every insert). Both made each write cost O(collection):
+# a 200-trade batch took ~0.5 s at 2,000 stored trades and seconds at 10,000, so the demo's
+# ingest backlog grew without bound. The classes below keep mongomock's behaviour and answers,
+# with a hash map per unique index and TTL expiry at most once a second.
+
+_HASHABLE_SCALARS = (str, int, float, datetime.datetime, type(None))
+
+
+def _plain_unique_fields(index: dict) -> list[str] | None:
+    """The fields of a unique index we can check with a hash map, else None (mongomock decides)."""
+    if not index.get("unique") or index.get("partialFilterExpression") is not None:
+        return None
+    fields = [k for k, _ in index.get("key", ())]
+    return fields if fields and not any("." in f for f in fields) else None
+
+
+def _unique_key(doc: dict, fields: list[str]) -> tuple | None:
+    key = tuple(doc.get(f) for f in fields)
+    # bool hashes equal to 0/1 but MongoDB keeps them distinct: let mongomock decide those
+    if all(isinstance(v, _HASHABLE_SCALARS) and not isinstance(v, bool) for v in key):
+        return key
+    return None
+
+
+def _make_fast_collection_class():
+    import mongomock.collection
+    from mongomock import DuplicateKeyError
+
+    class FastUniqueCollection(mongomock.collection.Collection):
+        """`_ensure_uniques` with a key -> _id map per unique index, checked against the store,
+        so a deleted or updated document never leaves a stale entry that could wrongly refuse."""
+
+        def _ensure_uniques(self, new_data):  # noqa: ANN001 - mongomock's signature
+            if isinstance(new_data.get("_id"), dict):   # stored under a hashdict: the slow path
+                return super()._ensure_uniques(new_data)
+            store = self._store
+            maps = store.__dict__.setdefault("_standin_unique_maps", {})
+            updates = []
+            for name, index in store.indexes.items():
+                if not index.get("unique"):
+                    continue
+                fields = _plain_unique_fields(index)
+                key = None if fields is None else _unique_key(new_data, fields)
+                if key is None:
+                    return super()._ensure_uniques(new_data)  # the general, slow path
+                if index.get("sparse") and all(v is None for v in key):
+                    continue
+                spec = (name, tuple(fields))
+                seen = maps.get(spec)
+                if seen is None:  # first use of this index: learn the documents already stored
+                    seen = maps[spec] = {}
+                    for doc in store._documents.values():
+                        k = _unique_key(doc, fields)
+                        if k is not None and doc is not new_data:
+                            seen[k] = doc.get("_id")
+                holder_id = seen.get(key)
+                if holder_id is not None and holder_id != new_data.get("_id"):
+                    holder = store._documents.get(holder_id)
+                    if holder is not None and _unique_key(holder, fields) == key:
+                        raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+                updates.append((seen, key))
+            for seen, key in updates:
+                seen[key] = new_data.get("_id")
+
+    return FastUniqueCollection
+
+
+def _make_fast_store_class():
+    from mongomock.store import CollectionStore
+
+    class ThrottledTTLStore(CollectionStore):
+        """TTL expiry at most once a second (MongoDB's own TTL monitor runs once a minute)."""
+
+        def _remove_expired_documents(self):
+            now = time.monotonic()
+            if now - self.__dict__.get("_standin_ttl_at", -1.0) >= 1.0:
+                self.__dict__["_standin_ttl_at"] = now
+                super()._remove_expired_documents()
+
+    return ThrottledTTLStore
 
 
 # ----- server --------------------------------------------------------------------------------------
@@ -59,6 +147,8 @@ class MongoStandin:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         import mongomock
         self.client = mongomock.MongoClient()
+        self._fast_collection = _make_fast_collection_class()
+        self._fast_store = _make_fast_store_class()
         self.lock = threading.RLock()
         self.listener = Listener((host, port), authkey=AUTHKEY)
         self.address = self.listener.address
@@ -104,6 +194,15 @@ class MongoStandin:
                 except Exception as exc:  # noqa: BLE001 - an unpicklable result
                     conn.send(("OperationFailure", f"stand-in: cannot send {exc!r}", None, None))
 
+    def _collection(self, db: str, coll: str) -> Any:
+        """The mongomock collection, switched (once, cheaply) to the faster classes above."""
+        target = self.client[db][coll]
+        target.__class__ = self._fast_collection
+        store = target._store
+        if type(store) is not self._fast_store:
+            store.__class__ = self._fast_store
+        return target
+
     def call(self, db: str, coll: str | None, method: str, args: tuple, kwargs: dict) -> tuple:
         try:
             with self.lock:
@@ -118,7 +217,7 @@ class MongoStandin:
                     return ("ok", getattr(self.client[db], method)(*args, **kwargs))
                 if method not in COLLECTION_METHODS:
                     raise pymongo.errors.OperationFailure(f"stand-in: no collection.{method}")
-                target = self.client[db][coll]
+                target = self._collection(db, coll)
                 if method == "find":
                     sort, limit = kwargs.pop("_sort", None), kwargs.pop("_limit", 0)
                     cursor = target.find(*args, **kwargs)

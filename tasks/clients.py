@@ -18,6 +18,7 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from collector.redis_tls import tls_kwargs
 from tasks import settings as settings_mod
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def make_redis_client(url: str, timeout_s: float) -> Any:
     return redis.Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
+        **tls_kwargs(url),   # Heroku's rediss:// has a self-signed certificate
     )
 
 

@@ -76,3 +76,11 @@ def test_toml_errors(tmp_path):
         load(env={}, config_path=str(typo))
     with pytest.raises(ConfigError, match="cannot read"):
         load(env={}, config_path=str(tmp_path / "missing.toml"))
+
+
+def test_tls_redis_urls_accept_a_self_signed_certificate_unless_the_url_says_otherwise():
+    from collector.redis_tls import tls_kwargs
+
+    assert tls_kwargs("rediss://:pw@host:6380/0") == {"ssl_cert_reqs": None}
+    assert tls_kwargs("rediss://host:6380/0?ssl_cert_reqs=required") == {}
+    assert tls_kwargs("redis://host:6379/0") == {}
