@@ -1,0 +1,338 @@
+"""Shared pieces of the end-to-end benchmark and the soak: start the whole stack as separate
+processes, read their CPU and memory from /proc, and time Redis state writes.
+
+The stack (every part a process of its own, started as in production or as localrun/demo.py does):
+
+    bench.sim_server (okxsim + rate control)  ->  feeder (`python -m collector`)
+        ->  redis-server (broker and state)   ->  `celery -A tasks worker`
+        ->  Redis state  +  MongoDB (MONGODB_URI, else localrun.mongo_standin in its own process)
+
+Latency is measured without touching the workers: redis-server publishes a keyspace notification
+for every HSET (`notify-keyspace-events Kh`), the bench receives it, reads the key's exchange `ts`
+and compares it with "now" on okxsim's own clock (see bench/sim_server.py: okxsim's clock is a
+constant plus CLOCK_MONOTONIC, which every process shares).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from localrun.redis_server import RedisServer, free_port  # noqa: E402
+
+INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
+               "UNI-USDT", "PEPE-USDT")
+# The feeder's default public channels (collector.settings.DEFAULT_PUBLIC_CHANNELS).
+CHANNELS = "books,books5,trades-all,tickers,candle1m"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# ----- /proc -------------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), in seconds; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            parts = fh.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE_KB / 1024
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of pid (a prefork worker's pool processes)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(out)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (from /proc/stat): other processes' load is
+    this minus ours."""
+    with open("/proc/stat") as fh:
+        vals = [int(v) for v in fh.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)      # idle + iowait
+    return (sum(vals[:8]) - idle) / CLK_TCK
+
+
+# ----- HTTP --------------------------------------------------------------------------------------
+
+def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
+    data = None if body is None else orjson.dumps(body)
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return orjson.loads(resp.read())
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s")
+
+
+def metrics(url: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value} (enough for the feeder's counters)."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def histogram_quantiles(before: dict[str, float], after: dict[str, float], name: str) -> dict:
+    """p50/p99 (bucket upper bounds, ms) of a Prometheus histogram between two scrapes."""
+    buckets = []
+    for key, v in after.items():
+        if key.startswith(name + "_bucket{") and 'le="' in key:
+            le = key.split('le="')[1].split('"')[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets.append((bound, v - before.get(key, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return {"n": 0}
+    out: dict[str, Any] = {"n": int(total)}
+    for q in (0.5, 0.99):
+        for bound, cum in buckets:
+            if cum >= q * total:
+                out[f"p{int(q * 100)}_ms_le"] = bound * 1000
+                break
+    return out
+
+
+# ----- processes -----------------------------------------------------------------------------------
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, wait, then SIGKILL: only the process we started (and its group, for celery)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Sim:
+    """bench.sim_server in its own process."""
+
+    def __init__(self, rate: float, logdir: Path, trade_history: int = 2_000_000,
+                 tick_ms: int = 100, seed: int = 1):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "bench.sim_server", "--port", str(self.port), "--rate", str(rate),
+               "--tick-ms", str(tick_ms), "--seed", str(seed), "--bot-interval", "0",
+               "--trade-history", str(trade_history)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(logdir / "okxsim.log", "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_http(self.base + "/api/v5/public/time", self.proc, "okxsim")
+        self.rate = rate
+        # okxsim's clock = offset + CLOCK_MONOTONIC (bench/sim_server.py)
+        self.clock_offset = http_json(self.base + "/bench/clock")["offset"]
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def set_rate(self, rate: float) -> None:
+        http_json(self.base + "/bench/rate", {"rate": rate})
+        self.rate = rate
+
+    def now_ms(self) -> float:
+        """Now on okxsim's clock, in (fractional) epoch milliseconds."""
+        return (self.clock_offset + time.monotonic()) * 1000
+
+    def stats(self) -> dict:
+        return http_json(self.base + "/sim/stats")["data"][0]
+
+    def truth_trades(self, inst: str) -> list[dict]:
+        return http_json(f"{self.base}/sim/truth/trades?instId={inst}", timeout=60)["data"]
+
+
+def start_redis(logdir: Path, appendonly: bool = True) -> RedisServer:
+    # Kh: keyspace events for hash commands, so the bench sees each state write (ticker:, books5:)
+    return RedisServer(appendonly=appendonly, workdir=str(logdir),
+                       extra_args=["--notify-keyspace-events", "Kh"]).start()
+
+
+def start_mongo(logdir: Path, standin: bool = False) -> tuple[str, str, subprocess.Popen | None]:
+    """(uri, label, process). A real MongoDB when MONGODB_URI is set (unless `standin`), else
+    the stand-in in its own process."""
+    uri = os.environ.get("MONGODB_URI")
+    if uri and not standin:
+        return uri, "real MongoDB (MONGODB_URI)", None
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
+                            cwd=ROOT, stdout=open(logdir / "mongo_standin.log", "ab"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the MongoDB stand-in exited at start")
+        with contextlib.suppress(OSError):
+            import socket
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        time.sleep(0.1)
+    return (f"mongostandin://127.0.0.1:{port}",
+            "STAND-IN: mongomock behind a socket (localrun/mongo_standin.py), NOT MongoDB", proc)
+
+
+def base_env(redis_url: str, mongo_uri: str, sim: Sim, instruments: str, channels: str,
+             db_name: str) -> dict[str, str]:
+    """The environment localrun/demo.py gives the feeder and the worker (public channels only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKX_API_")}
+    env.update({
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": redis_url,
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DB": db_name,
+        "OKX_WS_URL": sim.ws_url,
+        "OKX_REST_URL": sim.base,
+        "OKX_INSTRUMENTS": instruments,
+        "OKX_CHANNELS": channels,
+        "REMAP_SIGTERM": "SIGQUIT",
+    })
+    return env
+
+
+def start_worker(env: dict[str, str], logdir: Path, app: str, queues: str, pool: str,
+                 concurrency: int, name: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-P", pool,
+           "-c", str(concurrency), "-l", "WARNING", "--without-gossip", "--without-mingle",
+           "--without-heartbeat", "-n", f"{name}@%h"]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(logdir / f"{name}.log", "ab"),
+                            stderr=subprocess.STDOUT)
+
+
+def start_feeder(env: dict[str, str], logdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(env, FEEDER_HEALTH_PORT=str(port), FEEDER_ID="bench-feeder")
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "--log-level", "WARNING"], env=env,
+                            cwd=ROOT, stdout=open(logdir / "feeder.log", "ab"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", proc, "feeder")
+    return proc, url
+
+
+# ----- latency: okxsim ts -> Redis state write ------------------------------------------------------
+
+@dataclass
+class LatencyProbe:
+    """Records (when, key, latency ms) for every write of ticker:* and books5:* keys.
+
+    The exchange `ts` of tickers and of books/books5 pushes is the okxsim tick time at which the
+    frame is built and written to the socket, floored to the millisecond; bbo-tbt records carry
+    the time of the event inside the tick instead, so they are left out.
+    """
+
+    redis_url: str
+    sim: Sim
+    samples: list[tuple[float, str, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> "LatencyProbe":
+        import redis
+        self._sub = redis.Redis.from_url(self.redis_url)
+        self._get = redis.Redis.from_url(self.redis_url)
+        self._ps = self._sub.pubsub(ignore_subscribe_messages=True)
+        self._ps.psubscribe("__keyspace@0__:ticker:*", "__keyspace@0__:books5:*")
+        self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        prefix = len("__keyspace@0__:")
+        while not self._stop.is_set():
+            msg = self._ps.get_message(timeout=0.2)
+            if msg is None:
+                continue
+            now = self.sim.now_ms()                     # first: when the write became visible
+            key = msg["channel"][prefix:]
+            ts, channel = self._get.hmget(key, "ts", "channel")
+            if ts is None or (channel is not None and channel == b"bbo-tbt"):
+                continue
+            self.samples.append((time.monotonic(), key.decode(), now - int(ts)))
+
+    def window(self, t0: float, t1: float) -> dict:
+        return latency_summary([lat for t, _, lat in self.samples if t0 <= t < t1])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        with contextlib.suppress(Exception):
+            self._ps.close()
+            self._sub.close()
+            self._get.close()
+
+
+def latency_summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    pct = lambda q: round(v[min(len(v) - 1, int(q * len(v)))], 2)  # noqa: E731
+    return {"n": len(v), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "max_ms": round(v[-1], 2)}
+
+
+# ----- memory of every process ------------------------------------------------------------------
+
+def process_table(named: dict[str, int | None]) -> dict[str, int]:
+    """{name: pid} for the given processes plus each one's children (prefork pool, ...)."""
+    out: dict[str, int] = {}
+    for name, pid in named.items():
+        if not pid:
+            continue
+        out[name] = pid
+        for i, child in enumerate(children(pid)):
+            out[f"{name}.child{i + 1}"] = child
+    return out
+
+
+def memory(table: dict[str, int]) -> dict[str, float]:
+    return {name: round(rss_mb(pid), 1) for name, pid in table.items()}
