@@ -91,21 +91,37 @@ task_default_queue = INGEST_QUEUE
 task_routes = {
     "tasks.ingest.*": {"queue": INGEST_QUEUE},
     "tasks.backfill.*": {"queue": BACKFILL_QUEUE},
+    "backfill": {"queue": BACKFILL_QUEUE},   # the short alias of `celery -A tasks call backfill`
 }
 task_create_missing_queues = True
 
 # ----- events / monitoring -------------------------------------------------------------------------------------------
-worker_send_task_events = False  # Flower turns them on when it runs (enable_events)
+# The Procfile's worker runs with -E so Flower's task list fills from the start (Flower would
+# otherwise switch events on only once it runs); tests and benches leave them off.
+worker_send_task_events = False
 task_send_sent_event = False
 
 # ----- beat: RedBeat (schedule and lock in Redis; exactly one beat process) ------------------------------------
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _s.redis_url        # explicit: the broker_url fallback is deprecated (gone in 2.5)
 redbeat_key_prefix = "redbeat:"
-# Periodic work goes here (backfill sweeps, audits, snapshots). Empty until backfill lands, e.g.
-#   "scan-gaps": {"task": "tasks.backfill.scan_gaps", "schedule": crontab(minute="*/5"),
-#                 "options": {"queue": "backfill", "expires": 240}},
-beat_schedule: dict = {}
+# The lock says "a beat is running". RedBeat's default (25 min) would keep a SIGKILLed beat's
+# replacement idle that long; the live beat renews it every loop (at most beat_max_loop_interval).
+beat_max_loop_interval = 30
+redbeat_lock_timeout = 90
+# Periodic backfill work (docs/backfill.md). Every entry expires before its next run: a backlog
+# (workers down) never piles up runs of the same job; the next one does the work anyway.
+beat_schedule: dict = {
+    # open gaps whose task was lost or whose worker died, stale watermarks, dead feeders
+    "backfill-sweep": {"task": "tasks.backfill.sweep", "schedule": _s.backfill_sweep_s,
+                       "options": {"queue": BACKFILL_QUEUE, "expires": _s.backfill_sweep_s * 0.9}},
+    # stored trades against REST history, per instrument, over a trailing window
+    "trades-audit": {"task": "tasks.backfill.audit", "schedule": _s.audit_every_s,
+                     "options": {"queue": BACKFILL_QUEUE, "expires": _s.audit_every_s * 0.9}},
+    # fills have no live source (the WS fills channel needs VIP4+): page them from REST
+    "fills-sync": {"task": "tasks.backfill.sync_fills", "schedule": _s.fills_every_s,
+                   "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9}},
+}
 
 timezone = "UTC"
 enable_utc = True

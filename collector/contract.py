@@ -85,7 +85,9 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
 # feeders          set   feeder ids that have written a heartbeat
 
 GAP_CAUSES = ("reconnect", "seq_gap", "checksum", "crossed", "stale", "publish_overflow",
-              "startup", "audit")
+              "startup", "audit", "manual", "bad_data")
+# manual: `celery call backfill` or the backfill CLI; bad_data: a book level whose price is not a
+# number (the book resyncs, the window in between is a gap)
 GAP_STATUSES = ("open", "filling", "filled", "unrepairable")
 GAPS_KEEP = 100_000
 HEARTBEAT_TTL_S = 60

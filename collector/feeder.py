@@ -32,6 +32,7 @@ from .pipeline import LogLimiter, Pipeline
 from .publisher import Publisher
 from .records import Data, Event, ParseError, Pong
 from .recorder import Recorder
+from .ratelimit import shared_limits
 from .rest import RestClient, RestError
 from .settings import Settings
 from .subscriptions import arg_key, plan
@@ -273,8 +274,11 @@ class Feeder:
         self.publisher: Publisher | None = None
         self.ledger: Ledger | None = None
         self.health = None
+        # Book bootstraps are paced with every other process on this Redis (OKX counts per IP),
+        # and retried once only: the pipeline has its own retry and resubscribe fallback.
         self.rest = RestClient(settings.rest_url, credentials=settings.credentials,
-                               demo=settings.demo)
+                               demo=settings.demo, limits=shared_limits(settings.redis_url),
+                               max_retries=1)
         self.reconnects = 0
         self.started = time.monotonic()
         self._bad_log = LogLimiter(10.0)

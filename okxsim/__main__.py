@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     p.add_argument("--tick-ms", type=int, default=d.tick_ms)
     p.add_argument("--bot-interval", type=float, default=d.bot_interval_s,
                    help="seconds between bot actions, 0 = no bot")
+    p.add_argument("--clock-speed", type=float, default=d.clock_speed,
+                   help="simulated seconds per real second (default 1)")
     p.add_argument("--strict-limits", choices=("on", "off"), default="on")
     p.add_argument("--api-key", default=d.api_key)
     p.add_argument("--api-secret", default=d.api_secret)
@@ -37,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
                      rate=a.rate, checksum=a.checksum, ws_snapshot=a.ws_snapshot == "on",
                      idle_timeout=a.idle_timeout, heartbeat_s=a.heartbeat,
                      seq_reset_prob=a.seq_reset_prob, tick_ms=a.tick_ms,
-                     bot_interval_s=a.bot_interval, strict_limits=a.strict_limits == "on",
+                     bot_interval_s=a.bot_interval, clock_speed=a.clock_speed,
+                     strict_limits=a.strict_limits == "on",
                      api_key=a.api_key, api_secret=a.api_secret, passphrase=a.passphrase)
 
 

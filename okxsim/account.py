@@ -55,7 +55,9 @@ class Account:
         self._ord_seq = 1000 + self.rng.randrange(1000)
         self._bill_seq = 5000 + self.rng.randrange(1000)
         self._req_seq = 0
-        self.every = max(1, round(cfg.bot_interval_s * 1000 / cfg.tick_ms)) if cfg.bot_interval_s > 0 else 0
+        # bot_interval_s is simulated time; ticks come every tick_ms of real time
+        self.every = (max(1, round(cfg.bot_interval_s * 1000 / (cfg.tick_ms * cfg.clock_speed)))
+                      if cfg.bot_interval_s > 0 else 0)
         # pending pushes for the publisher
         self.pending_orders: list[dict] = []
         self.pending_bp: list[dict] = []          # balance_and_position events

@@ -26,7 +26,10 @@ class SimConfig:
     trade_history  trades kept per instrument for REST history and truth (ring, between N and 2N)
     strict_limits  enforce OKX REST rate limits (50011 + HTTP 429)
     api_key/...    the one API key the simulated account accepts
-    bot_interval_s seconds between the internal trading bot's actions (0 disables the bot)
+    bot_interval_s seconds of simulated time between the bot's actions (0 disables the bot)
+    clock_speed    simulated seconds per real second (1 = real time). At 20, ten minutes of
+                   trading take thirty seconds: events per tick and the bot scale with it, while
+                   faults (`seconds`), idle timeouts and rate-limit windows stay in real time
     """
 
     host: str = "127.0.0.1"
@@ -47,11 +50,14 @@ class SimConfig:
     passphrase: str = "okxsim-pass"
     bot_interval_s: float = 0.5
     base_events_per_tick: float = 2.0
+    clock_speed: float = 1.0
 
     def __post_init__(self) -> None:
         if self.checksum not in CHECKSUM_MODES:
             raise ValueError(f"checksum must be one of {CHECKSUM_MODES}, not {self.checksum!r}")
         if self.rate <= 0:
             raise ValueError("rate must be > 0")
+        if self.clock_speed <= 0:
+            raise ValueError("clock_speed must be > 0")
         if not self.instruments:
             raise ValueError("at least one instrument is needed")

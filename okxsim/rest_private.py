@@ -24,7 +24,7 @@ def verify(request: web.Request, body: str) -> web.Response | None:
     cfg = ex.cfg
     path_qs = request.raw_path   # path plus query string exactly as sent
     code, msg, status = check_rest(request.headers, request.method, path_qs, body,
-                                   cfg.api_key, cfg.api_secret, cfg.passphrase, ex.clock.now_s())
+                                   cfg.api_key, cfg.api_secret, cfg.passphrase, ex.clock.wall_s())
     return None if code == "0" else _resp(code, msg, [], status)
 
 

@@ -32,7 +32,7 @@ class Exchange:
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
-        self.clock = SimClock()
+        self.clock = SimClock(cfg.clock_speed)
         self.stats = Stats()
         self.faults = FaultState()
         self.markets = {i: Market(spec_for(i), cfg.seed, cfg.trade_history) for i in cfg.instruments}
@@ -66,7 +66,7 @@ class Exchange:
         """One market tick over (t0, t1]: bot, market events, publishing."""
         cfg = self.cfg
         self.ticks += 1
-        lam = cfg.base_events_per_tick * cfg.rate * cfg.tick_ms / 100
+        lam = cfg.base_events_per_tick * cfg.rate * cfg.tick_ms * cfg.clock_speed / 100
         now_mono = time.monotonic()
         self.account.before_tick(self.ticks, t0, t1, now_mono)
         for m in self.markets.values():

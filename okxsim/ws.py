@@ -135,7 +135,7 @@ class Session:
         else:
             cfg = ex.cfg
             code, msg = check_ws_login(arg, cfg.api_key, cfg.api_secret, cfg.passphrase,
-                                       ex.clock.now_s())
+                                       ex.clock.wall_s())
         if code != "0":
             self.error(code, msg, req_id)
             ex.close_later(conn, 4001, "Login failed.")

@@ -35,6 +35,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "tickers": ("instId", "ts"),
     "candles": ("instId", "bar", "ts", "confirm"),
     "books": ("instId", "channel", "ts", "asks", "bids"),
+    # REST only (backfill): OKX fill rows, history without Redis state
+    "fills": ("instId", "tradeId", "ordId", "billId", "ts"),
 }
 # kind -> millisecond time fields (strings of digits; OKX sends them as strings)
 TIME_FIELDS: dict[str, tuple[str, ...]] = {
@@ -45,6 +47,7 @@ TIME_FIELDS: dict[str, tuple[str, ...]] = {
     "tickers": ("ts",),
     "candles": ("ts",),
     "books": ("ts",),
+    "fills": ("ts",),
 }
 # the field whose time goes into `dt`
 DT_FIELD = {"orders": "uTime", "balances": "uTime", "positions": "uTime"}
@@ -126,6 +129,8 @@ def natural_id(kind: str, rec: Record, *, books_sample_ms: int = 0) -> str:
         return f"{rec['instId']}:{rec['tradeId']}"
     if kind == "tickers":
         return f"{rec['instId']}:{rec['ts']}"
+    if kind == "fills":
+        return f"{rec['billId']}"
     if kind == "candles":
         return f"{rec['instId']}:{rec['bar']}:{rec['ts']}"
     if kind == "books":

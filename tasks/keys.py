@@ -17,6 +17,7 @@ Redis (current state only; see docs/data-model.md for the memory budget):
     trades:<instId>           sorted set of the latest trades (score ts), capped
     candle:<instId>:<bar>     hash of the current candle          versioned by (ts, confirm, vol)
     deadletters:spool         list: dead letters that could not reach MongoDB
+    backfill:*                backfill's own keys (tasks/backfill/state.py)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ BOOKS = "books"
 TICKERS = "tickers"
 CANDLES = "candles"
 GAPS = "gaps"
+FILLS = "fills"            # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
 
 # record kind (collector.contract.KINDS) -> history collection
@@ -42,6 +44,7 @@ COLLECTION_BY_KIND = {
     "books": BOOKS,
     "tickers": TICKERS,
     "candles": CANDLES,
+    "fills": FILLS,
 }
 
 
@@ -82,6 +85,11 @@ def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
                        unique=True, name="natural_key"),
             IndexModel([("instId", ASCENDING), ("bar", ASCENDING), ("dt", ASCENDING)],
                        name="instId_bar_dt"),
+        ],
+        FILLS: [
+            IndexModel([("instId", ASCENDING), ("tradeId", ASCENDING), ("ordId", ASCENDING)],
+                       name="instId_tradeId_ordId"),
+            IndexModel([("instType", ASCENDING), ("dt", ASCENDING)], name="instType_dt"),
         ],
         GAPS: [
             IndexModel([("status", ASCENDING), ("channel", ASCENDING), ("instId", ASCENDING)],
@@ -133,3 +141,21 @@ def trades(inst_id: str) -> str:
 
 def candle(inst_id: str, bar: str) -> str:
     return f"candle:{inst_id}:{bar}"
+
+
+# ----- backfill's own Redis keys (on the broker Redis, next to the feeder's gap ledger) -----------
+# backfill:stale:<channel>:<instId>  exchange ms up to which a sweep already opened a stale gap
+# backfill:fills:<instType>          exchange ms of the newest fill synced (fills sync cursor)
+# audit:<instId>                     hash: validated_until, missing, extra, confirmed,
+#                                    window_start, window_end, at_ms (last audit of instId)
+
+def backfill_stale(channel: str, inst_id: str) -> str:
+    return f"backfill:stale:{channel}:{inst_id}"
+
+
+def backfill_fills(inst_type: str) -> str:
+    return f"backfill:fills:{inst_type}"
+
+
+def audit(inst_id: str) -> str:
+    return f"audit:{inst_id}"

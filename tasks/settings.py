@@ -7,8 +7,10 @@ their values from it. Every default is documented next to its field. Tests build
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
+
+from collector.signing import Credentials
 
 __all__ = ["Settings", "current", "use", "replace"]
 
@@ -21,6 +23,35 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not true or false")
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+
+
+def _credentials(env: Mapping[str, str]) -> Credentials | None:
+    names = ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")
+    values = [env.get(n, "") for n in names]
+    if not any(values):
+        return None
+    if not all(values):
+        missing = [n for n, v in zip(names, values) if not v]
+        raise ValueError(f"incomplete OKX credentials: {', '.join(missing)} not set")
+    return Credentials(api_key=values[0], secret=values[1], passphrase=values[2])
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -69,6 +100,32 @@ class Settings:
                                                        # (0 = keep every push; full snapshots always kept)
     books_retention_s: int = 7 * 86400                 # BOOKS_RETENTION_S: TTL index on books.dt (0 = keep forever)
 
+    # --- OKX REST (backfill, audit, snapshots); credentials only from the environment -----------
+    okx_rest_url: str = "https://openapi.okx.com"      # OKX_REST_URL
+    okx_demo: bool = False                             # OKX_DEMO: send x-simulated-trading: 1
+    credentials: Credentials | None = field(default=None, repr=False)  # OKX_API_KEY/_SECRET/_PASSPHRASE
+    rest_timeout_s: float = 10.0                       # OKX_REST_TIMEOUT_S: one REST request
+
+    # --- backfill (docs/backfill.md) -------------------------------------------------------------
+    backfill_sweep_s: float = 60.0                     # BACKFILL_SWEEP_S: beat sweep period
+    backfill_lease_s: float = 120.0                    # BACKFILL_LEASE_S: a filling gap's lease, renewed per page
+    backfill_requeue_after_s: float = 120.0            # BACKFILL_REQUEUE_AFTER_S: re-send an open gap untouched this long
+    backfill_max_attempts: int = 8                     # BACKFILL_MAX_ATTEMPTS: then the gap ends unrepairable
+    backfill_retry_s: float = 15.0                     # BACKFILL_RETRY_S: countdown after a transient failure
+    backfill_stale_s: float = 300.0                    # BACKFILL_STALE_S: public stream silent this long -> stale gap
+    feeder_dead_s: float = 30.0                        # FEEDER_DEAD_S: heartbeat older than this = dead feeder
+    backfill_inst_types: tuple[str, ...] = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")  # BACKFILL_INST_TYPES
+    orders_lookback_s: int = 86400                     # BACKFILL_ORDERS_LOOKBACK_S: orders created this long
+                                                       # before a gap may complete inside it
+    fills_every_s: float = 60.0                        # BACKFILL_FILLS_EVERY_S: fills sync period (REST is their only source)
+    fills_first_window_s: int = 3 * 86400              # BACKFILL_FILLS_WINDOW_S: how far back the first fills sync reaches
+
+    # --- audit ---------------------------------------------------------------------------------------
+    audit_every_s: float = 600.0                       # AUDIT_EVERY_S: audit period (beat)
+    audit_window_s: int = 3600                         # AUDIT_WINDOW_S: trailing window audited at most
+    audit_lag_s: int = 60                              # AUDIT_LAG_S: leave the newest seconds to the live feed
+    audit_instruments: tuple[str, ...] = ()            # AUDIT_INSTRUMENTS: "" = every instrument with a trades watermark
+
     # --- test-only hook (never set in production) ------------------------------------------------
     test_pause_after: int = 0                          # OKX_TEST_PAUSE_AFTER: pause a batch after N records...
     test_pause_file: str = ""                          # OKX_TEST_PAUSE_FILE: ...while this file exists
@@ -104,12 +161,32 @@ class Settings:
             trades_cap=_int(e, "TRADES_CAP", d.trades_cap),
             books_sample_ms=_int(e, "BOOKS_SAMPLE_MS", d.books_sample_ms),
             books_retention_s=_int(e, "BOOKS_RETENTION_S", d.books_retention_s),
+            okx_rest_url=e.get("OKX_REST_URL") or d.okx_rest_url,
+            okx_demo=_bool(e, "OKX_DEMO", d.okx_demo),
+            credentials=_credentials(e),
+            rest_timeout_s=_float(e, "OKX_REST_TIMEOUT_S", d.rest_timeout_s),
+            backfill_sweep_s=_float(e, "BACKFILL_SWEEP_S", d.backfill_sweep_s),
+            backfill_lease_s=_float(e, "BACKFILL_LEASE_S", d.backfill_lease_s),
+            backfill_requeue_after_s=_float(e, "BACKFILL_REQUEUE_AFTER_S", d.backfill_requeue_after_s),
+            backfill_max_attempts=_int(e, "BACKFILL_MAX_ATTEMPTS", d.backfill_max_attempts),
+            backfill_retry_s=_float(e, "BACKFILL_RETRY_S", d.backfill_retry_s),
+            backfill_stale_s=_float(e, "BACKFILL_STALE_S", d.backfill_stale_s),
+            feeder_dead_s=_float(e, "FEEDER_DEAD_S", d.feeder_dead_s),
+            backfill_inst_types=_list(e, "BACKFILL_INST_TYPES", d.backfill_inst_types),
+            orders_lookback_s=_int(e, "BACKFILL_ORDERS_LOOKBACK_S", d.orders_lookback_s),
+            fills_every_s=_float(e, "BACKFILL_FILLS_EVERY_S", d.fills_every_s),
+            fills_first_window_s=_int(e, "BACKFILL_FILLS_WINDOW_S", d.fills_first_window_s),
+            audit_every_s=_float(e, "AUDIT_EVERY_S", d.audit_every_s),
+            audit_window_s=_int(e, "AUDIT_WINDOW_S", d.audit_window_s),
+            audit_lag_s=_int(e, "AUDIT_LAG_S", d.audit_lag_s),
+            audit_instruments=_list(e, "AUDIT_INSTRUMENTS", d.audit_instruments),
             test_pause_after=_int(e, "OKX_TEST_PAUSE_AFTER", 0),
             test_pause_file=e.get("OKX_TEST_PAUSE_FILE", ""),
         )
 
     def __repr__(self) -> str:  # never print credentials embedded in URLs
-        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "credentials"}
+        shown["credentials"] = "set" if self.credentials is not None else None
         for name in ("redis_url", "state_redis_url", "mongodb_uri"):
             shown[name] = _redact(shown[name])
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"

@@ -14,7 +14,10 @@ from tasks.settings import Settings
 from tasks.writers.mongo_history import Written, insert_history, write_history
 from tasks.writers.redis_state import RedisState
 
-__all__ = ["Store", "RedisState", "Written", "insert_history", "write_history"]
+# Kinds that only backfill writes and that have no current state in Redis.
+HISTORY_ONLY_KINDS = ("fills",)
+
+__all__ = ["Store", "HISTORY_ONLY_KINDS", "RedisState", "Written", "insert_history", "write_history"]
 
 
 class Store:
@@ -29,10 +32,13 @@ class Store:
         self.state = RedisState(redis_client, settings)
         self.settings = settings
 
-    def write(self, kind: str, records: list[dict], *, source: str = "ws") -> dict[str, int]:
-        # A trade is `validated` once REST (backfill/audit) confirmed it; the live feed never does.
-        hist = write_history(self.db, kind, records, validated=False,
+    def write(self, kind: str, records: list[dict], *, source: str = "ws",
+              validated: bool = False) -> dict[str, int]:
+        # A trade is `validated` once REST (backfill/audit) confirmed it; the live feed never
+        # does. Backfill passes validated=True for the trades it fetched from REST.
+        hist = write_history(self.db, kind, records, validated=validated,
                              books_sample_ms=self.settings.books_sample_ms)
-        state = self.state.write(kind, records)
+        state = (self.state.write(kind, records) if kind not in HISTORY_ONLY_KINDS
+                 else {"applied": 0, "stale": 0})
         return {"records": len(records), "inserted": hist.inserted, "duplicates": hist.duplicates,
                 "state_applied": state["applied"], "state_stale": state["stale"]}

@@ -1,0 +1,354 @@
+"""Paging fetchers over OKX REST history, for backfill and audit.
+
+Each fetcher is a generator of `Page`s: record payloads in the shape of collector/contract.py for
+their kind (OKX field names, OKX string values) and a cursor to resume after that page. The last
+page has `cursor=None`. A backfill that stores each page and then saves its cursor can be killed
+at any point and continue with `resume=cursor`: at worst one page is fetched (and stored,
+idempotently) twice.
+
+OKX pages newest first; `after=X` returns records strictly older than X, which is how every
+fetcher here walks: from the upper end of the range down to the lower end, so both ends are
+exact. The I/O is one `client.get(path, params, signed)` call per page; cursor arithmetic,
+bound checks and row -> payload mapping are plain functions below the fetchers.
+
+A hostile or broken page (rows that are not objects, missing or non-numeric ids, a page that does
+not move the cursor) raises RestError with the reason rather than looping or storing junk.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol
+
+from .rest import RestError
+
+TRADES_PATH = "/api/v5/market/history-trades"
+CANDLES_PATH = "/api/v5/market/history-candles"
+ORDERS_PATH = "/api/v5/trade/orders-history"
+ORDERS_ARCHIVE_PATH = "/api/v5/trade/orders-history-archive"
+FILLS_PATH = "/api/v5/trade/fills"
+FILLS_HISTORY_PATH = "/api/v5/trade/fills-history"
+BALANCE_PATH = "/api/v5/account/balance"
+POSITIONS_PATH = "/api/v5/account/positions"
+BOOKS_PATH = "/api/v5/market/books"
+
+PAGE_LIMIT = 100  # the maximum of every history endpoint used here
+DAY_MS = 86_400_000
+ORDERS_RECENT_MS = 7 * DAY_MS   # orders-history covers 7 days; the archive 3 months
+FILLS_RECENT_MS = 3 * DAY_MS    # /trade/fills covers 3 days; fills-history 3 months
+SOURCE = "rest"
+
+
+class GetJson(Protocol):
+    def get(self, path: str, params: dict | None = None, signed: bool = False, *,
+            row_type: type | None = dict) -> list: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict]     # contract payloads, oldest first within the page
+    cursor: str | None      # pass as resume= to continue after this page; None when done
+    # True on the last page when the exchange ran out of history before the lower bound of the
+    # range was reached (e.g. trades older than OKX keeps): the range cannot be complete
+    history_ended: bool = False
+
+
+# ----- pure helpers ------------------------------------------------------------------------------
+
+def as_int(value: Any, what: str) -> int:
+    """An OKX id or millisecond time (a string of digits, maybe signed) as an int; RestError when
+    it is anything else (floats, bools, '', '12a')."""
+    if isinstance(value, str):
+        body = value[1:] if value[:1] == "-" else value
+        if body.isdigit() and body.isascii():
+            return int(value)
+    raise RestError(f"{what} must be a string of digits, got {str(value)[:40]!r}")
+
+
+def need_dict(row: Any, what: str) -> dict:
+    if not isinstance(row, dict):
+        raise RestError(f"{what}: row must be an object, got {type(row).__name__}")
+    return row
+
+
+def need_str(row: dict, key: str, what: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str):
+        raise RestError(f"{what}: field {key!r} must be a string, got {str(value)[:40]!r}")
+    return value
+
+
+def trade_payload(row: Any, inst_id: str) -> dict:
+    """One history-trades row -> a trades record as the live trades-all channel gives it."""
+    row = need_dict(row, "history-trades")
+    as_int(row.get("tradeId"), "history-trades tradeId")
+    as_int(row.get("ts"), "history-trades ts")
+    rec = {k: need_str(row, k, "history-trades") for k in ("tradeId", "px", "sz", "side", "ts")}
+    if row.get("instId", inst_id) != inst_id:
+        raise RestError(f"history-trades: asked for {inst_id}, got a row of {row.get('instId')!r}")
+    return {"instId": inst_id, **rec, "count": "1", "source": SOURCE, "seqId": None,
+            "channel": "trades-all"}
+
+
+def candle_payload(row: Any, inst_id: str, bar: str) -> dict:
+    """[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] -> a candles record."""
+    if not isinstance(row, list) or len(row) < 9 or not all(isinstance(v, str) for v in row):
+        raise RestError(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
+    as_int(row[0], "history-candles ts")
+    return {"instId": inst_id, "bar": bar, "ts": row[0], "o": row[1], "h": row[2], "l": row[3],
+            "c": row[4], "vol": row[5], "volCcy": row[6], "volCcyQuote": row[7],
+            "confirm": row[8]}
+
+
+def order_payload(row: Any) -> dict:
+    """An orders-history row, kept whole (OKX's own `source` field included)."""
+    row = need_dict(row, "orders-history")
+    for key in ("instType", "instId", "ordId", "state", "cTime", "uTime"):
+        need_str(row, key, "orders-history")
+    as_int(row["ordId"], "orders-history ordId")
+    as_int(row["cTime"], "orders-history cTime")
+    as_int(row["uTime"], "orders-history uTime")
+    return dict(row)
+
+
+def fill_payload(row: Any) -> dict:
+    """A fills row as OKX sends it, plus source "rest" (tradeId is negative for liquidations)."""
+    row = need_dict(row, "fills")
+    for key in ("instId", "tradeId", "ordId", "billId", "fillPx", "fillSz", "side", "ts"):
+        need_str(row, key, "fills")
+    as_int(row["billId"], "fills billId")
+    as_int(row["tradeId"], "fills tradeId")
+    as_int(row["ts"], "fills ts")
+    return {**row, "source": SOURCE}
+
+
+def balance_payloads(row: Any) -> list[dict]:
+    """One /account/balance row (account totals + details per currency) -> balances records."""
+    row = need_dict(row, "balance")
+    details = row.get("details")
+    if not isinstance(details, list):
+        raise RestError("balance: 'details' must be a list")
+    account_utime = row.get("uTime")
+    out = []
+    for detail in details:
+        detail = need_dict(detail, "balance detail")
+        ccy = need_str(detail, "ccy", "balance detail")
+        cash = need_str(detail, "cashBal", "balance detail")
+        utime = detail.get("uTime") or account_utime
+        as_int(utime, f"balance {ccy} uTime")
+        out.append({**detail, "ccy": ccy, "cashBal": cash, "uTime": utime, "source": SOURCE})
+    return out
+
+
+def position_payload(row: Any) -> dict:
+    row = need_dict(row, "positions")
+    for key in ("posId", "instId", "instType", "pos", "uTime"):
+        need_str(row, key, "positions")
+    as_int(row["uTime"], "positions uTime")
+    return {**row, "source": SOURCE}
+
+
+def book_payload(row: Any, inst_id: str, depth: int) -> dict:
+    """A /market/books row -> a books record (channel "books", full True)."""
+    row = need_dict(row, "books")
+    asks, bids = row.get("asks"), row.get("bids")
+    if not isinstance(asks, list) or not isinstance(bids, list):
+        raise RestError("books: asks and bids must be lists")
+    for level in (*asks, *bids):
+        if (not isinstance(level, list) or len(level) < 2
+                or not all(isinstance(v, str) for v in level)):
+            raise RestError(f"books: a level must be a list of strings, got {str(level)[:60]}")
+    ts = need_str(row, "ts", "books")
+    as_int(ts, "books ts")
+    seq = row.get("seqId")
+    if seq is not None:
+        if isinstance(seq, bool) or not isinstance(seq, (int, str)):
+            raise RestError(f"books: seqId must be an integer, got {seq!r}")
+        seq = seq if isinstance(seq, int) else as_int(seq, "books seqId")
+    return {"instId": inst_id, "channel": "books", "ts": ts, "seqId": seq, "asks": asks,
+            "bids": bids, "depth": depth, "full": True, "source": SOURCE}
+
+
+def in_range(value: int, low: int | None, high: int | None) -> bool:
+    """low <= value <= high, an absent bound being open."""
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def next_cursor(keys: list[int], previous: int | None, what: str) -> int:
+    """The `after` cursor for the page following one whose rows have these keys: the smallest.
+    RestError when the page did not move below the previous cursor (it would loop forever)."""
+    low = min(keys)
+    if previous is not None and low >= previous:
+        raise RestError(f"{what}: page does not advance the cursor (oldest {low} >= {previous})")
+    return low
+
+
+def split_plan(start_ms: int, end_ms: int, now_ms: int, recent_ms: int,
+               recent_path: str, archive_path: str) -> list[tuple[str, int, int]]:
+    """Which endpoint serves which part of [start_ms, end_ms], newest part first (pure):
+    the recent endpoint for what lies within `recent_ms` of now, the archive for the rest."""
+    if end_ms < start_ms:
+        return []
+    cutoff = now_ms - recent_ms
+    if start_ms >= cutoff:
+        return [(recent_path, start_ms, end_ms)]
+    if end_ms < cutoff:
+        return [(archive_path, start_ms, end_ms)]
+    return [(recent_path, cutoff, end_ms), (archive_path, start_ms, cutoff - 1)]
+
+
+def encode_cursor(path: str, key: int) -> str:
+    return f"{path.rsplit('/', 1)[1]}:{key}"
+
+
+def decode_cursor(cursor: str, plan: list[tuple[str, int, int]]) -> tuple[int, int]:
+    """'orders-history-archive:123' -> (index of that step in plan, 123); RestError if foreign."""
+    name, _, key = cursor.rpartition(":")
+    for i, (path, _, _) in enumerate(plan):
+        if path.rsplit("/", 1)[1] == name:
+            return i, as_int(key, "resume cursor")
+    if not plan:
+        return 0, 0
+    raise RestError(f"resume cursor {cursor[:60]!r} does not belong to this range")
+
+
+# ----- fetchers ----------------------------------------------------------------------------------
+
+def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
+           upper_id: int | str | None = None, lower_ms: int | None = None,
+           upper_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+    """Every trade with lower_id < tradeId < upper_id (exclusive) and lower_ms <= ts <= upper_ms
+    (inclusive), any bound optional, oldest first within each page, pages newest first.
+
+    Walks history-trades type=1 down from `after=upper_id`. With only a time ceiling, the first
+    page comes from type=2 (`after=upper_ms+1`: trades at or before upper_ms); with no ceiling at
+    all, from the newest page. Stops at the first trade at or below lower_id / before lower_ms,
+    or when OKX has nothing older."""
+    low_id = None if lower_id is None else as_int(str(lower_id), "lower_id")
+    high_id = None if upper_id is None else as_int(str(upper_id), "upper_id")
+    base = {"instId": inst_id, "limit": str(PAGE_LIMIT)}
+    cursor = as_int(resume, "resume cursor") if resume is not None else high_id
+    first_by_ts = cursor is None and upper_ms is not None
+    if ((low_id is not None and high_id is not None and high_id - low_id <= 1)
+            or (lower_ms is not None and upper_ms is not None and upper_ms < lower_ms)):
+        yield Page([], None)      # an empty range: nothing to ask OKX
+        return
+    while True:
+        if first_by_ts:
+            params = {**base, "type": "2", "after": str(upper_ms + 1)}
+        else:
+            params = {**base, "type": "1", **({"after": str(cursor)} if cursor is not None else {})}
+        rows = [trade_payload(r, inst_id) for r in client.get(TRADES_PATH, params)]
+        if not rows:
+            yield Page([], None, history_ended=low_id is not None or lower_ms is not None)
+            return
+        ids = [int(r["tradeId"]) for r in rows]
+        if cursor is not None:
+            # OKX caches may serve a stale page; anything not older than the cursor is a repeat
+            fresh = [(i, r) for i, r in zip(ids, rows) if i < cursor]
+            if not fresh:
+                raise RestError(f"history-trades {inst_id}: page does not advance the cursor "
+                                f"(oldest {min(ids)} >= {cursor})")
+            ids, rows = [i for i, _ in fresh], [r for _, r in fresh]
+        cursor = next_cursor(ids, cursor, f"history-trades {inst_id}")
+        first_by_ts = False
+        keep = [(i, r) for i, r in zip(ids, rows)
+                if in_range(i, None if low_id is None else low_id + 1,
+                            None if high_id is None else high_id - 1)
+                and in_range(int(r["ts"]), lower_ms, upper_ms)]
+        keep.sort(key=lambda pair: pair[0])
+        oldest_ts = min(int(r["ts"]) for r in rows)
+        done = ((low_id is not None and cursor <= low_id + 1)
+                or (lower_ms is not None and oldest_ts < lower_ms))
+        yield Page([r for _, r in keep], None if done else str(cursor))
+        if done:
+            return
+
+
+def candles(client: GetJson, inst_id: str, bar: str, start_ms: int, end_ms: int, *,
+            resume: str | None = None) -> Iterator[Page]:
+    """Confirmed bars (confirm "1") with start_ms <= ts <= end_ms from history-candles, walking
+    down from end_ms with `after` (bar open time). A forming bar is never returned: it is current
+    state, not history."""
+    cursor = as_int(resume, "resume cursor") if resume is not None else end_ms + 1
+    while True:
+        params = {"instId": inst_id, "bar": bar, "after": str(cursor), "limit": str(PAGE_LIMIT)}
+        reply = client.get(CANDLES_PATH, params, row_type=list)
+        rows = [candle_payload(r, inst_id, bar) for r in reply]
+        if not rows:
+            yield Page([], None, history_ended=True)
+            return
+        cursor = next_cursor([int(r["ts"]) for r in rows], cursor, f"history-candles {inst_id}")
+        keep = sorted((r for r in rows if r["confirm"] == "1"
+                       and in_range(int(r["ts"]), start_ms, end_ms)), key=lambda r: int(r["ts"]))
+        done = cursor <= start_ms
+        yield Page(keep, None if done else str(cursor))
+        if done:
+            return
+
+
+def _walk_plan(client: GetJson, plan: list[tuple[str, int, int]], base: dict, key: str,
+               time_key: str, to_payload: Callable[[Any], dict], resume: str | None
+               ) -> Iterator[Page]:
+    """Page each (path, begin, end) step of a plan down by `key` with `after` (signed GETs).
+    A step ends at its first empty page; the cursor names the step, so a resume continues there."""
+    step, cursor = decode_cursor(resume, plan) if resume is not None else (0, None)
+    while step < len(plan):
+        path, begin, end = plan[step]
+        name = path.rsplit("/", 1)[1]
+        params = {**base, "begin": str(begin), "end": str(end), "limit": str(PAGE_LIMIT)}
+        if cursor is not None:
+            params["after"] = str(cursor)
+        rows = [to_payload(r) for r in client.get(path, params, signed=True)]
+        if not rows:
+            step, cursor = step + 1, None
+            continue
+        cursor = next_cursor([int(r[key]) for r in rows], cursor, name)
+        keep = sorted((r for r in rows if in_range(int(r[time_key]), begin, end)),
+                      key=lambda r: int(r[key]))
+        yield Page(keep, encode_cursor(path, cursor))
+    yield Page([], None)
+
+
+def orders(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
+           now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+    """Completed orders with start_ms <= cTime <= end_ms: orders-history for the part within
+    7 days of now, orders-history-archive (3 months) for the part before; cursor = ordId."""
+    now = _now_ms() if now_ms is None else now_ms
+    plan = split_plan(start_ms, end_ms, now, ORDERS_RECENT_MS, ORDERS_PATH, ORDERS_ARCHIVE_PATH)
+    yield from _walk_plan(client, plan, {"instType": inst_type}, "ordId", "cTime",
+                          order_payload, resume)
+
+
+def fills(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
+          now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+    """Fills with start_ms <= ts <= end_ms: /trade/fills within 3 days of now, fills-history
+    (3 months) before that; cursor = billId."""
+    now = _now_ms() if now_ms is None else now_ms
+    plan = split_plan(start_ms, end_ms, now, FILLS_RECENT_MS, FILLS_PATH, FILLS_HISTORY_PATH)
+    yield from _walk_plan(client, plan, {"instType": inst_type}, "billId", "ts",
+                          fill_payload, resume)
+
+
+def balances(client: GetJson) -> list[dict]:
+    """A REST snapshot of every non-zero balance, as balances records with source "rest"."""
+    return [rec for row in client.get(BALANCE_PATH, None, signed=True)
+            for rec in balance_payloads(row)]
+
+
+def positions(client: GetJson, inst_type: str | None = None) -> list[dict]:
+    """A REST snapshot of the open positions, as positions records with source "rest"."""
+    params = {"instType": inst_type} if inst_type else None
+    return [position_payload(row) for row in client.get(POSITIONS_PATH, params, signed=True)]
+
+
+def book(client: GetJson, inst_id: str, depth: int = 400) -> dict:
+    """The current book (up to 400 levels a side, with its seqId) as a books record."""
+    rows = client.get(BOOKS_PATH, {"instId": inst_id, "sz": str(depth)})
+    if len(rows) != 1:
+        raise RestError(f"books {inst_id}: expected one row, got {len(rows)}")
+    return book_payload(rows[0], inst_id, depth)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

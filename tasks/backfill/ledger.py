@@ -1,0 +1,154 @@
+"""The workers' side of the gap ledger (keys in collector/contract.py): claim a gap under a lease,
+save the resume cursor after every page, finish it, create manual and stale gaps.
+
+Every transition is one Lua script, so it is atomic against other workers and the sweep:
+
+    open ──claim──> filling ──finish──> filled | unrepairable (reason)
+                       │  └──release (transient error)──> open
+                       └──lease expired──> claimable again (a killed worker's gap)
+
+A claim writes `owner` (a random token per run) and `lease_until`; `progress` and `finish` only
+apply while the caller still owns the gap, so a worker that lost its lease (it stalled past the
+expiry and someone else took over) stops instead of writing over the new owner's cursor.
+Fields added to the feeder's gap hash: owner, lease_until, attempts, cursor, written, pages,
+enqueued_ms, done_ms, last_error, failures.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from collector import contract
+from collector.ledger import gap_fields
+
+log = logging.getLogger(__name__)
+
+CLAIM = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {0, 'missing'} end
+if st == 'filled' or st == 'unrepairable' then return {0, st} end
+local now = tonumber(ARGV[2])
+if st == 'filling' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') or 0
+  if lease > now then return {0, 'busy'} end
+end
+redis.call('HSET', KEYS[1], 'status', 'filling', 'owner', ARGV[1],
+           'lease_until', tostring(now + tonumber(ARGV[3])), 'updated_ms', ARGV[2])
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'start_ms') or '0',
+           redis.call('HGET', KEYS[1], 'id') or '')
+return {1, tostring(n)}
+"""
+
+# ARGV owner, now, lease_ms, cursor, records written by this page
+PROGRESS = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'status') ~= 'filling' then return 0 end
+local now = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'cursor', ARGV[4], 'lease_until', tostring(now + tonumber(ARGV[3])),
+           'updated_ms', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'written', tonumber(ARGV[5]))
+redis.call('HINCRBY', KEYS[1], 'pages', 1)
+return 1
+"""
+
+# ARGV owner, now, status, reason
+FINISH = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'status') ~= 'filling' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'reason', ARGV[4], 'updated_ms', ARGV[2],
+           'done_ms', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id') or '')
+return 1
+"""
+
+# ARGV owner, now, error, count (1: a failure, 0: a planned pause such as a time limit):
+# back to open, cursor kept
+RELEASE = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'status') ~= 'filling' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'open', 'last_error', ARGV[3], 'updated_ms', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'failures', 1) end
+return 1
+"""
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class GapLedger:
+    """Gap transitions on a redis client (redis.Redis or fakeredis with Lua)."""
+
+    def __init__(self, client: Any, lease_ms: int = 120_000) -> None:
+        self.r = client
+        self.lease_ms = lease_ms
+        self._claim = client.register_script(CLAIM)
+        self._progress = client.register_script(PROGRESS)
+        self._finish = client.register_script(FINISH)
+        self._release = client.register_script(RELEASE)
+
+    def get(self, gap_id: str) -> dict[str, str]:
+        return {_s(k): _s(v) for k, v in self.r.hgetall(contract.gap_key(gap_id)).items()}
+
+    def claim(self, gap_id: str, owner: str, now_ms: int) -> tuple[bool, str]:
+        """(True, attempt number) or (False, why: missing | filled | unrepairable | busy)."""
+        ok, info = self._claim(keys=[contract.gap_key(gap_id), contract.GAPS_OPEN],
+                               args=[owner, now_ms, self.lease_ms])
+        return bool(int(ok)), _s(info)
+
+    def progress(self, gap_id: str, owner: str, now_ms: int, cursor: str, written: int) -> bool:
+        """Save the cursor after a stored page and renew the lease; False if the lease was lost."""
+        return bool(int(self._progress(keys=[contract.gap_key(gap_id)],
+                                       args=[owner, now_ms, self.lease_ms, cursor, written])))
+
+    def finish(self, gap_id: str, owner: str, now_ms: int, status: str, reason: str = "") -> bool:
+        assert status in ("filled", "unrepairable")
+        return bool(int(self._finish(keys=[contract.gap_key(gap_id), contract.GAPS_OPEN],
+                                     args=[owner, now_ms, status, reason])))
+
+    def release(self, gap_id: str, owner: str, now_ms: int, error: str,
+                failure: bool = True) -> bool:
+        return bool(int(self._release(keys=[contract.gap_key(gap_id)],
+                                      args=[owner, now_ms, error[:500], "1" if failure else "0"])))
+
+    def mark_enqueued(self, gap_ids: list[str], now_ms: int) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for gid in gap_ids:
+            pipe.hset(contract.gap_key(gid), "enqueued_ms", str(now_ms))
+        pipe.execute()
+
+    def create(self, gap: dict, producer: str, now_ms: int) -> str:
+        """A new open gap (manual, stale, audit) in the same shape as the feeder's."""
+        gap_id = str(self.r.incr(contract.GAPS_SEQ))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(contract.gap_key(gap_id), mapping=gap_fields(gap_id, gap, producer, now_ms))
+        pipe.zadd(contract.GAPS_OPEN, {gap_id: gap["start_ms"]})
+        pipe.zadd(contract.GAPS_ALL, {gap_id: now_ms})
+        pipe.zremrangebyrank(contract.GAPS_ALL, 0, -contract.GAPS_KEEP - 1)
+        pipe.execute()
+        log.info("gap %s created: %s %s %s %s..%s (%s)", gap_id, gap["cause"], gap["channel"],
+                 gap["instId"], gap["start_ms"], gap["end_ms"], gap.get("reason", ""))
+        return gap_id
+
+    def open_gaps(self, limit: int = 10_000) -> list[dict[str, str]]:
+        ids = [_s(g) for g in self.r.zrange(contract.GAPS_OPEN, 0, limit - 1)]
+        pipe = self.r.pipeline(transaction=False)
+        for gid in ids:
+            pipe.hgetall(contract.gap_key(gid))
+        out = []
+        for gid, h in zip(ids, pipe.execute()):
+            if h:
+                out.append({_s(k): _s(v) for k, v in h.items()})
+            else:  # the hash is gone (flushed by hand): nothing to repair, drop the id
+                self.r.zrem(contract.GAPS_OPEN, gid)
+        return out
+
+    def recent(self, limit: int = 50) -> list[dict[str, str]]:
+        ids = [_s(g) for g in self.r.zrevrange(contract.GAPS_ALL, 0, limit - 1)]
+        pipe = self.r.pipeline(transaction=False)
+        for gid in ids:
+            pipe.hgetall(contract.gap_key(gid))
+        return [{_s(k): _s(v) for k, v in h.items()} for h in pipe.execute() if h]

@@ -1,0 +1,189 @@
+"""Repair one gap: claim it, run its plan page by page through the writers, save the cursor after
+every stored page, finish it. Plain code with injected ledger, source and store (unit-tested with
+fakes); tasks.py only turns the result into Celery retries.
+
+    claimed?      no  -> skipped (someone else holds it, or it is already done)
+    plan          malformed gap -> unrepairable (reason)
+    each page     store (trades: validated) -> progress(cursor); lease lost -> stop ("lost")
+    all steps     filled, or unrepairable with the plan's reason (books, tickers) or when OKX's
+                  history ended before the gap's start
+    error         OKX rejected the request (51xxx parameters) -> unrepairable at once;
+                  anything else -> released (open again, cursor kept) and retried later,
+                  unrepairable after BACKFILL_MAX_ATTEMPTS failures (a time
+                  limit is no failure: the task continues from its cursor)
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from celery.exceptions import SoftTimeLimitExceeded
+from prometheus_client import Counter
+
+from collector.rest import RestError
+from tasks.backfill import plan as planning
+from tasks.backfill import snapshots
+from tasks.backfill.plan import Plan, PlanError, Step
+from tasks.writers.mongo_history import mark_trades_validated
+
+log = logging.getLogger(__name__)
+
+GAPS_DONE = Counter("okx_backfill_gaps_total", "Gaps finished by backfill", ["channel", "status"])
+RECORDS = Counter("okx_backfill_records_total", "Records written by backfill", ["kind"])
+
+STORE_KIND = {"trades": "trades", "candles": "candles", "orders": "orders", "pending": "orders",
+              "fills": "fills"}
+
+
+@dataclass
+class Result:
+    gap_id: str
+    status: str            # filled | unrepairable | released | skipped | lost
+    reason: str = ""
+    written: int = 0
+    attempts: int = 0
+
+    @property
+    def retry(self) -> bool:
+        return self.status == "released"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """OKX refused the request itself (parameters, unknown instrument): retrying cannot help.
+    Authentication codes (501xx) are not: a fixed configuration can still fill the gap."""
+    code = getattr(exc, "code", None)
+    return isinstance(exc, RestError) and isinstance(code, str) and code.startswith("51")
+
+
+class Repairer:
+    def __init__(self, ledger: Any, source: Any, store: Any, *, state_redis: Any = None,
+                 inst_types: tuple[str, ...] = planning.INST_TYPES,
+                 orders_lookback_ms: int = 86_400_000, max_attempts: int = 8,
+                 clock: Callable[[], int] = now_ms,
+                 on_page: Callable[[Step, Any, int], None] | None = None) -> None:
+        self.ledger = ledger
+        self.source = source
+        self.store = store
+        self.state_redis = state_redis
+        self.inst_types = inst_types
+        self.orders_lookback_ms = orders_lookback_ms
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.on_page = on_page
+
+    def run(self, gap_id: str, owner: str | None = None) -> Result:
+        owner = owner or uuid.uuid4().hex
+        ok, info = self.ledger.claim(gap_id, owner, self.clock())
+        if not ok:
+            return Result(gap_id, "skipped", info)
+        attempts = int(info)
+        gap = self.ledger.get(gap_id)
+        try:
+            plan = planning.plan_gap(gap, inst_types=self.inst_types,
+                                     orders_lookback_ms=self.orders_lookback_ms)
+        except PlanError as exc:
+            return self._finish(gap, owner, "unrepairable", str(exc), 0, attempts)
+        written = 0
+        try:
+            outcome = self._execute(gap, owner, plan)
+            if outcome is None:
+                return Result(gap_id, "lost", "lease lost to another worker", attempts=attempts)
+            written, ended = outcome
+        except SoftTimeLimitExceeded:
+            # Not a failure: the task ran out of time with its cursor saved; continue later.
+            self.ledger.release(gap_id, owner, self.clock(), "time limit: continuing",
+                                failure=False)
+            return Result(gap_id, "released", "time limit", attempts=attempts)
+        except Exception as exc:  # noqa: BLE001 - every failure ends in a ledger state
+            reason = f"{type(exc).__name__}: {exc}"
+            if is_rejection(exc):
+                return self._finish(gap, owner, "unrepairable", f"OKX rejected: {exc}",
+                                    written, attempts)
+            failures = int(gap.get("failures") or 0) + 1
+            if failures >= self.max_attempts:
+                return self._finish(gap, owner, "unrepairable",
+                                    f"gave up after {failures} failed attempts: {reason}",
+                                    written, attempts)
+            log.warning("gap %s (%s %s): attempt %d failed, released for a retry: %s", gap_id,
+                        gap.get("channel"), gap.get("instId"), failures, reason)
+            self.ledger.release(gap_id, owner, self.clock(), reason)
+            return Result(gap_id, "released", reason, attempts=attempts)
+        if plan.unrepairable:
+            return self._finish(gap, owner, "unrepairable", plan.unrepairable, written, attempts)
+        if ended:
+            return self._finish(gap, owner, "unrepairable", ended, written, attempts)
+        return self._finish(gap, owner, "filled", "", written, attempts)
+
+    def _finish(self, gap: dict, owner: str, status: str, reason: str, written: int,
+                attempts: int) -> Result:
+        gid = gap.get("id", "")
+        if not self.ledger.finish(gid, owner, self.clock(), status, reason):
+            return Result(gid, "lost", "lease lost before finishing", written, attempts)
+        GAPS_DONE.labels(gap.get("channel", ""), status).inc()
+        log_fn = log.info if status == "filled" else log.warning
+        log_fn("gap %s %s: %s %s %s..%s, %d records%s", gid, status, gap.get("channel"),
+               gap.get("instId"), gap.get("start_ms"), gap.get("end_ms"), written,
+               f" ({reason})" if reason else "")
+        return Result(gid, status, reason, written, attempts)
+
+    def _execute(self, gap: dict, owner: str, plan: Plan) -> tuple[int, str] | None:
+        """Run the plan from the saved cursor; (records written, history-ended reason) or None
+        when the lease was lost."""
+        gid = gap["id"]
+        first, cursor = planning.decode_progress(gap.get("cursor"), len(plan.steps))
+        written, ended = 0, ""
+        for index in range(first, len(plan.steps)):
+            step = plan.steps[index]
+            resume = cursor if index == first else None
+            if step.kind in STORE_KIND:
+                for page in self.source.pages(step, resume):
+                    n = self._store_page(step, page.records)
+                    written += n
+                    if page.history_ended and not ended:
+                        ended = (f"OKX history ends before the gap's start "
+                                 f"({step.kind} {step.key}): older records cannot be fetched")
+                    nxt = (planning.encode_progress(index, page.cursor) if page.cursor
+                           else planning.encode_progress(index + 1, None))
+                    if not self.ledger.progress(gid, owner, self.clock(), nxt, n):
+                        return None
+                    if self.on_page is not None:
+                        self.on_page(step, page, n)
+            else:
+                n = self._snapshot(step)
+                written += n
+                if not self.ledger.progress(gid, owner, self.clock(),
+                                            planning.encode_progress(index + 1, None), n):
+                    return None
+        return written, ended
+
+    def _store_page(self, step: Step, records: list[dict]) -> int:
+        if not records:
+            return 0
+        kind = STORE_KIND[step.kind]
+        validated = kind == "trades"
+        written = self.store.write(kind, records, source="rest", validated=validated)
+        if validated and written.get("duplicates"):
+            # REST confirmed them: trades the live feed stored first become validated too
+            # (new ones were inserted validated; skipping the update when there are none
+            # saves a write per page in the common case, a gap of trades nobody stored)
+            mark_trades_validated(self.store.db, step.key, [r["tradeId"] for r in records])
+        RECORDS.labels(kind).inc(len(records))
+        return len(records)
+
+    def _snapshot(self, step: Step) -> int:
+        if step.kind == "account":
+            counts = snapshots.snapshot_account(self.source, self.store, self.state_redis,
+                                                self.clock())
+            return counts["balances"] + counts["positions"] + counts["zeroed"]
+        if step.kind == "book":
+            return snapshots.reseed_book(self.source, self.store, step.key)
+        if step.kind == "ticker":
+            return snapshots.reseed_ticker(self.source, self.store, step.key)
+        raise ValueError(f"unknown step {step.kind!r}")

@@ -1,0 +1,120 @@
+"""Where backfill gets its data: the OKX REST client (collector/rest.py) and the paging fetchers
+(collector/history.py), behind one small object so tests can hand in a fake.
+
+`pages(step, resume)` yields history.Page objects for the streaming steps of a plan (trades,
+candles, orders, pending, fills); `get(...)` is the raw client for the snapshots.
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any, Iterator
+
+from collector import history
+from collector.history import Page
+from collector.ratelimit import shared_limits
+from collector.rest import RestClient, RestError
+from tasks.backfill.plan import Step
+from tasks.settings import Settings
+
+PENDING_PATH = "/api/v5/trade/orders-pending"
+TICKER_PATH = "/api/v5/market/ticker"
+PRIVATE_STEPS = ("orders", "pending", "fills", "account")
+
+
+class NoCredentials(RestError):
+    """A private repair without OKX_API_KEY/OKX_API_SECRET/OKX_API_PASSPHRASE."""
+
+
+_clients: dict[tuple, RestClient] = {}
+_lock = threading.Lock()
+
+
+def make_client(settings: Settings) -> RestClient:
+    """One client per process and configuration. Its rate limits live in the broker's Redis
+    (REDIS_URL), so every worker process, dyno and the feeder share OKX's per-IP / per-user
+    budget; without that Redis they fall back to a share of it in-process."""
+    key = (settings.okx_rest_url, settings.okx_demo, settings.credentials, settings.rest_timeout_s,
+           settings.redis_url)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            api_key = settings.credentials.api_key if settings.credentials else None
+            wanted = {"credentials": settings.credentials, "demo": settings.okx_demo,
+                      "timeout": settings.rest_timeout_s,
+                      "limits": shared_limits(settings.redis_url, api_key=api_key)}
+            accepted = inspect.signature(RestClient).parameters
+            client = RestClient(settings.okx_rest_url,
+                                **{k: v for k, v in wanted.items() if k in accepted})
+            _clients[key] = client
+        return client
+
+
+class RestSource:
+    def __init__(self, client: Any, *, has_credentials: bool) -> None:
+        self.client = client
+        self.has_credentials = has_credentials
+
+    def need_credentials(self, step: Step) -> None:
+        if step.kind in PRIVATE_STEPS and not self.has_credentials:
+            raise NoCredentials(f"{step.kind} repair needs OKX credentials (OKX_API_KEY, "
+                                "OKX_API_SECRET, OKX_API_PASSPHRASE)")
+
+    def pages(self, step: Step, resume: str | None) -> Iterator[Page]:
+        self.need_credentials(step)
+        c = self.client
+        if step.kind == "trades":
+            return history.trades(c, step.key, lower_id=step.lower_id, upper_id=step.upper_id,
+                                  lower_ms=step.start_ms, upper_ms=step.end_ms, resume=resume)
+        if step.kind == "candles":
+            return history.candles(c, step.key, step.bar, step.start_ms, step.end_ms,
+                                   resume=resume)
+        if step.kind == "orders":
+            return history.orders(c, step.key, step.start_ms, step.end_ms, resume=resume)
+        if step.kind == "fills":
+            return history.fills(c, step.key, step.start_ms, step.end_ms, resume=resume)
+        if step.kind == "pending":
+            return self._pending(step.key, resume)
+        raise ValueError(f"{step.kind} is not a paged step")
+
+    def _pending(self, inst_type: str, resume: str | None) -> Iterator[Page]:
+        """Open orders now (their latest state): what orders-history cannot show yet."""
+        cursor = int(resume) if resume and resume.isdigit() else None
+        while True:
+            params = {"instType": inst_type, "limit": str(history.PAGE_LIMIT)}
+            if cursor is not None:
+                params["after"] = str(cursor)
+            rows = [history.order_payload(r) for r in self.client.get(PENDING_PATH, params,
+                                                                       signed=True)]
+            if not rows:
+                yield Page([], None)
+                return
+            cursor = history.next_cursor([int(r["ordId"]) for r in rows], cursor,
+                                         "orders-pending")
+            yield Page(sorted(rows, key=lambda r: int(r["ordId"])), str(cursor))
+
+    # ----- snapshots ------------------------------------------------------------------------------
+    def balances(self) -> list[dict]:
+        self.need_credentials(Step("account", ""))
+        return history.balances(self.client)
+
+    def positions(self) -> list[dict]:
+        self.need_credentials(Step("account", ""))
+        return history.positions(self.client)
+
+    def book(self, inst_id: str) -> dict:
+        return history.book(self.client, inst_id)
+
+    def ticker(self, inst_id: str) -> dict:
+        rows = self.client.get(TICKER_PATH, {"instId": inst_id})
+        if len(rows) != 1 or not isinstance(rows[0], dict):
+            raise RestError(f"ticker {inst_id}: expected one row")
+        row = rows[0]
+        history.as_int(row.get("ts"), "ticker ts")
+        if row.get("instId") != inst_id:
+            raise RestError(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
+        return {**row, "source": history.SOURCE}
+
+
+def rest_source(settings: Settings) -> RestSource:
+    return RestSource(make_client(settings), has_credentials=settings.credentials is not None)

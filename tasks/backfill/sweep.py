@@ -1,0 +1,90 @@
+"""The beat sweep (every BACKFILL_SWEEP_S): what the feeder could not report itself.
+
+1. Open gaps nobody touched for BACKFILL_REQUEUE_AFTER_S (their repair task was lost) and
+   filling gaps whose lease expired (their worker died) are sent again.
+2. Public streams whose watermark is older than BACKFILL_STALE_S (the feeder is dead, stuck, or
+   lost a subscription without noticing) get a `stale` gap from their last record to now.
+3. A feeder whose heartbeat is older than FEEDER_DEAD_S (or gone), or no live feeder at all while
+   account watermarks exist: balances and positions are snapshotted over REST.
+
+The decisions are pure functions in plan.py; this module only reads and writes Redis and sends
+tasks (through the callables it is given).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from collector import contract
+from collector.channels import PRIVATE_CHANNELS
+from tasks import keys
+from tasks.backfill import plan as planning
+from tasks.backfill.ledger import GapLedger
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def read_watermarks(r: Any) -> dict[tuple[str, str], dict]:
+    names = [_s(n) for n in r.scan_iter(match="wm:*", count=1000)]
+    pipe = r.pipeline(transaction=False)
+    for n in names:
+        pipe.hgetall(n)
+    out = {}
+    for name, h in zip(names, pipe.execute()):
+        _, channel, inst = name.split(":", 2)
+        out[(channel, inst)] = {_s(k): _s(v) for k, v in h.items()}
+    return out
+
+
+def read_feeders(r: Any) -> dict[str, dict | None]:
+    ids = sorted(_s(i) for i in r.smembers(contract.FEEDERS))
+    pipe = r.pipeline(transaction=False)
+    for fid in ids:
+        pipe.hgetall(contract.feeder_key(fid))
+    return {fid: ({_s(k): _s(v) for k, v in h.items()} or None)
+            for fid, h in zip(ids, pipe.execute())}
+
+
+def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
+          send_repair: Callable[[str], None], send_snapshot: Callable[[], None]) -> dict:
+    r = ledger.r
+    gaps = ledger.open_gaps()
+    due = planning.gaps_to_enqueue(gaps, now_ms, int(settings.backfill_requeue_after_s * 1000))
+    for gid in due:
+        send_repair(gid)
+    if due:
+        ledger.mark_enqueued(due, now_ms)
+        log.info("sweep: re-sent %d gaps (lost task or expired lease)", len(due))
+
+    marks = read_watermarks(r)
+    covered_names = [keys.backfill_stale(*k) for k in marks]
+    covered_raw = r.mget(covered_names) if covered_names else []
+    covered = {k: int(v) for k, v in zip(marks, covered_raw) if v is not None}
+    open_keys = {(g.get("channel", ""), g.get("instId", "")) for g in gaps}
+    stale = planning.stale_watermarks(marks, now_ms, int(settings.backfill_stale_s * 1000),
+                                      covered, open_keys)
+    for gap in stale:
+        gid = ledger.create(gap, "backfill-sweep", now_ms)
+        r.set(keys.backfill_stale(gap["channel"], gap["instId"]), gap["end_ms"])
+        send_repair(gid)
+        ledger.mark_enqueued([gid], now_ms)
+
+    feeders = read_feeders(r)
+    dead = planning.dead_feeders(feeders, now_ms, int(settings.feeder_dead_s * 1000))
+    alive = [f for f in feeders if f not in dead]
+    account_marks = any(ch in PRIVATE_CHANNELS for ch, _ in marks)
+    snapshot = bool(dead) or (not alive and account_marks)
+    if snapshot:
+        if dead:
+            log.warning("sweep: feeder(s) %s dead (no heartbeat for %.0f s): snapshotting "
+                        "balances and positions over REST", ", ".join(dead),
+                        settings.feeder_dead_s)
+            r.srem(contract.FEEDERS, *dead)   # reported once; a restarted feeder adds itself
+        send_snapshot()
+    return {"resent": len(due), "stale_gaps": len(stale), "dead_feeders": dead,
+            "snapshot": snapshot}
