@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from localrun.processes import stop_process as _stop_process  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
 
 INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
@@ -146,15 +146,9 @@ def histogram_quantiles(before: dict[str, float], after: dict[str, float], name:
 # ----- processes -----------------------------------------------------------------------------------
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM, wait, then SIGKILL: only the process we started (and its group, for celery)."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """SIGTERM, wait, then SIGKILL: only the process we started."""
+    _stop_process(proc, " ".join(map(str, proc.args[:3])) if isinstance(proc.args, list) else "process",
+                  timeout)
 
 
 class Sim:

@@ -79,18 +79,23 @@ def endpoint_of(path: str) -> str:
     return path[len(API_PREFIX):] if path.startswith(API_PREFIX + "/") else path
 
 
-def rate_factor_from_env(environ: dict[str, str] | None = None) -> float:
-    """OKX_REST_RATE_FACTOR in (0, 1]; a bad value is an error, not a silent default."""
-    raw = (os.environ if environ is None else environ).get(RATE_FACTOR_ENV, "")
+def _share_from_env(name: str, default: float, environ: dict[str, str] | None) -> float:
+    """A share in (0, 1] from the environment; a bad value is an error, not a silent default."""
+    raw = (os.environ if environ is None else environ).get(name, "")
     if raw.strip() == "":
-        return DEFAULT_RATE_FACTOR
+        return default
     try:
-        factor = float(raw)
+        share = float(raw)
     except ValueError:
-        raise ValueError(f"{RATE_FACTOR_ENV}={raw!r} is not a number") from None
-    if not 0 < factor <= 1:
-        raise ValueError(f"{RATE_FACTOR_ENV}={raw!r} must be in (0, 1]")
-    return factor
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not 0 < share <= 1:
+        raise ValueError(f"{name}={raw!r} must be in (0, 1]")
+    return share
+
+
+def rate_factor_from_env(environ: dict[str, str] | None = None) -> float:
+    """OKX_REST_RATE_FACTOR: the share of OKX's limits the whole deployment uses."""
+    return _share_from_env(RATE_FACTOR_ENV, DEFAULT_RATE_FACTOR, environ)
 
 
 def earliest_start(stamps: deque[float], in_flight: int, limit: int, window: float,
@@ -301,17 +306,8 @@ return 1
 
 
 def fallback_share_from_env(environ: dict[str, str] | None = None) -> float:
-    """OKX_REST_FALLBACK_SHARE in (0, 1]; a bad value is an error, not a silent default."""
-    raw = (os.environ if environ is None else environ).get(FALLBACK_SHARE_ENV, "")
-    if raw.strip() == "":
-        return FALLBACK_SHARE
-    try:
-        share = float(raw)
-    except ValueError:
-        raise ValueError(f"{FALLBACK_SHARE_ENV}={raw!r} is not a number") from None
-    if not 0 < share <= 1:
-        raise ValueError(f"{FALLBACK_SHARE_ENV}={raw!r} must be in (0, 1]")
-    return share
+    """OKX_REST_FALLBACK_SHARE: the share each process uses alone while Redis is unreachable."""
+    return _share_from_env(FALLBACK_SHARE_ENV, FALLBACK_SHARE, environ)
 
 
 def share_of(limits: dict[str, tuple[int, float]], share: float) -> dict[str, tuple[int, float]]:

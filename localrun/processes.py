@@ -65,15 +65,16 @@ def alive(ident: tuple[int, str]) -> bool:
     return st is not None and st[19] == ident[1] and st[0] not in ("Z", "X")
 
 
-def stop_process(proc: subprocess.Popen, what: str, timeout: float) -> None:
-    """SIGTERM, wait up to `timeout`, then SIGKILL (saying so)."""
+def stop_process(proc: subprocess.Popen, what: str = "process", timeout: float = 20) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL (saying so). Only the process we started."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        print(f"demo: {what} did not stop within {timeout:.0f} s; killing it", file=sys.stderr)
+        print(f"{what} (pid {proc.pid}) did not stop within {timeout:.0f} s; killing it",
+              file=sys.stderr)
         proc.kill()
         proc.wait()
 
