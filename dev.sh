@@ -18,18 +18,46 @@ ensure_python() {
   fi
 }
 
+# A C compiler and the Python headers, for the optional compiled order-book loop
+# (collector/_bookaccel.c, built by pip install). Without them the install still succeeds and the
+# book runs its pure-Python loop.
+have_build_tools() {
+  command -v "${CC:-cc}" >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || return 1
+  "$VENV/bin/python" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
+
+ensure_build_tools() {
+  if have_build_tools; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing gcc and python3-dev (for the compiled order-book loop)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null || true
+    if have_build_tools; then return 0; fi
+  fi
+  log "warning: no C compiler or no Python.h for $VENV/bin/python: the order book will use" \
+      "its pure-Python loop (slower, same results)"
+  return 1
+}
+
 ensure_venv() {
   local stamp="$VENV/.installed"
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV"
     "$PY" -m venv "$VENV"
   fi
-  # Reinstall only when the dependency list changed.
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # Reinstall when the dependency list or the C extension's sources changed (after installing
+  # a compiler on a machine that had none, `touch setup.py` rebuilds the extension).
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+      || [ collector/_bookaccel.c -nt "$stamp" ]; then
+    ensure_build_tools || true
     log "installing the project and its test tools into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -q -e '.[dev]'
     touch "$stamp"
+    if ! "$VENV/bin/python" -c 'import collector._bookaccel' 2>/dev/null; then
+      log "warning: collector._bookaccel was not built: the order book uses its pure-Python loop"
+    fi
   fi
 }
 

@@ -23,6 +23,11 @@ Variants:
   book+cs         OrderBook, checksum verified on every message
   book+top25      OrderBook, seqId checks, and the top 25 levels a side read after every
                   message: what the feeder does (it publishes the top N of every accepted message)
+  pure            OrderBook forced onto its pure-Python loop (as with OKX_BOOK_PURE=1)
+  pure+cs         the same, checksum verified on every message
+
+The book* variants use the compiled loop (collector._bookaccel) when it is built; the header line
+says which. Without the extension, book and pure measure the same code.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from collector.book import OrderBook  # noqa: E402
+from collector.book import ACCELERATED, OrderBook  # noqa: E402
 from collector.records import BookData  # noqa: E402
 
 DEPTH = 400
@@ -246,6 +251,13 @@ def generate(n_updates: int, seed: int, changes: int = 20) -> list[BookData]:
     return [next(it) for _ in range(n_updates + 1)]
 
 
+class PureBook(OrderBook):
+    """OrderBook on its pure-Python loop, whatever this process imported."""
+
+    __slots__ = ()
+    _accel_side = None
+
+
 # ----- measurement ------------------------------------------------------------------------------
 
 VARIANTS = {
@@ -256,7 +268,10 @@ VARIANTS = {
     "book": (lambda: OrderBook("books", "BTC-USDT"), False),
     "book+cs": (lambda: OrderBook("books", "BTC-USDT"), True),
     "book+top25": (BookTopRead, False),
+    "pure": (lambda: PureBook("books", "BTC-USDT"), False),
+    "pure+cs": (lambda: PureBook("books", "BTC-USDT"), True),
 }
+CHECKED = ("book", "book+cs", "book+top25", "pure", "pure+cs")  # must stay valid and end equal
 
 
 def _timed(apply, msgs: list[BookData]) -> float:
@@ -296,11 +311,11 @@ def measure_hot(n_updates: int, seed: int, chunk: int) -> tuple[dict, dict]:
             dt = _timed(books[name].apply, msgs if VARIANTS[name][1] else msgs0)
             rates[name].append(len(msgs) / dt)
             totals[name] += dt
-        for name in ("book", "book+cs", "book+top25"):
+        for name in CHECKED:
             if not books[name].valid:
                 raise SystemExit(f"{name} went invalid: {books[name].reason}")
     ref = books["baseline"]
-    for name in ("book", "book+cs", "book+top25"):
+    for name in CHECKED:
         if books[name].top() != (ref.sorted_bids, ref.sorted_asks):
             raise SystemExit(f"{name}: final book differs from the baseline")
     stats = {"changes_per_update": n_changes / done, "deletes_per_update": n_deletes / done,
@@ -352,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "aggregate_msg_per_s": {k: round(v) for k, v in stats["aggregate_msg_per_s"].items()},
         "ratio_book_vs_baseline": round(rates["book"] / rates["baseline"], 1),
         "ratio_book_cs_vs_baseline_cs": round(rates["book+cs"] / rates["baseline+cs"], 1),
+        "accelerated": ACCELERATED,
+        "ratio_book_vs_pure": round(rates["book"] / rates["pure"], 2),
         "replay_msg_per_s": {k: round(v) for k, v in cold.items()} if cold else None,
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
@@ -361,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream: {args.updates} updates, {stats['changes_per_update']:.1f} level changes each "
           f"({stats['deletes_per_update']:.1f} of them deletes), 400 levels a side, seed "
           f"{args.seed}; median over chunks of {args.chunk}")
+    print("book* variants: " + ("compiled loop (collector._bookaccel)" if ACCELERATED else
+                                "pure-Python loop (extension not built or OKX_BOOK_PURE=1)"))
     head = f"{'variant':<14}{'msg/s':>11}{'us/msg':>9}{'vs baseline':>13}"
     print(head + (f"{'replay msg/s':>14}{'vs baseline':>13}" if cold else ""))
     for name, rate in rates.items():

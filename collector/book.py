@@ -15,6 +15,7 @@ Reading an invalid book raises `BookInvalid` (check `valid` first); nothing retu
 """
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from enum import StrEnum
 from typing import NamedTuple
@@ -22,7 +23,19 @@ from typing import NamedTuple
 from collector.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
 from collector.records import BookData
 
-__all__ = ["BookInvalid", "BookResult", "BookStatus", "OrderBook"]
+__all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook"]
+
+# The compiled per-side update loop (collector/_bookaccel.c), built by `pip install` when a C
+# compiler is available. It works on the same structures with the same semantics as the loop
+# written out in OrderBook.apply, which stays the fallback and the reference. OKX_BOOK_PURE=1
+# forces the pure loop (read once, at import: the choice is per process).
+_apply_side = None
+if os.environ.get("OKX_BOOK_PURE", "").strip().lower() not in ("1", "true", "yes", "on"):
+    try:
+        from collector._bookaccel import apply_side as _apply_side
+    except ImportError:
+        _apply_side = None
+ACCELERATED: bool = _apply_side is not None
 
 
 class BookStatus(StrEnum):
@@ -129,6 +142,9 @@ class OrderBook:
                  "epoch", "_cap", "_blv", "_bkf", "_bk", "_bpx", "_alv", "_akf", "_ak", "_apx",
                  "_seq", "_ts", "_valid", "_reason", "_fresh", "_bootstrapping", "_buffer",
                  "_anchor", "_pushed")
+
+    # The compiled side loop, or None for the pure one (a subclass may set None to force it).
+    _accel_side = _apply_side
 
     def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
                  verify_checksum: bool = True, allow_crossed: bool = False,
@@ -259,107 +275,116 @@ class OrderBook:
             if prev != self._seq:
                 return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
 
-            # Hot path, inlined: the two sides are the same code with bids' keys negated.
-            # kf maps price string -> sort key for held prices and doubles as a float() cache
-            # (bounded: rebuilt from the held prices when it grows past kf_cap).
             cap = self._cap
-            kf_cap = cap * 4
-            levels = msg.bids
-            if levels:
-                lv = self._blv
-                kf = self._bkf
-                keys = self._bk
-                pxs = self._bpx
-                for lvl in levels:
-                    px = lvl[0]
-                    sz = lvl[1]
-                    # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
-                    # so most sizes cost one comparison.
-                    if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
-                        if lv.pop(px, None) is not None:
-                            i = bisect_left(keys, kf[px])
-                            del keys[i]
-                            del pxs[i]
-                            continue
-                        # Not held under this spelling: match by value, else ignore (deletes of
-                        # unknown prices are normal on OKX).
-                        k = kf.get(px)
-                        if k is None:
-                            k = kf[px] = -float(px)
-                        i = bisect_left(keys, k)
-                        if i < len(keys) and keys[i] == k:
-                            del lv[pxs[i]]
-                            del keys[i]
-                            del pxs[i]
-                    elif px in lv:
-                        lv[px] = lvl
-                    else:
-                        k = kf.get(px)
-                        if k is None:
-                            k = kf[px] = -float(px)
-                        i = bisect_left(keys, k)
-                        if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                            del lv[pxs[i]]
-                            pxs[i] = px
+            accel = self._accel_side
+            if accel is not None:
+                # Compiled loop: the same steps as the pure loop below, on the same structures.
+                if msg.bids:
+                    accel(msg.bids, self._blv, self._bkf, self._bk, self._bpx, True, cap, cap * 4)
+                if msg.asks:
+                    accel(msg.asks, self._alv, self._akf, self._ak, self._apx, False, cap,
+                          cap * 4)
+            else:
+                # Hot path, inlined: the two sides are the same code with bids' keys negated.
+                # kf maps price string -> sort key for held prices and doubles as a float() cache
+                # (bounded: rebuilt from the held prices when it grows past kf_cap).
+                kf_cap = cap * 4
+                levels = msg.bids
+                if levels:
+                    lv = self._blv
+                    kf = self._bkf
+                    keys = self._bk
+                    pxs = self._bpx
+                    for lvl in levels:
+                        px = lvl[0]
+                        sz = lvl[1]
+                        # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
+                        # so most sizes cost one comparison.
+                        if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
+                            if lv.pop(px, None) is not None:
+                                i = bisect_left(keys, kf[px])
+                                del keys[i]
+                                del pxs[i]
+                                continue
+                            # Not held under this spelling: match by value, else ignore (deletes of
+                            # unknown prices are normal on OKX).
+                            k = kf.get(px)
+                            if k is None:
+                                k = kf[px] = -float(px)
+                            i = bisect_left(keys, k)
+                            if i < len(keys) and keys[i] == k:
+                                del lv[pxs[i]]
+                                del keys[i]
+                                del pxs[i]
+                        elif px in lv:
+                            lv[px] = lvl
                         else:
-                            keys.insert(i, k)
-                            pxs.insert(i, px)
-                        lv[px] = lvl
-                if len(keys) > cap:
-                    for px in pxs[cap:]:
-                        del lv[px]
-                    del keys[cap:]
-                    del pxs[cap:]
-                if len(kf) > kf_cap:
-                    self._bkf = {px: kf[px] for px in pxs}
-            levels = msg.asks
-            if levels:
-                lv = self._alv
-                kf = self._akf
-                keys = self._ak
-                pxs = self._apx
-                for lvl in levels:
-                    px = lvl[0]
-                    sz = lvl[1]
-                    # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
-                    # so most sizes cost one comparison.
-                    if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
-                        if lv.pop(px, None) is not None:
-                            i = bisect_left(keys, kf[px])
-                            del keys[i]
-                            del pxs[i]
-                            continue
-                        # Not held under this spelling: match by value, else ignore (deletes of
-                        # unknown prices are normal on OKX).
-                        k = kf.get(px)
-                        if k is None:
-                            k = kf[px] = float(px)
-                        i = bisect_left(keys, k)
-                        if i < len(keys) and keys[i] == k:
-                            del lv[pxs[i]]
-                            del keys[i]
-                            del pxs[i]
-                    elif px in lv:
-                        lv[px] = lvl
-                    else:
-                        k = kf.get(px)
-                        if k is None:
-                            k = kf[px] = float(px)
-                        i = bisect_left(keys, k)
-                        if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                            del lv[pxs[i]]
-                            pxs[i] = px
+                            k = kf.get(px)
+                            if k is None:
+                                k = kf[px] = -float(px)
+                            i = bisect_left(keys, k)
+                            if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                                del lv[pxs[i]]
+                                pxs[i] = px
+                            else:
+                                keys.insert(i, k)
+                                pxs.insert(i, px)
+                            lv[px] = lvl
+                    if len(keys) > cap:
+                        for px in pxs[cap:]:
+                            del lv[px]
+                        del keys[cap:]
+                        del pxs[cap:]
+                    if len(kf) > kf_cap:
+                        self._bkf = {px: kf[px] for px in pxs}
+                levels = msg.asks
+                if levels:
+                    lv = self._alv
+                    kf = self._akf
+                    keys = self._ak
+                    pxs = self._apx
+                    for lvl in levels:
+                        px = lvl[0]
+                        sz = lvl[1]
+                        # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
+                        # so most sizes cost one comparison.
+                        if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
+                            if lv.pop(px, None) is not None:
+                                i = bisect_left(keys, kf[px])
+                                del keys[i]
+                                del pxs[i]
+                                continue
+                            # Not held under this spelling: match by value, else ignore (deletes of
+                            # unknown prices are normal on OKX).
+                            k = kf.get(px)
+                            if k is None:
+                                k = kf[px] = float(px)
+                            i = bisect_left(keys, k)
+                            if i < len(keys) and keys[i] == k:
+                                del lv[pxs[i]]
+                                del keys[i]
+                                del pxs[i]
+                        elif px in lv:
+                            lv[px] = lvl
                         else:
-                            keys.insert(i, k)
-                            pxs.insert(i, px)
-                        lv[px] = lvl
-                if len(keys) > cap:
-                    for px in pxs[cap:]:
-                        del lv[px]
-                    del keys[cap:]
-                    del pxs[cap:]
-                if len(kf) > kf_cap:
-                    self._akf = {px: kf[px] for px in pxs}
+                            k = kf.get(px)
+                            if k is None:
+                                k = kf[px] = float(px)
+                            i = bisect_left(keys, k)
+                            if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
+                                del lv[pxs[i]]
+                                pxs[i] = px
+                            else:
+                                keys.insert(i, k)
+                                pxs.insert(i, px)
+                            lv[px] = lvl
+                    if len(keys) > cap:
+                        for px in pxs[cap:]:
+                            del lv[px]
+                        del keys[cap:]
+                        del pxs[cap:]
+                    if len(kf) > kf_cap:
+                        self._akf = {px: kf[px] for px in pxs}
 
             seq = msg.seqId
             self._seq = seq
