@@ -9,6 +9,9 @@ from localrun.redis_server import RedisNotFound, RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Fixtures shared by several test modules (sim_factory: okxsim instances on free ports).
+pytest_plugins = ["tests.feeder_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def redis_server():

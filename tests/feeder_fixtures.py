@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 
 import orjson
+import pytest
 import redis
+
+from okxsim.config import SimConfig
+from okxsim.server import OkxSim
 
 from tests.polling import wait_for  # noqa: F401  (re-exported for the feeder tests)
 
@@ -55,3 +59,21 @@ def gaps(client: redis.Redis) -> list[dict]:
         h = client.hgetall(b"gap:" + gid)
         out.append({k.decode(): v.decode() for k, v in h.items()})
     return out
+
+
+INSTS = ("BTC-USDT", "ETH-USDT")
+
+
+@pytest.fixture
+def sim_factory():
+    """okxsim instances on free ports (two instruments unless told otherwise), stopped after."""
+    sims = []
+
+    def make(**kw):
+        kw.setdefault("instruments", INSTS)
+        sim = OkxSim(SimConfig(port=0, **kw)).start()
+        sims.append(sim)
+        return sim
+    yield make
+    for s in sims:
+        s.stop()

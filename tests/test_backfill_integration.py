@@ -20,18 +20,15 @@ from collector.feeder import Feeder
 from collector.settings import load
 from collector.signing import Credentials
 from localrun.redis_server import free_port
-from okxsim.config import SimConfig
-from okxsim.server import OkxSim
 from tasks import clients, settings as settings_mod
 from tasks.app import app
 from tasks.backfill import context
 from tasks.settings import Settings
-from tests.feeder_fixtures import gaps
+from tests.feeder_fixtures import INSTS, gaps
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-INSTS = ("BTC-USDT", "ETH-USDT")
 KEY, SECRET, PASS = "okxsim-key", "okxsim-secret", "okxsim-pass"
 CREDS_ENV = {"OKX_API_KEY": KEY, "OKX_API_SECRET": SECRET, "OKX_API_PASSPHRASE": PASS}
 
@@ -50,20 +47,6 @@ def fault(sim, **body):
 
 def sim_now(sim):
     return sim.call(lambda ex: ex.clock.now_ms())
-
-
-@pytest.fixture
-def sim_factory():
-    sims = []
-
-    def make(**kw):
-        kw.setdefault("instruments", INSTS)
-        sim = OkxSim(SimConfig(port=0, **kw)).start()
-        sims.append(sim)
-        return sim
-    yield make
-    for s in sims:
-        s.stop()
 
 
 @pytest.fixture

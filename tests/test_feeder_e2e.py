@@ -13,27 +13,10 @@ import redis
 from collector.feeder import Feeder
 from collector.settings import load
 from localrun.redis_server import RedisServer, free_port
-from okxsim.config import SimConfig
-from okxsim.server import OkxSim
-from tests.feeder_fixtures import TaskLog, gaps, wait_for
+from tests.feeder_fixtures import INSTS, TaskLog, gaps, wait_for
 
 pytestmark = pytest.mark.integration
 
-INSTS = ("BTC-USDT", "ETH-USDT")
-
-
-@pytest.fixture
-def sim_factory():
-    sims = []
-
-    def make(**kw):
-        kw.setdefault("instruments", INSTS)
-        sim = OkxSim(SimConfig(port=0, **kw)).start()
-        sims.append(sim)
-        return sim
-    yield make
-    for s in sims:
-        s.stop()
 
 
 @pytest.fixture
