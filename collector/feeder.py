@@ -117,6 +117,7 @@ class Driver(threading.Thread):
         token = self.token
         mono = time.monotonic
         wall = time.time
+        last_msg = state.last_msg   # the staleness watchdog's per-subscription times
         reader = FrameReader(ws.sock)
         next_tick = mono() + TICK_EVERY_S
         while self.ws is ws and not feeder.stopping.is_set():
@@ -132,6 +133,7 @@ class Driver(threading.Thread):
                 # One clock reading per recv: these frames arrived together.
                 t_wall = wall()
                 now_ms = int(t_wall * 1000)
+                got_data = False
                 for opcode, data in frames:
                     if opcode > OP_BINARY:
                         if opcode == OP_CLOSE:
@@ -152,7 +154,9 @@ class Driver(threading.Thread):
                         res = feed(token, data, now_ms, now)
                     t = type(res)
                     if t is Data:
-                        state.seen(arg_key(res.arg), now)
+                        # state.seen() inlined: the connection-wide part once per recv below.
+                        last_msg[arg_key(res.arg)] = now
+                        got_data = True
                     elif t is Event:
                         self._do(state.on_event(res, now))
                         if self.ws is not ws:
@@ -162,6 +166,9 @@ class Driver(threading.Thread):
                     else:
                         state.last_rx = now
                         feeder.bad_frame(res, now)
+                if got_data:
+                    state.last_rx = now
+                    state.ping_sent_at = None
             if now >= next_tick or self.inbox:
                 next_tick = now + TICK_EVERY_S
                 while self.inbox:

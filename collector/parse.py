@@ -306,6 +306,16 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
     if type(data) is not list:
         return ParseError(f"{channel} frame has no 'data' list", _clip(raw))
 
+    try:
+        if len(obj) == 2 and len(data) == 1 and type(data[0]) is dict:
+            # The common push: {"arg", "data": [one object]} and nothing else, so there are no
+            # paging or eventType fields to check. Parsers that return a list (account,
+            # balance_and_position, whose eventType comes from the item) take the full path.
+            parsed = parser(arg, data[0], obj)
+            if type(parsed) is not list:
+                return Data(channel, arg, (parsed,), None, None, None)
+    except _Bad as bad:
+        return ParseError(f"{channel}: {bad}", _clip(raw))
     records: list = []
     try:
         for item in data:

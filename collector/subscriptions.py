@@ -22,8 +22,8 @@ REQUESTS_PER_HOUR = 480
 
 def arg_key(arg: dict) -> tuple:
     """A hashable identity of a subscription arg, e.g. ("books", "BTC-USDT")."""
-    return (arg.get("channel"), arg.get("instId"), arg.get("instType"), arg.get("instFamily"),
-            arg.get("ccy"))
+    get = arg.get   # once per data frame (the staleness watchdog): one attribute load
+    return get("channel"), get("instId"), get("instType"), get("instFamily"), get("ccy")
 
 
 @dataclass
