@@ -80,7 +80,8 @@ class Settings:
     unacked_restore_interval_s: int = 10               # BROKER_RESTORE_INTERVAL (kombu default 10)
     unacked_restore_throttle: int = 10                 # BROKER_RESTORE_THROTTLE (kombu default 10)
     prefetch_multiplier: int = 4                       # CELERY_PREFETCH_MULTIPLIER (backfill: pass -O/--prefetch-multiplier 1)
-    soft_shutdown_s: float = 20.0                      # CELERY_SOFT_SHUTDOWN_TIMEOUT: < Heroku's 30 s grace
+    soft_shutdown_s: float = 15.0                      # CELERY_SOFT_SHUTDOWN_TIMEOUT: Heroku's grace is 30 s, and
+                                                       # the worker waits this long even when idle
 
     # --- retries of transient storage errors -------------------------------------------------
     retry_max: int = 10                                # INGEST_MAX_RETRIES
