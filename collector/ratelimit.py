@@ -135,7 +135,37 @@ class _Window:
         self.stamps.extend(items)
 
 
-class RateLimits:
+class _Pacer:
+    """`acquire` and `slot` for a limiter that implements `_reserve(endpoint) -> (token, waited)`
+    (block until a request may start, and hold its place) and `_finish(token)` (count it as sent
+    at this moment). Shared by the in-process and the Redis limiter."""
+
+    def _reserve(self, endpoint: str) -> tuple[Any, float]:
+        raise NotImplementedError
+
+    def _finish(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def acquire(self, path: str) -> float:
+        """Block until a request to `path` may start and count it as sent now; return the
+        seconds waited."""
+        token, waited = self._reserve(endpoint_of(path))
+        self._finish(token)
+        return waited
+
+    @contextmanager
+    def slot(self, path: str) -> Iterator[float]:
+        """`with limits.slot(path) as waited: send and read the reply` - the request is counted
+        from the moment the block ends (reply received, or failed), the safest stamp; for the
+        Redis limiter, in every process sharing the Redis."""
+        token, waited = self._reserve(endpoint_of(path))
+        try:
+            yield waited
+        finally:
+            self._finish(token)
+
+
+class RateLimits(_Pacer):
     """Per-endpoint sliding-window pacing, safe to share between threads."""
 
     def __init__(self, factor: float = DEFAULT_RATE_FACTOR,
@@ -184,23 +214,6 @@ class RateLimits:
             w.in_flight -= 1
             w.stamp(self._clock())
             self._cond.notify_all()
-
-    def acquire(self, path: str) -> float:
-        """Block until a request to `path` may start and count it as sent now; return the
-        seconds waited."""
-        w, waited = self._reserve(endpoint_of(path))
-        self._finish(w)
-        return waited
-
-    @contextmanager
-    def slot(self, path: str) -> Iterator[float]:
-        """`with limits.slot(path) as waited: send and read the reply` - the request is counted
-        from the moment the block ends (reply received, or failed), the safest stamp."""
-        w, waited = self._reserve(endpoint_of(path))
-        try:
-            yield waited
-        finally:
-            self._finish(w)
 
     def pause(self, path: str, seconds: float | None = None) -> None:
         """The server said we are over (50011 / 429): hold every request to this endpoint for
@@ -323,7 +336,7 @@ def account_label(api_key: str | None) -> str | None:
     return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
-class RedisRateLimits:
+class RedisRateLimits(_Pacer):
     """Per-endpoint sliding-window pacing shared by every process using the same Redis.
 
     Same interface and meaning as `RateLimits`; `factor` is the share of OKX's limits used by
@@ -450,23 +463,6 @@ class RedisRateLimits:
         except (RedisError, OSError) as exc:
             # the reservation stays counted as in flight until its hold runs out: safe
             self._redis_failed(exc)
-
-    def acquire(self, path: str) -> float:
-        """Block until a request to `path` may start and count it as sent now; return the
-        seconds waited."""
-        token, waited = self._reserve(endpoint_of(path))
-        self._finish(token)
-        return waited
-
-    @contextmanager
-    def slot(self, path: str) -> Iterator[float]:
-        """`with limits.slot(path) as waited: send and read the reply` - counted from the moment
-        the block ends, in every process sharing the Redis."""
-        token, waited = self._reserve(endpoint_of(path))
-        try:
-            yield waited
-        finally:
-            self._finish(token)
 
     def pause(self, path: str, seconds: float | None = None) -> None:
         """The server said we are over (50011 / 429): hold every request to this endpoint, in every
