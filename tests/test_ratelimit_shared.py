@@ -96,9 +96,14 @@ def _hammer(redis_url: str, shared: bool, threads: int, per_thread: int, barrier
 
 def run_hammers(redis_url: str, shared: bool, processes: int = 3, threads: int = 2,
                 per_thread: int = 6) -> list[tuple[int, list]]:
-    barrier, out = SPAWN.Barrier(processes), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_hammer, args=(redis_url, shared, threads, per_thread,
-                                                 barrier, out)) for _ in range(processes)]
+    return run_spawned(processes, _hammer, redis_url, shared, threads, per_thread)
+
+
+def run_spawned(n: int, target, *args) -> list:
+    """Start `n` spawned processes running target(*args, barrier, out) together; return what each
+    put on `out` (a process that hangs is killed, never left behind)."""
+    barrier, out = SPAWN.Barrier(n), SPAWN.Queue()
+    procs = [SPAWN.Process(target=target, args=(*args, barrier, out)) for _ in range(n)]
     for p in procs:
         p.start()
     try:
@@ -237,18 +242,7 @@ def _page_trades(rest_url: str, redis_url: str, shared: bool, lower: str, upper:
 
 
 def page_together(sim, redis_url: str, shared: bool, lower: str, upper: str) -> list[tuple]:
-    barrier, out = SPAWN.Barrier(2), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_page_trades, args=(sim.rest_url, redis_url, shared, lower,
-                                                      upper, barrier, out)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        return [out.get(timeout=90) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+    return run_spawned(2, _page_trades, sim.rest_url, redis_url, shared, lower, upper)
 
 
 @pytest.mark.integration
