@@ -155,12 +155,12 @@ class Sim:
     """bench.sim_server in its own process."""
 
     def __init__(self, rate: float, logdir: Path, trade_history: int = 2_000_000,
-                 tick_ms: int = 100, seed: int = 1):
+                 tick_ms: int = 100, seed: int = 1, stagger: bool = True):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "bench.sim_server", "--port", str(self.port), "--rate", str(rate),
                "--tick-ms", str(tick_ms), "--seed", str(seed), "--bot-interval", "0",
-               "--trade-history", str(trade_history)]
+               "--trade-history", str(trade_history)] + (["--stagger"] if stagger else [])
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(logdir / "okxsim.log", "ab"),
                                      stderr=subprocess.STDOUT)
         wait_http(self.base + "/api/v5/public/time", self.proc, "okxsim")

@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                          "workers BSON-encode each document and drop it")
     ap.add_argument("--channels", default=common.CHANNELS)
     ap.add_argument("--instruments", default=",".join(common.INSTRUMENTS))
+    ap.add_argument("--burst", action="store_true",
+                    help="okxsim pushes every instrument at the same instant of each 100 ms tick "
+                         "(default: spread over the tick, as OKX's pushes are)")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -254,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         "load_before": os.getloadavg(), "pool": a.pool, "concurrency": a.concurrency,
         "channels": a.channels, "instruments": a.instruments,
+        "okxsim_pushes": "burst per tick" if a.burst else "spread over each tick",
     }
 
     def log(line: str) -> None:
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             mongo_uri, mongo_label, mongo_proc = start_mongo(logdir, standin=a.mongo == "standin")
         if mongo_proc is not None:
             stack.callback(stop_process, mongo_proc)
-        sim = Sim(rate=1.0, logdir=logdir)
+        sim = Sim(rate=1.0, logdir=logdir, stagger=not a.burst)
         stack.callback(stop_process, sim.proc)
         results["mongodb"] = mongo_label
         db_name = f"okex_e2e_{int(time.time())}"

@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
                    help="seconds between bot actions, 0 = no bot")
     p.add_argument("--clock-speed", type=float, default=d.clock_speed,
                    help="simulated seconds per real second (default 1)")
+    p.add_argument("--stagger", action="store_true",
+                   help="spread the instruments' ticks over each tick instead of one burst")
     p.add_argument("--strict-limits", choices=("on", "off"), default="on")
     p.add_argument("--api-key", default=d.api_key)
     p.add_argument("--api-secret", default=d.api_secret)
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
                      idle_timeout=a.idle_timeout, heartbeat_s=a.heartbeat,
                      seq_reset_prob=a.seq_reset_prob, tick_ms=a.tick_ms,
                      bot_interval_s=a.bot_interval, clock_speed=a.clock_speed,
+                     stagger=a.stagger,
                      strict_limits=a.strict_limits == "on",
                      api_key=a.api_key, api_secret=a.api_secret, passphrase=a.passphrase)
 

@@ -27,6 +27,10 @@ class SimConfig:
     strict_limits  enforce OKX REST rate limits (50011 + HTTP 429)
     api_key/...    the one API key the simulated account accepts
     bot_interval_s seconds of simulated time between the bot's actions (0 disables the bot)
+    stagger        spread the instruments' ticks evenly over each tick_ms (instrument i steps and
+                   pushes at offset i * tick_ms / n) instead of pushing every instrument at the same
+                   instant. OKX's per-instrument pushes are not phase-aligned; latency benchmarks
+                   use it so one 100 ms burst of every instrument does not dominate the figures
     clock_speed    simulated seconds per real second (1 = real time). At 20, ten minutes of
                    trading take thirty seconds: events per tick and the bot scale with it, while
                    faults (`seconds`), idle timeouts and rate-limit windows stay in real time
@@ -51,6 +55,7 @@ class SimConfig:
     bot_interval_s: float = 0.5
     base_events_per_tick: float = 2.0
     clock_speed: float = 1.0
+    stagger: bool = False
 
     def __post_init__(self) -> None:
         if self.checksum not in CHECKSUM_MODES:

@@ -62,14 +62,17 @@ class Exchange:
         self._tasks = [t for t in self._tasks if not t.done()]
 
     # ------------------------------------------------------------ loops
-    def step(self, t0: int, t1: int) -> None:
-        """One market tick over (t0, t1]: bot, market events, publishing."""
+    def step(self, t0: int, t1: int, markets: list[Market] | None = None,
+             first: bool = True) -> None:
+        """One market tick over (t0, t1] of `markets` (default: all): bot, market events,
+        publishing. `first`: this is the tick's first phase (the bot acts once per tick)."""
         cfg = self.cfg
-        self.ticks += 1
         lam = cfg.base_events_per_tick * cfg.rate * cfg.tick_ms * cfg.clock_speed / 100
         now_mono = time.monotonic()
-        self.account.before_tick(self.ticks, t0, t1, now_mono)
-        for m in self.markets.values():
+        if first:
+            self.ticks += 1
+            self.account.before_tick(self.ticks, t0, t1, now_mono)
+        for m in self.markets.values() if markets is None else markets:
             if m.paused_until > now_mono:
                 n = 0
             else:
@@ -79,16 +82,23 @@ class Exchange:
             if self.account is not None and out.fills:
                 self.account.on_market_fills(m, out.fills)
             self.hub.publish_tick(m, out, t1)
-        if t1 // 1000 != t0 // 1000:
+        if first and t1 // 1000 != t0 // 1000:   # phase 0's windows cross each second once
             self.hub.flush_candles(t1)
         if self.account_pub is not None:
             self.account_pub.flush(t1)
 
     async def market_loop(self) -> None:
+        """Every tick_ms, step the markets. With `stagger`, the tick is cut into one phase per
+        instrument: each instrument still covers tick_ms of market time per step, at its own
+        offset, so pushes arrive spread over the tick as from OKX rather than in one burst."""
         loop = asyncio.get_running_loop()
-        tick = self.cfg.tick_ms / 1000
+        markets = list(self.markets.values())
+        phases = len(markets) if self.cfg.stagger else 1
+        tick = self.cfg.tick_ms / 1000 / phases
         next_t = loop.time()
-        last = self.clock.now_ms()
+        now0 = self.clock.now_ms()
+        last = [now0] * phases          # per phase: the end of its previous step
+        phase = 0
         while True:
             next_t += tick
             delay = next_t - loop.time()
@@ -96,13 +106,14 @@ class Exchange:
                 next_t = loop.time()
             await asyncio.sleep(max(0.0, delay))
             now = self.clock.now_ms()
-            if now <= last:
-                continue
-            try:
-                self.step(last, now)
-            except Exception:   # noqa: BLE001 - one bad tick must not stop the market
-                log.exception("market step failed")
-            last = now
+            if now > last[phase]:
+                try:
+                    self.step(last[phase], now, markets[phase::phases] if phases > 1 else None,
+                              first=phase == 0)
+                except Exception:   # noqa: BLE001 - one bad tick must not stop the market
+                    log.exception("market step failed")
+                last[phase] = now
+            phase = (phase + 1) % phases
 
     async def watchdog_loop(self) -> None:
         """Close idle connections with 4004, as OKX does after 30 s."""
