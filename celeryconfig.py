@@ -18,6 +18,8 @@ broker_url = _s.redis_url
 # Heroku Key-Value Store is TLS-only (rediss://) with a self-signed chain.
 if broker_url.startswith("rediss://"):
     broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_NONE}
+# kombu's Redis transport with one reused client for the ack bookkeeping (see the module).
+broker_transport = "tasks.broker_transport:Transport"
 broker_transport_options = {
     # The clock starts when a worker *fetches* a message; it must outlast the prefetch wait + the
     # longest retry countdown (INGEST_RETRY_CAP_S, 300 s) + the run time (hard limit 90 s).

@@ -1,7 +1,7 @@
 """The wire contract between the feeder (and backfill) and the Celery workers. Defined once, here.
 
-A task is sent by name, so the feeder never imports the workers' code. Every ingest task takes one
-positional argument, a batch envelope:
+A task is sent by name, so the feeder never imports the workers' code. Every per-kind ingest task
+takes one positional argument, a batch envelope (INGEST_MIXED_TASK takes a list of them):
 
     {"v": 1,                 # contract version; workers refuse versions they do not know
      "kind": "trades",       # one of KINDS: says which writer stores the records
@@ -36,6 +36,11 @@ KINDS = ("trades", "tickers", "candles", "books", "orders", "balances", "positio
 
 # kind -> Celery task name (tasks/ingest.py registers these names)
 INGEST_TASKS = {kind: f"tasks.ingest.{kind}" for kind in KINDS}
+
+# Several small batches of different kinds in one task: positional argument = a list of batch
+# envelopes. The feeder sends one when a publish cycle is small (quiet market): one task instead
+# of one per kind, because a worker's cost per task (~1 ms) dwarfs its cost per record.
+INGEST_MIXED_TASK = "tasks.ingest.mixed"
 
 # The feeder records a gap in the ledger, then asks for its repair with this task (id of the gap).
 REPAIR_GAP_TASK = "tasks.backfill.repair_gap"

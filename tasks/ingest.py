@@ -26,7 +26,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from collector.contract import INGEST_TASKS, BadBatch, check_batch
+from collector.contract import INGEST_MIXED_TASK, INGEST_TASKS, BadBatch, check_batch
 from tasks import clients, documents
 from tasks import settings as settings_mod
 from tasks.app import app
@@ -65,21 +65,39 @@ def backoff(retries: int, base: float, cap: float, rng: Callable[[], float] = ra
 
 @dataclass
 class Outcome:
-    written: dict[str, int] = field(default_factory=dict)
-    dead_letter: str | None = None       # id of the dead letter written, if any
+    written: dict[str, int] = field(default_factory=dict)   # the first (or only) envelope's
+    dead_letter: str | None = None       # id of the first dead letter written, if any
     retry_in: float | None = None        # seconds: the caller must retry the task
     exc: BaseException | None = None
+    written_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    dead_letters: list[str] = field(default_factory=list)
+
+
+# One envelope to handle: (kind, envelope, the task name its dead letters carry, dead-letter id)
+Item = tuple[str, Any, str, "str | None"]
 
 
 def handle_batch(kind: str, batch: Any, *, store: Any, dead: DeadLetters, settings: Settings,
                  task_name: str, task_id: str | None, retries: int,
-                 write: Callable[..., dict] | None = None) -> Outcome:
+                 write_many: Callable[..., list] | None = None) -> Outcome:
     """Validate and store one batch; say what happened (see the module docstring)."""
-    args = [batch]
+    return handle_batches([(kind, batch, task_name, task_id)], store=store, dead=dead,
+                          settings=settings, retries=retries, write_many=write_many)
 
-    def to_dead(reason: str, exc: BaseException | None, doc_args: list = args, suffix: str = "") -> Outcome:
-        doc = make_doc(task=task_name, task_id=task_id, args=doc_args, reason=reason, exc=exc,
-                       retries=retries, suffix=suffix)
+
+def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings: Settings,
+                   retries: int, write_many: Callable[..., list] | None = None) -> Outcome:
+    """Validate several envelopes and store their good records together: history per kind,
+    then every kind's state in one Redis round trip. Each envelope's bad input is dead-lettered
+    on its own, under its own task name and id. A transient error retries them all (every write
+    is idempotent, and dead letters are keyed by id, so running them again changes nothing)."""
+    out = Outcome()
+
+    def to_dead(item: Item, reason: str, exc: BaseException | None, doc_args: list | None = None,
+                suffix: str = "") -> Outcome | None:
+        kind, batch, task_name, task_id = item
+        doc = make_doc(task=task_name, task_id=task_id, args=doc_args or [batch], reason=reason,
+                       exc=exc, retries=retries, suffix=suffix)
         try:
             where = dead.put(doc)
         except Exception as put_exc:  # noqa: BLE001 - nowhere to put it: keep the message
@@ -88,48 +106,85 @@ def handle_batch(kind: str, batch: Any, *, store: Any, dead: DeadLetters, settin
         DEAD.labels(kind, reason).inc()
         log.error("dead letter %s (%s) -> %s: %s records of %s, %s: %s", doc["_id"], reason, where,
                   doc["records"], task_name, doc["exc_type"], doc["exception"])
-        return Outcome(dead_letter=doc["_id"], exc=exc)
+        out.dead_letters.append(doc["_id"])
+        out.dead_letter = out.dead_letter or doc["_id"]
+        if out.exc is None:
+            out.exc = exc
+        return None
 
-    try:
-        records = check_batch(batch, kind)
-    except BadBatch as exc:
-        return to_dead("bad_batch", exc)
-    good, bad = documents.split_records(kind, records)
-    try:
-        written = (write or store.write)(kind, good, source=batch.get("source", "ws"))
-    except TRANSIENT as exc:
-        if retries < settings.retry_max:
-            RETRIES.labels(kind).inc()
-            delay = backoff(retries, settings.retry_base_s, settings.retry_cap_s)
-            log.warning("%s: transient %r; retry %d/%d in %.1fs", task_name, exc, retries + 1,
-                        settings.retry_max, delay)
-            return Outcome(retry_in=delay, exc=exc)
-        return to_dead("retries_exhausted", exc)
-    except Exception as exc:  # noqa: BLE001 - not transient: retrying would not help
-        log.exception("%s: cannot store batch", task_name)
-        return to_dead("error", exc)
-    RECORDS.labels(kind, "stored").inc(len(good))
-    outcome = Outcome(written=written)
-    if bad:
+    parts: list[tuple[str, list]] = []
+    good_items: list[Item] = []
+    bad_parts: list[tuple[Item, list]] = []
+    for item in items:
+        kind, batch = item[0], item[1]
+        try:
+            records = check_batch(batch, kind)
+        except BadBatch as exc:
+            kept = to_dead(item, "bad_batch", exc)
+            if kept is not None:
+                return kept
+            continue
+        good, bad = documents.split_records(kind, records)
+        parts.append((kind, good))
+        good_items.append(item)
+        if bad:
+            bad_parts.append((item, bad))
+    if parts:
+        try:
+            results = (write_many or store.write_many)(parts)
+        except TRANSIENT as exc:
+            if retries < settings.retry_max:
+                for kind, _good in parts:
+                    RETRIES.labels(kind).inc()
+                delay = backoff(retries, settings.retry_base_s, settings.retry_cap_s)
+                log.warning("%s: transient %r; retry %d/%d in %.1fs", good_items[0][2], exc,
+                            retries + 1, settings.retry_max, delay)
+                return Outcome(retry_in=delay, exc=exc)
+            for item in good_items:
+                kept = to_dead(item, "retries_exhausted", exc)
+                if kept is not None:
+                    return kept
+            return out
+        except Exception as exc:  # noqa: BLE001 - not transient: retrying would not help
+            log.exception("%s: cannot store batch", good_items[0][2])
+            for item in good_items:
+                kept = to_dead(item, "error", exc)
+                if kept is not None:
+                    return kept
+            return out
+        for (kind, good), written in zip(parts, results):
+            RECORDS.labels(kind, "stored").inc(len(good))
+            per_kind = out.written_by_kind.setdefault(kind, {})
+            for key, n in written.items():
+                per_kind[key] = per_kind.get(key, 0) + n
+        out.written = results[0]
+    for item, bad in bad_parts:
+        kind, batch = item[0], item[1]
         RECORDS.labels(kind, "bad").inc(len(bad))
         part = dict(batch, records=[r for r, _ in bad])
         reasons = "; ".join(sorted({why for _, why in bad}))
-        dl = to_dead("bad_records", BadBatch(reasons), doc_args=[part], suffix=":bad")
-        if dl.retry_in is not None:
-            return dl
-        outcome.dead_letter = dl.dead_letter
-    return outcome
+        kept = to_dead(item, "bad_records", BadBatch(reasons), doc_args=[part], suffix=":bad")
+        if kept is not None:
+            return kept
+    return out
 
 
 # ----- test-only hook --------------------------------------------------------------------------------
 
-def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., dict]:
+def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., list]:
     """OKX_TEST_PAUSE_AFTER=N / OKX_TEST_PAUSE_FILE=F (crash tests only): write the first N
     records; then, if F exists, take it (rename to F.held: only one run ever pauses), create
     F.reached and wait while F.held exists (at most 120 s); then write the rest."""
-    def write(kind: str, records: list[dict], *, source: str = "ws") -> dict:
-        n, path = settings.test_pause_after, settings.test_pause_file
-        first = store.write(kind, records[:n], source=source)
+    def write_many(parts: list[tuple[str, list]]) -> list[dict]:
+        left = settings.test_pause_after
+        head, tail = [], []
+        for kind, records in parts:
+            n = min(left, len(records))
+            left -= n
+            head.append((kind, records[:n]))
+            tail.append((kind, records[n:]))
+        first = store.write_many(head)
+        path = settings.test_pause_file
         try:
             os.rename(path, path + ".held")
         except OSError:
@@ -139,9 +194,9 @@ def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., di
             deadline = time.monotonic() + 120
             while os.path.exists(path + ".held") and time.monotonic() < deadline:
                 time.sleep(0.02)
-        rest = store.write(kind, records[n:], source=source)
-        return {k: first.get(k, 0) + rest.get(k, 0) for k in set(first) | set(rest)}
-    return write
+        rest = store.write_many(tail)
+        return [{k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)} for a, b in zip(first, rest)]
+    return write_many
 
 
 # ----- Celery tasks ----------------------------------------------------------------------------------
@@ -154,7 +209,7 @@ class IngestTask(Task):
     ignore_result = True            # nothing reads results; no backend is configured
     max_retries = None              # retries are counted by handle_batch against settings.retry_max
 
-    def ingest(self, kind: str, batch: Any) -> dict[str, Any]:
+    def _storage(self) -> tuple[Settings, Store, DeadLetters, Callable[..., list] | None]:
         s = settings_mod.current()
         try:
             store = Store(clients.mongo_db(), clients.state_redis(), s)
@@ -163,13 +218,37 @@ class IngestTask(Task):
             log.error("%s: cannot open storage clients (%r); retrying", self.name, exc)
             raise self.retry(exc=exc, countdown=s.retry_cap_s, max_retries=None)
         write = _write_with_test_pause(store, s) if s.test_pause_after and s.test_pause_file else None
-        out = handle_batch(kind, batch, store=store, dead=dead, settings=s, task_name=self.name,
-                           task_id=self.request.id, retries=self.request.retries, write=write)
+        return s, store, dead, write
+
+    def _finish(self, out: Outcome) -> None:
         if out.retry_in is not None:
             # Publishes a copy with retries+1 and an ETA, then this message is acked. Countdowns
             # stay below the visibility timeout (settings.retry_cap_s < visibility_timeout_s).
             raise self.retry(exc=out.exc, countdown=out.retry_in, max_retries=None)
+
+    def ingest(self, kind: str, batch: Any) -> dict[str, Any]:
+        s, store, dead, write = self._storage()
+        out = handle_batch(kind, batch, store=store, dead=dead, settings=s, task_name=self.name,
+                           task_id=self.request.id, retries=self.request.retries, write_many=write)
+        self._finish(out)
         return {"written": out.written, "dead_letter": out.dead_letter}
+
+    def ingest_many(self, batches: Any) -> dict[str, Any]:
+        """A mixed task: envelopes of several kinds stored together. Each one's dead letters
+        name its own per-kind task (a replay sends a plain per-kind task) with id <task id>:<i>."""
+        s, store, dead, write = self._storage()
+        if not isinstance(batches, list):
+            batches = [batches]          # a replayed single envelope, or junk (dead-lettered)
+        items = []
+        for i, batch in enumerate(batches):
+            kind = batch.get("kind") if isinstance(batch, dict) else None
+            name = INGEST_TASKS.get(kind) if isinstance(kind, str) else None
+            items.append((kind, batch, name, f"{self.request.id}:{i}") if name else
+                         ("unknown", batch, self.name, f"{self.request.id}:{i}"))
+        out = handle_batches(items, store=store, dead=dead, settings=s,
+                             retries=self.request.retries, write_many=write)
+        self._finish(out)
+        return {"written": out.written_by_kind, "dead_letters": out.dead_letters}
 
 
 def _make(kind: str) -> Task:
@@ -191,3 +270,11 @@ books = _make("books")
 orders = _make("orders")
 balances = _make("balances")
 positions = _make("positions")
+
+
+@app.task(bind=True, base=IngestTask, name=INGEST_MIXED_TASK,
+          soft_time_limit=settings_mod.current().task_soft_time_limit_s,
+          time_limit=settings_mod.current().task_time_limit_s)
+def mixed(self: IngestTask, batches: Any, **_ignored: Any) -> dict[str, Any]:
+    """Store several batch envelopes of different kinds (a quiet publish cycle of the feeder)."""
+    return self.ingest_many(batches)

@@ -67,7 +67,7 @@ def test_bad_records_are_dead_lettered_and_good_ones_written(db, r):
 
 def test_non_transient_error_is_dead_lettered(db, r):
     class Broken:
-        def write(self, *a, **kw):
+        def write_many(self, *a, **kw):
             raise TypeError("a bug")
     out = run("tickers", batch("tickers", [ticker()]), db, r, store=Broken())
     assert out.retry_in is None and db["dead_letters"].find_one()["reason"] == "error"
@@ -80,7 +80,7 @@ def test_non_transient_error_is_dead_lettered(db, r):
                                  redis.exceptions.BusyLoadingError("x")])
 def test_transient_errors_retry_then_dead_letter(exc, db, r):
     class Down:
-        def write(self, *a, **kw):
+        def write_many(self, *a, **kw):
             raise exc
     payload = batch("orders", [order()])
     for n in range(S.retry_max):
@@ -127,7 +127,7 @@ class FakeApp:
 def test_replay_resends_by_name_and_marks_replayed(db, r):
     good = batch("orders", [order()])
     for tid, payload in (("a", good), ("b", {"v": 0})):
-        handle_batch("orders", payload, store=type("Down", (), {"write": _raise_reconnect})(),
+        handle_batch("orders", payload, store=type("Down", (), {"write_many": _raise_reconnect})(),
                      dead=DeadLetters(db, r), settings=S, task_name=INGEST_TASKS["orders"],
                      task_id=tid, retries=S.retry_max)
     dl, fake = DeadLetters(db, r), FakeApp()

@@ -1,7 +1,7 @@
 """A real Celery worker (in-process, solo pool) on a real redis-server broker.
 
-Batches are sent by name from a separate Celery app, as the feeder does (it never imports the
-workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
+Batches are sent by name as the feeder sends them: Celery task messages built by
+collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
 Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import mongomock
 import pytest
 import redis
-from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
+from collector.celery_message import task_message
 from collector.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.redis_server import RedisServer
 from tasks import clients, keys, settings as settings_mod
@@ -38,14 +38,14 @@ def broker(redis_url):
 
 @pytest.fixture
 def feeder(redis_url):
-    """What the feeder holds: a bare Celery app that sends by task name to the ingest queue."""
-    sender = Celery("feeder", broker=redis_url)
-    sender.conf.broker_connection_retry_on_startup = True
+    """What the feeder does: build the task message itself and LPUSH it onto the ingest queue."""
+    client = redis.Redis.from_url(redis_url)
 
     def send(kind, payload):
-        return sender.send_task(INGEST_TASKS[kind], args=[payload], queue=INGEST_QUEUE)
+        client.lpush(INGEST_QUEUE, task_message(INGEST_TASKS[kind], [payload], INGEST_QUEUE,
+                                                argsrepr=f"<{kind} batch>"))
     yield send
-    sender.close()
+    client.close()
 
 
 @contextmanager
@@ -127,12 +127,18 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
                 for n in range(1, 101)}) == 100
 
 
+def _retries(kind: str) -> float:
+    from tasks.ingest import RETRIES
+    return RETRIES.labels(kind)._value.get()
+
+
 def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path):
     # Given a separate state redis-server that goes away
     srv = RedisServer(workdir=str(tmp_path)).start()
     port = srv.port
     state = redis.Redis.from_url(srv.url, socket_timeout=2, socket_connect_timeout=1)
     mongo = mongomock.MongoClient()
+    retried = _retries("orders")
     try:
         with running_worker(redis_url, mongo, state, retry_max=200):
             srv.stop()
@@ -140,13 +146,16 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
             for i in range(3):
                 feeder("orders", batch("orders", [order(f"{i}{j}", T0 + j) for j in range(10)]))
             feeder("tickers", batch("tickers", [ticker(ts=T0 + 9, last="newest"), ticker(ts=T0)]))
-            wait_for(lambda: mongo["okex"]["order"].count_documents({}) == 30, what="history")
-            time.sleep(0.3)  # (outage lasts a little longer; not a wait for a condition)
+            # (state is written first: nothing is stored, every batch is retried and kept)
+            wait_for(lambda: _retries("orders") >= retried + 3, what="retries while down")
             assert broker.llen(INGEST_QUEUE) + broker.hlen("unacked") >= 1
+            assert mongo["okex"]["order"].count_documents({}) == 0
             srv = RedisServer(port=port, workdir=str(tmp_path)).start()
             # Then the retries land once the server is back, each event once
             wait_for(lambda: drained(broker) and state.get(keys.ORDER_COUNTER) == b"30"
-                     and state.exists("ticker:BTC-USDT"), what="state after restart")
+                     and state.exists("ticker:BTC-USDT")
+                     and mongo["okex"]["order"].count_documents({}) == 30,
+                     what="state and history after restart")
         assert not state.exists("order31")
         assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
         assert mongo["okex"]["dead_letters"].count_documents({}) == 0
@@ -202,3 +211,26 @@ def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
     candles = [candle(ts=T0, vol=str(v)) for v in range(10)]
     RedisState(state, Settings()).write("candles", documents.split_records("candles", candles)[0])
     assert decode(state.hgetall("candle:BTC-USDT:1m"))["vol"] == "9"
+
+
+def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transient_error(
+        redis_url, broker):
+    # A quiet cycle of the feeder: several kinds in one task; one envelope is not a batch.
+    from collector.contract import INGEST_MIXED_TASK
+    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=1)
+    envelopes = [batch("trades", [trade(i) for i in range(5)]),
+                 {"v": 1, "kind": "nope", "records": []},
+                 batch("tickers", [ticker(ts=T0 + 1, last="2")])]
+    with running_worker(redis_url, flaky, state):
+        broker.lpush(INGEST_QUEUE, task_message(INGEST_MIXED_TASK, [envelopes], INGEST_QUEUE,
+                                                argsrepr="<mixed>"))
+        db = base["okex"]
+        wait_for(lambda: db["trades"].count_documents({}) == 5 and db["tickers"].count_documents({})
+                 == 1 and drained(broker), what="mixed task stored")
+    assert flaky["okex"].raised == 1                  # the first write failed: a retry ran
+    [letter] = db["dead_letters"].find()
+    assert letter["reason"] == "bad_batch" and letter["task"] == INGEST_MIXED_TASK
+    assert letter["args"] == [envelopes[1]]           # only the bad envelope, dead-lettered once
+    assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "2"
+    assert state.zcard("trades:BTC-USDT") == 5

@@ -14,6 +14,7 @@ from tasks import documents, keys
 from tasks.settings import Settings
 from tasks.writers import Store, insert_history
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
+from tasks.writers.redis_state import SCRIPTS
 from tests.workers_fixtures import (T0, balance, book, candle, decode, one_of_each, order, position,
                                     ticker, trade)
 
@@ -130,6 +131,39 @@ def test_order_events_get_one_number_each_even_when_redelivered(store, r):
     assert int(r.get(keys.ORDER_COUNTER)) == 40
     numbered = [decode(r.hgetall(f"order{n}")) for n in range(1, 41)]
     assert len({(h["ordId"], h["uTime"], h["state"]) for h in numbered}) == 40
+
+
+def test_state_scripts_are_loaded_again_after_redis_forgot_them(store, r):
+    # Scripts are called by SHA: a fresh Redis, a restart without persistence of the script cache
+    # or SCRIPT FLUSH must cost one reload, never a failed batch or a half-written one.
+    write(store, "tickers", [ticker(ts=T0, last="1")])
+    write(store, "orders", [order("1", T0, "live")])
+    r.script_flush()
+    assert write(store, "tickers", [ticker(ts=T0 + 1, last="2")])["state_applied"] == 1
+    assert decode(r.hgetall(keys.ticker("BTC-USDT")))["last"] == "2"
+    r.script_flush()
+    out = write(store, "orders", [order("1", T0 + 1, "filled"), order("1", T0, "live")])
+    assert (out["state_applied"], out["state_stale"]) == (1, 1)   # the redelivered one is known
+    assert int(r.get(keys.ORDER_COUNTER)) == 2
+
+
+def test_several_kinds_in_one_round_trip_count_as_separate_writes(db, r):
+    parts = [("tickers", checked("tickers", [ticker(ts=T0 + 1, last="2")])),
+             ("orders", checked("orders", [order("1", T0, "live"), order("1", T0, "live")])),
+             ("trades", checked("trades", [trade(1), trade(2)])),
+             ("books", [])]
+    store = Store(db, r, SETTINGS)
+    one_by_one = [Store(mongomock.MongoClient()["okex"], fakeredis.FakeRedis(), SETTINGS)
+                  .write(kind, recs) for kind, recs in parts]
+    for src in SCRIPTS.values():        # as after the first batch (see the test above)
+        r.script_load(src)
+    pipelines = []
+    real_pipeline = r.pipeline
+    r.pipeline = lambda *a, **kw: pipelines.append(1) or real_pipeline(*a, **kw)
+    together = store.write_many(parts)
+    assert together == one_by_one and len(pipelines) == 1
+    assert [w["state_applied"] for w in together] == [1, 1, 2, 0]
+    assert decode(r.hgetall(keys.ticker("BTC-USDT")))["last"] == "2"
 
 
 # ----- versioning: reordered batches end at the newest state -------------------------------------------
