@@ -325,7 +325,8 @@ class Feeder:
         if s.record_path:
             self.recorder = Recorder(s.record_path)
         self.publisher = Publisher(self.outbox, s.redis_url, s.feeder_id,
-                                   on_gaps=self._overflow_gaps, latency=self.metrics.latency)
+                                   on_gaps=self._overflow_gaps, latency=self.metrics.latency,
+                                   linger_max_s=s.linger_max_ms / 1000)
         the_plan = plan(s.channels, s.instruments)
         keys = []
         for endpoint in the_plan.endpoints():

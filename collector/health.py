@@ -95,6 +95,14 @@ class _FeederCollector:
         c = CounterMetricFamily("feeder_dropped_records", "Records dropped past the outbox bound")
         c.add_metric([], f.outbox.dropped)
         yield c
+        g = GaugeMetricFamily("feeder_broker_queue_depth",
+                              "Ingest tasks in the broker queue right after the last publish")
+        g.add_metric([], pub.queue_depth if pub else 0)
+        yield g
+        c = CounterMetricFamily("feeder_publish_lingers",
+                                "Publish cycles delayed to batch more because workers lagged")
+        c.add_metric([], pub.lingers if pub else 0)
+        yield c
         g = GaugeMetricFamily("feeder_broker_up", "1 when the last publish succeeded")
         g.add_metric([], 1.0 if (pub is None or pub.broker_ok) else 0.0)
         yield g

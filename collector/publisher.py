@@ -1,8 +1,16 @@
-"""The publisher thread: drains the outbox into Celery tasks sent by name over one reused
-producer. Thin I/O: batching decisions are the outbox's (take what is queued, up to batch_max).
+"""The publisher thread: drains the outbox into Celery tasks, LPUSHed straight onto the broker's
+Redis lists (collector/celery_message.py builds them; a Celery worker cannot tell them from
+`send_task`'s). Thin I/O: one pipeline per cycle, one reused client.
+
+Batching adapts to the workers, with no flush timer: each cycle takes what the readers queued
+meanwhile (up to batch_max per kind), so batches are small when quiet and large when busy. The
+LPUSH reply is the queue's length: when tasks were already waiting there, the workers are behind,
+and the next cycle lingers (about 1 ms per waiting task, at most linger_max) so records gather
+into fewer, larger tasks. That costs nothing in latency (they would have waited in the queue
+anyway) and the workers spend their time on records instead of per-task overhead.
 
 Broker down: the failed batch goes back into the outbox, the thread retries with a capped
-backoff and a fresh connection; the socket readers never notice. Records dropped past the bound
+backoff on a fresh connection; the socket readers never notice. Records dropped past the bound
 come back from the outbox as publish_overflow gaps (handed to `on_gaps`).
 """
 from __future__ import annotations
@@ -14,37 +22,30 @@ import time
 from collections import deque
 from typing import Callable
 
-import orjson
-from celery import Celery
-from kombu.serialization import register
+import redis
 
 from . import contract
 from .backoff import Backoff
+from .celery_message import task_message
 from .outbox import Outbox
+from .redis_tls import tls_kwargs
 
 log = logging.getLogger("collector.publisher")
 
-# Serialise with orjson but label it application/json: any Celery worker decodes it as JSON.
-SERIALIZER = "okxjson"
-register(SERIALIZER, lambda obj: orjson.dumps(obj).decode(), orjson.loads,
-         content_type="application/json", content_encoding="utf-8")
+LINGER_PER_WAITING_TASK_S = 0.001   # about one small task's cost in a worker (bench/workers.py)
 
 
-def make_app(redis_url: str) -> Celery:
-    app = Celery("collector-feeder", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json", accept_content=["json"], result_backend=None,
-        broker_connection_retry=False, broker_connection_retry_on_startup=False,
-        broker_connection_timeout=2,
-        broker_transport_options={"socket_timeout": 3, "socket_connect_timeout": 2,
-                                  "retry_on_timeout": False},
-    )
-    return app
+def broker_client(redis_url: str) -> redis.Redis:
+    # No retries inside the client: a failed cycle goes back to the outbox and the thread's own
+    # backoff decides when to try again (the readers never wait on this).
+    return redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=2,
+                                retry_on_timeout=False, **tls_kwargs(redis_url))
 
 
 class Publisher(threading.Thread):
     def __init__(self, outbox: Outbox, redis_url: str, producer_id: str, *,
-                 on_gaps: Callable[[list], None] | None = None, latency=None) -> None:
+                 on_gaps: Callable[[list], None] | None = None, latency=None,
+                 linger_max_s: float = 0.02) -> None:
         super().__init__(name="publisher", daemon=True)
         self.outbox = outbox
         self.redis_url = redis_url
@@ -54,14 +55,16 @@ class Publisher(threading.Thread):
         self.latencies: deque = deque(maxlen=200_000)  # per-record socket->publish seconds
         self.repairs: deque = deque()       # gap ids whose repair task is still to send
         self.stopping = threading.Event()
-        self.app = make_app(redis_url)
-        self._conn = None
-        self._producer = None
+        self.linger_max_s = linger_max_s
+        self._client: redis.Redis | None = None
         self.batches = 0
         self.published = 0
         self.failures = 0
+        self.queue_depth = 0                # ingest tasks waiting, as of the last publish
+        self.lingers = 0
         self.broker_ok = True
         self.last_error: str | None = None
+        self._linger_until = 0.0
         self._backoff = Backoff(initial=0.1, factor=2.0, cap=5.0)
         self._rng = random.Random()
         self._next_overflow_check = 0.0
@@ -69,25 +72,18 @@ class Publisher(threading.Thread):
 
     # ----- connection ----------------------------------------------------------------------------
 
-    def _producer_now(self):
-        if self._producer is None:
-            self._conn = self.app.connection_for_write()
-            self._producer = self.app.amqp.Producer(self._conn, serializer=SERIALIZER)
-        return self._producer
+    def _broker(self) -> redis.Redis:
+        if self._client is None:
+            self._client = broker_client(self.redis_url)
+        return self._client
 
     def _reset(self) -> None:
-        conn, self._conn, self._producer = self._conn, None, None
-        if conn is not None:
+        client, self._client = self._client, None
+        if client is not None:
             try:
-                conn.release()
+                client.close()
             except Exception:  # noqa: BLE001 - a broken connection may fail to close
                 pass
-
-    def _send(self, name: str, args: list, queue: str, argsrepr: str | None = None) -> None:
-        # argsrepr: a short label instead of Celery's repr of the whole batch (CPU, Flower).
-        self.app.send_task(name, args=args, queue=queue, producer=self._producer_now(),
-                           retry=False, serializer=SERIALIZER,
-                           argsrepr=argsrepr or repr(args)[:200])
 
     # ----- loop ----------------------------------------------------------------------------------
 
@@ -97,6 +93,12 @@ class Publisher(threading.Thread):
         kinds = contract.KINDS
         queues = outbox.queues
         while True:
+            if self._linger_until:
+                # The workers were behind at the last publish: let records gather a little.
+                wait = self._linger_until - time.monotonic()
+                self._linger_until = 0.0
+                if wait > 0 and outbox.backlog() < batch_max and not self.stopping.is_set():
+                    self.stopping.wait(wait)
             did = False
             taken = [(kind, outbox.take(kind, batch_max)) for kind in kinds if queues[kind]]
             taken = [t for t in taken if t[1]]
@@ -128,23 +130,38 @@ class Publisher(threading.Thread):
         self._reset()
 
     def _publish(self, taken: list[tuple[str, list]]) -> bool:
-        """One task per kind with records, all sent in one Redis round trip (kombu's producer
-        batch: one pipeline, one client object, instead of one of each per task)."""
+        """The cycle's records in one LPUSH (one round trip): one task per kind, or, when the
+        cycle is small and holds several kinds, one mixed task (a worker's cost per task is
+        ~1 ms, per record ~30 us: a quiet market should not pay it once per kind)."""
         now_ms = int(time.time() * 1000)
+        batches = []
+        for kind, items in taken:
+            self.batches += 1
+            batches.append(contract.make_batch(kind, [it[5] for it in items], source="ws",
+                                               producer=self.producer_id, batch=self.batches,
+                                               sent_ms=now_ms))
+        total = sum(len(items) for _kind, items in taken)
+        if len(batches) > 1 and total <= self.outbox.batch_max:
+            label = ", ".join(f"{kind} {len(items)}" for kind, items in taken)
+            messages = [task_message(contract.INGEST_MIXED_TASK, [batches], contract.INGEST_QUEUE,
+                                     argsrepr=f"[<batches {batches[0]['batch']}-"
+                                              f"{self.batches}: {label}>]")]
+        else:
+            # argsrepr: a short label instead of a repr of the whole batch (shown by Flower).
+            messages = [task_message(contract.INGEST_TASKS[kind], [b], contract.INGEST_QUEUE,
+                                     argsrepr=f"[<{kind} batch {b['batch']}: {len(items)} records>]")
+                        for (kind, items), b in zip(taken, batches)]
         try:
-            producer = self._producer_now()
-            with producer.batch():
-                for kind, items in taken:
-                    self.batches += 1
-                    batch = contract.make_batch(kind, [it[5] for it in items], source="ws",
-                                                producer=self.producer_id, batch=self.batches,
-                                                sent_ms=now_ms)
-                    self._send(contract.INGEST_TASKS[kind], [batch], contract.INGEST_QUEUE,
-                               f"[<{kind} batch {self.batches}: {len(items)} records>]")
-        except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types when down
+            depth = self._broker().lpush(contract.INGEST_QUEUE, *messages)
+        except Exception as exc:  # noqa: BLE001 - redis raises many types when down
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         done = time.monotonic()
+        waiting = int(depth) - len(messages)   # tasks that were already queued before ours
+        self.queue_depth = int(depth)
+        if waiting > 0:
+            self.lingers += 1
+            self._linger_until = done + min(self.linger_max_s, waiting * LINGER_PER_WAITING_TASK_S)
         lat = self.latencies
         n = 0
         for _kind, items in taken:
@@ -160,14 +177,16 @@ class Publisher(threading.Thread):
         return True
 
     def _send_repairs(self) -> None:
-        while self.repairs:
-            gap_id = self.repairs[0]
-            try:
-                self._send(contract.REPAIR_GAP_TASK, [gap_id], contract.BACKFILL_QUEUE)
-            except Exception as exc:  # noqa: BLE001
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self._failed()
-                return
+        gap_ids = list(self.repairs)
+        messages = [task_message(contract.REPAIR_GAP_TASK, [g], contract.BACKFILL_QUEUE,
+                                 argsrepr=repr([g])) for g in gap_ids]
+        try:
+            self._broker().lpush(contract.BACKFILL_QUEUE, *messages)
+        except Exception as exc:  # noqa: BLE001
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._failed()
+            return
+        for _ in gap_ids:
             self.repairs.popleft()
 
     def _failed(self) -> None:

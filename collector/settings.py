@@ -46,6 +46,7 @@ class Settings:
     stale_after_s: float = 60.0        # a subscription silent this long is resubscribed
     batch_max: int = 500               # records per task at most
     buffer_max: int = 200_000          # records held while the broker is down, then gaps
+    linger_max_ms: float = 20.0        # longest wait for a batch to fill when workers lag
     book_depth_stored: int = 25        # top-N levels published for books state/history
     full_book_every_s: float = 60.0    # periodic full-book snapshot to history (0 = never)
     record_path: str | None = None     # --record FILE
@@ -62,6 +63,7 @@ _ENV = {
     "health_port": "FEEDER_HEALTH_PORT", "ping_after_s": "OKX_PING_AFTER",
     "pong_timeout_s": "OKX_PONG_TIMEOUT", "stale_after_s": "FEEDER_STALE_AFTER",
     "batch_max": "FEEDER_BATCH_MAX", "buffer_max": "FEEDER_BUFFER_MAX",
+    "linger_max_ms": "FEEDER_LINGER_MAX_MS",
     "book_depth_stored": "FEEDER_BOOK_DEPTH", "full_book_every_s": "FEEDER_FULL_BOOK_EVERY",
     "record_path": "FEEDER_RECORD",
 }
@@ -190,6 +192,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("OKX_PONG_TIMEOUT must be positive")
     if s.batch_max < 1 or s.buffer_max < s.batch_max:
         raise ConfigError("FEEDER_BATCH_MAX must be >= 1 and FEEDER_BUFFER_MAX >= FEEDER_BATCH_MAX")
+    if not 0 <= s.linger_max_ms <= 1000:
+        raise ConfigError("FEEDER_LINGER_MAX_MS must be between 0 and 1000")
     if not 1 <= s.book_depth_stored <= 400:
         raise ConfigError("FEEDER_BOOK_DEPTH must be between 1 and 400")
     if {"books", "books-l2-tbt"} <= set(s.channels) or {"books50-l2-tbt", "books-l2-tbt"} <= set(s.channels):

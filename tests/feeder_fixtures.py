@@ -34,6 +34,11 @@ def drain_tasks(client: redis.Redis, queue: str = "ingest") -> list[tuple[str, l
         out.append(decode_task(raw))
 
 
+def batches_of(name: str, args: list) -> list[dict]:
+    """The batch envelopes a task carries: one, or several in a mixed task (a small cycle)."""
+    return list(args[0]) if name == "tasks.ingest.mixed" else [args[0]]
+
+
 class TaskLog:
     """Accumulates published batches from the ingest list across polls."""
 
@@ -44,7 +49,7 @@ class TaskLog:
 
     def poll(self) -> "TaskLog":
         for name, args in drain_tasks(self.client):
-            self.batches.append(args[0])
+            self.batches.extend(batches_of(name, args))
         for name, args in drain_tasks(self.client, "backfill"):
             self.repairs.append(args[0])
         return self

@@ -244,8 +244,9 @@ def test_health_metrics_status_and_record(sim_factory, feeder_factory, redis_url
 
 
 def test_publisher_sends_every_kind_of_a_cycle_together_and_keeps_them_when_down(redis_url):
-    """One cycle = one task per kind with records, in one Redis round trip (kombu producer
-    batch). When the broker is unreachable nothing is lost: every kind goes back to the outbox."""
+    """One cycle = one Redis round trip: a small cycle of several kinds is one mixed task, a
+    cycle past batch_max records is one task per kind. When the broker is unreachable nothing
+    is lost: every kind goes back to the outbox."""
     from collector.outbox import Outbox
     from collector.publisher import Publisher
     from tests.feeder_fixtures import drain_tasks
@@ -259,13 +260,20 @@ def test_publisher_sends_every_kind_of_a_cycle_together_and_keeps_them_when_down
             taken.append((kind, outbox.take(kind, 500)))
         return taken
 
-    outbox = Outbox()
-    pub = Publisher(outbox, redis_url, "t")
-    assert pub._publish(fill(outbox))
-    tasks = drain_tasks(redis.Redis.from_url(redis_url))
+    broker = redis.Redis.from_url(redis_url)
+    small = Publisher(Outbox(batch_max=9), redis_url, "t")
+    assert small._publish(fill(small.outbox))
+    [(name, args)] = drain_tasks(broker)
+    assert name == "tasks.ingest.mixed"
+    assert [(b["kind"], [r["i"] for r in b["records"]]) for b in args[0]] == [
+        ("trades", [0, 1, 2]), ("tickers", [0, 1]), ("books", [0, 1, 2, 3])]
+
+    big = Publisher(Outbox(batch_max=8), redis_url, "t")
+    assert big._publish(fill(big.outbox))
+    tasks = drain_tasks(broker)
     assert sorted((name, len(args[0]["records"])) for name, args in tasks) == [
         ("tasks.ingest.books", 4), ("tasks.ingest.tickers", 2), ("tasks.ingest.trades", 3)]
-    assert pub.published == 9 and len(pub.latencies) == 9
+    assert big.published == 9 and len(big.latencies) == 9
 
     down = Publisher(Outbox(), f"redis://127.0.0.1:{free_port()}/0", "t")
     down.stopping.set()                         # no backoff sleeps in this test
