@@ -69,6 +69,8 @@ class Ledger(threading.Thread):
         self.pending_gaps.extend(gaps)
 
     def run(self) -> None:
+        # A first cycle at once: the heartbeat tells `collector status` the feeder is up.
+        self.cycle()
         while not self.stopping.wait(self.interval):
             self.cycle()
         self.cycle(final=True)

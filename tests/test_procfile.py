@@ -28,7 +28,7 @@ from localrun.demo import demo_env
 from localrun.processes import alive, descendants, identities
 from localrun.procfile import PROCFILE, read_procfile
 from localrun.redis_server import free_port
-from tests.feeder_fixtures import decode_task
+from tests.feeder_fixtures import batches_of, decode_task
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,10 +122,10 @@ def _queued_trade_ids(client: redis.Redis) -> dict[str, set[int]]:
         raws.append(orjson.dumps(orjson.loads(value)[0]))
     out: dict[str, set[int]] = {}
     for raw in raws:
-        name, args = decode_task(raw)
-        if name == "tasks.ingest.trades":
-            for rec in args[0]["records"]:
-                out.setdefault(rec["instId"], set()).add(int(rec["tradeId"]))
+        for batch in batches_of(*decode_task(raw)):
+            if batch["kind"] == "trades":
+                for rec in batch["records"]:
+                    out.setdefault(rec["instId"], set()).add(int(rec["tradeId"]))
     return out
 
 
@@ -203,17 +203,28 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
         def ingest_tasks():
             code, body = _get(flower + "/api/tasks?limit=200", ("demo", password))
             assert code in (200, 0), code
-            names = {t.get("name") for t in orjson.loads(body).values()} if code == 200 else set()
-            listed = {n for n in names if n and n.startswith("tasks.ingest.")}
-            # both kinds, not just the first task Flower happened to see
-            return listed if {"tasks.ingest.trades", "tasks.ingest.books"} <= listed else None
+            tasks = orjson.loads(body).values() if code == 200 else ()
+            listed = [f"{t.get('name')} {t.get('args')}" for t in tasks
+                      if (t.get("name") or "").startswith("tasks.ingest.")]
+            # trades and books records (per-kind tasks, or mixed ones whose label lists the
+            # kinds), not just the first task Flower happened to see
+            text = " ".join(listed)
+            return listed if "trades" in text and "books" in text else None
         wait_for(ingest_tasks, 40, interval=1, what="trades and books ingest tasks in Flower")
 
-        # `python -m collector status` sees the feeder and the backlog.
-        st = subprocess.run([sys.executable, "-m", "collector", "status", "--json"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=30)
-        report = orjson.loads(st.stdout)
-        assert [f["id"] for f in report["feeders"]] == ["procfile-feeder"] and report["healthy"]
+        # `python -m collector status` sees the feeder and the backlog (the stack can be up
+        # within a second here, so poll rather than read once).
+        def status_report():
+            st = subprocess.run([sys.executable, "-m", "collector", "status", "--json"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+            return orjson.loads(st.stdout)
+        deadline = time.monotonic() + 20
+        report = status_report()
+        while not report["healthy"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            report = status_report()
+        assert report["healthy"], report["problems"]
+        assert [f["id"] for f in report["feeders"]] == ["procfile-feeder"]
 
         # Run for the full minute, every process staying up.
         while time.monotonic() - started < RUN_S:
