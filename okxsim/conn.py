@@ -64,6 +64,23 @@ class Conn:
         self.sent += 1
         self.stats.count(channel)
 
+    def push_many(self, frames: list[tuple[bytes, str]]) -> None:
+        """Write several pre-built (frame, channel) at once: one socket write for all of them."""
+        t = self.transport
+        if self.closed or t is None or t.is_closing() or self.stalled_until > time.monotonic():
+            return
+        if t.get_write_buffer_size() > MAX_BUFFER:
+            self.closed = True
+            t.write(ws_frame(struct.pack("!H", 4005) + b"Buffer is full", 0x8))
+            t.abort()
+            return
+        t.write(b"".join(f for f, _ in frames) if len(frames) > 1 else frames[0][0])
+        self.last_sent = time.monotonic()
+        self.sent += len(frames)
+        count = self.stats.count
+        for _, channel in frames:
+            count(channel)
+
     def send_obj(self, obj: Any, channel: str = "event") -> None:
         self.push(ws_frame(orjson.dumps(obj)), channel)
 

@@ -36,6 +36,10 @@ class Hub:
         self._last_tick: dict[str, tuple] = {}
         self._last_bbo: dict[str, tuple] = {}
         self.heartbeat_ms = int(cfg.heartbeat_s * 1000)
+        # While a market step runs, broadcast frames are collected per connection and written
+        # with one socket write each when it ends (`uncork`): one system call per connection and
+        # step instead of one per frame, as a server writes a burst (and the client reads it).
+        self._corked: dict[Conn, list] | None = None
 
     # ------------------------------------------------------------ subscriptions
     def subscribe(self, conn: Conn, channel: str, inst_id: str, now_ms: int) -> None:
@@ -93,8 +97,29 @@ class Hub:
             return
         frame = _frame(obj)
         channel = key[0]
+        corked = self._corked
+        if corked is not None:
+            for c in conns:
+                pending = corked.get(c)
+                if pending is None:
+                    corked[c] = [(frame, channel)]
+                else:
+                    pending.append((frame, channel))
+            return
         for c in tuple(conns):
             c.push(frame, channel)
+
+    def cork(self) -> None:
+        """Collect broadcast frames until `uncork` (one market step)."""
+        if self._corked is None:
+            self._corked = {}
+
+    def uncork(self) -> None:
+        """Write what was collected, one write per connection, in the order it was sent."""
+        corked, self._corked = self._corked, None
+        if corked:
+            for c, frames in corked.items():
+                c.push_many(frames)
 
     # ------------------------------------------------------------ message bodies
     def _books_msg(self, m: Market, action: str, asks: list, bids: list, prev: int, seq: int,

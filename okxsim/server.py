@@ -66,6 +66,13 @@ class Exchange:
              first: bool = True) -> None:
         """One market tick over (t0, t1] of `markets` (default: all): bot, market events,
         publishing. `first`: this is the tick's first phase (the bot acts once per tick)."""
+        self.hub.cork()
+        try:
+            self._step(t0, t1, markets, first)
+        finally:
+            self.hub.uncork()
+
+    def _step(self, t0: int, t1: int, markets: list[Market] | None, first: bool) -> None:
         cfg = self.cfg
         lam = cfg.base_events_per_tick * cfg.rate * cfg.tick_ms * cfg.clock_speed / 100
         now_mono = time.monotonic()

@@ -6,6 +6,7 @@ import time
 import zlib
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from okxsim import OkxSim, SimConfig
@@ -313,3 +314,46 @@ def test_same_seed_same_market():
             return s.call(lambda ex: [(i, t[:4]) for i, m in ex.markets.items() for t in m.trades[:30]])
     a, b, c = first_trades(7), first_trades(7), first_trades(8)
     assert a == b and a != c
+
+
+class _Transport:
+    """Records what okxsim writes to one socket."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_a_market_step_writes_each_connection_once_in_order():
+    from okxsim.conn import Conn, ws_frame
+    from okxsim.faults import FaultState
+    from okxsim.hub import Hub
+    from okxsim.stats import Stats
+
+    stats = Stats()
+    hub = Hub(SimConfig(port=0), {}, stats, FaultState())
+    a, b = (Conn(None, _Transport(), cid, "public", stats) for cid in ("a", "b"))
+    for conn, keys in ((a, [("trades", "X"), ("tickers", "X")]), (b, [("tickers", "X")])):
+        for key in keys:
+            hub.subs.setdefault(key, set()).add(conn)
+
+    hub.send(("tickers", "X"), {"n": 0})                  # outside a step: written at once
+    assert len(a.transport.writes) == len(b.transport.writes) == 1
+    hub.cork()
+    for n in range(1, 4):
+        hub.send(("trades", "X"), {"n": n})
+        hub.send(("tickers", "X"), {"n": n})
+    assert len(a.transport.writes) == 1                    # nothing written during the step
+    hub.uncork()
+    frame = lambda n: ws_frame(orjson.dumps({"n": n}))      # noqa: E731
+    assert a.transport.writes[1:] == [b"".join(frame(n) for n in (1, 1, 2, 2, 3, 3))]
+    assert b.transport.writes[1:] == [b"".join(frame(n) for n in (1, 2, 3))]
+    assert stats.per_channel == {"tickers": 2 + 6, "trades": 3} and a.sent == 7 and b.sent == 4
