@@ -113,6 +113,7 @@ class Driver(threading.Thread):
         feed = pipeline.feed
         lock = feeder.lock
         recorder = feeder.recorder
+        outbox = feeder.outbox
         endpoint = self.endpoint
         token = self.token
         mono = time.monotonic
@@ -130,42 +131,47 @@ class Driver(threading.Thread):
                 return
             now = mono()
             if frames:
-                # One clock reading per recv: these frames arrived together.
+                # One clock reading per recv: these frames arrived together, and their records
+                # reach the publisher together (outbox.hold/release).
                 t_wall = wall()
                 now_ms = int(t_wall * 1000)
                 got_data = False
-                for opcode, data in frames:
-                    if opcode > OP_BINARY:
-                        if opcode == OP_CLOSE:
-                            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                            self._closed(code, data[2:].decode("utf-8", "replace"))
-                            return
-                        if opcode == OP_PING:
-                            try:
-                                ws.pong(data)
-                            except Exception as exc:  # noqa: BLE001
-                                self._closed(None, f"pong failed: {exc}")
+                outbox.hold(self)       # one publisher wake-up for the whole burst
+                try:
+                    for opcode, data in frames:
+                        if opcode > OP_BINARY:
+                            if opcode == OP_CLOSE:
+                                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                                self._closed(code, data[2:].decode("utf-8", "replace"))
                                 return
-                        continue
-                    self.frames += 1
-                    if recorder is not None:
-                        recorder.add(t_wall, endpoint, data)
-                    with lock:
-                        res = feed(token, data, now_ms, now)
-                    t = type(res)
-                    if t is Data:
-                        # state.seen() inlined: the connection-wide part once per recv below.
-                        last_msg[arg_key(res.arg)] = now
-                        got_data = True
-                    elif t is Event:
-                        self._do(state.on_event(res, now))
-                        if self.ws is not ws:
-                            return
-                    elif t is Pong:
-                        state.on_pong(now)
-                    else:
-                        state.last_rx = now
-                        feeder.bad_frame(res, now)
+                            if opcode == OP_PING:
+                                try:
+                                    ws.pong(data)
+                                except Exception as exc:  # noqa: BLE001
+                                    self._closed(None, f"pong failed: {exc}")
+                                    return
+                            continue
+                        self.frames += 1
+                        if recorder is not None:
+                            recorder.add(t_wall, endpoint, data)
+                        with lock:
+                            res = feed(token, data, now_ms, now)
+                        t = type(res)
+                        if t is Data:
+                            # state.seen() inlined: the connection-wide part once per recv below.
+                            last_msg[arg_key(res.arg)] = now
+                            got_data = True
+                        elif t is Event:
+                            self._do(state.on_event(res, now))
+                            if self.ws is not ws:
+                                return
+                        elif t is Pong:
+                            state.on_pong(now)
+                        else:
+                            state.last_rx = now
+                            feeder.bad_frame(res, now)
+                finally:
+                    outbox.release(self)
                 if got_data:
                     state.last_rx = now
                     state.ping_sent_at = None

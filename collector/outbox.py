@@ -2,7 +2,10 @@
 
 Readers `put` records (never blocking, never waiting on the broker); the publisher `take`s up to
 batch_max of one kind whenever it is free, so batches are small when quiet and large when busy:
-no flush timer. While the broker is down the publisher puts failed batches back; past
+no flush timer. A socket reader brackets the frames of one `recv` with `hold()` / `release()`:
+the publisher is woken once, when no reader is in the middle of a burst, and takes the whole
+burst as one task (waking it at the first record would split the burst: under the GIL the
+publisher cannot run before the reader yields anyway, and then takes only part of it). While the broker is down the publisher puts failed batches back; past
 `buffer_max` records of one kind the oldest are dropped and their window is accumulated per
 (channel, instId) into an overflow gap (`drain_overflow`), never lost silently.
 
@@ -11,20 +14,26 @@ Item layout (a tuple, for speed): (t_recv, channel, instId, ts_ms, id, payload).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 from .contract import KINDS
 
+SETTLE_MAX_S = 0.002   # longest wait for another reader's burst before publishing
+
 
 class Outbox:
-    def __init__(self, batch_max: int = 500, buffer_max: int = 200_000) -> None:
+    def __init__(self, batch_max: int = 500, buffer_max: int = 200_000,
+                 settle_max_s: float = SETTLE_MAX_S) -> None:
         self.batch_max = batch_max
         self.buffer_max = buffer_max
+        self.settle_max_s = settle_max_s
         self.queues: dict[str, deque] = {k: deque() for k in KINDS}
         self._wake = threading.Event()
         self._waiting = False
         self._lock = threading.Lock()
         self._overflow: dict[tuple, list] = {}   # (kind, channel, instId) -> [n, ts0, ts1, id0, id1]
+        self._holders: set = set()               # readers in the middle of a burst
         self.dropped = 0
         self.put_count = 0
 
@@ -35,7 +44,20 @@ class Outbox:
         self.put_count += 1
         if len(q) > self.buffer_max:
             self._trim(kind)
-        if self._waiting:
+        if self._waiting and not self._holders:
+            self._waiting = False
+            self._wake.set()
+
+    # A set of readers rather than a counter: set.add/discard are atomic under the GIL, `+= 1`
+    # from two reader threads is not.
+    def hold(self, reader: object) -> None:
+        """`reader` starts putting the records of one burst: defer the publisher's wake-up."""
+        self._holders.add(reader)
+
+    def release(self, reader: object) -> None:
+        """The burst is queued: wake the publisher if no other reader is mid-burst."""
+        self._holders.discard(reader)
+        if self._waiting and not self._holders:
             self._waiting = False
             self._wake.set()
 
@@ -117,7 +139,24 @@ class Outbox:
         if any(self.queues.values()):
             self._waiting = False
             return
-        self._wake.wait(timeout)
+        if not self._wake.wait(timeout):
+            self._waiting = False
+            return
+        self._wake.clear()
+        self._waiting = False
+        self._settle()
+
+    def _settle(self) -> None:
+        """Records were just queued. Before the publisher takes them, let a reader that holds a
+        burst of its own finish it: the sockets often deliver together (a trade burst on one,
+        the book and ticker of the same moment on another), and one task for both is stored in
+        one worker round trip instead of two tasks queued one behind the other."""
+        time.sleep(0)                   # yield the GIL: a reader waiting for it takes its burst
+        if not self._holders:
+            return
+        self._waiting = True
+        if self._holders:               # (release() wakes us only while _waiting is set)
+            self._wake.wait(self.settle_max_s)
         self._wake.clear()
         self._waiting = False
 

@@ -12,6 +12,7 @@ from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline, startup_gaps
 from collector.records import Event
 from collector.signing import Credentials
+from tests.polling import wait_for
 
 CREDS = Credentials("key-123456789", "secret", "pass")
 
@@ -383,3 +384,52 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     assert sink.kinds("books")[-1]["instId"] == "BTC-USDT"
     (gap,) = p.gaps
     assert gap["cause"] == "bad_data" and gap["instId"] == "BTC-USDT"
+
+
+def test_publisher_is_woken_once_per_burst_not_per_record():
+    ob = Outbox(batch_max=100, buffer_max=1000)
+    ob._waiting = True                       # the publisher is parked in wait()
+    ob.hold("reader-a")
+    for i in range(3):
+        ob.put("trades", "trades-all", "X", i, str(i), {"i": i}, 0.0)
+        assert not ob._wake.is_set()         # mid-burst: not woken at the first record
+    ob.hold("reader-b")                      # another socket's burst overlaps
+    ob.release("reader-a")
+    assert not ob._wake.is_set()             # reader-b is still mid-burst
+    ob.release("reader-b")
+    assert ob._wake.is_set() and not ob._waiting
+
+
+def test_woken_publisher_lets_a_burst_that_started_meanwhile_finish_then_takes_both(
+        monkeypatch):
+    import threading
+
+    import collector.outbox as outbox_mod
+
+    ob = Outbox(batch_max=100, buffer_max=1000, settle_max_s=10.0)   # no timing in the test
+    public_started = threading.Event()
+
+    def gil_yield(_seconds):
+        # What the publisher's yield lets happen: the other socket's reader, which was waiting
+        # for the GIL with a burst in hand, starts it.
+        ob.hold("public")
+        public_started.set()
+    monkeypatch.setattr(outbox_mod.time, "sleep", gil_yield)
+    taken: list = []
+
+    def publisher():
+        ob.wait(10.0)
+        taken.extend(ob.take("trades", 100))
+        taken.extend(ob.take("tickers", 100))
+
+    t = threading.Thread(target=publisher)
+    t.start()
+    wait_for(lambda: ob._waiting, 5, what="publisher parked")
+    ob.hold("business")
+    ob.put("trades", "trades-all", "X", 1, "1", {}, 0.0)
+    ob.release("business")                   # wakes the publisher; it yields the GIL once
+    assert public_started.wait(5)
+    ob.put("tickers", "tickers", "X", 1, "", {}, 0.0)
+    ob.release("public")
+    t.join(5)
+    assert [it[1] for it in taken] == ["trades-all", "tickers"]   # one cycle, both bursts
