@@ -238,3 +238,16 @@ def test_celery_finds_the_app_both_ways():
     from celery.app.utils import find_app
     assert find_app("tasks") is app and find_app("tasks.app") is app and app_mod is not None
     assert os.path.exists(os.path.join(os.path.dirname(celeryconfig.__file__), "celeryconfig.py"))
+
+
+def test_task_result_is_one_short_line_of_counts_and_dead_letters(db, r):
+    from tasks.ingest import summary
+
+    good = [trade(1), trade(2)]
+    out = run("trades", batch("trades", good + [{"instId": "BTC-USDT"}]), db, r)
+    line = summary(out)
+    assert isinstance(line, str) and len(line) < 200
+    assert line.startswith("trades 2 rec 2 new 0 dup 2 state")
+    assert "dead letters tid-1:bad" in line
+    again = summary(run("trades", batch("trades", good), db, r))
+    assert again == "trades 2 rec 0 new 2 dup 2 state"      # a redelivery stores nothing new
