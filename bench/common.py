@@ -183,6 +183,10 @@ class Sim:
     def stats(self) -> dict:
         return http_json(self.base + "/sim/stats")["data"][0]
 
+    def sent_since(self, t: float) -> list:
+        """[(channel, instId, ts, CLOCK_MONOTONIC s)] of tickers/books5 frames sent after t."""
+        return http_json(f"{self.base}/bench/sent?since={t}", timeout=60)["sent"]
+
     def truth_trades(self, inst: str) -> list[dict]:
         return http_json(f"{self.base}/sim/truth/trades?instId={inst}", timeout=60)["data"]
 
@@ -258,16 +262,22 @@ def start_feeder(env: dict[str, str], logdir: Path) -> tuple[subprocess.Popen, s
 
 @dataclass
 class LatencyProbe:
-    """Records (when, key, latency ms) for every write of ticker:* and books5:* keys.
+    """Records every write of a ticker:* and books5:* key: (when, key, exchange ts).
 
-    The exchange `ts` of tickers and of books/books5 pushes is the okxsim tick time at which the
-    frame is built and written to the socket, floored to the millisecond; bbo-tbt records carry
-    the time of the event inside the tick instead, so they are left out.
+    Latency is measured two ways, from the same writes:
+      exact   from the moment okxsim wrote the frame to the socket (bench/sim_server.py logs the
+              CLOCK_MONOTONIC time of every tickers and books5 frame it sends) to the moment the
+              state write's keyspace notification reached this probe. Both clocks are the same
+              CLOCK_MONOTONIC, so there is no offset or drift.
+      ts      from the exchange `ts` in the stored hash, on okxsim's clock. okxsim stamps `ts` when
+              a tick starts, floored to the millisecond, so this figure is about 0.5 ms higher on
+              average; it is kept because it is what a user can compute from stored data.
+    bbo-tbt writes to books5:* carry the time of an event inside the tick, so they are left out.
     """
 
     redis_url: str
     sim: Sim
-    samples: list[tuple[float, str, float]] = field(default_factory=list)
+    samples: list[tuple[float, str, int, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "LatencyProbe":
@@ -286,15 +296,30 @@ class LatencyProbe:
             msg = self._ps.get_message(timeout=0.2)
             if msg is None:
                 continue
-            now = self.sim.now_ms()                     # first: when the write became visible
+            t = time.monotonic()                        # first: when the write became visible
+            now = self.sim.now_ms()
             key = msg["channel"][prefix:]
             ts, channel = self._get.hmget(key, "ts", "channel")
             if ts is None or (channel is not None and channel == b"bbo-tbt"):
                 continue
-            self.samples.append((time.monotonic(), key.decode(), now - int(ts)))
+            self.samples.append((t, key.decode(), int(ts), now - int(ts)))
 
     def window(self, t0: float, t1: float) -> dict:
-        return latency_summary([lat for t, _, lat in self.samples if t0 <= t < t1])
+        """Latency of the writes seen in [t0, t1): exact (from okxsim's send) and from `ts`."""
+        rows = [s for s in self.samples if t0 <= s[0] < t1]
+        sent: dict[tuple, float] = {}
+        for channel, inst, ts, t in self.sim.sent_since(t0 - 5.0):
+            sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
+        exact = []
+        for t, key, ts, _ in rows:
+            kind, _, inst = key.partition(":")
+            t_sent = sent.get((kind, inst, ts))
+            if t_sent is not None:
+                exact.append((t - t_sent) * 1000)
+        out = latency_summary(exact)
+        out["unmatched"] = len(rows) - len(exact)
+        out["from_ts"] = latency_summary([lat for *_, lat in rows])
+        return out
 
     def stop(self) -> None:
         self._stop.set()

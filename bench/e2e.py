@@ -425,7 +425,7 @@ def format_summary(r: dict) -> str:
         f"  MongoDB: {r['mongodb']};  worker: -P {r['pool']} -c {r['concurrency']}",
         f"  sustained (collector): {s['sustained_msgs_per_s']:,} msg/s;  naive: "
         f"{s['naive_sustained_msgs_per_s']:,} msg/s;  ratio {s['ratio_vs_naive']}",
-        f"  latency okxsim ts -> Redis state at {s['latency_at_msgs_per_s']:,} msg/s: {s['latency']}",
+        f"  latency okxsim send -> Redis state at {s['latency_at_msgs_per_s']:,} msg/s: {s['latency']}",
     ]
     if "naive_latency" in s:
         lines.append(f"  naive latency at the same rate: {s['naive_latency']}")

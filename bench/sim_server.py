@@ -9,6 +9,11 @@ GET  /bench/clock             {"offset": C}: okxsim's clock is C + CLOCK_MONOTON
                               bench reads CLOCK_MONOTONIC too, so it can express "now" on okxsim's
                               clock exactly (no wall-clock drift, no round-trip error) and compare
                               it with the exchange `ts` okxsim stamps on every frame.
+GET  /bench/sent?since=T      {"sent": [[channel, instId, ts, t], ...]}: when (CLOCK_MONOTONIC, s)
+                              each tickers and books5 frame was written to the subscribers'
+                              sockets, for frames written after T. The exchange `ts` is floored
+                              to the millisecond and stamped when the tick starts, so `now - ts`
+                              overstates latency by 0.5 ms on average; this is the exact send time.
 
 okxsim itself is not changed: the routes are added to its application from outside.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from dataclasses import replace
 
 import orjson
@@ -44,11 +51,64 @@ async def _clock(request: web.Request) -> web.Response:
     return web.json_response({"offset": clock._wall0 - clock._mono0})  # noqa: SLF001 - see docstring
 
 
+class SendLog:
+    """When each tickers / books5 frame left okxsim: wraps Hub.send and Hub.uncork from outside
+    (okxsim itself is unchanged). During a market step okxsim collects frames and writes them
+    when the step ends (Hub.cork/uncork), so a frame's send time is taken after that write.
+    Bounded: the newest `cap` frames."""
+
+    CHANNELS = ("tickers", "books5")
+
+    def __init__(self, hub, cap: int = 500_000) -> None:
+        self.entries: deque = deque(maxlen=cap)
+        pending: list = []
+        send, uncork = hub.send, hub.uncork
+        channels = self.CHANNELS
+        append = self.entries.append
+        mono = time.monotonic
+
+        def logged_send(key: tuple, obj: dict) -> None:
+            send(key, obj)
+            if key[0] in channels and key in hub.subs:
+                pending.append((key[0], key[1], int(obj["data"][0]["ts"])))
+                if hub._corked is None:          # noqa: SLF001 - written at once: stamp now
+                    logged_uncork_done()
+
+        def logged_uncork_done() -> None:
+            t = mono()
+            for channel, inst, ts in pending:
+                append((channel, inst, ts, t))
+            pending.clear()
+
+        def logged_uncork() -> None:
+            uncork()
+            logged_uncork_done()
+
+        hub.send = logged_send
+        hub.uncork = logged_uncork
+
+    def since(self, t: float) -> list:
+        return [e for e in list(self.entries) if e[3] >= t]
+
+
+async def _sent(request: web.Request) -> web.Response:
+    log: SendLog = request.app[SEND_LOG]
+    since = float(request.query.get("since", "0"))
+    return web.Response(body=orjson.dumps({"sent": log.since(since)}),
+                        content_type="application/json")
+
+
+SEND_LOG = web.AppKey("send_log", SendLog)
+
+
 def make_app(argv: list[str] | None = None) -> tuple[web.Application, str, int]:
     cfg = parse_args(argv)
-    app = Exchange(cfg).make_app()
+    ex = Exchange(cfg)
+    app = ex.make_app()
+    app[SEND_LOG] = SendLog(ex.hub)
     app.router.add_post("/bench/rate", _set_rate)
     app.router.add_get("/bench/clock", _clock)
+    app.router.add_get("/bench/sent", _sent)
     return app, cfg.host, cfg.port
 
 
