@@ -33,7 +33,7 @@ LOGIN_TIMEOUT_S = 10.0
 SUB_RETRY_S = 5.0            # a soft subscribe error (60014, 64007, ...) is retried after this
 SUB_RETRIES = 5
 FATAL_MIN_DELAY_S = 60.0     # login failed / key deleted: keep retrying, slowly
-HEALTHY_AFTER_S = 5.0        # a connection live this long resets the backoff
+HEALTHY_AFTER_S = 5.0        # default: a connection live this long resets the backoff
 BOOK_HEARTBEAT_S = 60.0      # OKX: a quiet incremental book sends a heartbeat every ~60 s
 # Event-driven channels: silence is normal. The connection ping keeps these sockets alive.
 QUIET_CHANNELS = PRIVATE_CHANNELS | {"trades", "trades-all"}
@@ -94,6 +94,7 @@ class ConnState:
     def __init__(self, endpoint: str, args: list[dict], *, login: bool = False,
                  credentials: Credentials | None = None, ping_after: float = 20.0,
                  pong_timeout: float = 10.0, stale_after: float = 60.0,
+                 healthy_after: float = HEALTHY_AFTER_S,
                  rng: random.Random | None = None, id_prefix: str = "r",
                  backoff: Backoff | None = None, budget: SlidingWindowLimit | None = None) -> None:
         if login and credentials is None:
@@ -104,6 +105,7 @@ class ConnState:
         self.ping_after = ping_after
         self.pong_timeout = pong_timeout
         self.stale_after = stale_after
+        self.healthy_after = healthy_after
         self._rng = rng or random.Random()
         self._ids = RequestIds(id_prefix)
         self.backoff = backoff or Backoff()
@@ -335,7 +337,7 @@ class ConnState:
         for sub in self.subs.values():
             if sub.status != "failed":
                 sub.status = "pending"
-        if was == LIVE and now - self.live_at >= HEALTHY_AFTER_S:
+        if was == LIVE and now - self.live_at >= self.healthy_after:
             self.backoff.reset()
         delay = self.backoff.next_delay(self._rng)
         level = "warning"

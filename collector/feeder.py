@@ -58,7 +58,8 @@ class Driver(threading.Thread):
         self.url = f"{s.ws_url}/ws/v5/{endpoint}"
         self.state = ConnState(endpoint, args, login=login, credentials=s.credentials,
                                ping_after=s.ping_after_s, pong_timeout=s.pong_timeout_s,
-                               stale_after=s.stale_after_s, rng=feeder.rng,
+                               stale_after=s.stale_after_s, healthy_after=s.healthy_after_s,
+                               rng=feeder.rng,
                                id_prefix=endpoint[:2] + str(feeder.next_id()))
         self.ws: websocket.WebSocket | None = None
         self.token: int | None = None          # identity of the current socket for the pipeline

@@ -44,6 +44,7 @@ class Settings:
     ping_after_s: float = 20.0         # OKX: ping whenever nothing arrived for N < 30 s
     pong_timeout_s: float = 10.0
     stale_after_s: float = 60.0        # a subscription silent this long is resubscribed
+    healthy_after_s: float = 5.0       # a connection live this long resets the reconnect backoff
     batch_max: int = 500               # records per task at most
     buffer_max: int = 200_000          # records held while the broker is down, then gaps
     linger_max_ms: float = 20.0        # longest wait for a batch to fill when workers lag
@@ -62,6 +63,7 @@ _ENV = {
     "feeder_id": "FEEDER_ID", "health_host": "FEEDER_HEALTH_HOST",
     "health_port": "FEEDER_HEALTH_PORT", "ping_after_s": "OKX_PING_AFTER",
     "pong_timeout_s": "OKX_PONG_TIMEOUT", "stale_after_s": "FEEDER_STALE_AFTER",
+    "healthy_after_s": "FEEDER_HEALTHY_AFTER",
     "batch_max": "FEEDER_BATCH_MAX", "buffer_max": "FEEDER_BUFFER_MAX",
     "linger_max_ms": "FEEDER_LINGER_MAX_MS",
     "book_depth_stored": "FEEDER_BOOK_DEPTH", "full_book_every_s": "FEEDER_FULL_BOOK_EVERY",
@@ -190,6 +192,8 @@ def validate(s: Settings) -> None:
                           "connection after 30 s)")
     if s.pong_timeout_s <= 0:
         raise ConfigError("OKX_PONG_TIMEOUT must be positive")
+    if s.healthy_after_s <= 0:
+        raise ConfigError("FEEDER_HEALTHY_AFTER must be positive")
     if s.batch_max < 1 or s.buffer_max < s.batch_max:
         raise ConfigError("FEEDER_BATCH_MAX must be >= 1 and FEEDER_BUFFER_MAX >= FEEDER_BATCH_MAX")
     if not 0 <= s.linger_max_ms <= 1000:

@@ -80,6 +80,9 @@ def check_no_unrecorded_loss(sim, log, client, channel):
                    and g["end_id"]]
         for s, e in windows:
             assert s in got and e in got, f"gap bounds {s}..{e} are not published ids"
+            # exact bounds: everything strictly inside was missed, and something was
+            inside = {i for i in want if s < i < e}
+            assert inside and not inside & got, f"gap {s}..{e} is not exactly what was missed"
         missing = sorted(want - got)
         unexplained = [i for i in missing if not any(s < i < e for s, e in windows)]
         assert not unexplained, f"{channel} {inst}: {len(unexplained)} trades lost outside gaps"
@@ -93,17 +96,25 @@ def test_recovers_from_drops_stalls_and_notices_without_unrecorded_loss(
         sim_factory, feeder_factory, redis_url, caplog):
     caplog.set_level(logging.INFO)
     sim = sim_factory(bot_interval_s=0)
-    f = feeder_factory(sim, redis_url)
+    # Faults come every few seconds here: a connection that stayed up 1 s (not 5) counts as
+    # healthy again, so the reconnect backoff does not grow from one fault to the next.
+    f = feeder_factory(sim, redis_url, healthy_after_s=1.0)
     client = redis.Redis.from_url(redis_url)
     log = TaskLog(client)
     wait_for(lambda: all_live(f) and f.publisher.published > 20, 10, what="feeder live")
-    plan = ["drop", "stall", "notice", "drop", "stall", "notice", "drop"]
+
+    def healthy():
+        now = time.monotonic()
+        return all_live(f) and all(now - d.state.live_at >= 1.0 for d in f.drivers
+                                   if d.is_alive() and not d.retired)
+    plan = ["drop", "stall", "notice"] * 6 + ["drop", "stall"]      # 20 faults
     for kind in plan:
+        wait_for(healthy, 10, what="connections healthy before the next fault")
         before = f.reconnects
         n_drivers = len(f.drivers)
         body = {"kind": kind}
         if kind == "stall":
-            body["seconds"] = 4
+            body["seconds"] = 3      # past ping_after + pong_timeout (1 s + 1 s here)
         if kind == "notice":
             body["seconds"] = 3
         fault(sim, **body)
@@ -184,7 +195,7 @@ def test_books_bootstrap_from_rest_without_ws_snapshot(sim_factory, feeder_facto
     assert set(rec) == {"instId", "channel", "ts", "seqId", "asks", "bids", "depth", "full"}
 
 
-def test_broker_down_then_back(sim_factory, feeder_factory):
+def test_broker_down_for_30s_then_back(sim_factory, feeder_factory):
     broker = RedisServer().start()
     port = broker.port
     try:
@@ -192,22 +203,57 @@ def test_broker_down_then_back(sim_factory, feeder_factory):
         f = feeder_factory(sim, broker.url, channels="books,trades-all", batch_max=50,
                            buffer_max=400)
         wait_for(lambda: all_live(f) and f.publisher.published > 10, 10, what="publishing")
+        t_down = time.monotonic()
         broker.stop()
         wait_for(lambda: not f.publisher.broker_ok, 5, what="publisher notices")
-        wait_for(lambda: f.outbox.dropped > 0, 15, what="overflow")
+        wait_for(lambda: f.outbox.dropped > 0, 25, what="overflow")
+        time.sleep(max(0.0, 30.0 - (time.monotonic() - t_down)))   # the outage lasts 30 s
         assert all_live(f) and f.reconnects == 0        # the sockets never noticed
         received = f.pipeline.records_out
-        broker = RedisServer(port=port).start()
+        broker = RedisServer(port=port).start()          # a new, empty broker
         wait_for(lambda: f.publisher.broker_ok and f.outbox.backlog() < 100, 10,
                  what="backlog drained")
         client = redis.Redis.from_url(broker.url)
-        wait_for(lambda: any(g["cause"] == "publish_overflow" for g in gaps(client)), 10,
-                 what="overflow gap in the ledger")
+        log = TaskLog(client)
+
+        def first_published(inst):
+            ids = [int(r["tradeId"]) for r in log.records("trades")
+                   if r["channel"] == "trades-all" and r["instId"] == inst]
+            return min(ids) if ids else -1
+
+        def overflow_gaps():
+            return [g for g in gaps(client)
+                    if g["cause"] == "publish_overflow" and g["channel"] == "trades-all"]
+
+        def all_gaps_written():
+            # the last overflow gap of each instrument reaches the first published trade
+            log.poll()
+            ends = {}
+            for g in overflow_gaps():
+                ends[g["instId"]] = max(ends.get(g["instId"], 0), int(g["end_id"]))
+            return all(ends.get(inst) == first_published(inst) for inst in INSTS)
+        wait_for(all_gaps_written, 10, what="overflow gaps in the ledger")
         assert f.pipeline.records_out > received
-        log = TaskLog(client).poll()
         assert log.records("books") and log.records("trades")
-        ov = [g for g in gaps(client) if g["cause"] == "publish_overflow"]
-        assert all(int(g["start_ms"]) <= int(g["end_ms"]) and g["channel"] for g in ov)
+        ov = overflow_gaps()
+        for inst in INSTS:
+            got = sorted(int(r["tradeId"]) for r in log.records("trades")
+                         if r["channel"] == "trades-all" and r["instId"] == inst)
+            # What the outbox still held went out after the outage, oldest first and complete:
+            # every truth trade from the first one it kept to the last one published is there.
+            want = [int(t["tradeId"]) for t in truth(sim, inst)
+                    if got[0] <= int(t["tradeId"]) <= got[-1]]
+            assert got == want
+            # What it had to drop is in overflow gaps (one per second of dropping, exclusive
+            # id bounds): they cover every trade before the first one kept, back to the
+            # first one dropped, and end exactly where the published trades resume.
+            windows = [(int(g["start_id"]), int(g["end_id"])) for g in ov if g["instId"] == inst]
+            assert windows and max(e for _, e in windows) == got[0]
+            first_dropped = min(s for s, _ in windows) + 1
+            dropped = [int(t["tradeId"]) for t in truth(sim, inst)
+                       if first_dropped <= int(t["tradeId"]) < got[0]]
+            assert dropped and all(any(s < i < e for s, e in windows) for i in dropped)
+            assert all(int(g["start_ms"]) <= int(g["end_ms"]) for g in ov)
     finally:
         broker.stop()
 

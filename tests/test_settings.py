@@ -48,6 +48,8 @@ def test_demo_switches_the_websocket_host():
     ({"OKX_PING_AFTER": "30"}, "between 0 and 30"),
     ({"OKX_PING_AFTER": "soon"}, "must be a number"),
     ({"OKX_DEMO": "maybe"}, "true or false"),
+    ({"FEEDER_HEALTHY_AFTER": "0"}, "FEEDER_HEALTHY_AFTER must be positive"),
+    ({"FEEDER_LINGER_MAX_MS": "5000"}, "FEEDER_LINGER_MAX_MS must be between 0 and 1000"),
     ({"OKX_INSTRUMENTS": " , "}, "OKX_INSTRUMENTS is empty"),
     ({**CREDS, "OKX_CHANNELS": "books,books-l2-tbt"}, "64004"),
 ])
