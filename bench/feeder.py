@@ -67,6 +67,23 @@ def start_sim(rate: float, tick_ms: int = 100, core: int | None = 1) -> tuple[su
     raise RuntimeError("okxsim did not start")
 
 
+DRAIN = """
+import sys, redis
+r = redis.Redis.from_url(sys.argv[1])
+while True:
+    r.brpop(["ingest", "backfill"], timeout=1)
+"""
+
+
+def start_drain(redis_url: str, core: int | None = 1) -> subprocess.Popen:
+    """Stands in for workers that keep up: pops every task the feeder publishes, so the
+    publisher sees an empty queue (it lingers only while tasks wait, publisher.py)."""
+    proc = subprocess.Popen([sys.executable, "-c", DRAIN, redis_url])
+    if core is not None and os.cpu_count() and os.cpu_count() > 1:
+        os.sched_setaffinity(proc.pid, {core})
+    return proc
+
+
 def run_feeder(addr: str, redis_url: str, seconds: float, **kw) -> dict:
     from collector.feeder import Feeder
     from collector.settings import load
@@ -255,6 +272,49 @@ def soak(n_faults: int, redis_url: str) -> dict:
             "seconds": round(elapsed, 1)}
 
 
+def measure(args: argparse.Namespace, redis_url: str, results: dict) -> None:
+    """okxsim and replay runs of the feeder and of the naive baseline, then the latency run."""
+    sim, addr = start_sim(args.rate)
+    try:
+        results["sim_frames_per_s"] = sim_rate(addr)
+        results["feeder"] = run_feeder(addr, redis_url, args.seconds)
+        redis.Redis.from_url(redis_url).flushall()
+        results["naive"] = run_naive(addr, redis_url, args.seconds)
+        redis.Redis.from_url(redis_url).flushall()
+        # One core's capacity: the frames okxsim sends, replayed as fast as they are read
+        # (more than any feeder reads in the run: the source must never run dry).
+        total = int((args.seconds + 4) * 400_000)
+        src, raddr, captured = start_replay(addr, args.capture_seconds, total)
+        src2, raddr2, _ = start_replay(addr, 2.0, total // 10)
+    finally:
+        sim.terminate()
+        sim.wait()
+    results["replay_frames_captured"] = captured
+    try:
+        results["feeder_replay"] = run_feeder(raddr, redis_url, args.seconds)
+    finally:
+        src.kill()
+        src.wait()
+    redis.Redis.from_url(redis_url).flushall()
+    try:
+        results["naive_replay"] = run_naive(raddr2, redis_url, args.seconds)
+    finally:
+        src2.kill()
+        src2.wait()
+    redis.Redis.from_url(redis_url).flushall()
+    results["ratio_replay_feeder_vs_naive"] = round(
+        results["feeder_replay"]["frames_per_s"] / max(1, results["naive_replay"]["frames_per_s"]), 1)
+    # latency at about 2,000 msg/s: a calmer market
+    rate = args.latency_rate or max(1.0, args.rate * 2000 / max(1, results["sim_frames_per_s"]))
+    sim, addr = start_sim(rate)
+    try:
+        results["latency_run_sim_frames_per_s"] = sim_rate(addr)
+        results["latency_run"] = run_feeder(addr, redis_url, args.seconds)
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -276,44 +336,12 @@ def main() -> None:
             results["soak"] = soak(args.soak_faults, rs.url)
             print(json.dumps(results, indent=2))
             return
-        sim, addr = start_sim(args.rate)
+        drain = start_drain(rs.url)
         try:
-            results["sim_frames_per_s"] = sim_rate(addr)
-            results["feeder"] = run_feeder(addr, rs.url, args.seconds)
-            redis.Redis.from_url(rs.url).flushall()
-            results["naive"] = run_naive(addr, rs.url, args.seconds)
-            redis.Redis.from_url(rs.url).flushall()
-            # One core's capacity: the frames okxsim sends, replayed as fast as they are read.
-            total = int((args.seconds + 4) * 60_000)
-            src, raddr, captured = start_replay(addr, args.capture_seconds, total)
-            src2, raddr2, _ = start_replay(addr, 2.0, total // 10)
+            measure(args, rs.url, results)
         finally:
-            sim.terminate()
-            sim.wait()
-        results["replay_frames_captured"] = captured
-        try:
-            results["feeder_replay"] = run_feeder(raddr, rs.url, args.seconds)
-        finally:
-            src.kill()
-            src.wait()
-        redis.Redis.from_url(rs.url).flushall()
-        try:
-            results["naive_replay"] = run_naive(raddr2, rs.url, args.seconds)
-        finally:
-            src2.kill()
-            src2.wait()
-        redis.Redis.from_url(rs.url).flushall()
-        results["ratio_replay_feeder_vs_naive"] = round(
-            results["feeder_replay"]["frames_per_s"] / max(1, results["naive_replay"]["frames_per_s"]), 1)
-        # latency at about 2,000 msg/s: a calmer market
-        rate = args.latency_rate or max(1.0, args.rate * 2000 / max(1, results["sim_frames_per_s"]))
-        sim, addr = start_sim(rate)
-        try:
-            results["latency_run_sim_frames_per_s"] = sim_rate(addr)
-            results["latency_run"] = run_feeder(addr, rs.url, args.seconds)
-        finally:
-            sim.terminate()
-            sim.wait()
+            drain.kill()
+            drain.wait()
     print(json.dumps(results, indent=2))
 
 

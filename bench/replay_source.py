@@ -15,15 +15,18 @@ process, so the benchmark's own memory figures stay clean), builds --total frame
 
 It answers the WebSocket handshake on any /ws/v5/<endpoint> path, acknowledges every subscribe
 argument (echoing the request id, as okxsim does), answers the text `ping` with `pong`, waits for
-the first subscribe, then writes every frame once and stays connected. Each replayed loop of the
+the first subscribe, then writes --total frames and stays connected. Each replayed loop of the
 capture starts with its books snapshots, and tradeIds are shifted per loop, so books chain and
-trades are new records in every loop (`build_loops`).
+trades are new records in every loop (`Loops`, built one loop ahead of the sender, so any
+number of frames costs the memory of two loops).
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import hashlib
+import itertools
+import queue
 import socket
 import struct
 import sys
@@ -44,21 +47,49 @@ def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
-def build_loops(frames: list[bytes], loops: int) -> list[bytes]:
-    """`loops` copies of the capture's data frames; tradeIds shifted by 10**9 per loop so that
-    every loop's trades are new to the feeder's dedupe. Event frames are dropped (the source sends
-    its own acks)."""
-    data = [f for f in frames if f.startswith(b'{"arg"')]
-    out = []
-    for k in range(loops):
-        for f in data:
-            if k and b'"tradeId"' in f:
+_TID = b'"tradeId":"'
+
+
+def _split_trade_id(frame: bytes) -> tuple[bytes, int, bytes] | None:
+    """(before, tradeId, after) of a frame with exactly one tradeId, else None."""
+    i = frame.find(_TID)
+    if i < 0 or frame.find(_TID, i + 1) >= 0:
+        return None
+    j = i + len(_TID)
+    k = frame.index(b'"', j)
+    return frame[:j], int(frame[j:k]), frame[k:]
+
+
+class Loops:
+    """The capture's data frames, replayed loop after loop: in loop k every tradeId is shifted
+    by k * 10**9, so each loop's trades are new to the feeder's dedupe (books chain again from
+    the snapshots the capture starts with). Event frames are dropped (the source sends its own
+    acks). Loops are built on demand, so a run can serve any number of frames."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.data = [f for f in frames if f.startswith(b'{"arg"')]
+        self.parts = [_split_trade_id(f) if _TID in f else None for f in self.data]
+
+    def frames(self, k: int) -> list[bytes]:
+        if k == 0:
+            return list(self.data)
+        out = []
+        shift = k * 10**9
+        for f, part in zip(self.data, self.parts):
+            if part is not None:
+                before, tid, after = part
+                f = before + str(tid + shift).encode() + after
+            elif _TID in f:                     # several trades in one frame
                 obj = orjson.loads(f)
                 for item in obj["data"]:
-                    item["tradeId"] = str(int(item["tradeId"]) + k * 10**9)
+                    item["tradeId"] = str(int(item["tradeId"]) + shift)
                 f = orjson.dumps(obj)
             out.append(f)
-    return out
+        return out
+
+    def blob(self, k: int) -> bytes:
+        """Loop k, framed for the wire."""
+        return b"".join(server_frame(f) for f in self.frames(k))
 
 
 def capture(url: str, args: list, seconds: float) -> list[bytes]:
@@ -103,7 +134,7 @@ def _client_frames(sock: socket.socket, buf: bytearray):
         yield b0 & 0x0F, payload
 
 
-def _serve(conn: socket.socket, blob: bytes) -> None:
+def _serve(conn: socket.socket, loops: Loops, total: int) -> None:
     buf = bytearray()
     while b"\r\n\r\n" not in buf:
         chunk = conn.recv(4096)
@@ -121,17 +152,31 @@ def _serve(conn: socket.socket, blob: bytes) -> None:
     send_lock = threading.Lock()
     started = threading.Event()
 
+    ready: queue.Queue = queue.Queue(maxsize=2)
+
+    def build() -> None:
+        # Loops are built one ahead of the sender (it must never wait for the next one).
+        sent = 0
+        for k in itertools.count():
+            if sent >= total:
+                ready.put(None)
+                return
+            ready.put(loops.blob(k))
+            sent += len(loops.data)
+
     def blast() -> None:
         started.wait()
-        view = memoryview(blob)
         step = 1 << 18
         try:
-            for i in range(0, len(view), step):
-                with send_lock:
-                    conn.sendall(view[i:i + step])
+            while (blob := ready.get()) is not None:
+                view = memoryview(blob)
+                for i in range(0, len(view), step):
+                    with send_lock:
+                        conn.sendall(view[i:i + step])
         except OSError:
             return                      # the client went away: the benchmark run is over
 
+    threading.Thread(target=build, daemon=True).start()
     threading.Thread(target=blast, daemon=True).start()
     try:
         for opcode, payload in _client_frames(conn, bytearray(rest)):
@@ -161,14 +206,12 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=600_000, help="frames to serve in all")
     args = ap.parse_args()
     frames = capture(args.capture, orjson.loads(args.subscribe), args.seconds)
-    n_data = sum(1 for f in frames if f.startswith(b'{"arg"'))
-    loops = max(1, -(-args.total // max(1, n_data)))
-    blob = b"".join(server_frame(f) for f in build_loops(frames, loops))
+    loops = Loops(frames)
     srv = socket.create_server(("127.0.0.1", args.port))
-    print("ready", n_data, flush=True)
+    print("ready", len(loops.data), flush=True)
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=_serve, args=(conn, blob), daemon=True).start()
+        threading.Thread(target=_serve, args=(conn, loops, args.total), daemon=True).start()
 
 
 if __name__ == "__main__":
