@@ -227,7 +227,7 @@ def last_seen_trades(broker: redis.Redis, insts: list[str]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", default="5000,10000,15000,20000,25000,30000,35000,40000",
+    ap.add_argument("--targets", default="5000,10000,20000,30000,40000,50000,60000,70000,80000",
                     help="messages/s steps for the collector")
     ap.add_argument("--naive-targets", default="200,300,400,500,600,800,1000,1500",
                     help="messages/s steps for the naive design")
