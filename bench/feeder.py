@@ -272,6 +272,15 @@ def soak(n_faults: int, redis_url: str) -> dict:
             "seconds": round(elapsed, 1)}
 
 
+def against(source: subprocess.Popen, run, *args) -> dict:
+    """run(*args) against a replay source, then stop the source whatever happened."""
+    try:
+        return run(*args)
+    finally:
+        source.kill()
+        source.wait()
+
+
 def measure(args: argparse.Namespace, redis_url: str, results: dict) -> None:
     """okxsim and replay runs of the feeder and of the naive baseline, then the latency run."""
     sim, addr = start_sim(args.rate)
@@ -290,17 +299,9 @@ def measure(args: argparse.Namespace, redis_url: str, results: dict) -> None:
         sim.terminate()
         sim.wait()
     results["replay_frames_captured"] = captured
-    try:
-        results["feeder_replay"] = run_feeder(raddr, redis_url, args.seconds)
-    finally:
-        src.kill()
-        src.wait()
+    results["feeder_replay"] = against(src, run_feeder, raddr, redis_url, args.seconds)
     redis.Redis.from_url(redis_url).flushall()
-    try:
-        results["naive_replay"] = run_naive(raddr2, redis_url, args.seconds)
-    finally:
-        src2.kill()
-        src2.wait()
+    results["naive_replay"] = against(src2, run_naive, raddr2, redis_url, args.seconds)
     redis.Redis.from_url(redis_url).flushall()
     results["ratio_replay_feeder_vs_naive"] = round(
         results["feeder_replay"]["frames_per_s"] / max(1, results["naive_replay"]["frames_per_s"]), 1)
