@@ -53,7 +53,11 @@ def test_candle_orders_account_book_and_ticker_gaps():
         ("fills", "SPOT"), ("fills", "MARGIN")]
     assert orders.steps[0].start_ms == 1_000_000_000_000 - 1000      # created before the gap
     assert orders.steps[4].start_ms == 1_000_000_000_000
+    assert orders.note == ("partial: only SPOT, MARGIN orders fetched (BACKFILL_INST_TYPES); "
+                           "SWAP, FUTURES, OPTION orders of this window were not")
+    assert p.plan_gap(gap("orders", inst="ANY")).note == ""            # every instType fetched
     assert [s.key for s in p.plan_gap(gap("orders", inst="SWAP")).steps] == ["SWAP"] * 3
+    assert p.plan_gap(gap("orders", inst="SWAP"), inst_types=("SPOT",)).note == ""  # asked for
     for ch in ("balance_and_position", "account", "positions"):
         assert p.plan_gap(gap(ch, inst="")).steps == (Step("account", ""),)
     book = p.plan_gap(gap("books"))

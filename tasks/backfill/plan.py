@@ -50,6 +50,8 @@ class Plan:
     steps: tuple[Step, ...]
     # set when nothing can fill the gap's history; the steps (if any) only reseed current state
     unrepairable: str = ""
+    # set when the steps fill only part of what the gap covers (kept as the filled gap's reason)
+    note: str = ""
     stores_validated_trades: bool = field(default=False)
 
 
@@ -162,7 +164,12 @@ def plan_gap(gap: dict, *, inst_types: Iterable[str] = INST_TYPES,
         steps = [Step("orders", t, start_ms=begin, end_ms=end) for t in types]
         steps += [Step("pending", t) for t in types]
         steps += [Step("fills", t, start_ms=start, end_ms=end) for t in types]
-        return Plan(tuple(steps))
+        # An "ANY" subscription lost orders of every instType, but only the configured ones are
+        # fetched: say so on the gap instead of calling it filled without a word.
+        left = [t for t in INST_TYPES if t not in types] if inst in ("ANY", "") else []
+        note = (f"partial: only {', '.join(types)} orders fetched (BACKFILL_INST_TYPES); "
+                f"{', '.join(left)} orders of this window were not" if left else "")
+        return Plan(tuple(steps), note=note)
     if channel in ACCOUNT_CHANNELS:
         return Plan((Step("account", ""),))
     if channel in BOOK_CHANNELS:

@@ -119,7 +119,7 @@ class Repairer:
             return self._finish(gap, owner, "unrepairable", plan.unrepairable, written, attempts)
         if ended:
             return self._finish(gap, owner, "unrepairable", ended, written, attempts)
-        return self._finish(gap, owner, "filled", "", written, attempts)
+        return self._finish(gap, owner, "filled", plan.note, written, attempts)
 
     def _finish(self, gap: dict, owner: str, status: str, reason: str, written: int,
                 attempts: int) -> Result:
@@ -127,7 +127,7 @@ class Repairer:
         if not self.ledger.finish(gid, owner, self.clock(), status, reason):
             return Result(gid, "lost", "lease lost before finishing", written, attempts)
         GAPS_DONE.labels(gap.get("channel", ""), status).inc()
-        log_fn = log.info if status == "filled" else log.warning
+        log_fn = log.info if status == "filled" and not reason else log.warning
         log_fn("gap %s %s: %s %s %s..%s, %d records%s", gid, status, gap.get("channel"),
                gap.get("instId"), gap.get("start_ms"), gap.get("end_ms"), written,
                f" ({reason})" if reason else "")
