@@ -1,6 +1,6 @@
 """The publisher thread: drains the outbox into Celery tasks, LPUSHed straight onto the broker's
 Redis lists (collector/celery_message.py builds them; a Celery worker cannot tell them from
-`send_task`'s). Thin I/O: one pipeline per cycle, one reused client.
+`send_task`'s). Thin I/O: one LPUSH per cycle, on one reused client.
 
 Batching adapts to the workers, with no flush timer: each cycle takes what the readers queued
 meanwhile (up to batch_max per kind), so batches are small when quiet and large when busy. The
