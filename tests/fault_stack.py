@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
 INSTS = ("BTC-USDT", "ETH-USDT")
 CHANNELS = "books,trades-all,orders"
+# A connection up this long counts as healthy again (FEEDER_HEALTHY_AFTER; production: 5 s, our
+# own policy, not an OKX rule), so faults a second or two apart do not grow the backoff.
+HEALTHY_AFTER_S = 1.0
 
 
 class RestartableStandin(MongoStandin):
@@ -108,6 +111,7 @@ class FaultStack:
             "OKX_WS_URL": self.sim.ws_url, "OKX_REST_URL": self.sim.rest_url,
             "OKX_INSTRUMENTS": ",".join(INSTS), "OKX_CHANNELS": CHANNELS,
             "OKX_PING_AFTER": "5", "OKX_PONG_TIMEOUT": "2", "FEEDER_ID": "fault-matrix",
+            "FEEDER_HEALTHY_AFTER": str(HEALTHY_AFTER_S),
             "FEEDER_HEALTH_PORT": str(self.health_port)})
 
     def start_worker(self) -> None:

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.connection import HEALTHY_AFTER_S
-from tests.fault_stack import ROOT, FaultStack
+from tests.fault_stack import HEALTHY_AFTER_S, ROOT, FaultStack
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -104,9 +103,9 @@ def test_redis_restart_with_aof_mid_run(ready):
 
 
 def test_twenty_socket_drops(ready):
-    # Each drop hits connections that have been live for HEALTHY_AFTER_S (5 s), as on a network
-    # that flaps every few seconds. Back to back, the feeder's backoff (rightly) grows towards
-    # its 30 s cap, and 20 drops would take minutes of deliberate waiting.
+    # Each drop hits connections that have been live for HEALTHY_AFTER_S (FEEDER_HEALTHY_AFTER,
+    # 1 s here), as on a network that flaps every few seconds. Back to back, the feeder's backoff
+    # (rightly) grows towards its 30 s cap, and 20 drops would take minutes of deliberate waiting.
     s = ready
     for i in range(20):
         before = s.reconnects()
