@@ -330,6 +330,85 @@ class LatencyProbe:
             self._get.close()
 
 
+@dataclass
+class WriteMonitor:
+    """When Redis itself wrote each ticker:* and books5:* hash, from its MONITOR stream.
+
+    MONITOR stamps every command with the server's clock at execution, commands run inside Lua
+    scripts included, so `HSET ticker:<instId> ... ts <ts> ...` gives the exact moment of the
+    state write, with no notification delivery or probe wake-up in the figure (the keyspace
+    probe's extra). The stamp is the wall clock; okxsim's send times are CLOCK_MONOTONIC, and
+    both are system-wide clocks, so one offset (taken here, tightest of several readings)
+    converts one into the other. MONITOR streams every command, task messages included, so it
+    runs only while a latency window is measured (`start`/`stop`), never under the throughput
+    steps; the load it adds to Redis makes the figure, if anything, pessimistic.
+    """
+
+    redis_url: str
+    sim: Sim | None                 # None: only `writes` is used (no send times to match)
+    writes: list[tuple[float, str, int]] = field(default_factory=list)   # (mono, key, ts)
+
+    def start(self) -> "WriteMonitor":
+        import redis
+        best = None
+        for _ in range(20):
+            a = time.monotonic()
+            w = time.time()
+            b = time.monotonic()
+            if best is None or b - a < best[0]:
+                best = (b - a, w - (a + b) / 2)
+        self._offset = best[1]                       # wall = monotonic + offset
+        self._client = redis.Redis.from_url(self.redis_url)
+        self._monitor = self._client.monitor()
+        self._monitor.__enter__()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="write-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        offset = self._offset
+        try:
+            for cmd in self._monitor.listen():
+                if self._stop.is_set():
+                    return
+                text = cmd.get("command", "")
+                if not text.startswith(("HSET ticker:", "HSET books5:")):
+                    continue
+                parts = text.split(" ")
+                key = parts[1]
+                fields = dict(zip(parts[2::2], parts[3::2]))
+                if fields.get("channel") == "bbo-tbt" or not fields.get("ts", "").isdigit():
+                    continue
+                self.writes.append((cmd["time"] - offset, key, int(fields["ts"])))
+        except Exception:  # noqa: BLE001 - the connection closes at stop()
+            return
+
+    def window(self, t0: float, t1: float) -> dict:
+        rows = [w for w in self.writes if t0 <= w[0] < t1]
+        sent: dict[tuple, float] = {}
+        for channel, inst, ts, t in self.sim.sent_since(t0 - 5.0):
+            sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
+        lat = []
+        for t, key, ts in rows:
+            kind, _, inst = key.partition(":")
+            t_sent = sent.get((kind, inst, ts))
+            if t_sent is not None:
+                lat.append((t - t_sent) * 1000)
+        out = latency_summary(lat)
+        out["unmatched"] = len(rows) - len(lat)
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self._client.connection_pool.disconnect()   # ends listen() in the thread
+        self._thread.join(2)
+        with contextlib.suppress(Exception):
+            self._monitor.__exit__(None, None, None)
+            self._client.close()
+
+
 def latency_summary(values: list[float]) -> dict:
     if not values:
         return {"n": 0}

@@ -44,9 +44,9 @@ import orjson
 import redis
 
 from bench import common
-from bench.common import (LatencyProbe, Sim, cpu_seconds, histogram_quantiles, http_json,
-                          machine_busy_seconds, memory, process_table, start_feeder, start_mongo,
-                          start_redis, start_worker, stop_process)
+from bench.common import (LatencyProbe, Sim, WriteMonitor, cpu_seconds, histogram_quantiles,
+                          http_json, machine_busy_seconds, memory, process_table, start_feeder,
+                          start_mongo, start_redis, start_worker, stop_process)
 
 NAIVE_FRAMES_KEY = "naive:frames"
 
@@ -64,6 +64,41 @@ def rate_for(target: float, fixed: float, per_rate: float) -> float:
     """okxsim rate giving about `target` messages/s: trades scale with the rate, the per-tick
     channels (books, books5, tickers, candles) barely do."""
     return max(0.2, (target - fixed) / per_rate) if per_rate > 0 else 1.0
+
+
+# ----- the platform's floor ----------------------------------------------------------------------
+
+def celery_floor(redis_url: str, broker: redis.Redis, n: int = 200, gap_s: float = 0.01) -> dict:
+    """What one Celery hop costs on this machine right now: `n` one-ticker tasks LPUSHed onto
+    `ingest` (the feeder's own message, collector/celery_message.py), one at a time, each timed
+    from the LPUSH call to Redis's write of its ticker hash (MONITOR). No okxsim, no feeder: the
+    broker round trips, kombu's unacked bookkeeping, Celery's dispatch and one state write. Host
+    speed moves every latency figure; this one, taken in the same run, says how much of the
+    collector's latency the platform alone takes."""
+    from collector import contract
+    from collector.celery_message import task_message
+
+    mon = WriteMonitor(redis_url, None)
+    mon.start()
+    pushed: dict[int, float] = {}
+    try:
+        for i in range(n):
+            ts = 1_000_000_000_000 + i          # far in the past: no live instrument uses it
+            rec = {"instId": "FLOOR-PROBE", "ts": str(ts), "last": "1", "channel": "tickers"}
+            batch = contract.make_batch("tickers", [rec], source="ws", producer="bench-floor",
+                                        batch=i, sent_ms=ts)
+            msg = task_message(contract.INGEST_TASKS["tickers"], [batch], contract.INGEST_QUEUE,
+                               argsrepr="<floor probe>")
+            pushed[ts] = time.monotonic()
+            broker.lpush(contract.INGEST_QUEUE, msg)
+            time.sleep(gap_s)
+        time.sleep(0.5)
+    finally:
+        mon.stop()
+        broker.delete("ticker:FLOOR-PROBE")
+    lat = [(t - pushed[ts]) * 1000 for t, key, ts in mon.writes
+           if key == "ticker:FLOOR-PROBE" and ts in pushed]
+    return common.latency_summary(lat)
 
 
 # ----- one measured step ----------------------------------------------------------------------------
@@ -89,9 +124,14 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyProbe,
-                 rate: float, settle: float, seconds: float) -> dict:
+                 rate: float, settle: float, seconds: float,
+                 writes: WriteMonitor | None = None) -> dict:
+    """One step at `rate`. With `writes` (latency steps only: MONITOR is not free), the
+    latency is also measured at Redis's own write time."""
     sim.set_rate(rate)
     time.sleep(settle)
+    if writes is not None:
+        writes.start()
     table = process_table(design.procs)
     cpu0 = {n: cpu_seconds(p) for n, p in table.items()}
     busy0, fm0, own0 = machine_busy_seconds(), design.feeder_metrics(), time.process_time()
@@ -103,6 +143,8 @@ def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyPr
         outbox_max = max(outbox_max, design.outbox())
         time.sleep(0.25)
     t1 = time.monotonic()
+    if writes is not None:
+        writes.stop()
     sent1, frames1 = sim.stats()["messagesSent"], design.frames()
     dt = t1 - t0
     cpu = {n: round((cpu_seconds(p) - cpu0.get(n, 0.0)) / dt, 2) for n, p in table.items()}
@@ -128,6 +170,7 @@ def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyPr
         "queue_slope_per_s": round(q_slope, 2), "outbox_max": outbox_max,
         "sustained": not reasons, "why_not": "; ".join(reasons),
         "latency": probe.window(t0, t1),
+        **({"latency_write": writes.window(t0, t1)} if writes is not None else {}),
         "feeder_cpu_ms_per_1000": round(1000 * feeder_cpu / max(1.0, (frames1 - frames0) / 1000), 2),
         "feeder_publish_latency": publish_latency,
         "cpu_cores": cpu, "other_load_cores": round(busy - sum(cpu.values()), 2),
@@ -325,9 +368,16 @@ def main(argv: list[str] | None = None) -> int:
 
         lat_rate = rate_for(a.latency_target, *calib)
         results["batched_latency"] = measure_step(design, sim, broker, probe, lat_rate,
-                                                  a.settle_seconds, a.latency_seconds)
+                                                  a.settle_seconds, a.latency_seconds,
+                                                  WriteMonitor(rs.url, sim))
         log_latency = results["batched_latency"]
-        log(f"  batched latency at {log_latency['sent_per_s']:,} msg/s: {log_latency['latency']}")
+        log(f"  batched latency at {log_latency['sent_per_s']:,} msg/s: send -> Redis write "
+            f"{log_latency['latency_write']}; send -> seen by a subscriber {log_latency['latency']}")
+        sim.set_rate(0.2)                        # a quiet market while the floor is measured
+        time.sleep(1.0)
+        results["celery_floor"] = celery_floor(rs.url, broker)
+        log(f"  platform floor (one Celery hop, LPUSH -> task -> Redis write): "
+            f"{results['celery_floor']}")
         targets = [float(t) for t in a.targets.split(",") if t]
         results["batched_steps"] = run_steps(design, sim, broker, probe, targets, calib,
                                              a.settle_seconds, a.step_seconds, log)
@@ -372,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             sim.set_rate(rate_for(300, *calib))
             wait_drained(broker, "naive", 120)
             results["naive_latency"] = measure_step(naive, sim, broker, probe, lat_rate,
-                                                    a.settle_seconds, a.latency_seconds)
+                                                    a.settle_seconds, a.latency_seconds,
+                                                    WriteMonitor(rs.url, sim))
             nl = results["naive_latency"]
-            log(f"  naive latency at {nl['sent_per_s']:,} msg/s: {nl['latency']} "
+            log(f"  naive latency at {nl['sent_per_s']:,} msg/s: {nl['latency_write']} "
                 f"({'sustained' if nl['sustained'] else 'NOT sustained: ' + nl['why_not']})")
             stop_process(naive_pub)
             stop_process(naive_worker, 40)
@@ -394,18 +445,20 @@ def summarize(r: dict) -> dict:
     # the latency run is a measured step too (the lowest rate)
     b = best(r.get("batched_steps", []) + [r["batched_latency"]])
     n = best(r.get("naive_steps", []))
-    lat = r["batched_latency"]["latency"]
+    lat = r["batched_latency"]["latency_write"]
     out = {
         "sustained_msgs_per_s": b["sent_per_s"] if b else 0,
         "naive_sustained_msgs_per_s": n["sent_per_s"] if n else 0,
         "ratio_vs_naive": round(b["sent_per_s"] / n["sent_per_s"], 1) if b and n else None,
         "latency_at_msgs_per_s": r["batched_latency"]["sent_per_s"],
         "latency": lat,
+        "latency_seen_by_subscriber": r["batched_latency"]["latency"],
+        "celery_floor": r.get("celery_floor"),
         "feeder_cpu_ms_per_1000": (b or r["batched_latency"])["feeder_cpu_ms_per_1000"],
         "nothing_lost": r["nothing_lost"]["ok"],
     }
     if "naive_latency" in r:
-        out["naive_latency"] = r["naive_latency"]["latency"]
+        out["naive_latency"] = r["naive_latency"]["latency_write"]
     out["targets"] = {
         ">= 20,000 msg/s sustained, nothing lost": out["sustained_msgs_per_s"] >= 20_000 and out["nothing_lost"],
         ">= 20x naive": (out["ratio_vs_naive"] or 0) >= 20,
@@ -425,7 +478,12 @@ def format_summary(r: dict) -> str:
         f"  MongoDB: {r['mongodb']};  worker: -P {r['pool']} -c {r['concurrency']}",
         f"  sustained (collector): {s['sustained_msgs_per_s']:,} msg/s;  naive: "
         f"{s['naive_sustained_msgs_per_s']:,} msg/s;  ratio {s['ratio_vs_naive']}",
-        f"  latency okxsim send -> Redis state at {s['latency_at_msgs_per_s']:,} msg/s: {s['latency']}",
+        f"  latency okxsim send -> Redis state write at {s['latency_at_msgs_per_s']:,} msg/s: "
+        f"{s['latency']}",
+        f"  (send -> write seen by a keyspace-notification subscriber: "
+        f"{s['latency_seen_by_subscriber']})",
+        f"  platform floor in this run (one Celery hop: LPUSH -> task -> Redis write): "
+        f"{s['celery_floor']}",
     ]
     if "naive_latency" in s:
         lines.append(f"  naive latency at the same rate: {s['naive_latency']}")
