@@ -307,17 +307,7 @@ class LatencyProbe:
     def window(self, t0: float, t1: float) -> dict:
         """Latency of the writes seen in [t0, t1): exact (from okxsim's send) and from `ts`."""
         rows = [s for s in self.samples if t0 <= s[0] < t1]
-        sent: dict[tuple, float] = {}
-        for channel, inst, ts, t in self.sim.sent_since(t0 - 5.0):
-            sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
-        exact = []
-        for t, key, ts, _ in rows:
-            kind, _, inst = key.partition(":")
-            t_sent = sent.get((kind, inst, ts))
-            if t_sent is not None:
-                exact.append((t - t_sent) * 1000)
-        out = latency_summary(exact)
-        out["unmatched"] = len(rows) - len(exact)
+        out = since_send(self.sim, t0, [(t, key, ts) for t, key, ts, _ in rows])
         out["from_ts"] = latency_summary([lat for *_, lat in rows])
         return out
 
@@ -385,19 +375,7 @@ class WriteMonitor:
             return
 
     def window(self, t0: float, t1: float) -> dict:
-        rows = [w for w in self.writes if t0 <= w[0] < t1]
-        sent: dict[tuple, float] = {}
-        for channel, inst, ts, t in self.sim.sent_since(t0 - 5.0):
-            sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
-        lat = []
-        for t, key, ts in rows:
-            kind, _, inst = key.partition(":")
-            t_sent = sent.get((kind, inst, ts))
-            if t_sent is not None:
-                lat.append((t - t_sent) * 1000)
-        out = latency_summary(lat)
-        out["unmatched"] = len(rows) - len(lat)
-        return out
+        return since_send(self.sim, t0, [w for w in self.writes if t0 <= w[0] < t1])
 
     def stop(self) -> None:
         self._stop.set()
@@ -407,6 +385,23 @@ class WriteMonitor:
         with contextlib.suppress(Exception):
             self._monitor.__exit__(None, None, None)
             self._client.close()
+
+
+def since_send(sim: Sim, t0: float, rows: list[tuple[float, str, int]]) -> dict:
+    """Latency summary of state writes [(CLOCK_MONOTONIC s, "ticker:<instId>" or
+    "books5:<instId>", ts)], each measured from when okxsim sent the frame with that ts."""
+    sent: dict[tuple, float] = {}
+    for channel, inst, ts, t in sim.sent_since(t0 - 5.0):
+        sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
+    lat = []
+    for t, key, ts in rows:
+        kind, _, inst = key.partition(":")
+        t_sent = sent.get((kind, inst, ts))
+        if t_sent is not None:
+            lat.append((t - t_sent) * 1000)
+    out = latency_summary(lat)
+    out["unmatched"] = len(rows) - len(lat)
+    return out
 
 
 def latency_summary(values: list[float]) -> dict:
