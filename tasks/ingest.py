@@ -65,12 +65,20 @@ def backoff(retries: int, base: float, cap: float, rng: Callable[[], float] = ra
 
 @dataclass
 class Outcome:
-    written: dict[str, int] = field(default_factory=dict)   # the first (or only) envelope's
-    dead_letter: str | None = None       # id of the first dead letter written, if any
     retry_in: float | None = None        # seconds: the caller must retry the task
     exc: BaseException | None = None
     written_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
-    dead_letters: list[str] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)   # ids, in the order written
+
+    @property
+    def written(self) -> dict[str, int]:
+        """The counts of the first (for handle_batch: the only) kind stored."""
+        return next(iter(self.written_by_kind.values()), {})
+
+    @property
+    def dead_letter(self) -> str | None:
+        """The first dead letter written, if any."""
+        return self.dead_letters[0] if self.dead_letters else None
 
 
 # One envelope to handle: (kind, envelope, the task name its dead letters carry, dead-letter id)
@@ -107,7 +115,6 @@ def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings
         log.error("dead letter %s (%s) -> %s: %s records of %s, %s: %s", doc["_id"], reason, where,
                   doc["records"], task_name, doc["exc_type"], doc["exception"])
         out.dead_letters.append(doc["_id"])
-        out.dead_letter = out.dead_letter or doc["_id"]
         if out.exc is None:
             out.exc = exc
         return None
@@ -157,7 +164,6 @@ def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings
             per_kind = out.written_by_kind.setdefault(kind, {})
             for key, n in written.items():
                 per_kind[key] = per_kind.get(key, 0) + n
-        out.written = results[0]
     for item, bad in bad_parts:
         kind, batch = item[0], item[1]
         RECORDS.labels(kind, "bad").inc(len(bad))
@@ -247,7 +253,7 @@ class IngestTask(Task):
         self._finish(out)
         return summary(out)
 
-    def ingest_many(self, batches: Any) -> dict[str, Any]:
+    def ingest_many(self, batches: Any) -> str:
         """A mixed task: envelopes of several kinds stored together. Each one's dead letters
         name its own per-kind task (a replay sends a plain per-kind task) with id <task id>:<i>."""
         s, store, dead, write = self._storage()
