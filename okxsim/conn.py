@@ -49,33 +49,21 @@ class Conn:
     def stalled(self) -> bool:
         return self.stalled_until > time.monotonic()
 
-    def _writable(self) -> Any:
-        """The transport, or None while stalled or closing. A client too slow to keep its
-        buffer under MAX_BUFFER is closed with 4005, as OKX does."""
+    def push(self, frame: bytes, channel: str = "") -> None:
+        """Write a pre-built frame now (no await). Skipped while stalled or closing."""
+        self.push_many([(frame, channel)])
+
+    def push_many(self, frames: list[tuple[bytes, str]]) -> None:
+        """Write several pre-built (frame, channel) at once: one socket write for all of them.
+        Skipped while stalled or closing."""
         t = self.transport
         if self.closed or t is None or t.is_closing() or self.stalled_until > time.monotonic():
-            return None
+            return
         if t.get_write_buffer_size() > MAX_BUFFER:
+            # a client too slow to keep its buffer under MAX_BUFFER is closed with 4005, as OKX does
             self.closed = True
             t.write(ws_frame(struct.pack("!H", 4005) + b"Buffer is full", 0x8))
             t.abort()
-            return None
-        return t
-
-    def push(self, frame: bytes, channel: str = "") -> None:
-        """Write a pre-built frame now (no await). Skipped while stalled or closing."""
-        t = self._writable()
-        if t is None:
-            return
-        t.write(frame)
-        self.last_sent = time.monotonic()
-        self.sent += 1
-        self.stats.count(channel)
-
-    def push_many(self, frames: list[tuple[bytes, str]]) -> None:
-        """Write several pre-built (frame, channel) at once: one socket write for all of them."""
-        t = self._writable()
-        if t is None:
             return
         t.write(b"".join(f for f, _ in frames) if len(frames) > 1 else frames[0][0])
         self.last_sent = time.monotonic()
