@@ -5,9 +5,11 @@ batch_max of one kind whenever it is free, so batches are small when quiet and l
 no flush timer. A socket reader brackets the frames of one `recv` with `hold()` / `release()`:
 the publisher is woken once, when no reader is in the middle of a burst, and takes the whole
 burst as one task (waking it at the first record would split the burst: under the GIL the
-publisher cannot run before the reader yields anyway, and then takes only part of it). While the broker is down the publisher puts failed batches back; past
-`buffer_max` records of one kind the oldest are dropped and their window is accumulated per
-(channel, instId) into an overflow gap (`drain_overflow`), never lost silently.
+publisher cannot run before the reader yields anyway, and then takes only part of it).
+
+While the broker is down the publisher puts failed batches back; past `buffer_max` records of
+one kind the oldest are dropped and their window is accumulated per (channel, instId) into an
+overflow gap (`drain_overflow`), never lost silently.
 
 Item layout (a tuple, for speed): (t_recv, channel, instId, ts_ms, id, payload).
 """
