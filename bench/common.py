@@ -14,8 +14,10 @@ constant plus CLOCK_MONOTONIC, which every process shares).
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from localrun.processes import stop_process as _stop_process  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
+from bench.write_stamp import FIELD as STAMP_FIELD  # noqa: E402
 
 INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
                "UNI-USDT", "PEPE-USDT")
@@ -192,9 +195,10 @@ class Sim:
 
 
 def start_redis(logdir: Path, appendonly: bool = True) -> RedisServer:
-    # Kh: keyspace events for hash commands, so the bench sees each state write (ticker:, books5:)
+    # Khz: keyspace events for hash and sorted-set commands, so the bench sees each state write
+    # (ticker:, books5:, trades:)
     return RedisServer(appendonly=appendonly, workdir=str(logdir),
-                       extra_args=["--notify-keyspace-events", "Kh"]).start()
+                       extra_args=["--notify-keyspace-events", "Khz"]).start()
 
 
 def start_mongo(logdir: Path, standin: bool = False) -> tuple[str, str, subprocess.Popen | None]:
@@ -262,54 +266,79 @@ def start_feeder(env: dict[str, str], logdir: Path) -> tuple[subprocess.Popen, s
 
 @dataclass
 class LatencyProbe:
-    """Records every write of a ticker:* and books5:* key: (when, key, exchange ts).
+    """Records every write of a ticker:* and books5:* key, three ways:
 
-    Latency is measured two ways, from the same writes:
-      exact   from the moment okxsim wrote the frame to the socket (bench/sim_server.py logs the
-              CLOCK_MONOTONIC time of every tickers and books5 frame it sends) to the moment the
-              state write's keyspace notification reached this probe. Both clocks are the same
-              CLOCK_MONOTONIC, so there is no offset or drift.
-      ts      from the exchange `ts` in the stored hash, on okxsim's clock. okxsim stamps `ts` when
-              a tick starts, floored to the millisecond, so this figure is about 0.5 ms higher on
-              average; it is kept because it is what a user can compute from stored data.
+      write   from the moment okxsim wrote the frame to the socket (bench/sim_server.py logs the
+              CLOCK_MONOTONIC time of every tickers and books5 frame it sends) to the moment
+              Redis wrote the state: the workers run bench.write_stamp, whose versioned write
+              also stores Redis's `TIME` in the hash (`_bench_written_us`). This is the figure.
+      seen    from the same send to the moment the write's keyspace notification reached this
+              probe (what a subscriber sees: the write plus one delivery and wake-up).
+      ts      from the exchange `ts` in the stored hash to that moment, on okxsim's clock. okxsim
+              stamps `ts` when a tick starts, floored to the millisecond, so this figure is about
+              0.5 ms higher on average; it is kept because it is what a user can compute.
+    Redis's stamp is the wall clock and okxsim's send times are CLOCK_MONOTONIC; both are
+    system-wide clocks, so one offset (the tightest of several readings) converts one into the
+    other. One HMGET reads `ts` and the stamp together, so a pair always belongs to the same write
+    (when a newer write came first, the older one is simply not sampled).
     bbo-tbt writes to books5:* carry the time of an event inside the tick, so they are left out.
     """
 
     redis_url: str
     sim: Sim
-    samples: list[tuple[float, str, int, float]] = field(default_factory=list)
+    # (seen, key, ts, ts -> seen ms, written (monotonic) or None when the hash has no stamp)
+    samples: list[tuple[float, str, int, float, float | None]] = field(default_factory=list)
+    # (seen, "trades:<instId>", tradeId of the newest trade in the set when the ZADD was seen)
+    trade_samples: list[tuple[float, str, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "LatencyProbe":
         import redis
+        self._offset = wall_minus_monotonic()
         self._sub = redis.Redis.from_url(self.redis_url)
         self._get = redis.Redis.from_url(self.redis_url)
         self._ps = self._sub.pubsub(ignore_subscribe_messages=True)
-        self._ps.psubscribe("__keyspace@0__:ticker:*", "__keyspace@0__:books5:*")
+        self._ps.psubscribe("__keyspace@0__:ticker:*", "__keyspace@0__:books5:*",
+                            "__keyspace@0__:trades:*")
         self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
         prefix = len("__keyspace@0__:")
+        offset = self._offset
         while not self._stop.is_set():
             msg = self._ps.get_message(timeout=0.2)
             if msg is None:
                 continue
             t = time.monotonic()                        # first: when the write became visible
-            now = self.sim.now_ms()
+            now = self.sim.now_ms() if self.sim is not None else 0
             key = msg["channel"][prefix:]
-            ts, channel = self._get.hmget(key, "ts", "channel")
+            if key.startswith(b"trades:"):
+                if msg["data"] == b"zadd":
+                    newest = self._get.zrange(key, -1, -1)
+                    if newest:
+                        self.trade_samples.append((t, key.decode(), int(orjson.loads(newest[0])["tradeId"])))
+                continue
+            ts, channel, stamp = self._get.hmget(key, "ts", "channel", STAMP_FIELD)
             if ts is None or (channel is not None and channel == b"bbo-tbt"):
                 continue
-            self.samples.append((t, key.decode(), int(ts), now - int(ts)))
+            written = int(stamp) / 1e6 - offset if stamp is not None else None
+            self.samples.append((t, key.decode(), int(ts), now - int(ts), written))
+
+    def writes(self, t0: float, t1: float) -> list[tuple[float, str, int]]:
+        """(written, key, ts) of the stamped writes made in [t0, t1)."""
+        return [(w, key, ts) for _t, key, ts, _lat, w in self.samples
+                if w is not None and t0 <= w < t1]
 
     def window(self, t0: float, t1: float) -> dict:
-        """Latency of the writes seen in [t0, t1): exact (from okxsim's send) and from `ts`."""
+        """Latency of the writes made in [t0, t1): {"write": ..., "seen": ..., "from_ts": ...}."""
         rows = [s for s in self.samples if t0 <= s[0] < t1]
-        out = since_send(self.sim, t0, [(t, key, ts) for t, key, ts, _ in rows])
-        out["from_ts"] = latency_summary([lat for *_, lat in rows])
-        return out
+        return {"write": since_send(self.sim, t0, self.writes(t0, t1)),
+                "seen": since_send(self.sim, t0, [(t, key, ts) for t, key, ts, *_ in rows]),
+                "from_ts": latency_summary([s[3] for s in rows]),
+                "trades_seen": since_send(self.sim, t0, [s for s in self.trade_samples
+                                                         if t0 <= s[0] < t1])}
 
     def stop(self) -> None:
         self._stop.set()
@@ -320,39 +349,51 @@ class LatencyProbe:
             self._get.close()
 
 
-@dataclass
-class WriteMonitor:
-    """When Redis itself wrote each ticker:* and books5:* hash, from its MONITOR stream.
+def wall_minus_monotonic() -> float:
+    """time.time() - time.monotonic(), from the tightest of 20 paired readings."""
+    best = None
+    for _ in range(20):
+        a = time.monotonic()
+        w = time.time()
+        b = time.monotonic()
+        if best is None or b - a < best[0]:
+            best = (b - a, w - (a + b) / 2)
+    return best[1]
 
-    MONITOR stamps every command with the server's clock at execution, commands run inside Lua
-    scripts included, so `HSET ticker:<instId> ... ts <ts> ...` gives the exact moment of the
-    state write, with no notification delivery or probe wake-up in the figure (the keyspace
-    probe's extra). The stamp is the wall clock; okxsim's send times are CLOCK_MONOTONIC, and
-    both are system-wide clocks, so one offset (taken here, tightest of several readings)
-    converts one into the other. MONITOR streams every command, task messages included, so it
-    runs only while a latency window is measured (`start`/`stop`), never under the throughput
-    steps; the load it adds to Redis makes the figure, if anything, pessimistic.
+
+@dataclass
+class StageMonitor:
+    """Where a state write's latency goes, from Redis's MONITOR stream (`bench.e2e --stages`).
+
+    MONITOR stamps every command with the server's clock as it runs (commands inside Lua scripts
+    included), so for each ticker:* / books5:* write it gives, on Redis's clock:
+        feeder   okxsim's send -> the LPUSH of the task that carried it (socket read, parse,
+                 outbox, publisher wake-up, message build, the LPUSH's way to Redis)
+        pickup   LPUSH -> the worker records the message in kombu's `unacked_index` (Redis wakes
+                 the worker's BRPOP, kombu reads and parses the message)
+        task     -> the state write (Celery's dispatch, validation, the write's pipeline)
+    A write belongs to the task whose message the worker took last before it: exact for one solo
+    worker, which is what bench.e2e runs.
+
+    MONITOR is not free: redis-server formats every command for it, argument by argument, on its
+    one thread, and task messages are several KB. It inflates what it times by about 1 ms at
+    2,000 msg/s (see bench/write_stamp.py), so read the stages as a split, not as absolute figures.
     """
 
     redis_url: str
-    sim: Sim | None                 # None: only `writes` is used (no send times to match)
+    sim: Sim
     writes: list[tuple[float, str, int]] = field(default_factory=list)   # (mono, key, ts)
+    pushes: dict[str, float] = field(default_factory=dict)               # delivery tag -> mono
+    fetches: list[tuple[float, str]] = field(default_factory=list)      # (mono, delivery tag)
 
-    def start(self) -> "WriteMonitor":
+    def start(self) -> "StageMonitor":
         import redis
-        best = None
-        for _ in range(20):
-            a = time.monotonic()
-            w = time.time()
-            b = time.monotonic()
-            if best is None or b - a < best[0]:
-                best = (b - a, w - (a + b) / 2)
-        self._offset = best[1]                       # wall = monotonic + offset
+        self._offset = wall_minus_monotonic()
         self._client = redis.Redis.from_url(self.redis_url)
         self._monitor = self._client.monitor()
         self._monitor.__enter__()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="write-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="stage-monitor", daemon=True)
         self._thread.start()
         return self
 
@@ -363,19 +404,43 @@ class WriteMonitor:
                 if self._stop.is_set():
                     return
                 text = cmd.get("command", "")
-                if not text.startswith(("HSET ticker:", "HSET books5:")):
-                    continue
-                parts = text.split(" ")
-                key = parts[1]
-                fields = dict(zip(parts[2::2], parts[3::2]))
-                if fields.get("channel") == "bbo-tbt" or not fields.get("ts", "").isdigit():
-                    continue
-                self.writes.append((cmd["time"] - offset, key, int(fields["ts"])))
+                t = cmd["time"] - offset
+                if text.startswith("LPUSH ingest "):
+                    for tag in _DELIVERY_TAG.findall(text):
+                        self.pushes[tag] = t
+                elif text.startswith("ZADD unacked_index "):
+                    self.fetches.append((t, text.rsplit(" ", 1)[1]))
+                elif text.startswith(("HSET ticker:", "HSET books5:")):
+                    parts = text.split(" ")
+                    fields = dict(zip(parts[2::2], parts[3::2]))
+                    if fields.get("channel") != "bbo-tbt" and fields.get("ts", "").isdigit():
+                        self.writes.append((t, parts[1], int(fields["ts"])))
         except Exception:  # noqa: BLE001 - the connection closes at stop()
             return
 
-    def window(self, t0: float, t1: float) -> dict:
-        return since_send(self.sim, t0, [w for w in self.writes if t0 <= w[0] < t1])
+    def stages(self, t0: float, t1: float) -> dict:
+        """p50 / p99 (ms) of each stage for the writes made in [t0, t1)."""
+        sent = send_times(self.sim, t0)
+        fetch_times = [f[0] for f in self.fetches]
+        rows: dict[str, list[float]] = {"feeder": [], "pickup": [], "task": []}
+        for t, key, ts in self.writes:
+            t_sent = sent.get(_send_key(key, ts))
+            i = bisect.bisect_right(fetch_times, t) - 1
+            if not t0 <= t < t1 or t_sent is None or i < 0:
+                continue
+            t_fetch, tag = self.fetches[i]
+            t_push = self.pushes.get(tag)
+            if t_push is None or not t_sent <= t_push <= t_fetch:
+                continue
+            rows["feeder"].append((t_push - t_sent) * 1000)
+            rows["pickup"].append((t_fetch - t_push) * 1000)
+            rows["task"].append((t - t_fetch) * 1000)
+        out: dict = {}
+        for name, values in rows.items():
+            summary = latency_summary(values)
+            out[name] = {k: summary[k] for k in ("n", "p50_ms", "p99_ms") if k in summary}
+        out["total"] = since_send(self.sim, t0, [w for w in self.writes if t0 <= w[0] < t1])
+        return out
 
     def stop(self) -> None:
         self._stop.set()
@@ -387,16 +452,28 @@ class WriteMonitor:
             self._client.close()
 
 
+_DELIVERY_TAG = re.compile(r'"delivery_tag":"([^"]+)"')
+
+
+def send_times(sim: Sim, t0: float) -> dict[tuple, float]:
+    """(state key prefix, instId, ts or tradeId) -> when okxsim sent that tickers, books5 or
+    trades frame."""
+    return {("ticker" if channel == "tickers" else channel, inst, ts): t
+            for channel, inst, ts, t in sim.sent_since(t0 - 5.0)}
+
+
+def _send_key(key: str, ts: int) -> tuple:
+    kind, _, inst = key.partition(":")
+    return kind, inst, ts
+
+
 def since_send(sim: Sim, t0: float, rows: list[tuple[float, str, int]]) -> dict:
     """Latency summary of state writes [(CLOCK_MONOTONIC s, "ticker:<instId>" or
     "books5:<instId>", ts)], each measured from when okxsim sent the frame with that ts."""
-    sent: dict[tuple, float] = {}
-    for channel, inst, ts, t in sim.sent_since(t0 - 5.0):
-        sent[("ticker" if channel == "tickers" else channel, inst, ts)] = t
+    sent = send_times(sim, t0)
     lat = []
     for t, key, ts in rows:
-        kind, _, inst = key.partition(":")
-        t_sent = sent.get((kind, inst, ts))
+        t_sent = sent.get(_send_key(key, ts))
         if t_sent is not None:
             lat.append((t - t_sent) * 1000)
     out = latency_summary(lat)

@@ -7,13 +7,16 @@ same run.
     .venv/bin/python -m bench.e2e --json out.json       # also write every figure as JSON
 
 Every part runs as its own process, as in production: bench.sim_server (okxsim plus a live rate
-control), `python -m collector`, redis-server (AOF on, as the demo runs it), `celery -A tasks
-worker` and MongoDB (MONGODB_URI when set; else the stand-in localrun/mongo_standin.py in its own
-process, or with --mongo sink the production workers with a sink instead of MongoDB).
+control), `python -m collector`, redis-server (AOF on, as the demo runs it), the production
+workers (`celery -A bench.stamped_worker`: `tasks` plus bench/write_stamp.py) and MongoDB
+(MONGODB_URI when set; else the stand-in localrun/mongo_standin.py in its own process, or with
+--mongo sink the production workers with a sink instead of MongoDB).
 
 1. Latency at ~2,000 messages/s: the okxsim rate is calibrated from its per-channel counts, then
-   every write of a `ticker:<instId>` or `books5:<instId>` hash is timed (keyspace notification)
-   against the exchange `ts` okxsim stamped on the frame, on okxsim's own clock.
+   every write of a `ticker:<instId>` or `books5:<instId>` hash is timed from the moment okxsim
+   sent the frame to the moment Redis wrote the hash (its own clock, stored in the hash by
+   bench/write_stamp.py; see common.LatencyProbe). `--stages` adds a second window that splits
+   the latency into feeder / pickup / task from Redis's MONITOR stream (which inflates it).
 2. Throughput: the okxsim rate is stepped up (without reconnecting); a step is *sustained* when
    the feeder reads what okxsim sends (>= 97%), the feeder's outbox stays small and the `ingest`
    queue does not grow. Stepping stops at the first step that is not sustained.
@@ -44,7 +47,7 @@ import orjson
 import redis
 
 from bench import common
-from bench.common import (LatencyProbe, Sim, WriteMonitor, cpu_seconds, histogram_quantiles,
+from bench.common import (LatencyProbe, Sim, StageMonitor, cpu_seconds, histogram_quantiles,
                           http_json, machine_busy_seconds, memory, process_table, start_feeder,
                           start_mongo, start_redis, start_worker, stop_process)
 
@@ -68,19 +71,20 @@ def rate_for(target: float, fixed: float, per_rate: float) -> float:
 
 # ----- the platform's floor ----------------------------------------------------------------------
 
-def celery_floor(redis_url: str, broker: redis.Redis, n: int = 200, gap_s: float = 0.01) -> dict:
+def celery_floor(probe: LatencyProbe, broker: redis.Redis, n: int = 200,
+                 gap_s: float = 0.01) -> dict:
     """What one Celery hop costs on this machine right now: `n` one-ticker tasks LPUSHed onto
     `ingest` (the feeder's own message, collector/celery_message.py), one at a time, each timed
-    from the LPUSH call to Redis's write of its ticker hash (MONITOR). No okxsim, no feeder: the
-    broker round trips, kombu's unacked bookkeeping, Celery's dispatch and one state write. Host
-    speed moves every latency figure; this one, taken in the same run, says how much of the
-    collector's latency the platform alone takes."""
+    from the LPUSH call to Redis's write of its ticker hash (the worker's stamp, as for the
+    collector's figure). No okxsim, no feeder: the broker round trips, kombu's unacked
+    bookkeeping, Celery's dispatch and one state write. Host speed moves every latency figure;
+    this one, taken in the same run, says how much of the collector's latency the platform
+    alone takes."""
     from collector import contract
     from collector.celery_message import task_message
 
-    mon = WriteMonitor(redis_url, None)
-    mon.start()
     pushed: dict[int, float] = {}
+    t0 = time.monotonic()
     try:
         for i in range(n):
             ts = 1_000_000_000_000 + i          # far in the past: no live instrument uses it
@@ -94,9 +98,8 @@ def celery_floor(redis_url: str, broker: redis.Redis, n: int = 200, gap_s: float
             time.sleep(gap_s)
         time.sleep(0.5)
     finally:
-        mon.stop()
         broker.delete("ticker:FLOOR-PROBE")
-    lat = [(t - pushed[ts]) * 1000 for t, key, ts in mon.writes
+    lat = [(t - pushed[ts]) * 1000 for t, key, ts in probe.writes(t0, time.monotonic())
            if key == "ticker:FLOOR-PROBE" and ts in pushed]
     return common.latency_summary(lat)
 
@@ -125,13 +128,13 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyProbe,
                  rate: float, settle: float, seconds: float,
-                 writes: WriteMonitor | None = None) -> dict:
-    """One step at `rate`. With `writes` (latency steps only: MONITOR is not free), the
-    latency is also measured at Redis's own write time."""
+                 stages: StageMonitor | None = None) -> dict:
+    """One step at `rate`. With `stages`, the latency is also split per stage (MONITOR: it
+    inflates every figure of the step, so the clean figures come from a step without it)."""
     sim.set_rate(rate)
     time.sleep(settle)
-    if writes is not None:
-        writes.start()
+    if stages is not None:
+        stages.start()
     table = process_table(design.procs)
     cpu0 = {n: cpu_seconds(p) for n, p in table.items()}
     busy0, fm0, own0 = machine_busy_seconds(), design.feeder_metrics(), time.process_time()
@@ -143,8 +146,8 @@ def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyPr
         outbox_max = max(outbox_max, design.outbox())
         time.sleep(0.25)
     t1 = time.monotonic()
-    if writes is not None:
-        writes.stop()
+    if stages is not None:
+        stages.stop()
     sent1, frames1 = sim.stats()["messagesSent"], design.frames()
     dt = t1 - t0
     cpu = {n: round((cpu_seconds(p) - cpu0.get(n, 0.0)) / dt, 2) for n, p in table.items()}
@@ -169,13 +172,22 @@ def measure_step(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyPr
         "queue_max": max((v for _, v in backlog), default=0), "queue_end": q_end,
         "queue_slope_per_s": round(q_slope, 2), "outbox_max": outbox_max,
         "sustained": not reasons, "why_not": "; ".join(reasons),
-        "latency": probe.window(t0, t1),
-        **({"latency_write": writes.window(t0, t1)} if writes is not None else {}),
+        **latency_fields(probe.window(t0, t1)),
+        **({"latency_stages": stages.stages(t0, t1)} if stages is not None else {}),
         "feeder_cpu_ms_per_1000": round(1000 * feeder_cpu / max(1.0, (frames1 - frames0) / 1000), 2),
         "feeder_publish_latency": publish_latency,
         "cpu_cores": cpu, "other_load_cores": round(busy - sum(cpu.values()), 2),
         "rss_mb": memory(table),
     }
+
+
+def latency_fields(window: dict) -> dict:
+    """latency_write: okxsim send -> Redis's write (the figure; n = 0 for a design whose
+    workers do not stamp their writes, the naive one); latency: send -> seen by a keyspace
+    subscriber, with `from_ts` (exchange ts -> seen); latency_trades_seen: send -> a trade is
+    the newest in its `trades:<instId>` set, seen by the subscriber."""
+    return {"latency_write": window["write"], "latency": dict(window["seen"], from_ts=window["from_ts"]),
+            "latency_trades_seen": window["trades_seen"]}
 
 
 def run_steps(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyProbe,
@@ -186,7 +198,7 @@ def run_steps(design: Design, sim: Sim, broker: redis.Redis, probe: LatencyProbe
         step = measure_step(design, sim, broker, probe, rate_for(target, *calib), settle, seconds)
         step["target_per_s"] = target
         steps.append(step)
-        lat = step["latency"]
+        lat = step["latency_write"] if step["latency_write"].get("n") else step["latency"]
         log(f"  {design.name:7} target {target:>7,.0f}/s  sent {step['sent_per_s']:>7,}/s  "
             f"read {step['read_per_s']:>7,}/s  queue max {step['queue_max']:>5.0f}  "
             f"p50 {lat.get('p50_ms', '-')} p99 {lat.get('p99_ms', '-')} ms  "
@@ -290,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="okxsim pushes every instrument at the same instant of each 100 ms tick "
                          "(default: spread over the tick, as OKX's pushes are)")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--stages", action="store_true",
+                    help="after the latency window, one more at the same rate split per stage "
+                         "from Redis's MONITOR (which inflates it: a split, not a figure)")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     a = ap.parse_args(argv)
@@ -337,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         sink_dir = logdir / "sink"
         sink_dir.mkdir()
         worker_env = dict(env, BENCH_SINK_DIR=str(sink_dir))
-        worker = start_worker(worker_env, logdir, "bench.sink_worker" if a.mongo == "sink" else "tasks",
+        worker = start_worker(worker_env, logdir,
+                              "bench.sink_worker" if a.mongo == "sink" else "bench.stamped_worker",
                               "ingest,backfill", a.pool, a.concurrency, "worker")
         stack.callback(stop_process, worker, 40)
         feeder, feeder_url = start_feeder(env, logdir)
@@ -368,14 +384,19 @@ def main(argv: list[str] | None = None) -> int:
 
         lat_rate = rate_for(a.latency_target, *calib)
         results["batched_latency"] = measure_step(design, sim, broker, probe, lat_rate,
-                                                  a.settle_seconds, a.latency_seconds,
-                                                  WriteMonitor(rs.url, sim))
+                                                  a.settle_seconds, a.latency_seconds)
         log_latency = results["batched_latency"]
         log(f"  batched latency at {log_latency['sent_per_s']:,} msg/s: send -> Redis write "
-            f"{log_latency['latency_write']}; send -> seen by a subscriber {log_latency['latency']}")
+            f"{log_latency['latency_write']}; send -> seen by a subscriber {log_latency['latency']}; "
+            f"trades, send -> seen {log_latency['latency_trades_seen']}")
+        if a.stages:
+            step = measure_step(design, sim, broker, probe, lat_rate, a.settle_seconds,
+                                a.latency_seconds, StageMonitor(rs.url, sim))
+            results["latency_stages"] = step["latency_stages"]
+            log(f"  per stage, under MONITOR (inflated): {results['latency_stages']}")
         sim.set_rate(0.2)                        # a quiet market while the floor is measured
         time.sleep(1.0)
-        results["celery_floor"] = celery_floor(rs.url, broker)
+        results["celery_floor"] = celery_floor(probe, broker)
         log(f"  platform floor (one Celery hop, LPUSH -> task -> Redis write): "
             f"{results['celery_floor']}")
         targets = [float(t) for t in a.targets.split(",") if t]
@@ -422,10 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             sim.set_rate(rate_for(300, *calib))
             wait_drained(broker, "naive", 120)
             results["naive_latency"] = measure_step(naive, sim, broker, probe, lat_rate,
-                                                    a.settle_seconds, a.latency_seconds,
-                                                    WriteMonitor(rs.url, sim))
+                                                    a.settle_seconds, a.latency_seconds)
             nl = results["naive_latency"]
-            log(f"  naive latency at {nl['sent_per_s']:,} msg/s: {nl['latency_write']} "
+            log(f"  naive latency at {nl['sent_per_s']:,} msg/s (seen by a subscriber: its "
+                f"writes carry no stamp): {nl['latency']} "
                 f"({'sustained' if nl['sustained'] else 'NOT sustained: ' + nl['why_not']})")
             stop_process(naive_pub)
             stop_process(naive_worker, 40)
@@ -453,12 +474,15 @@ def summarize(r: dict) -> dict:
         "latency_at_msgs_per_s": r["batched_latency"]["sent_per_s"],
         "latency": lat,
         "latency_seen_by_subscriber": r["batched_latency"]["latency"],
+        "trades_latency_seen_by_subscriber": r["batched_latency"]["latency_trades_seen"],
         "celery_floor": r.get("celery_floor"),
         "feeder_cpu_ms_per_1000": (b or r["batched_latency"])["feeder_cpu_ms_per_1000"],
         "nothing_lost": r["nothing_lost"]["ok"],
     }
+    if "latency_stages" in r:
+        out["latency_stages_under_monitor"] = r["latency_stages"]
     if "naive_latency" in r:
-        out["naive_latency"] = r["naive_latency"]["latency_write"]
+        out["naive_latency_seen_by_subscriber"] = r["naive_latency"]["latency"]
     out["targets"] = {
         ">= 20,000 msg/s sustained, nothing lost": out["sustained_msgs_per_s"] >= 20_000 and out["nothing_lost"],
         ">= 20x naive": (out["ratio_vs_naive"] or 0) >= 20,
@@ -482,11 +506,17 @@ def format_summary(r: dict) -> str:
         f"{s['latency']}",
         f"  (send -> write seen by a keyspace-notification subscriber: "
         f"{s['latency_seen_by_subscriber']})",
+        f"  trades, send -> newest in trades:<instId> seen by the subscriber: "
+        f"{s['trades_latency_seen_by_subscriber']}",
         f"  platform floor in this run (one Celery hop: LPUSH -> task -> Redis write): "
         f"{s['celery_floor']}",
     ]
-    if "naive_latency" in s:
-        lines.append(f"  naive latency at the same rate: {s['naive_latency']}")
+    if "latency_stages_under_monitor" in s:
+        lines.append(f"  per stage, in a second window under MONITOR (inflated, a split only): "
+                     f"{s['latency_stages_under_monitor']}")
+    if "naive_latency_seen_by_subscriber" in s:
+        lines.append(f"  naive latency at the same rate (seen by a subscriber): "
+                     f"{s['naive_latency_seen_by_subscriber']}")
     lines += [
         f"  feeder CPU per 1,000 messages (at the best sustained step): {s['feeder_cpu_ms_per_1000']} ms",
         f"  nothing lost: {s['nothing_lost']} ({r['nothing_lost']['truth_trades_in_window']:,} trades "

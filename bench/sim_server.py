@@ -14,6 +14,7 @@ GET  /bench/sent?since=T      {"sent": [[channel, instId, ts, t], ...]}: when (C
                               sockets, for frames written after T. The exchange `ts` is floored
                               to the millisecond and stamped when the tick starts, so `now - ts`
                               overstates latency by 0.5 ms on average; this is the exact send time.
+                              Trades frames too, as ["trades", instId, tradeId, t].
 
 okxsim itself is not changed: the routes are added to its application from outside.
 """
@@ -52,18 +53,20 @@ async def _clock(request: web.Request) -> web.Response:
 
 
 class SendLog:
-    """When each tickers / books5 frame left okxsim: wraps Hub.send and Hub.uncork from outside
+    """When each tickers / books5 / trades frame left okxsim: wraps Hub.send and Hub.uncork from outside
     (okxsim itself is unchanged). During a market step okxsim collects frames and writes them
     when the step ends (Hub.cork/uncork), so a frame's send time is taken after that write.
     Bounded: the newest `cap` frames."""
 
     CHANNELS = ("tickers", "books5")
+    TRADE_CHANNELS = ("trades", "trades-all")    # logged as ("trades", instId, tradeId, t)
 
     def __init__(self, hub, cap: int = 500_000) -> None:
         self.entries: deque = deque(maxlen=cap)
         pending: list = []
         send, uncork = hub.send, hub.uncork
         channels = self.CHANNELS
+        trade_channels = self.TRADE_CHANNELS
         append = self.entries.append
         mono = time.monotonic
 
@@ -71,6 +74,8 @@ class SendLog:
             send(key, obj)
             if key[0] in channels and key in hub.subs:
                 pending.append((key[0], key[1], int(obj["data"][0]["ts"])))
+            elif key[0] in trade_channels and key in hub.subs:
+                pending.append(("trades", key[1], int(obj["data"][0]["tradeId"])))
                 if hub._corked is None:          # noqa: SLF001 - written at once: stamp now
                     logged_uncork_done()
 

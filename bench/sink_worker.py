@@ -5,8 +5,9 @@ pymongo would and keeps only the trade ids (for the "nothing lost" check).
 
 Used by `bench/e2e.py --mongo sink` to measure the collector without the MongoDB stand-in's own
 cost (mongomock in Python behind one lock, far slower than a mongod). Everything else (tasks,
-writers, Redis state, Celery settings) is the production code. Each worker process writes the
-trade ids it stored to DIR/trades-<pid>.txt as it goes.
+writers, Redis state, Celery settings) is the production code, plus bench/write_stamp.py (Redis's
+own time in each state hash, for the latency figure). Each worker process writes the trade ids
+it stored to DIR/trades-<pid>.txt as it goes.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from typing import Any
 
 import bson
 
+from bench import write_stamp
 from tasks import app  # noqa: F401  (the production app and its tasks: `celery -A bench.sink_worker`)
 from tasks import clients
+
+write_stamp.install()
 
 
 class _Sink:
