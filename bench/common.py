@@ -7,10 +7,10 @@ The stack (every part a process of its own, started as in production or as local
         ->  redis-server (broker and state)   ->  `celery -A tasks worker`
         ->  Redis state  +  MongoDB (MONGODB_URI, else localrun.mongo_standin in its own process)
 
-Latency is measured without touching the workers: redis-server publishes a keyspace notification
-for every HSET (`notify-keyspace-events Kh`), the bench receives it, reads the key's exchange `ts`
-and compares it with "now" on okxsim's own clock (see bench/sim_server.py: okxsim's clock is a
-constant plus CLOCK_MONOTONIC, which every process shares).
+Latency: the workers store Redis's own time in each state hash they write (bench/write_stamp.py);
+redis-server publishes a keyspace notification for every HSET and ZADD (`notify-keyspace-events
+Khz`), and the bench's probe reads the hash's exchange `ts` with that stamp and compares it with
+when okxsim sent the frame (bench/sim_server.py logs it on CLOCK_MONOTONIC). See LatencyProbe.
 """
 from __future__ import annotations
 
