@@ -1,5 +1,6 @@
-"""bench/write_stamp.py: the latency benchmark's Redis-side write time, against a real redis-server
-(the stamp comes from Redis's TIME inside the workers' versioned-write script)."""
+"""The latency benchmark's instruments: bench/write_stamp.py against a real redis-server (the stamp
+comes from Redis's TIME inside the workers' versioned-write script), and the arithmetic of
+bench.common's LatencyProbe and StageMonitor on synthetic samples."""
 from __future__ import annotations
 
 import pytest
@@ -73,3 +74,49 @@ def test_one_keyspace_notification_per_write(stamped, redis_url):
 def test_a_changed_production_script_is_refused_not_silently_unstamped():
     with pytest.raises(RuntimeError, match="versioned-write script changed"):
         write_stamp.stamped_script("redis.call('SET', KEYS[1], ARGV[1])")
+
+
+# ----- the probe's arithmetic, on synthetic samples ---------------------------------------------
+
+class FakeSim:
+    """okxsim's send log: [(channel, instId, ts or tradeId, CLOCK_MONOTONIC s)]."""
+
+    def __init__(self, sent):
+        self.sent = sent
+
+    def sent_since(self, t):
+        return [s for s in self.sent if s[3] >= t]
+
+
+def test_probe_window_times_writes_by_redis_stamp_and_notifications_by_arrival():
+    from bench.common import LatencyProbe
+    sim = FakeSim([("tickers", "BTC-USDT", 1000, 10.000), ("books5", "BTC-USDT", 1000, 10.001),
+                   ("trades", "BTC-USDT", 77, 10.002)])
+    probe = LatencyProbe("redis://unused", sim)
+    # (seen, key, ts, ts -> seen ms, written): written 1 ms and 3 ms after the sends
+    probe.samples += [(10.0015, "ticker:BTC-USDT", 1000, 2.0, 10.001),
+                      (10.0045, "books5:BTC-USDT", 1000, 2.5, 10.004),
+                      (10.0050, "ticker:ETH-USDT", 1000, 9.0, 10.0049),     # never sent: unmatched
+                      (10.0060, "ticker:BTC-USDT", 1000, 9.0, None)]        # no stamp: seen only
+    probe.trade_samples.append((10.0052, "trades:BTC-USDT", 77))
+    w = probe.window(9.0, 11.0)
+    assert w["write"]["n"] == 2 and w["write"]["unmatched"] == 1
+    assert w["write"]["p50_ms"] == pytest.approx(3.0) and w["write"]["max_ms"] == pytest.approx(3.0)
+    assert sorted(round(x, 1) for x in (w["seen"]["p50_ms"], w["seen"]["max_ms"])) == [3.5, 6.0]
+    assert w["seen"]["n"] == 3 and w["seen"]["unmatched"] == 1
+    assert w["trades_seen"]["p50_ms"] == pytest.approx(3.2)
+    assert probe.window(10.0055, 11.0)["write"]["n"] == 0     # windows select by write time
+
+
+def test_stages_trace_each_write_to_its_task_push_and_pickup():
+    from bench.common import StageMonitor
+    sim = FakeSim([("tickers", "BTC-USDT", 1000, 10.000), ("tickers", "BTC-USDT", 1100, 10.100)])
+    mon = StageMonitor("redis://unused", sim)
+    mon.pushes.update({"tag-a": 10.0004, "tag-b": 10.1005})
+    mon.fetches += [(10.0010, "tag-a"), (10.1012, "tag-b")]
+    mon.writes += [(10.0019, "ticker:BTC-USDT", 1000), (10.1030, "ticker:BTC-USDT", 1100)]
+    assert mon.stages(9.0, 11.0)["task"]["n"] == 2
+    first, second = mon.stages(9.0, 10.05), mon.stages(10.05, 11.0)     # one write each
+    assert [first[k]["p50_ms"] for k in ("feeder", "pickup", "task")] == pytest.approx([0.4, 0.6, 0.9])
+    assert [second[k]["p50_ms"] for k in ("feeder", "pickup", "task")] == pytest.approx([0.5, 0.7, 1.8])
+    assert first["total"]["p50_ms"] == pytest.approx(1.9) and second["total"]["p50_ms"] == pytest.approx(3.0)
