@@ -53,10 +53,11 @@ async def _clock(request: web.Request) -> web.Response:
 
 
 class SendLog:
-    """When each tickers / books5 / trades frame left okxsim: wraps Hub.send and Hub.uncork from outside
-    (okxsim itself is unchanged). During a market step okxsim collects frames and writes them
-    when the step ends (Hub.cork/uncork), so a frame's send time is taken after that write.
-    Bounded: the newest `cap` frames."""
+    """When each tickers / books5 / trades frame left okxsim: wraps Hub.send and Hub.uncork from
+    outside (okxsim itself is unchanged). During a market step okxsim collects frames and writes
+    them when the step ends (Hub.cork/uncork), so a frame's send time is taken after that write;
+    a frame sent outside a step is written at once and stamped at once. Bounded: the newest `cap`
+    frames."""
 
     CHANNELS = ("tickers", "books5")
     TRADE_CHANNELS = ("trades", "trades-all")    # logged as ("trades", instId, tradeId, t)
@@ -72,12 +73,16 @@ class SendLog:
 
         def logged_send(key: tuple, obj: dict) -> None:
             send(key, obj)
-            if key[0] in channels and key in hub.subs:
+            if key not in hub.subs:
+                return
+            if key[0] in channels:
                 pending.append((key[0], key[1], int(obj["data"][0]["ts"])))
-            elif key[0] in trade_channels and key in hub.subs:
+            elif key[0] in trade_channels:
                 pending.append(("trades", key[1], int(obj["data"][0]["tradeId"])))
-                if hub._corked is None:          # noqa: SLF001 - written at once: stamp now
-                    logged_uncork_done()
+            else:
+                return
+            if hub._corked is None:              # noqa: SLF001 - written at once: stamp now
+                logged_uncork_done()
 
         def logged_uncork_done() -> None:
             t = mono()

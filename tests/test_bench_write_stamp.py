@@ -1,6 +1,7 @@
 """The latency benchmark's instruments: bench/write_stamp.py against a real redis-server (the stamp
-comes from Redis's TIME inside the workers' versioned-write script), and the arithmetic of
-bench.common's LatencyProbe and StageMonitor on synthetic samples."""
+comes from Redis's TIME inside the workers' versioned-write script), okxsim's send log
+(bench/sim_server.py), and the arithmetic of bench.common's LatencyProbe and StageMonitor on
+synthetic samples."""
 from __future__ import annotations
 
 import pytest
@@ -120,3 +121,45 @@ def test_stages_trace_each_write_to_its_task_push_and_pickup():
     assert [first[k]["p50_ms"] for k in ("feeder", "pickup", "task")] == pytest.approx([0.4, 0.6, 0.9])
     assert [second[k]["p50_ms"] for k in ("feeder", "pickup", "task")] == pytest.approx([0.5, 0.7, 1.8])
     assert first["total"]["p50_ms"] == pytest.approx(1.9) and second["total"]["p50_ms"] == pytest.approx(3.0)
+
+
+class FakeHub:
+    """What SendLog wraps: send, cork/uncork (frames of a market step written together), subs."""
+
+    def __init__(self, subs):
+        self.subs = set(subs)
+        self._corked = None
+        self.written = []
+
+    def send(self, key, obj):
+        if self._corked is None:
+            self.written.append(key)
+        else:
+            self._corked.setdefault(key, []).append(obj)
+
+    def cork(self):
+        self._corked = {}
+
+    def uncork(self):
+        corked, self._corked = self._corked, None
+        self.written.extend(corked or ())
+
+
+def test_send_log_stamps_step_frames_at_the_write_and_others_at_once(monkeypatch):
+    from bench import sim_server
+    clock = iter([1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(sim_server.time, "monotonic", lambda: next(clock))
+    hub = FakeHub({("tickers", "BTC-USDT"), ("trades-all", "BTC-USDT"), ("books5", "BTC-USDT")})
+    log = sim_server.SendLog(hub)
+    tick = {"data": [{"ts": "1000"}]}
+    trade = {"data": [{"tradeId": "77", "ts": "1000"}]}
+    hub.send(("tickers", "BTC-USDT"), tick)               # outside a step: stamped at once (1.0)
+    hub.send(("trades-all", "BTC-USDT"), trade)           # also at once (2.0)
+    hub.cork()
+    hub.send(("books5", "BTC-USDT"), tick)
+    hub.send(("trades-all", "BTC-USDT"), {"data": [{"tradeId": "78"}]})
+    hub.send(("tickers", "ETH-USDT"), tick)                # not subscribed: not logged
+    hub.send(("candle1m", "BTC-USDT"), tick)               # not a logged channel
+    assert log.since(0) == [("tickers", "BTC-USDT", 1000, 1.0), ("trades", "BTC-USDT", 77, 2.0)]
+    hub.uncork()                                           # the step's frames, written at 3.0
+    assert log.since(2.5) == [("books5", "BTC-USDT", 1000, 3.0), ("trades", "BTC-USDT", 78, 3.0)]
