@@ -312,7 +312,7 @@ class LatencyProbe:
             if msg is None:
                 continue
             t = time.monotonic()                        # first: when the write became visible
-            now = self.sim.now_ms() if self.sim is not None else 0
+            now = self.sim.now_ms()
             key = msg["channel"][prefix:]
             if key.startswith(b"trades:"):
                 if msg["data"] == b"zadd":

@@ -49,6 +49,13 @@ def rss_mb() -> float:
     return 0.0
 
 
+def pin(pid: int, core: int | None) -> None:
+    """Keep process `pid` (0: this one) on `core`, on a machine with more than one (None: leave
+    it where the scheduler puts it)."""
+    if core is not None and os.cpu_count() and os.cpu_count() > 1:
+        os.sched_setaffinity(pid, {core})
+
+
 def start_sim(rate: float, tick_ms: int = 100, core: int | None = 1,
               stagger: bool = False) -> tuple[subprocess.Popen, str]:
     """okxsim in its own process. `stagger`: the instruments' pushes spread over each tick (as
@@ -59,8 +66,7 @@ def start_sim(rate: float, tick_ms: int = 100, core: int | None = 1,
     if stagger:
         cmd.append("--stagger")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if core is not None and os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(proc.pid, {core})
+    pin(proc.pid, core)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -85,8 +91,7 @@ def start_drain(redis_url: str, core: int | None = 1) -> subprocess.Popen:
     """Stands in for workers that keep up: pops every task the feeder publishes, so the
     publisher sees an empty queue (it lingers only while tasks wait, publisher.py)."""
     proc = subprocess.Popen([sys.executable, "-c", DRAIN, redis_url])
-    if core is not None and os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(proc.pid, {core})
+    pin(proc.pid, core)
     return proc
 
 
@@ -165,8 +170,7 @@ def start_replay(sim_addr: str, seconds: float, total: int, core: int | None = 1
                              "--port", str(port), "--capture", f"ws://{sim_addr}/ws/v5/public",
                              "--subscribe", json.dumps(args), "--seconds", str(seconds),
                              "--total", str(total)], stdout=subprocess.PIPE)
-    if core is not None and os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(proc.pid, {core})
+    pin(proc.pid, core)
     line = proc.stdout.readline().split()
     if not line or line[0] != b"ready":
         proc.kill()
@@ -332,13 +336,12 @@ def main() -> None:
     ap.add_argument("--capture-seconds", type=float, default=6.0,
                     help="okxsim traffic captured for the replay-source run")
     args = ap.parse_args()
-    if os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(0, {0})            # the feeder (and the naive loop) on one core
+    pin(0, 0)                                   # the feeder (and the naive loop) on one core
     results: dict = {}
     with RedisServer() as rs:
         rs_proc = rs.proc
-        if rs_proc is not None and os.cpu_count() and os.cpu_count() > 1:
-            os.sched_setaffinity(rs_proc.pid, {1})
+        if rs_proc is not None:
+            pin(rs_proc.pid, 1)
         if args.soak_faults:
             results["soak"] = soak(args.soak_faults, rs.url)
             print(json.dumps(results, indent=2))
