@@ -1,6 +1,6 @@
 """Celery configuration for the OKX collector's workers and beat (`celery -A tasks ...`).
 
-Values come from tasks.settings.Settings (the only reader of the environment). Each setting says
+Values come from core.worker_settings.Settings (the only reader of the environment). Each setting says
 why it has its value; the no-data-loss ones follow /docs celery-conventions (measured on Celery /
 kombu 5.7 with a Redis broker).
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ssl
 
-from collector.contract import BACKFILL_QUEUE, INGEST_QUEUE
-from tasks.settings import current
+from core.contract import BACKFILL_QUEUE, INGEST_QUEUE
+from core.worker_settings import current
 
 _s = current()
 

@@ -19,7 +19,7 @@ ensure_python() {
 }
 
 # A C compiler and the Python headers, for the optional compiled order-book loop
-# (collector/_bookaccel.c, built by pip install). Without them the install still succeeds and the
+# (okx/_bookaccel.c, built by pip install). Without them the install still succeeds and the
 # book runs its pure-Python loop.
 have_build_tools() {
   command -v "${CC:-cc}" >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || return 1
@@ -49,14 +49,14 @@ ensure_venv() {
   # Reinstall when the dependency list or the C extension's sources changed (after installing
   # a compiler on a machine that had none, `touch setup.py` rebuilds the extension).
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-      || [ collector/_bookaccel.c -nt "$stamp" ]; then
+      || [ okx/_bookaccel.c -nt "$stamp" ]; then
     ensure_build_tools || true
     log "installing the project and its test tools into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -q -e '.[dev]'
     touch "$stamp"
-    if ! "$VENV/bin/python" -c 'import collector._bookaccel' 2>/dev/null; then
-      log "warning: collector._bookaccel was not built: the order book uses its pure-Python loop"
+    if ! "$VENV/bin/python" -c 'import okx._bookaccel' 2>/dev/null; then
+      log "warning: okx._bookaccel was not built: the order book uses its pure-Python loop"
     fi
   fi
 }

@@ -49,9 +49,9 @@ if "FLOWER_MAX_TASKS" not in os.environ:
 if "FLOWER_PURGE_OFFLINE_WORKERS" not in os.environ:
     purge_offline_workers = 600
 
-# One structured, redacted line per event, like the other processes (collector/logs.py).
+# One structured, redacted line per event, like the other processes (core/logs.py).
 try:
-    from collector.logs import setup as _setup_logging
+    from core.logs import setup as _setup_logging
 except ImportError:  # Flower started outside the project: keep Flower's own logging
     pass
 else:

@@ -1,8 +1,8 @@
-"""Build hook for the optional compiled order-book loop (collector/_bookaccel.c).
+"""Build hook for the optional compiled order-book loop (okx/_bookaccel.c).
 
 All metadata lives in pyproject.toml; this file only declares the C extension. The build is
 best effort: without a C compiler or the Python headers, installation still succeeds with a
-warning, and collector.book uses its pure-Python loop (collector.book.ACCELERATED is then False).
+warning, and okx.book uses its pure-Python loop (okx.book.ACCELERATED is then False).
 """
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -26,7 +26,7 @@ class OptionalBuildExt(build_ext):
     @staticmethod
     def _skip(exc, name="extensions"):
         msg = (f"WARNING: building {name} failed ({type(exc).__name__}: {exc}); "
-               "installing without it: collector.book falls back to pure Python")
+               "installing without it: okx.book falls back to pure Python")
         # setuptools' own log may be silenced (pip -q); stderr reaches pip's verbose output.
         import sys
         print(msg, file=sys.stderr)
@@ -34,7 +34,7 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("collector._bookaccel", ["collector/_bookaccel.c"], optional=True),
+        Extension("okx._bookaccel", ["okx/_bookaccel.c"], optional=True),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

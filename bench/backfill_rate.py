@@ -1,5 +1,5 @@
 """Benchmark: a trades backfill far larger than OKX's history-trades limit (20 requests / 2 s),
-against okxsim in strict mode, paced by collector.ratelimit versus an unpaced client (the
+against okxsim in strict mode, paced by okx.rest.ratelimit versus an unpaced client (the
 baseline, same run, same okxsim). Reports figures only (no pass/fail):
 
     .venv/bin/python bench/backfill_rate.py [--pages 120] [--threads 2] [--processes 2] [--json]
@@ -28,9 +28,9 @@ import urllib.request
 import orjson
 from prometheus_client import REGISTRY
 
-from collector import history
-from collector.ratelimit import LIMITS, RateLimits, RedisRateLimits
-from collector.rest import RestClient
+from okx.rest import endpoints as history
+from okx.rest.ratelimit import LIMITS, RateLimits, RedisRateLimits
+from okx.rest.client import RestClient
 from localrun.redis_server import RedisServer
 from okxsim import OkxSim
 
@@ -98,7 +98,7 @@ def figures(label: str, elapsed: float, sent: float, limited: float, got_ids: li
 def _process_backfill(rest_url: str, redis_url: str | None, job: tuple, barrier, out) -> None:
     """One child process: its own client (shared limits through Redis when redis_url is given,
     else per-process ones), one instrument's range; reports its own counters."""
-    logging.getLogger("collector.rest").setLevel(logging.ERROR)
+    logging.getLogger("okx.rest.client").setLevel(logging.ERROR)
     limits = RedisRateLimits.from_url(redis_url) if redis_url else RateLimits()
     client = RestClient(rest_url, limits=limits, max_retries=8)
     inst, lo, hi, _ = job
@@ -138,7 +138,7 @@ def main() -> None:
                     help="processes for the multi-process rows (0: skip them)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    logging.getLogger("collector.rest").setLevel(logging.ERROR)   # retries are counted instead
+    logging.getLogger("okx.rest.client").setLevel(logging.ERROR)   # retries are counted instead
     insts = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT")[: max(a.threads, a.processes)]
     per_thread = a.pages * 100 // a.threads
     per_process = a.pages * 100 // max(a.processes, 1)
@@ -160,7 +160,7 @@ def main() -> None:
             return newer, older
 
         jobs_a, jobs_b = ranges(per_thread, a.threads)
-        paced = run("paced (collector.ratelimit)",
+        paced = run("paced (okx.rest.ratelimit)",
                     RestClient(sim.rest_url, limits=RateLimits(), max_retries=8), jobs_a)
         time.sleep(LIMIT_WINDOW + 0.5)     # let okxsim's window forget the paced run
         unpaced = run("unpaced + retries (baseline)",

@@ -1,4 +1,4 @@
-"""Order-book throughput: naive baseline vs collector.book.OrderBook, measured in the same run.
+"""Order-book throughput: naive baseline vs okx.book.OrderBook, measured in the same run.
 
     .venv/bin/python bench/book.py [--updates 20000] [--chunk 200] [--seed 7]
                                    [--replay-repeats 3] [--json]
@@ -26,7 +26,7 @@ Variants:
   pure            OrderBook forced onto its pure-Python loop (as with OKX_BOOK_PURE=1)
   pure+cs         the same, checksum verified on every message
 
-The book* variants use the compiled loop (collector._bookaccel) when it is built; the header line
+The book* variants use the compiled loop (okx._bookaccel) when it is built; the header line
 says which. Without the extension, book and pure measure the same code.
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from collector.book import ACCELERATED, OrderBook  # noqa: E402
-from collector.records import BookData  # noqa: E402
+from okx.book import ACCELERATED, OrderBook  # noqa: E402
+from okx.records import BookData  # noqa: E402
 
 DEPTH = 400
 TICK = 10  # prices are integer ticks of 0.1
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream: {args.updates} updates, {stats['changes_per_update']:.1f} level changes each "
           f"({stats['deletes_per_update']:.1f} of them deletes), 400 levels a side, seed "
           f"{args.seed}; median over chunks of {args.chunk}")
-    print("book* variants: " + ("compiled loop (collector._bookaccel)" if ACCELERATED else
+    print("book* variants: " + ("compiled loop (okx._bookaccel)" if ACCELERATED else
                                 "pure-Python loop (extension not built or OKX_BOOK_PURE=1)"))
     head = f"{'variant':<14}{'msg/s':>11}{'us/msg':>9}{'vs baseline':>13}"
     print(head + (f"{'replay msg/s':>14}{'vs baseline':>13}" if cold else ""))

@@ -38,7 +38,7 @@ from bench.write_stamp import FIELD as STAMP_FIELD  # noqa: E402
 
 INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
                "UNI-USDT", "PEPE-USDT")
-# The feeder's default public channels (collector.settings.DEFAULT_PUBLIC_CHANNELS).
+# The feeder's default public channels (core.settings.DEFAULT_PUBLIC_CHANNELS).
 CHANNELS = "books,books5,trades-all,tickers,candle1m"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024

@@ -80,7 +80,7 @@ def celery_floor(probe: LatencyProbe, broker: redis.Redis, n: int = 200,
     bookkeeping, Celery's dispatch and one state write. Host speed moves every latency figure;
     this one, taken in the same run, says how much of the collector's latency the platform
     alone takes."""
-    from collector import contract
+    from core import contract
     from collector.celery_message import task_message
 
     pushed: dict[int, float] = {}
@@ -270,7 +270,7 @@ def check_trades(sim: Sim, stored: dict[str, set[int]], last_seen: dict[str, int
 
 def last_seen_trades(broker: redis.Redis, insts: list[str]) -> dict[str, int]:
     """The feeder's trades-all watermark per instrument: the last tradeId it received."""
-    from collector.contract import watermark_key
+    from core.contract import watermark_key
     out = {}
     for inst in insts:
         tid = broker.hget(watermark_key("trades-all", inst), "id")

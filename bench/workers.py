@@ -20,12 +20,12 @@ from types import SimpleNamespace
 import bson
 import redis
 
-from collector.contract import INGEST_QUEUE, INGEST_TASKS
+from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.redis_server import RedisServer
 from tasks import clients, documents, ingest
-from tasks import settings as settings_mod
+from core import worker_settings as settings_mod
 from tasks.app import app
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tests.workers_fixtures import T0, batch, book, order, ticker, trade
 
 INSTRUMENTS = [f"COIN{i}-USDT" for i in range(20)]

@@ -11,7 +11,7 @@ import orjson
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .replay import format_summary, replay_file
+    from collector.replay import format_summary, replay_file
 
     try:
         summary = replay_file(args.file)
@@ -26,7 +26,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _load_settings(args: argparse.Namespace):
-    from .settings import ConfigError, load
+    from core.settings import ConfigError, load
 
     try:
         return load(config_path=getattr(args, "config", None),
@@ -37,13 +37,13 @@ def _load_settings(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .logs import setup as setup_logging
+    from core.logs import setup as setup_logging
 
     setup_logging(args.log_level)
     settings = _load_settings(args)
     if settings is None:
         return 2
-    from .feeder import Feeder
+    from collector.driver import Feeder
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import redis
 
-    from .logs import Redactor, secret_values
-    from .status import format_status, gather
+    from core.logs import Redactor, secret_values
+    from collector.status import format_status, gather
 
     settings = _load_settings(args)
     if settings is None:

@@ -17,9 +17,9 @@ from typing import Callable
 import orjson
 import redis
 
-from . import contract
-from .pipeline import startup_gaps
-from .redis_tls import tls_kwargs
+from core import contract
+from collector.pipeline import startup_gaps
+from core.redis_clients import tls_kwargs
 
 log = logging.getLogger("collector.ledger")
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 
-from .contract import KINDS
+from core.contract import KINDS
 
 SETTLE_MAX_S = 0.002   # longest wait for another reader's burst before publishing
 

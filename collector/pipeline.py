@@ -22,10 +22,10 @@ import logging
 from collections import Counter, deque
 from typing import Any, Callable
 
-from .book import OK_STATUSES, BookStatus, OrderBook
-from .channels import INCREMENTAL_BOOK_CHANNELS, KIND_OF_CHANNEL, PRIVATE_CHANNELS
-from .parse import parse_frame
-from .records import (
+from okx.book import OK_STATUSES, BookStatus, OrderBook
+from okx.channels import INCREMENTAL_BOOK_CHANNELS, KIND_OF_CHANNEL, PRIVATE_CHANNELS
+from okx.parse import parse_frame
+from okx.records import (
     Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker, Trade,
     Unknown,
 )

@@ -24,11 +24,11 @@ from typing import Callable
 
 import redis
 
-from . import contract
-from .backoff import Backoff
-from .celery_message import task_message
-from .outbox import Outbox
-from .redis_tls import tls_kwargs
+from core import contract
+from okx.backoff import Backoff
+from collector.celery_message import task_message
+from collector.outbox import Outbox
+from core.redis_clients import tls_kwargs
 
 log = logging.getLogger("collector.publisher")
 

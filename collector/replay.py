@@ -12,10 +12,10 @@ from typing import IO, Iterator
 
 import orjson
 
-from .book import BookStatus, OrderBook
-from .channels import BOOK_CHANNELS
-from .records import BookData, Data, Event, ParseError, Pong, Unknown
-from .parse import parse_frame
+from okx.book import BookStatus, OrderBook
+from okx.channels import BOOK_CHANNELS
+from okx.records import BookData, Data, Event, ParseError, Pong, Unknown
+from okx.parse import parse_frame
 
 _WRAPPER_KEYS = {"ts", "frame", "endpoint"}
 

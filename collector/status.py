@@ -12,8 +12,8 @@ import time
 import orjson
 import redis
 
-from . import contract
-from .redis_tls import tls_kwargs
+from core import contract
+from core.redis_clients import tls_kwargs
 
 HEARTBEAT_LATE_S = 15.0       # the feeder writes one every 5 s
 BACKLOG_WARN = 10_000         # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)

@@ -138,7 +138,7 @@ Try, in another terminal:
 
 def progress_line(client, elapsed: float, mongo_trades: int | None) -> str:
     last = client.hget("ticker:BTC-USDT", "last")
-    orders = client.get("order:counter") or "0"   # the order<N> counter (tasks/keys.py)
+    orders = client.get("order:counter") or "0"   # the order<N> counter (core/keys.py)
     stored = "-" if mongo_trades is None else str(mongo_trades)
     return (f"  [{elapsed:5.0f}s] BTC-USDT last {last or '-'}  trades in MongoDB {stored}  "
             f"order events {orders}  backlog ingest {client.llen('ingest')} "

@@ -18,8 +18,8 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from collector.redis_tls import tls_kwargs
-from tasks import settings as settings_mod
+from core.redis_clients import tls_kwargs
+from core import worker_settings as settings_mod
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pure mapping from record payloads (collector.contract) to MongoDB documents and Redis state.
+"""Pure mapping from record payloads (core.contract) to MongoDB documents and Redis state.
 
 No I/O here. Every function takes record dicts as the feeder sends them (OKX field names, OKX
 string values) and returns plain values, so the writers only move bytes.
@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from collector.contract import BadBatch
+from core.contract import BadBatch
 
 Record = dict[str, Any]
 

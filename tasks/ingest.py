@@ -1,4 +1,4 @@
-"""Ingest tasks: one per record kind, named as in collector.contract.INGEST_TASKS.
+"""Ingest tasks: one per record kind, named as in core.contract.INGEST_TASKS.
 
 Thin by design: validate the envelope (`check_batch`), hand the records to the writers, and
 decide what a failure means. `handle_batch` holds that decision as a plain function (unit-tested
@@ -26,12 +26,12 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from collector.contract import INGEST_MIXED_TASK, INGEST_TASKS, BadBatch, check_batch
+from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, BadBatch, check_batch
 from tasks import clients, documents
-from tasks import settings as settings_mod
+from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tasks.writers import Store
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def _make(kind: str) -> Task:
         return self.ingest(kind, batch)
 
     ingest.__name__ = kind
-    ingest.__doc__ = f"Store a batch of {kind} records (collector.contract envelope)."
+    ingest.__doc__ = f"Store a batch of {kind} records (core.contract envelope)."
     return app.task(ingest, bind=True, base=IngestTask, name=INGEST_TASKS[kind],
                     soft_time_limit=s.task_soft_time_limit_s, time_limit=s.task_time_limit_s)
 

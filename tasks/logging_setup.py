@@ -1,4 +1,4 @@
-"""Structured logs for Celery workers and beat (collector/logs.py), hooked in by a signal.
+"""Structured logs for Celery workers and beat (core/logs.py), hooked in by a signal.
 
 Connecting `setup_logging` tells Celery not to configure logging itself; we install the one
 structured, redacted handler instead (the `-l/--loglevel` option still sets the level). Inside a
@@ -18,7 +18,7 @@ from typing import Any
 
 from celery.signals import setup_logging
 
-from collector import logs
+from core import logs
 
 
 class TaskFields(logging.Filter):

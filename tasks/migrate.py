@@ -9,7 +9,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks import clients, settings
+    from tasks import clients
+    from core import worker_settings as settings
     from tasks.writers.mongo_history import ensure_indexes
 
     s = settings.current()

@@ -28,7 +28,7 @@ from localrun.mongo_standin import MongoStandin
 from localrun.redis_server import RedisServer, free_port
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
-from tasks import keys
+from core import keys
 from tests.feeder_fixtures import gaps
 from tests.polling import wait_for
 from tests.workers_fixtures import children, kill_quietly

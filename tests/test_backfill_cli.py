@@ -11,10 +11,11 @@ import pytest
 
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
-from tasks import clients, settings as settings_mod
+from tasks import clients
+from core import worker_settings as settings_mod
 from tasks.backfill import context
 from tasks.backfill.cli import main
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tests.polling import wait_for
 
 

@@ -16,14 +16,15 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from collector.feeder import Feeder
-from collector.settings import load
-from collector.signing import Credentials
+from collector.driver import Feeder
+from core.settings import load
+from okx.signing import Credentials
 from localrun.redis_server import free_port
-from tasks import clients, settings as settings_mod
+from tasks import clients
+from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.backfill import context
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tests.feeder_fixtures import INSTS, gaps
 from tests.polling import wait_for
 

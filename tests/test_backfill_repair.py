@@ -6,13 +6,13 @@ import fakeredis
 import mongomock
 import pytest
 
-from collector.history import Page
-from collector.rest import RateLimited, RestError
+from okx.rest.endpoints import Page
+from okx.rest.client import RateLimited, RestError
 from tasks.backfill.ledger import GapLedger
 from tasks.backfill.repair import Repairer
 from tasks.backfill.snapshots import closed_since
 from tasks.backfill.sweep import sweep
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tasks.writers import Store
 
 SETTINGS = Settings(books_sample_ms=0, books_retention_s=0)

@@ -40,8 +40,8 @@ def test_fast_sim_trades_speed_times_more_per_real_second_and_accepts_signed_res
 
     import orjson
 
-    from collector.rest import RestClient
-    from collector.signing import Credentials
+    from okx.rest.client import RestClient
+    from okx.signing import Credentials
     from okxsim.server import OkxSim
     from tests.polling import wait_for
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from collector.backoff import (
+from okx.backoff import (
     Backoff, SlidingWindowLimit, describe_close, is_fatal_close, new_connection_limit,
     request_limit,
 )

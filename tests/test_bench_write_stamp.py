@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from bench import write_stamp
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tasks.writers import redis_state
 from tasks.writers.redis_state import RedisState
 from tests.workers_fixtures import T0, ticker

@@ -1,13 +1,13 @@
-"""collector.book / collector.checksum: pure order-book state, seqId rules, checksum, REST bootstrap."""
+"""okx.book / okx.checksum: pure order-book state, seqId rules, checksum, REST bootstrap."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from collector.book import BookInvalid, BookResult, BookStatus, OrderBook
-from collector.checksum import checksum_string, okx_checksum
-from collector.records import BookData
+from okx.book import BookInvalid, BookResult, BookStatus, OrderBook
+from okx.checksum import checksum_string, okx_checksum
+from okx.records import BookData
 
 S = BookStatus
 

@@ -1,4 +1,4 @@
-"""collector._bookaccel, the optional compiled apply loop of OrderBook: it must behave exactly
+"""okx._bookaccel, the optional compiled apply loop of OrderBook: it must behave exactly
 like the pure-Python loop, which stays the fallback and the reference.
 
 Under CI, wherever a compiler and Python.h exist, the extension must have been built (a missing
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-import collector.book as book_module
-from collector.book import BookStatus, OrderBook
-from collector.records import BookData
+import okx.book as book_module
+from okx.book import BookStatus, OrderBook
+from okx.records import BookData
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 
 try:
-    from collector import _bookaccel
+    from okx import _bookaccel
 except ImportError:  # no compiler when the project was installed
     _bookaccel = None
 
@@ -46,7 +46,7 @@ def _can_build() -> bool:
 # runs the pure loop, which tests/test_book.py covers in full.
 BUILD_EXPECTED = IN_CI and _can_build()
 needs_ext = pytest.mark.skipif(_bookaccel is None and not BUILD_EXPECTED,
-                               reason="collector._bookaccel not built (no C compiler or Python.h)")
+                               reason="okx._bookaccel not built (no C compiler or Python.h)")
 
 
 class PureBook(OrderBook):
@@ -62,8 +62,8 @@ class AccelBook(OrderBook):
 def test_extension_built_in_ci():
     """Under CI=true, dev.sh setup installs a compiler and headers: the build must exist."""
     if not BUILD_EXPECTED and _bookaccel is None:
-        pytest.skip("collector._bookaccel not built (no C compiler or Python.h here)")
-    assert _bookaccel is not None, "collector._bookaccel missing: the C build failed in CI"
+        pytest.skip("okx._bookaccel not built (no C compiler or Python.h here)")
+    assert _bookaccel is not None, "okx._bookaccel missing: the C build failed in CI"
     if os.environ.get("OKX_BOOK_PURE", "") in ("", "0"):
         assert book_module.ACCELERATED is True
 
@@ -260,16 +260,16 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 
 
 def test_okx_book_pure_forces_the_fallback():
-    r = _python("import collector.book as b; print(b.ACCELERATED)", OKX_BOOK_PURE="1")
+    r = _python("import okx.book as b; print(b.ACCELERATED)", OKX_BOOK_PURE="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
 
 
 def test_book_works_without_the_extension():
     code = (
-        "import sys; sys.modules['collector._bookaccel'] = None\n"  # import fails as if not built
-        "import collector.book as b\n"
-        "from collector.records import BookData\n"
+        "import sys; sys.modules['okx._bookaccel'] = None\n"  # import fails as if not built
+        "import okx.book as b\n"
+        "from okx.records import BookData\n"
         "assert b.ACCELERATED is False and b.OrderBook._accel_side is None\n"
         "book = b.OrderBook('books', 'X')\n"
         "book.apply(BookData('books', 'X', 'snapshot', [['2', '1']], [['1', '1']], 1, 1, -1, 0))\n"

@@ -11,7 +11,7 @@ import pytest
 import redis
 from celery import Celery
 
-from collector import contract
+from core import contract
 from collector.celery_message import task_message
 from collector.outbox import Outbox
 from collector.publisher import Publisher

@@ -5,13 +5,13 @@ import random
 
 import orjson
 
-from collector.connection import (
+from okx.ws.session import (
     Alert, Close, ConnState, Live, Lost, Replace, Send, Stale,
 )
 from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline, startup_gaps
-from collector.records import Event
-from collector.signing import Credentials
+from okx.records import Event
+from okx.signing import Credentials
 from tests.polling import wait_for
 
 CREDS = Credentials("key-123456789", "secret", "pass")

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import redis
 
-from collector.feeder import Feeder
-from collector.settings import load
+from collector.driver import Feeder
+from core.settings import load
 from localrun.redis_server import RedisServer, free_port
 from tests.feeder_fixtures import INSTS, TaskLog, gaps, wait_for
 

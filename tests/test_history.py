@@ -1,4 +1,4 @@
-"""History paging (collector/history.py) against fake `get`s: no network, no server.
+"""History paging (okx/rest/endpoints.py) against fake `get`s: no network, no server.
 
 FakeTrades answers history-trades with OKX's semantics (newest first, `after` = strictly older,
 type 1 by tradeId, type 2 by ts, at most `limit` rows), so the paging logic is checked against
@@ -10,9 +10,9 @@ import itertools
 
 import pytest
 
-from collector import history
-from collector.history import Page
-from collector.rest import RestError
+from okx.rest import endpoints as history
+from okx.rest.endpoints import Page
+from okx.rest.client import RestError
 
 DAY = 86_400_000
 

@@ -1,4 +1,4 @@
-"""Structured logs (collector/logs.py): one line per event, parseable, secrets never printed."""
+"""Structured logs (core/logs.py): one line per event, parseable, secrets never printed."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import re
 import orjson
 import pytest
 
-from collector import logs
+from core import logs
 
 ENV = {
     "OKX_API_KEY": "ak-1234-abcd", "OKX_API_SECRET": "S3CRET-value-xyz",

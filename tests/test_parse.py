@@ -4,9 +4,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from collector.channels import CANDLE_BARS
-from collector.parse import parse_frame
-from collector.records import (
+from okx.channels import CANDLE_BARS
+from okx.parse import parse_frame
+from okx.records import (
     Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker, Trade,
     Unknown,
 )

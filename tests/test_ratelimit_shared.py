@@ -1,4 +1,4 @@
-"""OKX REST rate limits shared through Redis by several processes (collector.ratelimit).
+"""OKX REST rate limits shared through Redis by several processes (okx.rest.ratelimit).
 
 What is checked is what OKX would see: every process records when each of its requests started
 and ended; a server may count a request at any moment in between, so the test computes the most
@@ -22,7 +22,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from collector.ratelimit import RateLimits, RedisRateLimits, account_label, share_of
+from okx.rest.ratelimit import RateLimits, RedisRateLimits, account_label, share_of
 
 TRADES = "/api/v5/market/history-trades"
 BOOKS = "/api/v5/market/books"
@@ -182,7 +182,7 @@ def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(capl
     try:
         assert limits.acquire("/api/v5/x") < 0.1
         server.stop()
-        caplog.set_level(logging.WARNING, logger="collector.ratelimit")
+        caplog.set_level(logging.WARNING, logger="okx.rest.ratelimit")
         grants0 = counter("okx_rest_ratelimit_fallback_total", endpoint="/x")
         errors0 = counter("okx_rest_ratelimit_redis_errors_total")
         t0 = time.monotonic()
@@ -227,8 +227,8 @@ def truth_trades(sim) -> list[dict]:
 def _page_trades(rest_url: str, redis_url: str, shared: bool, lower: str, upper: str,
                  barrier, out) -> None:
     """A child process paging history-trades with no retries: one 50011 ends it."""
-    from collector import history
-    from collector.rest import RestClient, RestError
+    from okx.rest import endpoints as history
+    from okx.rest.client import RestClient, RestError
     limits = RedisRateLimits.from_url(redis_url) if shared else RateLimits()
     client = RestClient(rest_url, limits=limits, max_retries=0)
     barrier.wait(timeout=60)
@@ -266,7 +266,7 @@ def test_two_processes_paging_history_trades_together_get_no_50011(sim, redis_ur
 
 @pytest.mark.integration
 def test_a_50011_seen_by_one_client_pauses_every_client_of_the_redis(sim, redis_url):
-    from collector.rest import RateLimited, RestClient
+    from okx.rest.client import RateLimited, RestClient
     from tests.polling import wait_for
     req = urllib.request.Request(sim.rest_url + "/sim/faults", method="POST",
                                  data=orjson.dumps({"kind": "rate_limit", "seconds": 0.5}))
@@ -293,7 +293,7 @@ def not_rate_limited(sim) -> bool:
 
 @pytest.mark.integration
 def test_a_client_whose_redis_is_down_still_gets_its_data(sim):
-    from collector.rest import RestClient
+    from okx.rest.client import RestClient
     from localrun.redis_server import free_port
     before = counter("okx_rest_ratelimit_fallback_total", endpoint="/market/books")
     dead = RedisRateLimits.from_url(f"redis://127.0.0.1:{free_port()}/0")

@@ -16,12 +16,12 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from collector import history
-from collector.ratelimit import (DEFAULT_RATE_FACTOR, LIMITS, NoLimits, RateLimits, endpoint_of,
+from okx.rest import endpoints as history
+from okx.rest.ratelimit import (DEFAULT_RATE_FACTOR, LIMITS, NoLimits, RateLimits, endpoint_of,
                                  earliest_start, rate_factor_from_env)
-from collector.rest import (RateLimited, RestClient, RestError, backoff_delay, check_envelope,
+from okx.rest.client import (RateLimited, RestClient, RestError, backoff_delay, check_envelope,
                             classify)
-from collector.signing import Credentials
+from okx.signing import Credentials
 
 SECRET, PASSPHRASE = "s3cret-never-logged", "pass-never-logged"
 CREDS = Credentials("key-12345678", SECRET, PASSPHRASE)
@@ -259,7 +259,7 @@ def test_a_signed_call_without_credentials_fails_before_sending():
 
 
 def test_an_oversized_reply_is_refused(monkeypatch):
-    import collector.rest as rest
+    import okx.rest.client as rest
     monkeypatch.setattr(rest, "MAX_BODY", 100)
     with scripted(ok([{"a": "x" * 200}])) as (url, _):
         with pytest.raises(RestError, match="larger than"):
@@ -267,7 +267,7 @@ def test_an_oversized_reply_is_refused(monkeypatch):
 
 
 def test_default_client_uses_the_shared_limits_and_false_disables_them():
-    from collector.ratelimit import shared_limits
+    from okx.rest.ratelimit import shared_limits
     assert RestClient("http://x").limits is shared_limits()
     assert isinstance(RestClient("http://x", limits=False).limits, NoLimits)
 

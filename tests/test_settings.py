@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.settings import (
+from core.settings import (
     DEFAULT_PRIVATE_CHANNELS, DEMO_WS_URL, PROD_REST_URL, PROD_WS_URL, ConfigError, load,
 )
 
@@ -81,7 +81,7 @@ def test_toml_errors(tmp_path):
 
 
 def test_tls_redis_urls_accept_a_self_signed_certificate_unless_the_url_says_otherwise():
-    from collector.redis_tls import tls_kwargs
+    from core.redis_clients import tls_kwargs
 
     assert tls_kwargs("rediss://:pw@host:6380/0") == {"ssl_cert_reqs": None}
     assert tls_kwargs("rediss://host:6380/0?ssl_cert_reqs=required") == {}

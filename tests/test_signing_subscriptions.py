@@ -8,9 +8,9 @@ import hmac
 import orjson
 import pytest
 
-from collector import channels
-from collector.signing import Credentials, iso_ms, request_path, rest_headers, ws_login_message
-from collector.subscriptions import MAX_ARGS_BYTES, RequestIds, plan, requests
+from okx import channels
+from okx.signing import Credentials, iso_ms, request_path, rest_headers, ws_login_message
+from okx.ws.subscriptions import MAX_ARGS_BYTES, RequestIds, plan, requests
 
 CREDS = Credentials(api_key="985d5b66-57ce-40fb-b714-afc0b9787083", secret="SECRETSECRET",
                     passphrase="pass phrase")

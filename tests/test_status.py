@@ -6,7 +6,8 @@ import fakeredis
 import orjson
 import pytest
 
-from collector import contract, status
+from collector import status
+from core import contract
 
 NOW_MS = 1_800_000_000_000
 

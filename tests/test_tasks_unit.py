@@ -10,12 +10,14 @@ import redis.exceptions
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 import celeryconfig
-from collector.contract import INGEST_TASKS, KINDS
-from tasks import app as app_mod, clients, keys, settings as settings_mod
+from core.contract import INGEST_TASKS, KINDS
+from tasks import app as app_mod, clients
+from core import keys
+from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, main as deadletters_main
 from tasks.ingest import backoff, handle_batch
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tasks.writers import Store
 from tests.workers_fixtures import Flaky, batch, order, ticker, trade
 

@@ -18,9 +18,9 @@ import pytest
 import redis
 from celery import Celery
 
-from collector.contract import INGEST_QUEUE, INGEST_TASKS
+from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.mongo_standin import MongoStandin
-from tasks import keys
+from core import keys
 from tests.workers_fixtures import T0, batch, children, decode, kill_quietly, order, wait_for
 
 pytestmark = pytest.mark.integration

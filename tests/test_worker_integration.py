@@ -17,12 +17,14 @@ from celery.contrib.testing.worker import start_worker
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from collector.celery_message import task_message
-from collector.contract import INGEST_QUEUE, INGEST_TASKS
+from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.redis_server import RedisServer
-from tasks import clients, keys, settings as settings_mod
+from tasks import clients
+from core import keys
+from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters
-from tasks.settings import Settings
+from core.worker_settings import Settings
 from tests.workers_fixtures import (FlakyMongoClient, T0, balance, batch, book, candle, decode,
                                     one_of_each, order, ticker, trade, wait_for)
 
@@ -216,7 +218,7 @@ def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
 def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transient_error(
         redis_url, broker):
     # A quiet cycle of the feeder: several kinds in one task; one envelope is not a batch.
-    from collector.contract import INGEST_MIXED_TASK
+    from core.contract import INGEST_MIXED_TASK
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=1)
     envelopes = [batch("trades", [trade(i) for i in range(5)]),

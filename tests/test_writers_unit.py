@@ -10,8 +10,9 @@ import mongomock
 import pytest
 from pymongo.errors import BulkWriteError
 
-from tasks import documents, keys
-from tasks.settings import Settings
+from tasks import documents
+from core import keys
+from core.worker_settings import Settings
 from tasks.writers import Store, insert_history
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tasks.writers.redis_state import SCRIPTS

@@ -1,4 +1,4 @@
-"""collector.wsreader: cutting server WebSocket frames out of a real socket's byte stream."""
+"""okx.ws.frames: cutting server WebSocket frames out of a real socket's byte stream."""
 from __future__ import annotations
 
 import socket
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from collector.wsreader import (
+from okx.ws.frames import (
     OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, FrameReader, ProtocolError,
 )
 

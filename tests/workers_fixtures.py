@@ -9,8 +9,8 @@ import time
 from typing import Any, Callable
 
 
-from collector.contract import make_batch
-from collector.records import Balance, Candle, Order, Position, Ticker, Trade, TICKER_FIELDS
+from core.contract import make_batch
+from okx.records import Balance, Candle, Order, Position, Ticker, Trade, TICKER_FIELDS
 from tests.polling import wait_for  # noqa: F401  (re-exported for the worker tests)
 
 T0 = 1_700_000_000_000
@@ -57,7 +57,7 @@ def candle(inst: str = "BTC-USDT", bar: str = "1m", ts: int = T0, c: str = "3500
 
 def book(inst: str = "BTC-USDT", ts: int = T0, seq: int | None = 100, bid: str = "35000.4",
          channel: str = "books5", full: bool = False) -> dict:
-    # the feeder's books payload (collector.contract): levels as OKX sends them, best first
+    # the feeder's books payload (core.contract): levels as OKX sends them, best first
     asks = [[str(35000.6 + i), "1", "0", "2"] for i in range(5)]
     bids = [[bid, "2", "0", "3"]] + [[str(34999 - i), "1", "0", "1"] for i in range(4)]
     return {"instId": inst, "channel": channel, "ts": str(ts), "seqId": seq, "asks": asks,

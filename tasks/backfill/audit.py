@@ -16,7 +16,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from tasks import documents, keys
+from tasks import documents
+from core import keys
 from tasks.backfill import plan as planning
 from tasks.backfill.plan import Step
 from tasks.writers.mongo_history import mark_trades_validated

@@ -12,7 +12,7 @@
 A run records a `manual` gap in the ledger first, so its progress (cursor, records written,
 status) is visible there like any other gap, and a killed run resumes with `repair GAP_ID`.
 Exit status: 0 filled (or unrepairable with a reason), 1 failed/released, 2 bad arguments.
-Settings and credentials come from the environment (tasks/settings.py).
+Settings and credentials come from the environment (core/worker_settings.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from collector.contract import BACKFILL_QUEUE, BACKFILL_TASK
+from core.contract import BACKFILL_QUEUE, BACKFILL_TASK
 
 
 def _parser() -> argparse.ArgumentParser:

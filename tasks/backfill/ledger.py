@@ -1,4 +1,4 @@
-"""The workers' side of the gap ledger (keys in collector/contract.py): claim a gap under a lease,
+"""The workers' side of the gap ledger (keys in core/contract.py): claim a gap under a lease,
 save the resume cursor after every page, finish it, create manual and stale gaps.
 
 Every transition is one Lua script, so it is atomic against other workers and the sweep:
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from collector import contract
+from core import contract
 from collector.ledger import gap_fields
 
 log = logging.getLogger(__name__)

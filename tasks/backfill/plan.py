@@ -1,7 +1,7 @@
 """Pure backfill planning: which REST repair a gap needs, time parsing, audit arithmetic and the
 beat sweep's decisions. No I/O and no clock: callers pass `now_ms` in.
 
-A gap (collector/contract.py, `gap:<id>` hash) names a channel, an instrument (or instType for
+A gap (core/contract.py, `gap:<id>` hash) names a channel, an instrument (or instType for
 private channels), a time range and, for trades, the last tradeId seen before it and the first
 one seen after it. `plan_gap` turns it into a `Plan`: a list of `Step`s, each one REST stream
 (trades of one instrument, orders of one instType, ...), so a repair can save "step N, cursor C"
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from collector.channels import BOOK_CHANNELS, CANDLE_BARS, PRIVATE_CHANNELS
+from okx.channels import BOOK_CHANNELS, CANDLE_BARS, PRIVATE_CHANNELS
 
 TRADE_CHANNELS = ("trades", "trades-all")
 ACCOUNT_CHANNELS = ("balance_and_position", "account", "positions")

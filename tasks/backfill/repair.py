@@ -23,7 +23,7 @@ from typing import Any, Callable
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from collector.rest import RestError
+from okx.rest.client import RestError
 from tasks.backfill import plan as planning
 from tasks.backfill import snapshots
 from tasks.backfill.plan import Plan, PlanError, Step

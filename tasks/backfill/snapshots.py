@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-from tasks import keys
+from core import keys
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Where backfill gets its data: the OKX REST client (collector/rest.py) and the paging fetchers
-(collector/history.py), behind one small object so tests can hand in a fake.
+"""Where backfill gets its data: the OKX REST client (okx/rest/client.py) and the paging fetchers
+(okx/rest/endpoints.py), behind one small object so tests can hand in a fake.
 
 `pages(step, resume)` yields history.Page objects for the streaming steps of a plan (trades,
 candles, orders, pending, fills); `get(...)` is the raw client for the snapshots.
@@ -10,12 +10,12 @@ import inspect
 import threading
 from typing import Any, Iterator
 
-from collector import history
-from collector.history import Page
-from collector.ratelimit import shared_limits
-from collector.rest import RestClient, RestError
+from okx.rest import endpoints as history
+from okx.rest.endpoints import Page
+from okx.rest.ratelimit import shared_limits
+from okx.rest.client import RestClient, RestError
 from tasks.backfill.plan import Step
-from tasks.settings import Settings
+from core.worker_settings import Settings
 
 PENDING_PATH = "/api/v5/trade/orders-pending"
 TICKER_PATH = "/api/v5/market/ticker"

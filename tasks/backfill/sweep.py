@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from collector import contract
-from collector.channels import PRIVATE_CHANNELS
-from tasks import keys
+from core import contract
+from okx.channels import PRIVATE_CHANNELS
+from core import keys
 from tasks.backfill import plan as planning
 from tasks.backfill.ledger import GapLedger
-from tasks.settings import Settings
+from core.worker_settings import Settings
 
 log = logging.getLogger(__name__)
 

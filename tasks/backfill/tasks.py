@@ -21,9 +21,9 @@ from typing import Any
 
 from celery import Task
 
-from collector.channels import BOOK_CHANNELS
-from collector.contract import BACKFILL_QUEUE, BACKFILL_TASK, REPAIR_GAP_TASK
-from tasks import settings as settings_mod
+from okx.channels import BOOK_CHANNELS
+from core.contract import BACKFILL_QUEUE, BACKFILL_TASK, REPAIR_GAP_TASK
+from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
 from tasks.backfill import context, snapshots

@@ -30,7 +30,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks import keys
+from core import keys
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 from pymongo.errors import BulkWriteError
 
-from tasks import documents, keys
+from tasks import documents
+from core import keys
 
 DUPLICATE_KEY = 11000
 

@@ -1,6 +1,6 @@
 """Paging fetchers over OKX REST history, for backfill and audit.
 
-Each fetcher is a generator of `Page`s: record payloads in the shape of collector/contract.py for
+Each fetcher is a generator of `Page`s: record payloads in the shape of core/contract.py for
 their kind (OKX field names, OKX string values) and a cursor to resume after that page. The last
 page has `cursor=None`. A backfill that stores each page and then saves its cursor can be killed
 at any point and continue with `resume=cursor`: at worst one page is fetched (and stored,
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
-from .rest import RestError
+from okx.rest.client import RestError
 
 TRADES_PATH = "/api/v5/market/history-trades"
 CANDLES_PATH = "/api/v5/market/history-candles"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .channels import ENDPOINTS, PRIVATE_CHANNELS, endpoint_for, is_per_instrument, needs_login
+from okx.channels import ENDPOINTS, PRIVATE_CHANNELS, endpoint_for, is_per_instrument, needs_login
 
 MAX_ARGS_BYTES = 64 * 1024
 # Well under the 64 KB limit; also keeps one bad arg from failing a huge request.

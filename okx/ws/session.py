@@ -21,11 +21,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backoff import Backoff, SlidingWindowLimit, describe_close, is_fatal_close, request_limit
-from .channels import BOOK_CHANNELS, INCREMENTAL_BOOK_CHANNELS, PRIVATE_CHANNELS
-from .records import Event
-from .signing import Credentials, ws_login_message
-from .subscriptions import RequestIds, arg_key, requests
+from okx.backoff import Backoff, SlidingWindowLimit, describe_close, is_fatal_close, request_limit
+from okx.channels import BOOK_CHANNELS, INCREMENTAL_BOOK_CHANNELS, PRIVATE_CHANNELS
+from okx.records import Event
+from okx.signing import Credentials, ws_login_message
+from okx.ws.subscriptions import RequestIds, arg_key, requests
 
 # Subscription errors retrying cannot fix: report once, loudly, and leave that arg alone.
 HARD_CODES = frozenset({"60011", "60012", "60018", "64001", "64002", "64003", "64004"})

@@ -76,7 +76,7 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
 
 # ----- the feeder's own Redis keys: gap ledger, watermarks, heartbeat ---------------------------
 # The feeder writes these; backfill, beat sweeps and `python -m collector status` read them.
-# (The workers' state keys live in tasks/keys.py.)
+# (The workers' state keys live in core/keys.py.)
 #
 # gap:<id>        hash  id, channel, instId, start_ms, end_ms, start_id, end_id (tradeId/seqId
 #                       bounds when known, else ""), cause, status, reason, feeder, created_ms,

@@ -13,8 +13,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from .channels import endpoint_for, needs_login
-from .signing import Credentials
+from okx.channels import endpoint_for, needs_login
+from okx.signing import Credentials
 
 PROD_WS_URL = "wss://ws.okx.com"        # port-less: :8443 closed on 2026-10-31
 DEMO_WS_URL = "wss://wspap.okx.com"

@@ -23,22 +23,22 @@ from typing import Any
 
 import websocket
 
-from .backoff import new_connection_limit
-from .channels import endpoint_for
-from .connection import Alert, Close, ConnState, Live, Lost, Replace, Send, Stale
-from .ledger import Ledger
-from .outbox import Outbox
-from .pipeline import LogLimiter, Pipeline
-from .publisher import Publisher
-from .records import Data, Event, ParseError, Pong
-from .recorder import Recorder
-from .ratelimit import shared_limits
-from .rest import RestClient, RestError
-from .settings import Settings
-from .subscriptions import arg_key, plan
-from .wsreader import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
+from okx.backoff import new_connection_limit
+from okx.channels import endpoint_for
+from okx.ws.session import Alert, Close, ConnState, Live, Lost, Replace, Send, Stale
+from collector.ledger import Ledger
+from collector.outbox import Outbox
+from collector.pipeline import LogLimiter, Pipeline
+from collector.publisher import Publisher
+from okx.records import Data, Event, ParseError, Pong
+from collector.recorder import Recorder
+from okx.rest.ratelimit import shared_limits
+from okx.rest.client import RestClient, RestError
+from core.settings import Settings
+from okx.ws.subscriptions import arg_key, plan
+from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
 
-log = logging.getLogger("collector.feeder")
+log = logging.getLogger("collector.driver")
 
 RECV_TIMEOUT_S = 0.2
 TICK_EVERY_S = 0.1
@@ -322,7 +322,7 @@ class Feeder:
 
     def start(self) -> "Feeder":
         s = self.settings
-        from .health import HealthServer, Metrics
+        from collector.health import HealthServer, Metrics
 
         # The readers rarely block while frames are queued in the socket; a shorter GIL switch
         # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish latency.

@@ -4,7 +4,7 @@ Why logfmt: Heroku's router and platform logs are key=value lines, `heroku logs`
 add-ons (Papertrail, Logtail...) index them as fields, and a person can still read them in a
 terminal. `LOG_FORMAT=json` gives one JSON object per line for shippers that want JSON.
 
-    ts=2026-11-21T20:31:36.123Z level=info logger=collector.feeder pid=4711 msg="public: connected"
+    ts=2026-11-21T20:31:36.123Z level=info logger=collector.driver pid=4711 msg="public: connected"
 
 Every line is one line: a traceback becomes an `exc=` field with its newlines escaped, so a log
 router never splits one event into many. Fields passed with `extra={...}` are rendered after

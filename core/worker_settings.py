@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
-from collector.signing import Credentials
+from okx.signing import Credentials
 
 __all__ = ["Settings", "current", "use", "replace"]
 

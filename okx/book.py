@@ -20,19 +20,19 @@ from bisect import bisect_left
 from enum import StrEnum
 from typing import NamedTuple
 
-from collector.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
-from collector.records import BookData
+from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
+from okx.records import BookData
 
 __all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook"]
 
-# The compiled per-side update loop (collector/_bookaccel.c), built by `pip install` when a C
+# The compiled per-side update loop (okx/_bookaccel.c), built by `pip install` when a C
 # compiler is available. It works on the same structures with the same semantics as the loop
 # written out in OrderBook.apply, which stays the fallback and the reference. OKX_BOOK_PURE=1
 # forces the pure loop (read once, at import: the choice is per process).
 _apply_side = None
 if os.environ.get("OKX_BOOK_PURE", "").strip().lower() not in ("1", "true", "yes", "on"):
     try:
-        from collector._bookaccel import apply_side as _apply_side
+        from okx._bookaccel import apply_side as _apply_side
     except ImportError:
         _apply_side = None
 ACCELERATED: bool = _apply_side is not None

@@ -35,7 +35,7 @@ GAPS = "gaps"
 FILLS = "fills"            # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
 
-# record kind (collector.contract.KINDS) -> history collection
+# record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
     "orders": ORDER,
     "balances": BALANCE,

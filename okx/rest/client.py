@@ -1,9 +1,9 @@
 """The OKX v5 REST client: paced, signed, retried, and suspicious of every reply.
 
 The feeder uses it for REST book snapshots (`books`); backfill and audit page history through it
-(collector/history.py). One GET:
+(okx/rest/endpoints.py). One GET:
 
-    pace (collector.ratelimit: per-endpoint sliding windows, shared through Redis by every
+    pace (okx.rest.ratelimit: per-endpoint sliding windows, shared through Redis by every
           process when REDIS_URL is set, else by the whole process)
     -> sign (private paths; the demo header when demo) -> send (stdlib urllib)
     -> check the envelope: {"code": "0", "data": [...]}, rows of the expected type
@@ -29,8 +29,8 @@ from typing import Any, Callable
 import orjson
 from prometheus_client import Counter
 
-from .ratelimit import NoLimits, RateLimits, RedisRateLimits, endpoint_of, shared_limits
-from .signing import Credentials, request_path, rest_headers
+from okx.rest.ratelimit import NoLimits, RateLimits, RedisRateLimits, endpoint_of, shared_limits
+from okx.signing import Credentials, request_path, rest_headers
 
 log = logging.getLogger(__name__)
 

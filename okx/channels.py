@@ -26,7 +26,7 @@ PRIVATE_CHANNELS = frozenset({"orders", "account", "positions", "balance_and_pos
 PUBLIC_CHANNELS = BOOK_CHANNELS | {"trades", "tickers"}
 BUSINESS_CHANNELS = CANDLE_CHANNELS | {"trades-all"}
 
-# Which record kind (collector.contract.KINDS) each channel's records become.
+# Which record kind (core.contract.KINDS) each channel's records become.
 KIND_OF_CHANNEL: dict[str, str] = {
     **{c: "books" for c in BOOK_CHANNELS},
     "trades": "trades", "trades-all": "trades", "tickers": "tickers",

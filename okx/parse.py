@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import orjson
 
-from .channels import CANDLE_BARS, BOOK_CHANNELS
-from .records import (
+from okx.channels import CANDLE_BARS, BOOK_CHANNELS
+from okx.records import (
     Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker,
     TICKER_FIELDS, Trade, Unknown,
 )

@@ -376,7 +376,7 @@ class RedisRateLimits(_Pacer):
     def from_url(cls, url: str, factor: float = DEFAULT_RATE_FACTOR,
                  **kwargs: Any) -> "RedisRateLimits":
         import redis
-        from .redis_tls import tls_kwargs
+        from core.redis_clients import tls_kwargs
         # short timeouts: a hung Redis must cost a request a second or two, then the fallback
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                       **tls_kwargs(url))

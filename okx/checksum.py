@@ -6,7 +6,7 @@ shorter side (no padding), join every field with ``:`` using the strings exactly
 ``zlib.crc32`` of the UTF-8 bytes and read it as a signed 32-bit integer, which is how OKX sends it.
 
 Since 2026-06-23 production sends ``checksum: 0`` (or no key at all): callers verify only when the
-field is present and non-zero; see ``collector.book``.
+field is present and non-zero; see ``okx.book``.
 """
 from __future__ import annotations
 

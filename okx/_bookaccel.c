@@ -1,4 +1,4 @@
-/* Optional compiled hot loop for collector.book.OrderBook (see docs/book.md, "Compiled apply loop").
+/* Optional compiled hot loop for okx.book.OrderBook (see docs/book.md, "Compiled apply loop").
  *
  * apply_side() runs the per-side update loop of OrderBook.apply on the book's own Python
  * structures (the same dicts and lists the pure-Python loop uses), so everything else in the book
@@ -298,7 +298,7 @@ trim_side(PyObject *lv, PyObject *kf, PyObject *keys, PyObject *pxs, Py_ssize_t 
 
 PyDoc_STRVAR(apply_side_doc,
 "apply_side(levels, lv, kf, keys, pxs, negate, cap, kf_cap, /) -> None\n\n"
-"Apply one side of an order-book update in place (collector.book.OrderBook's hot loop).\n"
+"Apply one side of an order-book update in place (okx.book.OrderBook's hot loop).\n"
 "lv: price -> level; kf: price -> sort key (float(px), negated when negate is true);\n"
 "keys: sorted sort keys, best first; pxs: prices in the order of keys. Trims to cap levels\n"
 "and rebuilds kf from the held prices when it has more than kf_cap entries.");
@@ -355,8 +355,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "collector._bookaccel",
-    .m_doc = "Compiled per-side apply loop for collector.book.OrderBook (optional).",
+    .m_name = "okx._bookaccel",
+    .m_doc = "Compiled per-side apply loop for okx.book.OrderBook (optional).",
     .m_size = 0,
     .m_methods = methods,
 };
