@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from core.errors import ConfigError
 from okx.channels import endpoint_for, needs_login
 from okx.signing import Credentials
 
@@ -23,10 +24,6 @@ PROD_REST_URL = "https://openapi.okx.com"
 DEFAULT_PUBLIC_CHANNELS = ("books", "books5", "trades-all", "tickers", "candle1m")
 DEFAULT_PRIVATE_CHANNELS = ("orders", "balance_and_position", "positions", "account")
 DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot work; the message says which setting and why."""
 
 
 @dataclass(frozen=True)
