@@ -2,6 +2,7 @@
 # One entry point that sets up a fresh machine and runs the project.
 #   ./dev.sh demo   - the whole collector offline against okxsim (see README)
 #   ./dev.sh test   - the test suite
+#   ./dev.sh lint   - ruff (lint and format check) over the tree, mypy over the production packages
 #   ./dev.sh setup  - only install: .venv with the project and its test tools, a redis-server
 # Idempotent: a second run reuses what the first installed.
 set -euo pipefail
@@ -82,9 +83,14 @@ case "$cmd" in
   test)
     setup
     exec "$VENV/bin/python" -m pytest "$@" ;;
+  lint)
+    ensure_python; ensure_venv
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy" ;;
   demo)
     setup
     exec "$VENV/bin/python" -m localrun.demo "$@" ;;
   *)
-    sed -n '2,6p' "$0"; exit 2 ;;
+    sed -n '2,7p' "$0"; exit 2 ;;
 esac
