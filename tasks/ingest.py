@@ -26,7 +26,8 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, BadBatch, check_batch
+from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, check_batch
+from core.errors import BadBatch
 from okx.backoff import backoff_delay
 from tasks import clients, documents
 from core import worker_settings as settings_mod
