@@ -254,15 +254,3 @@ class RestClient:
         if len(body) > MAX_BODY:
             raise BadReply(f"{what}: reply larger than {MAX_BODY} bytes")
         return body
-
-    def books(self, inst_id: str, sz: int = 400) -> dict:
-        """The current book: {asks, bids, ts (int ms), seqId (int)}."""
-        data = self.get("/api/v5/market/books", {"instId": inst_id, "sz": sz})
-        if not data or not isinstance(data[0], dict):
-            raise BadReply(f"books {inst_id}: empty response")
-        row = data[0]
-        try:
-            return {"asks": row["asks"], "bids": row["bids"], "ts": int(row["ts"]),
-                    "seqId": int(row["seqId"])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadReply(f"books {inst_id}: bad snapshot ({exc})") from None

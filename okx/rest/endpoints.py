@@ -33,6 +33,7 @@ FILLS_HISTORY_PATH = "/api/v5/trade/fills-history"
 BALANCE_PATH = "/api/v5/account/balance"
 POSITIONS_PATH = "/api/v5/account/positions"
 BOOKS_PATH = "/api/v5/market/books"
+TICKER_PATH = "/api/v5/market/ticker"
 
 PAGE_LIMIT = 100  # the maximum of every history endpoint used here
 DAY_MS = 86_400_000
@@ -169,6 +170,15 @@ def book_payload(row: Any, inst_id: str, depth: int) -> dict:
         seq = seq if isinstance(seq, int) else as_int(seq, "books seqId")
     return {"instId": inst_id, "channel": "books", "ts": ts, "seqId": seq, "asks": asks,
             "bids": bids, "depth": depth, "full": True, "source": SOURCE}
+
+
+def ticker_payload(row: Any, inst_id: str) -> dict:
+    """A /market/ticker row, kept whole, plus source "rest"."""
+    row = need_dict(row, "ticker")
+    as_int(row.get("ts"), "ticker ts")
+    if row.get("instId") != inst_id:
+        raise BadReply(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
+    return {**row, "source": SOURCE}
 
 
 def in_range(value: int, low: int | None, high: int | None) -> bool:
@@ -351,3 +361,10 @@ def book(client: GetJson, inst_id: str, depth: int = 400) -> dict:
         raise BadReply(f"books {inst_id}: expected one row, got {len(rows)}")
     return book_payload(rows[0], inst_id, depth)
 
+
+def ticker(client: GetJson, inst_id: str) -> dict:
+    """The current ticker of one instrument as a tickers record."""
+    rows = client.get(TICKER_PATH, {"instId": inst_id})
+    if len(rows) != 1:
+        raise BadReply(f"ticker {inst_id}: expected one row")
+    return ticker_payload(rows[0], inst_id)
