@@ -94,7 +94,7 @@ def test_retryable_is_a_property_of_the_class():
                                          NoCredentials))
 
 
-# ----- the repair runner decides by class ----------------------------------------------------------
+# ----- the repair runner decides by class ---------------------------------------------------
 
 @pytest.mark.parametrize("error, status", [
     (BadRequest("OKX 51001: Instrument ID doesn't exist", "51001"), "unrepairable"),
@@ -116,7 +116,7 @@ def test_repair_classifies_failures_by_class(env, error, status):  # noqa: F811 
         assert ledger.get(gid)["reason"].startswith("OKX rejected")
 
 
-# ----- the REST client maps OKX's answers to classes ------------------------------------------------
+# ----- the REST client maps OKX's answers to classes ----------------------------------------
 
 @pytest.mark.parametrize("code, cls", [
     ("0", None), ("50011", RateLimited), ("50061", RateLimited), ("50001", Unavailable),
