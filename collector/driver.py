@@ -34,6 +34,7 @@ from okx.records import Data, Event, ParseError, Pong
 from collector.recorder import Recorder
 from okx.rest.ratelimit import shared_limits
 from okx.rest.client import RestClient, RestError
+from okx.rest.endpoints import book as rest_book
 from core.settings import Settings
 from okx.ws.subscriptions import arg_key, plan
 from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
@@ -393,7 +394,7 @@ class Feeder:
                 p.resubscribe.clear()
             for key, epoch, sz in jobs:
                 try:
-                    snap = self.rest.books(key[1], sz)
+                    snap = rest_book(self.rest, key[1], sz)
                 except RestError as exc:
                     log.warning("resync %s %s: REST books failed: %s", key[0], key[1], exc)
                     snap = None

@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from core import contract
+from okx.clock import now_ms as clock_ms
 from collector.pipeline import startup_gaps
 from core.redis_clients import tls_kwargs
 
@@ -56,7 +57,7 @@ class Ledger(threading.Thread):
         self.old_marks: dict[tuple, dict] | None = None
         self._checked: set = set()
         self.stopping = threading.Event()
-        self.started_ms = int(time.time() * 1000)
+        self.started_ms = clock_ms()
         self._next_heartbeat = 0.0
         self.redis_ok = True
         self.gaps_written = 0
@@ -94,7 +95,7 @@ class Ledger(threading.Thread):
 
     def _flush(self, final: bool) -> None:
         r = self.client
-        now_ms = int(time.time() * 1000)
+        now_ms = clock_ms()
         if self.old_marks is None:
             pipe = r.pipeline(transaction=False)
             for key in self.keys:

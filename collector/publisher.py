@@ -26,6 +26,7 @@ import redis
 
 from core import contract
 from okx.backoff import Backoff
+from okx.clock import now_ms as clock_ms
 from collector.celery_message import task_message
 from collector.outbox import Outbox
 from core.redis_clients import tls_kwargs
@@ -133,7 +134,7 @@ class Publisher(threading.Thread):
         """The cycle's records in one LPUSH (one round trip): one task per kind, or, when the
         cycle is small and holds several kinds, one mixed task (a worker's cost per task is
         ~1 ms, per record ~30 us: a quiet market should not pay it once per kind)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock_ms()
         batches = []
         for kind, items in taken:
             self.batches += 1

@@ -7,12 +7,11 @@ and `backfill` queues and tasks fetched by workers but not yet acknowledged (`un
 """
 from __future__ import annotations
 
-import time
-
 import orjson
 import redis
 
 from core import contract
+from okx.clock import now_ms as clock_ms
 from core.redis_clients import tls_kwargs
 
 HEARTBEAT_LATE_S = 15.0       # the feeder writes one every 5 s
@@ -30,7 +29,7 @@ def redis_client(url: str) -> redis.Redis:
 def gather(redis_url: str, max_gaps: int = 20, now_ms: int | None = None) -> dict:
     r = redis_client(redis_url)
     try:
-        return _gather(r, max_gaps, int(time.time() * 1000) if now_ms is None else now_ms)
+        return _gather(r, max_gaps, clock_ms() if now_ms is None else now_ms)
     finally:
         r.close()
 

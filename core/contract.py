@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import BadBatch  # noqa: F401 - raised here; importable from here too
+
 VERSION = 1
 
 INGEST_QUEUE = "ingest"
@@ -54,10 +56,6 @@ def make_batch(kind: str, records: list[dict[str, Any]], *, source: str, produce
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
     return {"v": VERSION, "kind": kind, "source": source, "producer": producer, "batch": batch,
             "sent_ms": sent_ms, "records": records}
-
-
-class BadBatch(ValueError):
-    """A task argument that is not a batch envelope this version understands."""
 
 
 def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:

@@ -1,5 +1,9 @@
-"""Reconnect policy: capped, jittered delays; OKX's connection and request budgets; close codes.
+"""Retry policy: capped, jittered delays; OKX's connection and request budgets; close codes.
 Pure: callers pass the time and the random source.
+
+`backoff_delay` is the project's one backoff formula: the feeder's reconnects (`Backoff`), the
+feeder's publisher, the REST client's retries and the ingest task's retry countdown all use it,
+each with its own bounds.
 
 OKX limits (okx-v5-protocol.md section 2): 3 new connections per second per IP; 480
 subscribe/unsubscribe/login requests per hour per connection.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 # Close codes OKX documents, and what the feeder should do about each.
 FATAL_CLOSE_CODES = {
@@ -37,21 +42,36 @@ def is_fatal_close(code: int | None) -> bool:
     return code in FATAL_CLOSE_CODES
 
 
+def backoff_delay(attempt: int, *, base: float, cap: float, factor: float = 2.0,
+                  floor: float = 0.5, rng: Callable[[], float] = random.random) -> float:
+    """Delay before retry number `attempt` (0-based): the ceiling base * factor**attempt, capped
+    at `cap`, times a random share of it in [floor, 1]. The jitter spreads many clients hitting
+    the same outage; the floor keeps every delay a real backoff (never near zero). The default
+    floor 0.5 is "equal jitter" (half fixed, half random)."""
+    try:
+        ceiling = min(cap, base * factor ** attempt)
+    except OverflowError:   # a very long outage: factor**attempt is past any float
+        ceiling = cap
+    return ceiling * (floor + (1.0 - floor) * rng())
+
+
 @dataclass
 class Backoff:
-    """Exponential delays with full jitter, capped; reset after a connection proves healthy."""
+    """`backoff_delay` with its attempt counted; reset after a connection proves healthy."""
 
     initial: float = 0.5
     factor: float = 2.0
     cap: float = 30.0
     attempt: int = 0
+    # A fifth of the ceiling at least: a wide spread for a fleet of feeders reconnecting at
+    # once, while still backing off.
+    floor: float = 0.2
 
     def next_delay(self, rng: random.Random) -> float:
-        ceiling = min(self.cap, self.initial * (self.factor ** self.attempt))
+        delay = backoff_delay(self.attempt, base=self.initial, cap=self.cap, factor=self.factor,
+                              floor=self.floor, rng=rng.random)
         self.attempt += 1
-        # Full jitter, but never less than a fifth of the ceiling: spreads a fleet of feeders
-        # while still backing off.
-        return rng.uniform(ceiling / 5, ceiling)
+        return delay
 
     def reset(self) -> None:
         self.attempt = 0

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
+from okx.errors import BookInvalid
 from okx.records import BookData
 
 __all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook"]
@@ -70,10 +71,6 @@ class BookResult(NamedTuple):
     def ok(self) -> bool:
         """True when the message was accepted (or harmlessly skipped) and the book is valid."""
         return self.status in OK_STATUSES
-
-
-class BookInvalid(RuntimeError):
-    """Raised when reading a book that is not valid (no snapshot yet, gap, mismatch, ...)."""
 
 
 # Preallocated results for the hot paths: no allocation per accepted message.

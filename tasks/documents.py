@@ -16,14 +16,9 @@ from typing import Any, Iterable
 
 import orjson
 
-from core.contract import BadBatch
+from core.errors import BadRecord
 
 Record = dict[str, Any]
-
-
-class BadRecord(BadBatch):
-    """One record of a valid envelope lacks what its kind needs (a natural-key field, a time)."""
-
 
 # kind -> fields a record must carry (natural key, version, and the original design's fields
 # that have no sensible default)

@@ -4,7 +4,8 @@ Thin by design: validate the envelope (`check_batch`), hand the records to the w
 decide what a failure means. `handle_batch` holds that decision as a plain function (unit-tested
 without a worker); the Celery task only turns its answer into `self.retry(...)`.
 
-    transient storage error  -> retry with capped exponential backoff and jitter,
+    transient storage error  -> retry with capped exponential backoff and jitter (okx.backoff:
+                                INGEST_RETRY_BASE_S doubling up to INGEST_RETRY_CAP_S),
                                 then dead letter (reason retries_exhausted)
     bad envelope (BadBatch)  -> dead letter at once (bad_batch); never retried
     bad records in a batch   -> the good ones are written, the bad ones dead-lettered (bad_records)
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,7 +26,9 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, BadBatch, check_batch
+from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, check_batch
+from core.errors import BadBatch
+from okx.backoff import backoff_delay
 from tasks import clients, documents
 from core import worker_settings as settings_mod
 from tasks.app import app
@@ -54,13 +56,6 @@ RECORDS = Counter("okx_ingest_records_total", "Records handled by the ingest tas
                   ["kind", "outcome"])
 DEAD = Counter("okx_dead_letters_total", "Batches (or parts) sent to dead_letters", ["kind", "reason"])
 RETRIES = Counter("okx_ingest_retries_total", "Ingest retries after transient errors", ["kind"])
-
-
-def backoff(retries: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Countdown before retry number `retries + 1`: base * 2**retries capped, with equal jitter
-    (half fixed, half random), so many workers hitting the same outage spread their retries."""
-    exp = min(cap, base * (2 ** retries))
-    return exp / 2 + rng() * exp / 2
 
 
 @dataclass
@@ -143,7 +138,9 @@ def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings
             if retries < settings.retry_max:
                 for kind, _good in parts:
                     RETRIES.labels(kind).inc()
-                delay = backoff(retries, settings.retry_base_s, settings.retry_cap_s)
+                # equal jitter: many workers hitting the same outage spread their retries
+                delay = backoff_delay(retries, base=settings.retry_base_s,
+                                      cap=settings.retry_cap_s)
                 log.warning("%s: transient %r; retry %d/%d in %.1fs", good_items[0][2], exc,
                             retries + 1, settings.retry_max, delay)
                 return Outcome(retry_in=delay, exc=exc)

@@ -7,7 +7,7 @@ import mongomock
 import pytest
 
 from okx.rest.endpoints import Page
-from okx.rest.client import RateLimited, RestError
+from okx.rest.client import BadRequest, RateLimited, RestError
 from tasks.backfill.ledger import GapLedger
 from tasks.backfill.repair import Repairer
 from tasks.backfill.snapshots import closed_since
@@ -155,7 +155,7 @@ def test_history_that_ends_before_the_gap_start_is_unrepairable_with_the_reason(
 def test_okx_rejection_is_unrepairable_at_once(env):
     _, _, ledger, store = env
     gid = new_gap(ledger)
-    src = FakeSource(fail_after_pages=0, error=RestError("OKX 51001: no such instrument", "51001"))
+    src = FakeSource(fail_after_pages=0, error=BadRequest("OKX 51001: no such instrument", "51001"))
     res = Repairer(ledger, src, store, clock=lambda: T).run(gid)
     assert res.status == "unrepairable" and ledger.get(gid)["reason"].startswith("OKX rejected")
 

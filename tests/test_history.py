@@ -339,6 +339,17 @@ def test_positions_and_book_snapshots():
         history.book(Scripted([]), "BTC-USDT")
 
 
+def test_ticker_snapshot_is_checked_and_kept_whole():
+    row = {"instId": "BTC-USDT", "last": "2", "ts": "1700", "futureField": "x"}
+    assert history.ticker(Scripted([row]), "BTC-USDT") == {**row, "source": "rest"}
+    for bad, reason in [({**row, "ts": "17a"}, "ts"), ({**row, "instId": "ETH-USDT"}, "asked"),
+                        ("row", "object")]:
+        with pytest.raises(RestError, match=reason):
+            history.ticker(Scripted([bad]), "BTC-USDT")
+    with pytest.raises(RestError, match="one row"):
+        history.ticker(Scripted([row, row]), "BTC-USDT")
+
+
 @pytest.mark.parametrize("value, ok", [("123", 123), ("-5", -5), ("", None), ("1.0", None),
                                        (12, None), (True, None), ("١٢", None), (None, None)])
 def test_as_int_takes_only_strings_of_ascii_digits(value, ok):

@@ -267,13 +267,14 @@ def test_two_processes_paging_history_trades_together_get_no_50011(sim, redis_ur
 @pytest.mark.integration
 def test_a_50011_seen_by_one_client_pauses_every_client_of_the_redis(sim, redis_url):
     from okx.rest.client import RateLimited, RestClient
+    from okx.rest.endpoints import book
     from tests.polling import wait_for
     req = urllib.request.Request(sim.rest_url + "/sim/faults", method="POST",
                                  data=orjson.dumps({"kind": "rate_limit", "seconds": 0.5}))
     urllib.request.urlopen(req, timeout=5).read()
     hit = RestClient(sim.rest_url, limits=RedisRateLimits.from_url(redis_url), max_retries=0)
     with pytest.raises(RateLimited):
-        hit.books("BTC-USDT", 5)
+        book(hit, "BTC-USDT", 5)
     other = RedisRateLimits.from_url(redis_url)          # another client, as another process
     assert other.paused_for(BOOKS) > 1.0                  # one stretched 2 s window
     assert other.paused_for(TRADES) == 0.0
@@ -294,9 +295,10 @@ def not_rate_limited(sim) -> bool:
 @pytest.mark.integration
 def test_a_client_whose_redis_is_down_still_gets_its_data(sim):
     from okx.rest.client import RestClient
+    from okx.rest.endpoints import book
     from localrun.redis_server import free_port
     before = counter("okx_rest_ratelimit_fallback_total", endpoint="/market/books")
     dead = RedisRateLimits.from_url(f"redis://127.0.0.1:{free_port()}/0")
     client = RestClient(sim.rest_url, limits=dead, max_retries=0)
-    assert client.books("BTC-USDT", 5)["asks"]
+    assert book(client, "BTC-USDT", 5)["asks"]
     assert counter("okx_rest_ratelimit_fallback_total", endpoint="/market/books") == before + 1

@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 from okx.rest import endpoints as history
 from okx.rest.ratelimit import (DEFAULT_RATE_FACTOR, LIMITS, NoLimits, RateLimits, endpoint_of,
                                  earliest_start, rate_factor_from_env)
-from okx.rest.client import (RateLimited, RestClient, RestError, backoff_delay, check_envelope,
-                            classify)
+from okx.rest.client import (RateLimited, RestClient, RestError, check_envelope, classify,
+                            retry_delay)
 from okx.signing import Credentials
 
 SECRET, PASSPHRASE = "s3cret-never-logged", "pass-never-logged"
@@ -115,8 +115,8 @@ def test_classify(code, kind):
 
 
 def test_backoff_is_exponential_capped_and_jittered_in_its_upper_half():
-    assert [backoff_delay(a, lambda: 1.0) for a in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
-    assert [backoff_delay(a, lambda: 0.0) for a in range(3)] == [0.25, 0.5, 1]
+    assert [retry_delay(a, lambda: 1.0) for a in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert [retry_delay(a, lambda: 0.0) for a in range(3)] == [0.25, 0.5, 1]
 
 
 @pytest.mark.parametrize("obj, reason", [

@@ -16,7 +16,8 @@ from core import keys
 from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, main as deadletters_main
-from tasks.ingest import backoff, handle_batch
+from okx.backoff import backoff_delay
+from tasks.ingest import handle_batch
 from core.worker_settings import Settings
 from tasks.writers import Store
 from tests.workers_fixtures import Flaky, batch, order, ticker, trade
@@ -98,9 +99,10 @@ def test_transient_errors_retry_then_dead_letter(exc, db, r):
 
 
 def test_backoff_is_exponential_capped_and_jittered():
-    assert [backoff(n, 2, 300, rng=lambda: 1.0) for n in range(10)] == [
+    # the ingest retry countdown: okx.backoff's policy with the default INGEST_RETRY_* bounds
+    assert [backoff_delay(n, base=2, cap=300, rng=lambda: 1.0) for n in range(10)] == [
         2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
-    assert backoff(3, 2, 300, rng=lambda: 0.0) == 8
+    assert backoff_delay(3, base=2, cap=300, rng=lambda: 0.0) == 8
 
 
 def test_dead_letter_falls_back_to_the_redis_spool_then_keeps_the_message(db, r):

@@ -1,7 +1,7 @@
 """The OKX v5 REST client: paced, signed, retried, and suspicious of every reply.
 
-The feeder uses it for REST book snapshots (`books`); backfill and audit page history through it
-(okx/rest/endpoints.py). One GET:
+Callers parse replies with okx/rest/endpoints.py (one parser per reply kind): the feeder's REST
+book snapshots (`book`), backfill's and audit's history pages. One GET:
 
     pace (okx.rest.ratelimit: per-endpoint sliding windows, shared through Redis by every
           process when REDIS_URL is set, else by the whole process)
@@ -12,9 +12,12 @@ The feeder uses it for REST book snapshots (`books`); backfill and audit page hi
        on a failure retrying cannot fix (bad parameters 51xxx, authentication 501xx, ...) raise
        at once.
 
-Errors carry OKX's code and a message naming the path, never a header, a secret or the signed
-query. Every attempt is counted (module-level prometheus counters, so a worker's /metrics shows
-them).
+Failures raise the okx.errors class that says what to do about them (`error_class` and
+`http_error_class` read OKX's codes and HTTP statuses, once): RateLimited and Unavailable
+(NetworkError) after the retries, BadRequest (51xxx), AuthFailed (501xx, 401/403), Rejected
+(other codes), BadReply. Errors carry OKX's code and a message naming the path, never a
+header, a secret or the signed query. Every attempt is counted (module-level prometheus
+counters, so a worker's /metrics shows them).
 """
 from __future__ import annotations
 
@@ -29,8 +32,17 @@ from typing import Any, Callable
 import orjson
 from prometheus_client import Counter
 
+from okx.backoff import backoff_delay
+from okx.errors import (
+    AuthFailed, BadReply, BadRequest, NetworkError, RateLimited, Rejected, RestError, Unavailable,
+)
 from okx.rest.ratelimit import NoLimits, RateLimits, RedisRateLimits, endpoint_of, shared_limits
 from okx.signing import Credentials, request_path, rest_headers
+
+# The errors are okx.errors'; importable from here as well, where they were first defined.
+__all__ = ["AuthFailed", "BadReply", "BadRequest", "NetworkError", "RateLimited", "Rejected",
+           "RestClient", "RestError", "Unavailable", "check_envelope", "classify",
+           "error_class", "http_error_class", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -47,73 +59,89 @@ BACKOFF_CAP_S = 10.0
 RATE_LIMIT_CODES = frozenset({"50011", "50061"})  # 50061: the sub-account's overall limit
 # OKX's "try again later" family: service unavailable, endpoint timeout, system busy/error
 RETRYABLE_CODES = frozenset({"50001", "50004", "50013", "50026"})
+AUTH_PREFIX = "501"       # 50100-50119: API key, signature, timestamp, IP, permission
+REQUEST_PREFIX = "51"     # 51000-51999: the request's parameters, instrument, order
 
 
-class RestError(RuntimeError):
-    """An HTTP or OKX-level error; `code` is OKX's code (or the HTTP status) when known."""
+# ----- the one classification of OKX's answers -------------------------------------------------
 
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+def error_class(code: str) -> type[RestError] | None:
+    """OKX code -> the class to raise (None for "0"). The only place that reads a code's digits:
+    callers catch the classes."""
+    if code == "0":
+        return None
+    if code in RATE_LIMIT_CODES:
+        return RateLimited
+    if code in RETRYABLE_CODES:
+        return Unavailable
+    if code.startswith(AUTH_PREFIX):
+        return AuthFailed
+    if code.startswith(REQUEST_PREFIX):
+        return BadRequest
+    return Rejected       # a code we do not know: refused, and no retry can be sure to help
 
 
-class RateLimited(RestError):
-    """OKX 50011 / HTTP 429, still there after every retry."""
+def http_error_class(status: int) -> type[RestError]:
+    """An HTTP status without an OKX envelope to say more -> the class to raise."""
+    if status == 429:
+        return RateLimited
+    if status >= 500:
+        return Unavailable
+    if status in (401, 403):
+        return AuthFailed
+    if 400 <= status < 500:
+        return Rejected
+    return BadReply
 
 
-class _Retry(Exception):
-    """Internal: this attempt failed in a way a later attempt may not."""
-
-    def __init__(self, error: RestError, outcome: str) -> None:
-        super().__init__(str(error))
-        self.error, self.outcome = error, outcome
+def outcome(cls: type[RestError]) -> str:
+    """The metric label of an attempt that failed with this class."""
+    if issubclass(cls, RateLimited):
+        return "rate_limited"
+    if issubclass(cls, NetworkError):
+        return "network"
+    if issubclass(cls, Unavailable):
+        return "retryable"
+    if issubclass(cls, Rejected):
+        return "rejected"
+    return "bad_reply"
 
 
 def classify(code: str) -> str:
-    """OKX code -> "ok" | "rate_limited" | "retryable" | "rejected" (pure)."""
-    if code == "0":
-        return "ok"
-    if code in RATE_LIMIT_CODES:
-        return "rate_limited"
-    if code in RETRYABLE_CODES:
-        return "retryable"
-    return "rejected"   # 51xxx parameters, 501xx authentication, and anything unknown
+    """OKX code -> "ok" | "rate_limited" | "retryable" | "rejected" (pure; by `error_class`)."""
+    cls = error_class(code)
+    return "ok" if cls is None else outcome(cls)
 
 
-def backoff_delay(attempt: int, rng: Callable[[], float] = random.random,
-                  base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
-    """Delay before retry number `attempt` (0-based): capped exponential with jitter in its upper
-    half, so retries spread out but never collapse to zero."""
-    full = min(cap, base * (2 ** attempt))
-    return full * (0.5 + 0.5 * rng())
+def retry_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Delay before REST retry number `attempt` (0-based): okx.backoff's policy with the
+    client's bounds (0.5 s doubling to 10 s, equal jitter)."""
+    return backoff_delay(attempt, base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S, rng=rng)
 
 
 def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list:
-    """The `data` list of a code-"0" envelope, checked; RestError (or _Retry) otherwise."""
+    """The `data` list of a code-"0" envelope, checked; the RestError `error_class` names for
+    any other code, BadReply for a reply that is no envelope."""
     if not isinstance(obj, dict):
-        raise RestError(f"{what}: reply must be a JSON object, got {type(obj).__name__}")
+        raise BadReply(f"{what}: reply must be a JSON object, got {type(obj).__name__}")
     code = obj.get("code")
     if isinstance(code, int) and not isinstance(code, bool):
         code = str(code)
     if not isinstance(code, str):
-        raise RestError(f"{what}: reply has no code")
-    kind = classify(code)
-    if kind != "ok":
+        raise BadReply(f"{what}: reply has no code")
+    err_cls = error_class(code)
+    if err_cls is not None:
         msg = obj.get("msg")
         msg = msg[:200] if isinstance(msg, str) else ""
-        err_cls = RateLimited if kind == "rate_limited" else RestError
-        error = err_cls(f"{what}: OKX {code}: {msg}", code)
-        if kind == "rejected":
-            raise error
-        raise _Retry(error, kind)
+        raise err_cls(f"{what}: OKX {code}: {msg}", code)
     data = obj.get("data")
     if not isinstance(data, list):
-        raise RestError(f"{what}: reply has no data list")
+        raise BadReply(f"{what}: reply has no data list")
     if row_type is not None:
         for row in data:
             if not isinstance(row, row_type):
-                raise RestError(f"{what}: rows must be {row_type.__name__}s, "
-                                f"got {type(row).__name__}")
+                raise BadReply(f"{what}: rows must be {row_type.__name__}s, "
+                               f"got {type(row).__name__}")
     return data
 
 
@@ -145,7 +173,7 @@ class RestClient:
         """GET path?params and return the `data` list of OKX's envelope (rows checked to be
         `row_type`; pass list for candles, None to skip the check)."""
         if signed and self._creds is None:
-            raise RestError(f"GET {path}: a signed request needs API credentials", "50103")
+            raise AuthFailed(f"GET {path}: a signed request needs API credentials", "50103")
         endpoint = endpoint_of(path)
         what = f"GET {path}"
         attempt = 0
@@ -154,22 +182,23 @@ class RestClient:
                 data = self._attempt(path, params, signed, endpoint, what, row_type)
                 REQUESTS.labels(endpoint, "ok").inc()
                 return data
-            except _Retry as retry:
-                REQUESTS.labels(endpoint, retry.outcome).inc()
-                if retry.outcome == "rate_limited":
+            except RestError as exc:
+                REQUESTS.labels(endpoint, outcome(type(exc))).inc()
+                if isinstance(exc, RateLimited):
                     RATE_LIMITED.labels(endpoint).inc()
                     # everyone in this process holds off this endpoint for a window
                     self.limits.pause(path)
+                if not exc.retryable:
+                    raise self._scrubbed(exc) from None
                 if attempt >= self.max_retries:
-                    raise self._scrubbed(retry.error) from None
-                delay = backoff_delay(attempt, self._rng)
-                log.warning("%s; retry %d/%d in %.2fs", self._scrubbed(retry.error),
+                    if isinstance(exc, RateLimited):
+                        exc.retry_after = self.limits.paused_for(path) or None
+                    raise self._scrubbed(exc) from None
+                delay = retry_delay(attempt, self._rng)
+                log.warning("%s; retry %d/%d in %.2fs", self._scrubbed(exc),
                             attempt + 1, self.max_retries, delay)
                 self._sleep(delay)
                 attempt += 1
-            except RestError as exc:
-                REQUESTS.labels(endpoint, "rejected" if exc.code else "bad_reply").inc()
-                raise self._scrubbed(exc) from None
 
     def _scrubbed(self, exc: RestError) -> RestError:
         """The error with any echo of our secret or passphrase blanked out (a hostile or buggy
@@ -192,20 +221,21 @@ class RestClient:
             headers = rest_headers(self._creds if signed else None, "GET", full, "", time.time(),
                                    self.demo)
             status, body = self._send(full, headers, what)
-        if status == 429:
-            raise _Retry(RateLimited(f"{what}: HTTP 429", "50011"), "rate_limited")
-        if status >= 500:
-            raise _Retry(RestError(f"{what}: HTTP {status}", str(status)), "retryable")
+        if status == 429 or status >= 500:
+            raise http_error_class(status)(f"{what}: HTTP {status}",
+                                           "50011" if status == 429 else str(status))
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise RestError(f"{what}: HTTP {status}, reply is not JSON") from None
+            if status != 200:
+                raise http_error_class(status)(f"{what}: HTTP {status}", str(status)) from None
+            raise BadReply(f"{what}: HTTP {status}, reply is not JSON") from None
         if status != 200 and not (isinstance(obj, dict) and "code" in obj):
-            raise RestError(f"{what}: HTTP {status}", str(status))
+            raise http_error_class(status)(f"{what}: HTTP {status}", str(status))
         return check_envelope(obj, what, row_type)
 
     def _send(self, full: str, headers: dict[str, str], what: str) -> tuple[int, bytes]:
-        """(HTTP status, body); a network failure or timeout is a _Retry."""
+        """(HTTP status, body); a network failure or timeout is a NetworkError."""
         req = urllib.request.Request(self.base_url + full, headers=headers, method="GET")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -216,23 +246,11 @@ class RestClient:
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             # the reason only (e.g. "timed out", "Connection refused"): never the request
             reason = getattr(exc, "reason", None) or type(exc).__name__
-            raise _Retry(RestError(f"{what}: network error: {reason}"), "network") from None
+            raise NetworkError(f"{what}: network error: {reason}") from None
 
     @staticmethod
     def _read(resp: Any, what: str) -> bytes:
         body = resp.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
-            raise RestError(f"{what}: reply larger than {MAX_BODY} bytes")
+            raise BadReply(f"{what}: reply larger than {MAX_BODY} bytes")
         return body
-
-    def books(self, inst_id: str, sz: int = 400) -> dict:
-        """The current book: {asks, bids, ts (int ms), seqId (int)}."""
-        data = self.get("/api/v5/market/books", {"instId": inst_id, "sz": sz})
-        if not data or not isinstance(data[0], dict):
-            raise RestError(f"books {inst_id}: empty response")
-        row = data[0]
-        try:
-            return {"asks": row["asks"], "bids": row["bids"], "ts": int(row["ts"]),
-                    "seqId": int(row["seqId"])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RestError(f"books {inst_id}: bad snapshot ({exc})") from None

@@ -12,15 +12,17 @@ exact. The I/O is one `client.get(path, params, signed)` call per page; cursor a
 bound checks and row -> payload mapping are plain functions below the fetchers.
 
 A hostile or broken page (rows that are not objects, missing or non-numeric ids, a page that does
-not move the cursor) raises RestError with the reason rather than looping or storing junk.
+not move the cursor) raises BadReply (a RestError) with the reason rather than looping or storing
+junk; so does a resume cursor that is not one of ours. These are the only parsers of these
+replies: the feeder's REST book snapshot and backfill's account snapshots use them too.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
-from okx.rest.client import RestError
+from okx import clock
+from okx.errors import BadReply, RestError  # noqa: F401 - RestError: importable from here too
 
 TRADES_PATH = "/api/v5/market/history-trades"
 CANDLES_PATH = "/api/v5/market/history-candles"
@@ -31,6 +33,7 @@ FILLS_HISTORY_PATH = "/api/v5/trade/fills-history"
 BALANCE_PATH = "/api/v5/account/balance"
 POSITIONS_PATH = "/api/v5/account/positions"
 BOOKS_PATH = "/api/v5/market/books"
+TICKER_PATH = "/api/v5/market/ticker"
 
 PAGE_LIMIT = 100  # the maximum of every history endpoint used here
 DAY_MS = 86_400_000
@@ -56,25 +59,25 @@ class Page:
 # ----- pure helpers ------------------------------------------------------------------------------
 
 def as_int(value: Any, what: str) -> int:
-    """An OKX id or millisecond time (a string of digits, maybe signed) as an int; RestError when
+    """An OKX id or millisecond time (a string of digits, maybe signed) as an int; BadReply when
     it is anything else (floats, bools, '', '12a')."""
     if isinstance(value, str):
         body = value[1:] if value[:1] == "-" else value
         if body.isdigit() and body.isascii():
             return int(value)
-    raise RestError(f"{what} must be a string of digits, got {str(value)[:40]!r}")
+    raise BadReply(f"{what} must be a string of digits, got {str(value)[:40]!r}")
 
 
 def need_dict(row: Any, what: str) -> dict:
     if not isinstance(row, dict):
-        raise RestError(f"{what}: row must be an object, got {type(row).__name__}")
+        raise BadReply(f"{what}: row must be an object, got {type(row).__name__}")
     return row
 
 
 def need_str(row: dict, key: str, what: str) -> str:
     value = row.get(key)
     if not isinstance(value, str):
-        raise RestError(f"{what}: field {key!r} must be a string, got {str(value)[:40]!r}")
+        raise BadReply(f"{what}: field {key!r} must be a string, got {str(value)[:40]!r}")
     return value
 
 
@@ -85,7 +88,7 @@ def trade_payload(row: Any, inst_id: str) -> dict:
     as_int(row.get("ts"), "history-trades ts")
     rec = {k: need_str(row, k, "history-trades") for k in ("tradeId", "px", "sz", "side", "ts")}
     if row.get("instId", inst_id) != inst_id:
-        raise RestError(f"history-trades: asked for {inst_id}, got a row of {row.get('instId')!r}")
+        raise BadReply(f"history-trades: asked for {inst_id}, got a row of {row.get('instId')!r}")
     return {"instId": inst_id, **rec, "count": "1", "source": SOURCE, "seqId": None,
             "channel": "trades-all"}
 
@@ -93,7 +96,7 @@ def trade_payload(row: Any, inst_id: str) -> dict:
 def candle_payload(row: Any, inst_id: str, bar: str) -> dict:
     """[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] -> a candles record."""
     if not isinstance(row, list) or len(row) < 9 or not all(isinstance(v, str) for v in row):
-        raise RestError(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
+        raise BadReply(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
     as_int(row[0], "history-candles ts")
     return {"instId": inst_id, "bar": bar, "ts": row[0], "o": row[1], "h": row[2], "l": row[3],
             "c": row[4], "vol": row[5], "volCcy": row[6], "volCcyQuote": row[7],
@@ -127,7 +130,7 @@ def balance_payloads(row: Any) -> list[dict]:
     row = need_dict(row, "balance")
     details = row.get("details")
     if not isinstance(details, list):
-        raise RestError("balance: 'details' must be a list")
+        raise BadReply("balance: 'details' must be a list")
     account_utime = row.get("uTime")
     out = []
     for detail in details:
@@ -153,20 +156,29 @@ def book_payload(row: Any, inst_id: str, depth: int) -> dict:
     row = need_dict(row, "books")
     asks, bids = row.get("asks"), row.get("bids")
     if not isinstance(asks, list) or not isinstance(bids, list):
-        raise RestError("books: asks and bids must be lists")
+        raise BadReply("books: asks and bids must be lists")
     for level in (*asks, *bids):
         if (not isinstance(level, list) or len(level) < 2
                 or not all(isinstance(v, str) for v in level)):
-            raise RestError(f"books: a level must be a list of strings, got {str(level)[:60]}")
+            raise BadReply(f"books: a level must be a list of strings, got {str(level)[:60]}")
     ts = need_str(row, "ts", "books")
     as_int(ts, "books ts")
     seq = row.get("seqId")
     if seq is not None:
         if isinstance(seq, bool) or not isinstance(seq, (int, str)):
-            raise RestError(f"books: seqId must be an integer, got {seq!r}")
+            raise BadReply(f"books: seqId must be an integer, got {seq!r}")
         seq = seq if isinstance(seq, int) else as_int(seq, "books seqId")
     return {"instId": inst_id, "channel": "books", "ts": ts, "seqId": seq, "asks": asks,
             "bids": bids, "depth": depth, "full": True, "source": SOURCE}
+
+
+def ticker_payload(row: Any, inst_id: str) -> dict:
+    """A /market/ticker row, kept whole, plus source "rest"."""
+    row = need_dict(row, "ticker")
+    as_int(row.get("ts"), "ticker ts")
+    if row.get("instId") != inst_id:
+        raise BadReply(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
+    return {**row, "source": SOURCE}
 
 
 def in_range(value: int, low: int | None, high: int | None) -> bool:
@@ -176,10 +188,10 @@ def in_range(value: int, low: int | None, high: int | None) -> bool:
 
 def next_cursor(keys: list[int], previous: int | None, what: str) -> int:
     """The `after` cursor for the page following one whose rows have these keys: the smallest.
-    RestError when the page did not move below the previous cursor (it would loop forever)."""
+    BadReply when the page did not move below the previous cursor (it would loop forever)."""
     low = min(keys)
     if previous is not None and low >= previous:
-        raise RestError(f"{what}: page does not advance the cursor (oldest {low} >= {previous})")
+        raise BadReply(f"{what}: page does not advance the cursor (oldest {low} >= {previous})")
     return low
 
 
@@ -202,14 +214,14 @@ def encode_cursor(path: str, key: int) -> str:
 
 
 def decode_cursor(cursor: str, plan: list[tuple[str, int, int]]) -> tuple[int, int]:
-    """'orders-history-archive:123' -> (index of that step in plan, 123); RestError if foreign."""
+    """'orders-history-archive:123' -> (index of that step in plan, 123); BadReply if foreign."""
     name, _, key = cursor.rpartition(":")
     for i, (path, _, _) in enumerate(plan):
         if path.rsplit("/", 1)[1] == name:
             return i, as_int(key, "resume cursor")
     if not plan:
         return 0, 0
-    raise RestError(f"resume cursor {cursor[:60]!r} does not belong to this range")
+    raise BadReply(f"resume cursor {cursor[:60]!r} does not belong to this range")
 
 
 # ----- fetchers ----------------------------------------------------------------------------------
@@ -247,7 +259,7 @@ def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
             # OKX caches may serve a stale page; anything not older than the cursor is a repeat
             fresh = [(i, r) for i, r in zip(ids, rows) if i < cursor]
             if not fresh:
-                raise RestError(f"history-trades {inst_id}: page does not advance the cursor "
+                raise BadReply(f"history-trades {inst_id}: page does not advance the cursor "
                                 f"(oldest {min(ids)} >= {cursor})")
             ids, rows = [i for i, _ in fresh], [r for _, r in fresh]
         cursor = next_cursor(ids, cursor, f"history-trades {inst_id}")
@@ -314,7 +326,7 @@ def orders(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
            now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
     """Completed orders with start_ms <= cTime <= end_ms: orders-history for the part within
     7 days of now, orders-history-archive (3 months) for the part before; cursor = ordId."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     plan = split_plan(start_ms, end_ms, now, ORDERS_RECENT_MS, ORDERS_PATH, ORDERS_ARCHIVE_PATH)
     yield from _walk_plan(client, plan, {"instType": inst_type}, "ordId", "cTime",
                           order_payload, resume)
@@ -324,7 +336,7 @@ def fills(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
           now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
     """Fills with start_ms <= ts <= end_ms: /trade/fills within 3 days of now, fills-history
     (3 months) before that; cursor = billId."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     plan = split_plan(start_ms, end_ms, now, FILLS_RECENT_MS, FILLS_PATH, FILLS_HISTORY_PATH)
     yield from _walk_plan(client, plan, {"instType": inst_type}, "billId", "ts",
                           fill_payload, resume)
@@ -346,9 +358,13 @@ def book(client: GetJson, inst_id: str, depth: int = 400) -> dict:
     """The current book (up to 400 levels a side, with its seqId) as a books record."""
     rows = client.get(BOOKS_PATH, {"instId": inst_id, "sz": str(depth)})
     if len(rows) != 1:
-        raise RestError(f"books {inst_id}: expected one row, got {len(rows)}")
+        raise BadReply(f"books {inst_id}: expected one row, got {len(rows)}")
     return book_payload(rows[0], inst_id, depth)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def ticker(client: GetJson, inst_id: str) -> dict:
+    """The current ticker of one instrument as a tickers record."""
+    rows = client.get(TICKER_PATH, {"instId": inst_id})
+    if len(rows) != 1:
+        raise BadReply(f"ticker {inst_id}: expected one row")
+    return ticker_payload(rows[0], inst_id)

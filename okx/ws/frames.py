@@ -17,13 +17,11 @@ left in its buffers when this reader takes over the socket.
 """
 from __future__ import annotations
 
+from okx.errors import ProtocolError  # noqa: F401 - raised here; importable from here too
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 MAX_MESSAGE = 16 << 20   # a frame or reassembled message larger than this is a protocol error
-
-
-class ProtocolError(Exception):
-    """The server sent something no RFC 6455 server may send here."""
 
 
 class FrameReader:

@@ -11,13 +11,13 @@ now), stored trades are compared with history-trades:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from tasks import documents
 from core import keys
+from okx.clock import now_ms as clock_ms
 from tasks.backfill import plan as planning
 from tasks.backfill.plan import Step
 from tasks.writers.mongo_history import mark_trades_validated
@@ -71,7 +71,7 @@ def audit_instrument(inst_id: str, *, source: Any, store: Any, r: Any, now_ms: i
     result = {"instId": inst_id, "window_start": start, "window_end": end,
               "missing": len(drift.missing), "extra": len(drift.extra),
               "confirmed": len(drift.confirmed), "newly_validated": validated,
-              "validated_until": end, "at_ms": int(time.time() * 1000)}
+              "validated_until": end, "at_ms": clock_ms()}
     r.hset(keys.audit(inst_id), mapping={k: str(v) for k, v in result.items()})
     DRIFT.labels(inst_id, "missing").inc(len(drift.missing))
     DRIFT.labels(inst_id, "extra").inc(len(drift.extra))

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from core.contract import BACKFILL_QUEUE, BACKFILL_TASK
+from okx.clock import now_ms
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.backfill.tasks import audit
         print(orjson.dumps(audit(instId=args.instId)).decode())
         return 0
-    now = int(time.time() * 1000)
+    now = now_ms()
     try:
         end = plan.parse_time(args.end, "--end") if args.end else now
         start = plan.parse_time(args.start, "--start") if args.start else end - 3_600_000

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from core.errors import PlanError  # noqa: F401 - raised here; importable from here too
 from okx.channels import BOOK_CHANNELS, CANDLE_BARS, PRIVATE_CHANNELS
 
 TRADE_CHANNELS = ("trades", "trades-all")
@@ -26,10 +27,6 @@ TICKER_UNREPAIRABLE = "ticker history cannot be backfilled (OKX has no ticker hi
 CHANNEL_ALIASES = {"orders": "orders", "fills": "orders", "balances": "balance_and_position",
                    "positions": "balance_and_position", "account": "balance_and_position",
                    "books": "books", "tickers": "tickers"}
-
-
-class PlanError(ValueError):
-    """A gap or request that cannot be planned; the message says why (stored as the reason)."""
 
 
 @dataclass(frozen=True)

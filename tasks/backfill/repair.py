@@ -7,7 +7,8 @@ fakes); tasks.py only turns the result into Celery retries.
     each page     store (trades: validated) -> progress(cursor); lease lost -> stop ("lost")
     all steps     filled, or unrepairable with the plan's reason (books, tickers) or when OKX's
                   history ended before the gap's start
-    error         OKX rejected the request (51xxx parameters) -> unrepairable at once;
+    error         OKX rejected the request itself (BadRequest: 51xxx parameters) ->
+                  unrepairable at once;
                   anything else -> released (open again, cursor kept) and retried later,
                   unrepairable after BACKFILL_MAX_ATTEMPTS failures (a time
                   limit is no failure: the task continues from its cursor)
@@ -15,7 +16,6 @@ fakes); tasks.py only turns the result into Celery retries.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,10 +23,11 @@ from typing import Any, Callable
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
-from okx.rest.client import RestError
+from core.errors import BadRequest, PlanError
+from okx.clock import now_ms
 from tasks.backfill import plan as planning
 from tasks.backfill import snapshots
-from tasks.backfill.plan import Plan, PlanError, Step
+from tasks.backfill.plan import Plan, Step
 from tasks.writers.mongo_history import mark_trades_validated
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,6 @@ class Result:
     @property
     def retry(self) -> bool:
         return self.status == "released"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def is_rejection(exc: BaseException) -> bool:
-    """OKX refused the request itself (parameters, unknown instrument): retrying cannot help.
-    Authentication codes (501xx) are not: a fixed configuration can still fill the gap."""
-    code = getattr(exc, "code", None)
-    return isinstance(exc, RestError) and isinstance(code, str) and code.startswith("51")
 
 
 class Repairer:
@@ -101,11 +91,13 @@ class Repairer:
             self.ledger.release(gap_id, owner, self.clock(), "time limit: continuing",
                                 failure=False)
             return Result(gap_id, "released", "time limit", attempts=attempts)
+        except BadRequest as exc:
+            # OKX refused the request itself (parameters, unknown instrument): retrying cannot
+            # help. AuthFailed is no BadRequest: a fixed configuration can still fill the gap.
+            return self._finish(gap, owner, "unrepairable", f"OKX rejected: {exc}",
+                                written, attempts)
         except Exception as exc:  # noqa: BLE001 - every failure ends in a ledger state
             reason = f"{type(exc).__name__}: {exc}"
-            if is_rejection(exc):
-                return self._finish(gap, owner, "unrepairable", f"OKX rejected: {exc}",
-                                    written, attempts)
             failures = int(gap.get("failures") or 0) + 1
             if failures >= self.max_attempts:
                 return self._finish(gap, owner, "unrepairable",

@@ -13,17 +13,13 @@ from typing import Any, Iterator
 from okx.rest import endpoints as history
 from okx.rest.endpoints import Page
 from okx.rest.ratelimit import shared_limits
-from okx.rest.client import RestClient, RestError
+from okx.rest.client import RestClient
 from tasks.backfill.plan import Step
+from core.errors import NoCredentials
 from core.worker_settings import Settings
 
 PENDING_PATH = "/api/v5/trade/orders-pending"
-TICKER_PATH = "/api/v5/market/ticker"
 PRIVATE_STEPS = ("orders", "pending", "fills", "account")
-
-
-class NoCredentials(RestError):
-    """A private repair without OKX_API_KEY/OKX_API_SECRET/OKX_API_PASSPHRASE."""
 
 
 _clients: dict[tuple, RestClient] = {}
@@ -106,14 +102,7 @@ class RestSource:
         return history.book(self.client, inst_id)
 
     def ticker(self, inst_id: str) -> dict:
-        rows = self.client.get(TICKER_PATH, {"instId": inst_id})
-        if len(rows) != 1 or not isinstance(rows[0], dict):
-            raise RestError(f"ticker {inst_id}: expected one row")
-        row = rows[0]
-        history.as_int(row.get("ts"), "ticker ts")
-        if row.get("instId") != inst_id:
-            raise RestError(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
-        return {**row, "source": history.SOURCE}
+        return history.ticker(self.client, inst_id)
 
 
 def rest_source(settings: Settings) -> RestSource:

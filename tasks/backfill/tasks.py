@@ -15,13 +15,13 @@ No secret ever travels in a task's arguments: credentials come from the worker's
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
 from celery import Task
 
 from okx.channels import BOOK_CHANNELS
+from okx.clock import now_ms
 from core.contract import BACKFILL_QUEUE, BACKFILL_TASK, REPAIR_GAP_TASK
 from core import worker_settings as settings_mod
 from tasks.app import app
@@ -38,10 +38,6 @@ AUDIT_TASK = "tasks.backfill.audit"
 FILLS_TASK = "tasks.backfill.sync_fills"
 SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
 ALIAS_TASK = "backfill"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class BackfillTask(Task):
