@@ -217,10 +217,11 @@ def best(steps: list[dict]) -> dict | None:
 
 
 def wait_drained(broker: redis.Redis, queue: str, deadline_s: float) -> bool:
+    from core.keys import KOMBU_UNACKED
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         # kombu keeps fetched-but-unacked messages in the `unacked` hash (late ack)
-        if broker.llen(queue) == 0 and broker.hlen("unacked") == 0:
+        if broker.llen(queue) == 0 and broker.hlen(KOMBU_UNACKED) == 0:
             return True
         time.sleep(0.2)
     return False

@@ -226,7 +226,8 @@ def soak(n_faults: int, redis_url: str) -> dict:
         return True
 
     def drain():
-        while (raw := r.rpop("ingest")) is not None:
+        from core.contract import INGEST_QUEUE
+        while (raw := r.rpop(INGEST_QUEUE)) is not None:
             import base64
             m = orjson.loads(raw)
             batch = orjson.loads(base64.b64decode(m["body"]))[0][0]

@@ -88,10 +88,13 @@ TRADES_PREFIX = "trades:"
 CANDLE_PREFIX = "candle:"
 DEADLETTER_SPOOL = "deadletters:spool"
 
-# SCAN/KEYS patterns of the families read back as a whole (account snapshots, tools)
+# SCAN/KEYS (and keyspace-notification) patterns of the families read back as a whole
+# (account snapshots, bench/common.py's latency probe)
 BALANCE_PATTERN = f"{BALANCE_PREFIX}*"
 POSITION_PATTERN = f"{POSITION_PREFIX}*"
 TICKER_PATTERN = f"{TICKER_PREFIX}*"
+BOOKS5_PATTERN = f"{BOOKS5_PREFIX}*"
+TRADES_PATTERN = f"{TRADES_PREFIX}*"
 
 
 def order_key(n: int) -> str:
