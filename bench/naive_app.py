@@ -9,8 +9,8 @@ is about batching, not about the receive path), same broker, same Redis state ke
 collections as the real workers, same environment (REDIS_URL, MONGODB_URI, MONGODB_DB,
 OKX_WS_URL, OKX_INSTRUMENTS, OKX_CHANNELS). What it does not do: order books (it stores the top
 five levels of each books frame as sent), versioning, retries, gaps. It is a baseline, never a
-way to run the collector. It imports nothing from tasks/ (whose app installs orjson for JSON); its key names come from
-core/keys.py.
+way to run the collector. It imports nothing from tasks/ (whose app installs orjson for JSON);
+its Redis key names come from core/keys.py.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The wire contract between the feeder (and backfill) and the Celery workers. Defined once, here.
 
+Every task name and queue name is spelled here (Redis keys and collection names: core/keys.py).
 A task is sent by name, so the feeder never imports the workers' code. Every per-kind ingest task
 takes one positional argument, a batch envelope (INGEST_MIXED_TASK takes a list of them):
 
