@@ -359,3 +359,13 @@ def test_feeder_key_names_need_no_database_driver():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_every_registered_task_is_named_in_the_contract():
+    from tasks.app import app
+    import tasks.backfill.tasks  # noqa: F401 - registers the backfill tasks
+    import tasks.ingest  # noqa: F401 - registers the ingest tasks
+    registered = {n for n in app.tasks if not n.startswith("celery.")}
+    named = {t for name, v in vars(contract).items() if "TASK" in name and "PREFIX" not in name
+             and "GLOB" not in name for t in _strings(v)}
+    assert registered == named
