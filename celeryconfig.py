@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ssl
 
-from core.contract import BACKFILL_QUEUE, INGEST_QUEUE
+from core import keys
+from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK_GLOB,
+                           FILLS_TASK, INGEST_QUEUE, INGEST_TASK_GLOB, SWEEP_TASK)
 from core.worker_settings import current
 
 _s = current()
@@ -92,9 +94,9 @@ task_publish_retry_policy = {"max_retries": 12, "interval_start": 0.2, "interval
 # consumes, rather than to a `celery` queue nobody reads.
 task_default_queue = INGEST_QUEUE
 task_routes = {
-    "tasks.ingest.*": {"queue": INGEST_QUEUE},
-    "tasks.backfill.*": {"queue": BACKFILL_QUEUE},
-    "backfill": {"queue": BACKFILL_QUEUE},   # the short alias of `celery -A tasks call backfill`
+    INGEST_TASK_GLOB: {"queue": INGEST_QUEUE},
+    BACKFILL_TASK_GLOB: {"queue": BACKFILL_QUEUE},
+    BACKFILL_ALIAS_TASK: {"queue": BACKFILL_QUEUE},   # `celery -A tasks call backfill`
 }
 task_create_missing_queues = True
 
@@ -107,7 +109,7 @@ task_send_sent_event = False
 # ----- beat: RedBeat (schedule and lock in Redis; exactly one beat process) ------------------------------------
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _s.redis_url        # explicit: the broker_url fallback is deprecated (gone in 2.5)
-redbeat_key_prefix = "redbeat:"
+redbeat_key_prefix = keys.REDBEAT_PREFIX
 # The lock says "a beat is running". RedBeat's default (25 min) would keep a SIGKILLed beat's
 # replacement idle that long; the live beat renews it every loop (at most beat_max_loop_interval).
 beat_max_loop_interval = 30
@@ -116,13 +118,13 @@ redbeat_lock_timeout = 90
 # (workers down) never piles up runs of the same job; the next one does the work anyway.
 beat_schedule: dict = {
     # open gaps whose task was lost or whose worker died, stale watermarks, dead feeders
-    "backfill-sweep": {"task": "tasks.backfill.sweep", "schedule": _s.backfill_sweep_s,
+    "backfill-sweep": {"task": SWEEP_TASK, "schedule": _s.backfill_sweep_s,
                        "options": {"queue": BACKFILL_QUEUE, "expires": _s.backfill_sweep_s * 0.9}},
     # stored trades against REST history, per instrument, over a trailing window
-    "trades-audit": {"task": "tasks.backfill.audit", "schedule": _s.audit_every_s,
+    "trades-audit": {"task": AUDIT_TASK, "schedule": _s.audit_every_s,
                      "options": {"queue": BACKFILL_QUEUE, "expires": _s.audit_every_s * 0.9}},
     # fills have no live source (the WS fills channel needs VIP4+): page them from REST
-    "fills-sync": {"task": "tasks.backfill.sync_fills", "schedule": _s.fills_every_s,
+    "fills-sync": {"task": FILLS_TASK, "schedule": _s.fills_every_s,
                    "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9}},
 }
 

@@ -294,17 +294,21 @@ class LatencyProbe:
 
     def start(self) -> "LatencyProbe":
         import redis
+
+        from core import keys
         self._offset = wall_minus_monotonic()
         self._sub = redis.Redis.from_url(self.redis_url)
         self._get = redis.Redis.from_url(self.redis_url)
         self._ps = self._sub.pubsub(ignore_subscribe_messages=True)
-        self._ps.psubscribe("__keyspace@0__:ticker:*", "__keyspace@0__:books5:*",
-                            "__keyspace@0__:trades:*")
+        self._ps.psubscribe(*(f"__keyspace@0__:{p}" for p in (
+            keys.TICKER_PATTERN, keys.BOOKS5_PATTERN, keys.TRADES_PATTERN)))
         self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        from core.keys import TRADES_PREFIX
+        trades_prefix = TRADES_PREFIX.encode()
         prefix = len("__keyspace@0__:")
         offset = self._offset
         while not self._stop.is_set():
@@ -314,7 +318,7 @@ class LatencyProbe:
             t = time.monotonic()                        # first: when the write became visible
             now = self.sim.now_ms()
             key = msg["channel"][prefix:]
-            if key.startswith(b"trades:"):
+            if key.startswith(trades_prefix):
                 if msg["data"] == b"zadd":
                     newest = self._get.zrange(key, -1, -1)
                     if newest:

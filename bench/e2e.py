@@ -80,7 +80,7 @@ def celery_floor(probe: LatencyProbe, broker: redis.Redis, n: int = 200,
     bookkeeping, Celery's dispatch and one state write. Host speed moves every latency figure;
     this one, taken in the same run, says how much of the collector's latency the platform
     alone takes."""
-    from core import contract
+    from core import contract, keys
     from collector.celery_message import task_message
 
     pushed: dict[int, float] = {}
@@ -98,9 +98,9 @@ def celery_floor(probe: LatencyProbe, broker: redis.Redis, n: int = 200,
             time.sleep(gap_s)
         time.sleep(0.5)
     finally:
-        broker.delete("ticker:FLOOR-PROBE")
+        broker.delete(keys.ticker("FLOOR-PROBE"))
     lat = [(t - pushed[ts]) * 1000 for t, key, ts in probe.writes(t0, time.monotonic())
-           if key == "ticker:FLOOR-PROBE" and ts in pushed]
+           if key == keys.ticker("FLOOR-PROBE") and ts in pushed]
     return common.latency_summary(lat)
 
 
@@ -217,10 +217,11 @@ def best(steps: list[dict]) -> dict | None:
 
 
 def wait_drained(broker: redis.Redis, queue: str, deadline_s: float) -> bool:
+    from core.keys import KOMBU_UNACKED
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         # kombu keeps fetched-but-unacked messages in the `unacked` hash (late ack)
-        if broker.llen(queue) == 0 and broker.hlen("unacked") == 0:
+        if broker.llen(queue) == 0 and broker.hlen(KOMBU_UNACKED) == 0:
             return True
         time.sleep(0.2)
     return False
@@ -270,7 +271,7 @@ def check_trades(sim: Sim, stored: dict[str, set[int]], last_seen: dict[str, int
 
 def last_seen_trades(broker: redis.Redis, insts: list[str]) -> dict[str, int]:
     """The feeder's trades-all watermark per instrument: the last tradeId it received."""
-    from core.contract import watermark_key
+    from core.keys import watermark_key
     out = {}
     for inst in insts:
         tid = broker.hget(watermark_key("trades-all", inst), "id")
@@ -409,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_process(feeder)
         drained = wait_drained(broker, "ingest", 180)
         stop_process(worker, 40)
-        gaps = broker.zcard("gaps:all")
+        from core.keys import GAPS_ALL
+        gaps = broker.zcard(GAPS_ALL)
         stored = stored_trade_ids(a.mongo, mongo_uri, db_name, sink_dir, a.instruments.split(","))
         check = check_trades(sim, stored, last_seen_trades(broker, a.instruments.split(",")))
         check.update(drained=drained, ledger_gaps=gaps)

@@ -226,7 +226,8 @@ def soak(n_faults: int, redis_url: str) -> dict:
         return True
 
     def drain():
-        while (raw := r.rpop("ingest")) is not None:
+        from core.contract import INGEST_QUEUE
+        while (raw := r.rpop(INGEST_QUEUE)) is not None:
             import base64
             m = orjson.loads(raw)
             batch = orjson.loads(base64.b64decode(m["body"]))[0][0]
@@ -261,8 +262,9 @@ def soak(n_faults: int, redis_url: str) -> dict:
     wait(lambda: f.outbox.backlog() == 0 and not f.ledger.pending_gaps, 5)
     drain()
     gaps = []
-    for gid in r.zrange("gaps:all", 0, -1):
-        h = {k.decode(): v.decode() for k, v in r.hgetall(b"gap:" + gid).items()}
+    from core import keys
+    for gid in r.zrange(keys.GAPS_ALL, 0, -1):
+        h = {k.decode(): v.decode() for k, v in r.hgetall(keys.gap_key(gid.decode())).items()}
         if h["channel"] == "trades-all" and h["start_id"] and h["end_id"]:
             gaps.append((h["instId"], int(h["start_id"]), int(h["end_id"])))
     unexplained = 0

@@ -9,7 +9,8 @@ is about batching, not about the receive path), same broker, same Redis state ke
 collections as the real workers, same environment (REDIS_URL, MONGODB_URI, MONGODB_DB,
 OKX_WS_URL, OKX_INSTRUMENTS, OKX_CHANNELS). What it does not do: order books (it stores the top
 five levels of each books frame as sent), versioning, retries, gaps. It is a baseline, never a
-way to run the collector. It imports nothing from tasks/ (whose app installs orjson for JSON).
+way to run the collector. It imports nothing from tasks/ (whose app installs orjson for JSON);
+its Redis key names come from core/keys.py.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import threading
 from typing import Any
 
 from celery import Celery
+
+from core import keys
 
 NAIVE_QUEUE = "naive"
 NAIVE_TASK = "bench.naive.frame"
@@ -89,20 +92,20 @@ def frame(msg: dict) -> int:
     for rec in data:
         if channel in ("trades", "trades-all"):
             _insert("trades", {"_id": f"{inst}:{rec['tradeId']}", **rec})
-            r.zadd(f"trades:{inst}", {json.dumps(rec, sort_keys=True): float(rec["ts"])})
-            r.zremrangebyrank(f"trades:{inst}", 0, -101)
+            r.zadd(keys.trades(inst), {json.dumps(rec, sort_keys=True): float(rec["ts"])})
+            r.zremrangebyrank(keys.trades(inst), 0, -101)
         elif channel == "tickers":
             _insert("tickers", {"_id": f"{inst}:{rec['ts']}", **rec})
-            r.hset(f"ticker:{inst}", mapping={k: str(v) for k, v in rec.items()})
+            r.hset(keys.ticker(inst), mapping={k: str(v) for k, v in rec.items()})
         elif channel.startswith("books") or channel == "bbo-tbt":
             asks, bids = rec.get("asks", [])[:5], rec.get("bids", [])[:5]
-            r.hset(f"books5:{inst}", mapping={"asks": json.dumps(asks), "bids": json.dumps(bids),
+            r.hset(keys.books5(inst), mapping={"asks": json.dumps(asks), "bids": json.dumps(bids),
                                               "ts": rec.get("ts", ""), "seqId": str(rec.get("seqId", "")),
                                               "channel": channel})
         elif channel.startswith("candle"):
             bar = channel[len("candle"):]
             fields = dict(zip(("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"), rec))
-            r.hset(f"candle:{inst}:{bar}", mapping=fields)
+            r.hset(keys.candle(inst, bar), mapping=fields)
             if fields.get("confirm") == "1":
                 _insert("candles", {"_id": f"{inst}:{bar}:{fields['ts']}", **fields})
     return len(data)

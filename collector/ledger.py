@@ -17,7 +17,7 @@ from typing import Callable
 import orjson
 import redis
 
-from core import contract
+from core import keys
 from okx.clock import now_ms as clock_ms
 from collector.pipeline import startup_gaps
 from core.redis_clients import tls_kwargs
@@ -99,7 +99,7 @@ class Ledger(threading.Thread):
         if self.old_marks is None:
             pipe = r.pipeline(transaction=False)
             for key in self.keys:
-                pipe.hgetall(contract.watermark_key(*key))
+                pipe.hgetall(keys.watermark_key(*key))
             res = pipe.execute()
             self.old_marks = {key: {k.decode(): v.decode() for k, v in h.items()}
                               for key, h in zip(self.keys, res) if h}
@@ -109,13 +109,13 @@ class Ledger(threading.Thread):
             self._checked.update(new_first)
         while self.pending_gaps:
             gap = self.pending_gaps[0]
-            gap_id = str(r.incr(contract.GAPS_SEQ))
+            gap_id = str(r.incr(keys.GAPS_SEQ))
             pipe = r.pipeline(transaction=False)
-            pipe.hset(contract.gap_key(gap_id), mapping=gap_fields(gap_id, gap, self.feeder_id,
+            pipe.hset(keys.gap_key(gap_id), mapping=gap_fields(gap_id, gap, self.feeder_id,
                                                                     now_ms))
-            pipe.zadd(contract.GAPS_OPEN, {gap_id: gap["start_ms"]})
-            pipe.zadd(contract.GAPS_ALL, {gap_id: now_ms})
-            pipe.zremrangebyrank(contract.GAPS_ALL, 0, -contract.GAPS_KEEP - 1)
+            pipe.zadd(keys.GAPS_OPEN, {gap_id: gap["start_ms"]})
+            pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
+            pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
             pipe.execute()
             self.pending_gaps.popleft()
             self.gaps_written += 1
@@ -128,24 +128,24 @@ class Ledger(threading.Thread):
         if changed:
             pipe = r.pipeline(transaction=False)
             for (channel, inst), (ts, rid, seen) in changed.items():
-                pipe.hset(contract.watermark_key(channel, inst),
+                pipe.hset(keys.watermark_key(channel, inst),
                           mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)})
             pipe.execute()
             self._written_marks.update(changed)
         now = time.monotonic()
         if final or now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_every
-            key = contract.feeder_key(self.feeder_id)
+            key = keys.feeder_key(self.feeder_id)
             pipe = r.pipeline(transaction=False)
             if final:
                 pipe.delete(key)
-                pipe.srem(contract.FEEDERS, self.feeder_id)
+                pipe.srem(keys.FEEDERS, self.feeder_id)
             else:
                 pipe.hset(key, mapping={"heartbeat_ms": str(now_ms), "pid": str(os.getpid()),
                                         "started_ms": str(self.started_ms),
                                         "connections": orjson.dumps(self.status()).decode()})
-                pipe.expire(key, contract.HEARTBEAT_TTL_S)
-                pipe.sadd(contract.FEEDERS, self.feeder_id)
+                pipe.expire(key, keys.HEARTBEAT_TTL_S)
+                pipe.sadd(keys.FEEDERS, self.feeder_id)
             pipe.execute()
 
     def stop(self, timeout: float = 3.0) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import orjson
 import redis
 
-from core import contract
+from core import contract, keys
 from okx.clock import now_ms as clock_ms
 from core.redis_clients import tls_kwargs
 
 HEARTBEAT_LATE_S = 15.0       # the feeder writes one every 5 s
 BACKLOG_WARN = 10_000         # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)
-UNACKED_KEY = "unacked"       # kombu's Redis transport: delivered, not yet acknowledged
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -36,8 +35,8 @@ def gather(redis_url: str, max_gaps: int = 20, now_ms: int | None = None) -> dic
 
 def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
     feeders = []
-    for fid in sorted(r.smembers(contract.FEEDERS)):
-        h = r.hgetall(contract.feeder_key(fid))
+    for fid in sorted(r.smembers(keys.FEEDERS)):
+        h = r.hgetall(keys.feeder_key(fid))
         if not h:
             feeders.append({"id": fid, "alive": False})
             continue
@@ -49,11 +48,11 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
                     s["age_s"] = round(s["age_s"] + max(beat_age, 0.0), 1)
         feeders.append({"id": fid, "alive": True, "heartbeat_age_s": round(beat_age, 1),
                         "pid": h.get("pid"), "connections": conns})
-    open_ids = r.zrange(contract.GAPS_OPEN, 0, -1)
-    gaps = [r.hgetall(contract.gap_key(gid)) for gid in open_ids[-max_gaps:]]
+    open_ids = r.zrange(keys.GAPS_OPEN, 0, -1)
+    gaps = [r.hgetall(keys.gap_key(gid)) for gid in open_ids[-max_gaps:]]
     st = {"feeders": feeders, "open_gaps": len(open_ids), "recent_open_gaps": gaps,
           "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
-          "unacked": r.hlen(UNACKED_KEY)}
+          "unacked": r.hlen(keys.KOMBU_UNACKED)}
     st["problems"] = assess(st)
     st["healthy"] = not st["problems"]
     return st
@@ -67,7 +66,7 @@ def assess(st: dict) -> list[str]:
         problems.append("no feeder heartbeat in Redis (feeder not running, or another REDIS_URL)")
     for f in st["feeders"]:
         if not f["alive"]:
-            problems.append(f"feeder {f['id']}: no heartbeat for {contract.HEARTBEAT_TTL_S} s")
+            problems.append(f"feeder {f['id']}: no heartbeat for {keys.HEARTBEAT_TTL_S} s")
             continue
         if f["heartbeat_age_s"] > HEARTBEAT_LATE_S:
             problems.append(f"feeder {f['id']}: last heartbeat {f['heartbeat_age_s']:.0f} s ago")

@@ -1,5 +1,6 @@
 """The wire contract between the feeder (and backfill) and the Celery workers. Defined once, here.
 
+Every task name and queue name is spelled here (Redis keys and collection names: core/keys.py).
 A task is sent by name, so the feeder never imports the workers' code. Every per-kind ingest task
 takes one positional argument, a batch envelope (INGEST_MIXED_TASK takes a list of them):
 
@@ -34,10 +35,17 @@ VERSION = 1
 INGEST_QUEUE = "ingest"
 BACKFILL_QUEUE = "backfill"
 
+# Task names (each spelled out below, as deployments call them) start with one of these prefixes;
+# celeryconfig.task_routes sends each glob to its queue.
+INGEST_TASK_PREFIX = "tasks.ingest."
+BACKFILL_TASK_PREFIX = "tasks.backfill."
+INGEST_TASK_GLOB = f"{INGEST_TASK_PREFIX}*"      # -> INGEST_QUEUE
+BACKFILL_TASK_GLOB = f"{BACKFILL_TASK_PREFIX}*"  # -> BACKFILL_QUEUE
+
 KINDS = ("trades", "tickers", "candles", "books", "orders", "balances", "positions")
 
 # kind -> Celery task name (tasks/ingest.py registers these names)
-INGEST_TASKS = {kind: f"tasks.ingest.{kind}" for kind in KINDS}
+INGEST_TASKS = {kind: f"{INGEST_TASK_PREFIX}{kind}" for kind in KINDS}
 
 # Several small batches of different kinds in one task: positional argument = a list of batch
 # envelopes. The feeder sends one when a publish cycle is small (quiet market): one task instead
@@ -48,6 +56,14 @@ INGEST_MIXED_TASK = "tasks.ingest.mixed"
 REPAIR_GAP_TASK = "tasks.backfill.repair_gap"
 # On-demand backfill: kwargs channel, instId, start, end (ISO-8601 or ms), as the README shows.
 BACKFILL_TASK = "tasks.backfill.backfill"
+# `celery -A tasks call backfill --kwargs ...`: the short alias deployments call; it forwards to
+# BACKFILL_TASK on the backfill queue.
+BACKFILL_ALIAS_TASK = "backfill"
+# Beat's periodic jobs (celeryconfig.beat_schedule) and the sweep's account snapshot.
+SWEEP_TASK = "tasks.backfill.sweep"
+AUDIT_TASK = "tasks.backfill.audit"
+FILLS_TASK = "tasks.backfill.sync_fills"
+SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
 
 
 def make_batch(kind: str, records: list[dict[str, Any]], *, source: str, producer: str,
@@ -72,43 +88,11 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
     return records
 
 
-# ----- the feeder's own Redis keys: gap ledger, watermarks, heartbeat ---------------------------
-# The feeder writes these; backfill, beat sweeps and `python -m collector status` read them.
-# (The workers' state keys live in core/keys.py.)
-#
-# gap:<id>        hash  id, channel, instId, start_ms, end_ms, start_id, end_id (tradeId/seqId
-#                       bounds when known, else ""), cause, status, reason, feeder, created_ms,
-#                       updated_ms
-# gaps:open       zset  ids of gaps whose status is open or filling, score = start_ms
-# gaps:all        zset  every gap id, score = created_ms (trimmed to GAPS_KEEP)
-# gaps:seq        int   INCR source of gap ids
-# wm:<channel>:<instId>  hash  ts (last exchange time seen, ms), id (last tradeId/seqId),
-#                              seen_ms (local time)
-# feeder:<feeder_id>     hash  heartbeat_ms, pid, started_ms, connections (JSON)  (TTL HEARTBEAT_TTL)
-# feeders          set   feeder ids that have written a heartbeat
-
+# ----- the gap record's values ------------------------------------------------------------------
+# What a gap in the ledger can say (its Redis keys are in core/keys.py). These are values of the
+# record that feeder, backfill and status all read, part of this contract, not key names.
 GAP_CAUSES = ("reconnect", "seq_gap", "checksum", "crossed", "stale", "publish_overflow",
               "startup", "audit", "manual", "bad_data")
 # manual: `celery call backfill` or the backfill CLI; bad_data: a book level whose price is not a
 # number (the book resyncs, the window in between is a gap)
 GAP_STATUSES = ("open", "filling", "filled", "unrepairable")
-GAPS_KEEP = 100_000
-HEARTBEAT_TTL_S = 60
-
-
-def gap_key(gap_id: str) -> str:
-    return f"gap:{gap_id}"
-
-
-GAPS_OPEN = "gaps:open"
-GAPS_ALL = "gaps:all"
-GAPS_SEQ = "gaps:seq"
-FEEDERS = "feeders"
-
-
-def watermark_key(channel: str, inst_id: str) -> str:
-    return f"wm:{channel}:{inst_id}"
-
-
-def feeder_key(feeder_id: str) -> str:
-    return f"feeder:{feeder_id}"

@@ -1,10 +1,14 @@
-"""Every Redis key, MongoDB collection and index the workers use, in one place.
+"""Every Redis key, key pattern and MongoDB collection name, in one place (names only: no driver).
+
+The feeder imports this module too, so it holds plain strings and functions and imports nothing
+(MongoDB's index definitions live with the workers, in tasks/writers/indexes.py). Each key
+family has one prefix constant; its key function and its SCAN pattern are both built from that
+constant, so they cannot drift apart. Task and queue names are in core/contract.py.
 
 MongoDB (database `okex` by default). `_id` is built from the natural key (documents.py), so a
-replayed batch inserts nothing new even before the secondary indexes below exist; the unique
-compound indexes repeat the natural key for queries and as a second guard.
+replayed batch inserts nothing new even before the secondary indexes exist.
 
-Redis (current state only; see docs/data-model.md for the memory budget):
+Redis, the workers' current state (see docs/data-model.md for the memory budget):
 
     order<N>                  hash, one per order event, N = INCR ORDER_COUNTER (original design)
     order:counter             the INCR counter behind order<N>
@@ -12,16 +16,34 @@ Redis (current state only; see docs/data-model.md for the memory budget):
     balance:<ccy>             hash ccy, cashBal, uTime            versioned by uTime
     position:<posId>          hash posId, tradeId, instId, ...    versioned by uTime
     ticker:<instId>           hash of the OKX ticker fields       versioned by ts
-    books5:<instId>           hash asks, bids (JSON, top 5), ts, seqId, channel   versioned by (ts, seqId)
-    book:<instId>             hash bidPx, bidSz, askPx, askSz, ts, seqId          versioned by (ts, seqId)
+    books5:<instId>           hash asks, bids (JSON, top 5), ts, seqId, channel
+                                                                  versioned by (ts, seqId)
+    book:<instId>             hash bidPx, bidSz, askPx, askSz, ts, seqId
+                                                                  versioned by (ts, seqId)
     trades:<instId>           sorted set of the latest trades (score ts), capped
     candle:<instId>:<bar>     hash of the current candle          versioned by (ts, confirm, vol)
     deadletters:spool         list: dead letters that could not reach MongoDB
-    backfill:*                backfill's own keys (tasks/backfill/state.py)
+
+Redis, the feeder's own keys (gap ledger, watermarks, heartbeat; on the broker Redis). The feeder
+writes them; backfill, beat sweeps and `python -m collector status` read them:
+
+    gap:<id>        hash  id, channel, instId, start_ms, end_ms, start_id, end_id (tradeId/seqId
+                          bounds when known, else ""), cause, status, reason, feeder, created_ms,
+                          updated_ms
+    gaps:open       zset  ids of gaps whose status is open or filling, score = start_ms
+    gaps:all        zset  every gap id, score = created_ms (trimmed to GAPS_KEEP)
+    gaps:seq        int   INCR source of gap ids
+    wm:<channel>:<instId>  hash  ts (last exchange time seen, ms), id (last tradeId/seqId),
+                                 seen_ms (local time)
+    feeder:<feeder_id>     hash  heartbeat_ms, pid, started_ms, connections (JSON)
+                                 (TTL HEARTBEAT_TTL_S)
+    feeders          set   feeder ids that have written a heartbeat
+
+Redis keys other software owns, named here so nothing else spells them: kombu's `unacked` hash
+(its Redis transport's default) and RedBeat's `redbeat:` prefix (celeryconfig.py sets it).
+Backfill's own keys (backfill:*, audit:*) and the REST rate limits close the file.
 """
 from __future__ import annotations
-
-from pymongo import ASCENDING, DESCENDING, IndexModel
 
 # ----- MongoDB collections ------------------------------------------------------------------------
 ORDER = "order"
@@ -34,6 +56,11 @@ CANDLES = "candles"
 GAPS = "gaps"
 FILLS = "fills"            # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
+
+# Every collection name. Not Redis keys: tests/test_layout_keys.py leaves these words alone
+# (they double as record kinds and channel names everywhere).
+COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS,
+               DEAD_LETTERS)
 
 # record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
@@ -48,63 +75,26 @@ COLLECTION_BY_KIND = {
 }
 
 
-def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
-    """Indexes per collection. Unique ones repeat the natural key; `dt` ones serve time queries."""
-    books = [IndexModel([("instId", ASCENDING), ("channel", ASCENDING), ("dt", ASCENDING)],
-                        name="instId_channel_dt")]
-    if books_retention_s > 0:
-        books.append(IndexModel([("dt", ASCENDING)], name="dt_ttl",
-                                expireAfterSeconds=books_retention_s))
-    return {
-        ORDER: [
-            IndexModel([("ordId", ASCENDING), ("uTime", ASCENDING), ("state", ASCENDING)],
-                       unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
-        ],
-        BALANCE: [
-            IndexModel([("ccy", ASCENDING), ("uTime", ASCENDING)], unique=True, name="natural_key"),
-            IndexModel([("ccy", ASCENDING), ("dt", ASCENDING)], name="ccy_dt"),
-        ],
-        POSITION: [
-            IndexModel([("posId", ASCENDING), ("uTime", ASCENDING)], unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
-        ],
-        TRADES: [
-            IndexModel([("instId", ASCENDING), ("tradeId", ASCENDING)], unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
-            IndexModel([("validated", ASCENDING), ("instId", ASCENDING), ("dt", ASCENDING)],
-                       name="validated_instId_dt"),
-        ],
-        BOOKS: books,
-        TICKERS: [
-            IndexModel([("instId", ASCENDING), ("ts", ASCENDING)], unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
-        ],
-        CANDLES: [
-            IndexModel([("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)],
-                       unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("bar", ASCENDING), ("dt", ASCENDING)],
-                       name="instId_bar_dt"),
-        ],
-        FILLS: [
-            IndexModel([("instId", ASCENDING), ("tradeId", ASCENDING), ("ordId", ASCENDING)],
-                       name="instId_tradeId_ordId"),
-            IndexModel([("instType", ASCENDING), ("dt", ASCENDING)], name="instType_dt"),
-        ],
-        GAPS: [
-            IndexModel([("status", ASCENDING), ("channel", ASCENDING), ("instId", ASCENDING)],
-                       name="status_channel_instId"),
-        ],
-        DEAD_LETTERS: [
-            IndexModel([("status", ASCENDING), ("time", DESCENDING)], name="status_time"),
-        ],
-    }
-
-
-# ----- Redis keys -----------------------------------------------------------------------------------
+# ----- Redis keys: the workers' current state ---------------------------------------------------
 ORDER_PREFIX = "order"            # order<N>, as in the original design
-ORDER_COUNTER = "order:counter"
+ORDER_COUNTER = f"{ORDER_PREFIX}:counter"
+ORDER_EVENT_PREFIX = f"{ORDER_PREFIX}:event:"
+BALANCE_PREFIX = "balance:"
+POSITION_PREFIX = "position:"
+TICKER_PREFIX = "ticker:"
+BOOKS5_PREFIX = "books5:"
+BOOK_PREFIX = "book:"
+TRADES_PREFIX = "trades:"
+CANDLE_PREFIX = "candle:"
 DEADLETTER_SPOOL = "deadletters:spool"
+
+# SCAN/KEYS (and keyspace-notification) patterns of the families read back as a whole
+# (account snapshots, bench/common.py's latency probe)
+BALANCE_PATTERN = f"{BALANCE_PREFIX}*"
+POSITION_PATTERN = f"{POSITION_PREFIX}*"
+TICKER_PATTERN = f"{TICKER_PREFIX}*"
+BOOKS5_PATTERN = f"{BOOKS5_PREFIX}*"
+TRADES_PATTERN = f"{TRADES_PREFIX}*"
 
 
 def order_key(n: int) -> str:
@@ -112,35 +102,84 @@ def order_key(n: int) -> str:
 
 
 def order_event(ord_id: str, u_time: str, state: str) -> str:
-    return f"order:event:{ord_id}:{u_time}:{state}"
+    return f"{ORDER_EVENT_PREFIX}{ord_id}:{u_time}:{state}"
 
 
 def balance(ccy: str) -> str:
-    return f"balance:{ccy}"
+    return f"{BALANCE_PREFIX}{ccy}"
 
 
 def position(pos_id: str) -> str:
-    return f"position:{pos_id}"
+    return f"{POSITION_PREFIX}{pos_id}"
 
 
 def ticker(inst_id: str) -> str:
-    return f"ticker:{inst_id}"
+    return f"{TICKER_PREFIX}{inst_id}"
 
 
 def books5(inst_id: str) -> str:
-    return f"books5:{inst_id}"
+    return f"{BOOKS5_PREFIX}{inst_id}"
 
 
 def book(inst_id: str) -> str:
-    return f"book:{inst_id}"
+    return f"{BOOK_PREFIX}{inst_id}"
 
 
 def trades(inst_id: str) -> str:
-    return f"trades:{inst_id}"
+    return f"{TRADES_PREFIX}{inst_id}"
 
 
 def candle(inst_id: str, bar: str) -> str:
-    return f"candle:{inst_id}:{bar}"
+    return f"{CANDLE_PREFIX}{inst_id}:{bar}"
+
+
+# ----- Redis keys: the feeder's gap ledger, watermarks and heartbeat -----------------------------
+# GAPS_KEEP and HEARTBEAT_TTL_S bound these keys (length of gaps:all, TTL of feeder:<id>), so
+# they live with them. The gap's causes and statuses are values of the record, not key names:
+# they stay in core/contract.py.
+GAP_PREFIX = "gap:"
+GAPS_OPEN = "gaps:open"
+GAPS_ALL = "gaps:all"
+GAPS_SEQ = "gaps:seq"
+WATERMARK_PREFIX = "wm:"
+FEEDER_PREFIX = "feeder:"
+FEEDERS = "feeders"
+GAPS_KEEP = 100_000
+HEARTBEAT_TTL_S = 60
+
+GAP_PATTERN = f"{GAP_PREFIX}*"
+WATERMARK_PATTERN = f"{WATERMARK_PREFIX}*"
+
+
+def gap_key(gap_id: str) -> str:
+    return f"{GAP_PREFIX}{gap_id}"
+
+
+def watermark_key(channel: str, inst_id: str) -> str:
+    return f"{WATERMARK_PREFIX}{channel}:{inst_id}"
+
+
+def watermark_pattern(channel_prefix: str = "") -> str:
+    """SCAN pattern of the watermarks whose channel starts with `channel_prefix` ("trades"
+    matches trades and trades-all)."""
+    return f"{WATERMARK_PREFIX}{channel_prefix}*"
+
+
+def parse_watermark_key(name: str) -> tuple[str, str]:
+    """(channel, instId) of a watermark key (instIds may not hold ':' but stay whole if so)."""
+    if not name.startswith(WATERMARK_PREFIX):
+        raise ValueError(f"not a watermark key: {name!r}")
+    channel, _, inst_id = name[len(WATERMARK_PREFIX):].partition(":")
+    return channel, inst_id
+
+
+def feeder_key(feeder_id: str) -> str:
+    return f"{FEEDER_PREFIX}{feeder_id}"
+
+
+# ----- Redis keys that Celery's parts own ---------------------------------------------------------
+KOMBU_UNACKED = "unacked"         # kombu's Redis transport: delivered, not yet acknowledged
+REDBEAT_PREFIX = "redbeat:"       # RedBeat's schedule and lock (celeryconfig.redbeat_key_prefix)
 
 
 # ----- backfill's own Redis keys (on the broker Redis, next to the feeder's gap ledger) -----------

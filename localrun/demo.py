@@ -23,6 +23,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from core import contract, keys
 from localrun.procfile import HEROKU_GRACE_S, PROCFILE, read_procfile
 from localrun.processes import descendants, identities, kill_all, stop_process
 
@@ -128,21 +129,22 @@ okx-collector demo: offline, the Procfile against okxsim (Ctrl-C stops everythin
   logs     {log}   (one line per event, prefixed with the process type)
 
 Try, in another terminal:
-  redis-cli -p {redis_server.port} hgetall ticker:BTC-USDT
-  redis-cli -p {redis_server.port} llen ingest
+  redis-cli -p {redis_server.port} hgetall {keys.ticker("BTC-USDT")}
+  redis-cli -p {redis_server.port} llen {contract.INGEST_QUEUE}
   REDIS_URL={r} .venv/bin/python -m collector status
-  REDIS_URL={r} .venv/bin/celery -A tasks call tasks.backfill.backfill \\
+  REDIS_URL={r} .venv/bin/celery -A tasks call {contract.BACKFILL_TASK} \\
       --kwargs '{{"channel": "trades", "instId": "BTC-USDT", "start": "{start}"}}'
 """
 
 
 def progress_line(client, elapsed: float, mongo_trades: int | None) -> str:
-    last = client.hget("ticker:BTC-USDT", "last")
-    orders = client.get("order:counter") or "0"   # the order<N> counter (core/keys.py)
+    last = client.hget(keys.ticker("BTC-USDT"), "last")
+    orders = client.get(keys.ORDER_COUNTER) or "0"   # the order<N> counter
     stored = "-" if mongo_trades is None else str(mongo_trades)
     return (f"  [{elapsed:5.0f}s] BTC-USDT last {last or '-'}  trades in MongoDB {stored}  "
-            f"order events {orders}  backlog ingest {client.llen('ingest')} "
-            f"backfill {client.llen('backfill')}  open gaps {client.zcard('gaps:open')}")
+            f"order events {orders}  backlog ingest {client.llen(contract.INGEST_QUEUE)} "
+            f"backfill {client.llen(contract.BACKFILL_QUEUE)}  "
+            f"open gaps {client.zcard(keys.GAPS_OPEN)}")
 
 
 def _count_trades(mongo_uri: str):
@@ -150,7 +152,7 @@ def _count_trades(mongo_uri: str):
     from tasks.clients import make_mongo_client
 
     client = make_mongo_client(mongo_uri, 2000)
-    coll = client[os.environ.get("MONGODB_DB", "okex")]["trades"]
+    coll = client[os.environ.get("MONGODB_DB", "okex")][keys.TRADES]
 
     def count() -> int | None:
         try:

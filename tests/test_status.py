@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from collector import status
-from core import contract
+from core import keys
 
 NOW_MS = 1_800_000_000_000
 
@@ -31,8 +31,8 @@ def r(monkeypatch):
 
 
 def _feeder(r, fid="f1", beat_age_s=2.0, **conn):
-    r.sadd(contract.FEEDERS, fid)
-    r.hset(contract.feeder_key(fid), mapping={
+    r.sadd(keys.FEEDERS, fid)
+    r.hset(keys.feeder_key(fid), mapping={
         "heartbeat_ms": NOW_MS - int(beat_age_s * 1000), "pid": "4711",
         "connections": _connections(**conn)})
 
@@ -57,8 +57,8 @@ def test_healthy_feeder_ages_are_brought_to_now_and_backlog_counted(r):
 
 def test_open_gaps_are_listed_with_their_bounds(r):
     _feeder(r)
-    r.zadd(contract.GAPS_OPEN, {"7": 1})
-    r.hset(contract.gap_key("7"), mapping={"id": "7", "cause": "reconnect", "channel": "trades-all",
+    r.zadd(keys.GAPS_OPEN, {"7": 1})
+    r.hset(keys.gap_key("7"), mapping={"id": "7", "cause": "reconnect", "channel": "trades-all",
                                            "instId": "BTC-USDT", "start_ms": "1", "end_ms": "2",
                                            "start_id": "10", "end_id": "20", "status": "open"})
     st = status.gather("redis://unused", now_ms=NOW_MS)
@@ -73,7 +73,7 @@ def test_open_gaps_are_listed_with_their_bounds(r):
     (lambda r: _feeder(r, error="60018 channel does not exist"), "60018"),
     (lambda r: (_feeder(r), r.rpush("ingest", *range(status.BACKLOG_WARN + 1))),
      f"queue ingest: {status.BACKLOG_WARN + 1} tasks waiting"),
-    (lambda r: r.sadd(contract.FEEDERS, "gone"), "feeder gone: no heartbeat"),
+    (lambda r: r.sadd(keys.FEEDERS, "gone"), "feeder gone: no heartbeat"),
 ])
 def test_each_problem_makes_the_status_degraded(r, setup, expected):
     setup(r)

@@ -37,8 +37,8 @@ def audit_instruments(r: Any, configured: tuple[str, ...]) -> list[str]:
     if configured:
         return list(configured)
     found = set()
-    for name in r.scan_iter(match="wm:trades*", count=1000):
-        _, channel, inst = _s(name).split(":", 2)
+    for name in r.scan_iter(match=keys.watermark_pattern("trades"), count=1000):
+        channel, inst = keys.parse_watermark_key(_s(name))
         if channel in planning.TRADE_CHANNELS:
             found.add(inst)
     return sorted(found)

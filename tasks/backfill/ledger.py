@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from core import contract
+from core import keys
 from collector.ledger import gap_fields
 
 log = logging.getLogger(__name__)
@@ -91,64 +91,64 @@ class GapLedger:
         self._release = client.register_script(RELEASE)
 
     def get(self, gap_id: str) -> dict[str, str]:
-        return {_s(k): _s(v) for k, v in self.r.hgetall(contract.gap_key(gap_id)).items()}
+        return {_s(k): _s(v) for k, v in self.r.hgetall(keys.gap_key(gap_id)).items()}
 
     def claim(self, gap_id: str, owner: str, now_ms: int) -> tuple[bool, str]:
         """(True, attempt number) or (False, why: missing | filled | unrepairable | busy)."""
-        ok, info = self._claim(keys=[contract.gap_key(gap_id), contract.GAPS_OPEN],
+        ok, info = self._claim(keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
                                args=[owner, now_ms, self.lease_ms])
         return bool(int(ok)), _s(info)
 
     def progress(self, gap_id: str, owner: str, now_ms: int, cursor: str, written: int) -> bool:
         """Save the cursor after a stored page and renew the lease; False if the lease was lost."""
-        return bool(int(self._progress(keys=[contract.gap_key(gap_id)],
+        return bool(int(self._progress(keys=[keys.gap_key(gap_id)],
                                        args=[owner, now_ms, self.lease_ms, cursor, written])))
 
     def finish(self, gap_id: str, owner: str, now_ms: int, status: str, reason: str = "") -> bool:
         assert status in ("filled", "unrepairable")
-        return bool(int(self._finish(keys=[contract.gap_key(gap_id), contract.GAPS_OPEN],
+        return bool(int(self._finish(keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
                                      args=[owner, now_ms, status, reason])))
 
     def release(self, gap_id: str, owner: str, now_ms: int, error: str,
                 failure: bool = True) -> bool:
-        return bool(int(self._release(keys=[contract.gap_key(gap_id)],
+        return bool(int(self._release(keys=[keys.gap_key(gap_id)],
                                       args=[owner, now_ms, error[:500], "1" if failure else "0"])))
 
     def mark_enqueued(self, gap_ids: list[str], now_ms: int) -> None:
         pipe = self.r.pipeline(transaction=False)
         for gid in gap_ids:
-            pipe.hset(contract.gap_key(gid), "enqueued_ms", str(now_ms))
+            pipe.hset(keys.gap_key(gid), "enqueued_ms", str(now_ms))
         pipe.execute()
 
     def create(self, gap: dict, producer: str, now_ms: int) -> str:
         """A new open gap (manual, stale, audit) in the same shape as the feeder's."""
-        gap_id = str(self.r.incr(contract.GAPS_SEQ))
+        gap_id = str(self.r.incr(keys.GAPS_SEQ))
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(contract.gap_key(gap_id), mapping=gap_fields(gap_id, gap, producer, now_ms))
-        pipe.zadd(contract.GAPS_OPEN, {gap_id: gap["start_ms"]})
-        pipe.zadd(contract.GAPS_ALL, {gap_id: now_ms})
-        pipe.zremrangebyrank(contract.GAPS_ALL, 0, -contract.GAPS_KEEP - 1)
+        pipe.hset(keys.gap_key(gap_id), mapping=gap_fields(gap_id, gap, producer, now_ms))
+        pipe.zadd(keys.GAPS_OPEN, {gap_id: gap["start_ms"]})
+        pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
+        pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
         pipe.execute()
         log.info("gap %s created: %s %s %s %s..%s (%s)", gap_id, gap["cause"], gap["channel"],
                  gap["instId"], gap["start_ms"], gap["end_ms"], gap.get("reason", ""))
         return gap_id
 
     def open_gaps(self, limit: int = 10_000) -> list[dict[str, str]]:
-        ids = [_s(g) for g in self.r.zrange(contract.GAPS_OPEN, 0, limit - 1)]
+        ids = [_s(g) for g in self.r.zrange(keys.GAPS_OPEN, 0, limit - 1)]
         pipe = self.r.pipeline(transaction=False)
         for gid in ids:
-            pipe.hgetall(contract.gap_key(gid))
+            pipe.hgetall(keys.gap_key(gid))
         out = []
         for gid, h in zip(ids, pipe.execute()):
             if h:
                 out.append({_s(k): _s(v) for k, v in h.items()})
             else:  # the hash is gone (flushed by hand): nothing to repair, drop the id
-                self.r.zrem(contract.GAPS_OPEN, gid)
+                self.r.zrem(keys.GAPS_OPEN, gid)
         return out
 
     def recent(self, limit: int = 50) -> list[dict[str, str]]:
-        ids = [_s(g) for g in self.r.zrevrange(contract.GAPS_ALL, 0, limit - 1)]
+        ids = [_s(g) for g in self.r.zrevrange(keys.GAPS_ALL, 0, limit - 1)]
         pipe = self.r.pipeline(transaction=False)
         for gid in ids:
-            pipe.hgetall(contract.gap_key(gid))
+            pipe.hgetall(keys.gap_key(gid))
         return [{_s(k): _s(v) for k, v in h.items()} for h in pipe.execute() if h]

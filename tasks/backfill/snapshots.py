@@ -43,9 +43,10 @@ def closed_since(stored: Iterable[dict], listed_ids: set[str], id_field: str, va
     return out
 
 
-def stored_state(redis_client: Any, prefix: str) -> list[dict]:
-    """Every hash under `prefix*` (balance:, position:) as a dict of strings."""
-    names = list(redis_client.scan_iter(match=f"{prefix}*", count=500))
+def stored_state(redis_client: Any, pattern: str) -> list[dict]:
+    """Every hash whose key matches `pattern` (keys.BALANCE_PATTERN, keys.POSITION_PATTERN) as
+    a dict of strings."""
+    names = list(redis_client.scan_iter(match=pattern, count=500))
     pipe = redis_client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(name)
@@ -56,9 +57,9 @@ def snapshot_account(source: Any, store: Any, redis_client: Any, now_ms: int) ->
     """Balances and positions over REST, stored with source "rest"; vanished ones zeroed."""
     bals = source.balances()
     poss = source.positions()
-    zero_bals = closed_since(stored_state(redis_client, keys.balance("")),
+    zero_bals = closed_since(stored_state(redis_client, keys.BALANCE_PATTERN),
                              {b["ccy"] for b in bals}, "ccy", "cashBal", now_ms)
-    zero_pos = closed_since(stored_state(redis_client, keys.position("")),
+    zero_pos = closed_since(stored_state(redis_client, keys.POSITION_PATTERN),
                             {p["posId"] for p in poss}, "posId", "pos", now_ms)
     for kind, recs in (("balances", bals + zero_bals), ("positions", poss + zero_pos)):
         if recs:

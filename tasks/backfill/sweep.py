@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from core import contract
 from okx.channels import PRIVATE_CHANNELS
 from core import keys
 from tasks.backfill import plan as planning
@@ -30,22 +29,21 @@ def _s(v: Any) -> str:
 
 
 def read_watermarks(r: Any) -> dict[tuple[str, str], dict]:
-    names = [_s(n) for n in r.scan_iter(match="wm:*", count=1000)]
+    names = [_s(n) for n in r.scan_iter(match=keys.WATERMARK_PATTERN, count=1000)]
     pipe = r.pipeline(transaction=False)
     for n in names:
         pipe.hgetall(n)
     out = {}
     for name, h in zip(names, pipe.execute()):
-        _, channel, inst = name.split(":", 2)
-        out[(channel, inst)] = {_s(k): _s(v) for k, v in h.items()}
+        out[keys.parse_watermark_key(name)] = {_s(k): _s(v) for k, v in h.items()}
     return out
 
 
 def read_feeders(r: Any) -> dict[str, dict | None]:
-    ids = sorted(_s(i) for i in r.smembers(contract.FEEDERS))
+    ids = sorted(_s(i) for i in r.smembers(keys.FEEDERS))
     pipe = r.pipeline(transaction=False)
     for fid in ids:
-        pipe.hgetall(contract.feeder_key(fid))
+        pipe.hgetall(keys.feeder_key(fid))
     return {fid: ({_s(k): _s(v) for k, v in h.items()} or None)
             for fid, h in zip(ids, pipe.execute())}
 
@@ -84,7 +82,7 @@ def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
             log.warning("sweep: feeder(s) %s dead (no heartbeat for %.0f s): snapshotting "
                         "balances and positions over REST", ", ".join(dead),
                         settings.feeder_dead_s)
-            r.srem(contract.FEEDERS, *dead)   # reported once; a restarted feeder adds itself
+            r.srem(keys.FEEDERS, *dead)   # reported once; a restarted feeder adds itself
         send_snapshot()
     return {"resent": len(due), "stale_gaps": len(stale), "dead_feeders": dead,
             "snapshot": snapshot}

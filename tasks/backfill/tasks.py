@@ -21,8 +21,9 @@ from typing import Any
 from celery import Task
 
 from okx.channels import BOOK_CHANNELS
+from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK,
+                           FILLS_TASK, REPAIR_GAP_TASK, SNAPSHOT_TASK, SWEEP_TASK)
 from okx.clock import now_ms
-from core.contract import BACKFILL_QUEUE, BACKFILL_TASK, REPAIR_GAP_TASK
 from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
@@ -32,12 +33,6 @@ from tasks.backfill.repair import Repairer, Result
 from tasks.backfill.sweep import sweep as run_sweep
 
 log = logging.getLogger(__name__)
-
-SWEEP_TASK = "tasks.backfill.sweep"
-AUDIT_TASK = "tasks.backfill.audit"
-FILLS_TASK = "tasks.backfill.sync_fills"
-SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
-ALIAS_TASK = "backfill"
 
 
 class BackfillTask(Task):
@@ -112,7 +107,7 @@ def backfill(self: BackfillTask, channel: Any = None, instId: Any = None, start:
     return _summary(res)
 
 
-@app.task(bind=True, base=BackfillTask, name=ALIAS_TASK)
+@app.task(bind=True, base=BackfillTask, name=BACKFILL_ALIAS_TASK)
 def backfill_alias(self: BackfillTask, **kwargs: Any) -> dict[str, Any]:
     """`celery -A tasks call backfill --kwargs '{...}'`: an unrouted name lands on the default
     queue, so this only forwards the request to the backfill queue (long work stays off ingest)."""

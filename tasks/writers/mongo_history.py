@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from pymongo.errors import BulkWriteError
 
 from tasks import documents
+from tasks.writers.indexes import indexes
 from core import keys
 
 DUPLICATE_KEY = 11000
@@ -65,9 +66,10 @@ def mark_trades_validated(db: Any, inst_id: str, trade_ids: Iterable[str]) -> in
 
 
 def ensure_indexes(db: Any, *, books_retention_s: int = 0) -> list[str]:
-    """Create every index of keys.indexes() (idempotent). Returns 'collection.name' created/kept."""
+    """Create every index of indexes.indexes() (idempotent). Returns 'collection.name' created
+    or kept."""
     done = []
-    for coll, models in keys.indexes(books_retention_s).items():
+    for coll, models in indexes(books_retention_s).items():
         db[coll].create_indexes(models)
         done += [f"{coll}.{m.document['name']}" for m in models]
     return done
