@@ -1,15 +1,15 @@
 """Celery configuration for the OKX collector's workers and beat (`celery -A tasks ...`).
 
-Values come from core.worker_settings.Settings (the only reader of the environment). Each setting says
-why it has its value; the no-data-loss ones follow /docs celery-conventions (measured on Celery /
-kombu 5.7 with a Redis broker).
+Values come from core.settings.current() (WorkerSettings; core/settings.py is the only reader of
+the environment). Each setting says why it has its value; the no-data-loss ones follow /docs
+celery-conventions (measured on Celery / kombu 5.7 with a Redis broker).
 """
 from __future__ import annotations
 
 import ssl
 
 from core.contract import BACKFILL_QUEUE, INGEST_QUEUE
-from core.worker_settings import current
+from core.settings import current
 
 _s = current()
 
