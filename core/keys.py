@@ -162,7 +162,8 @@ def audit(inst_id: str) -> str:
 
 
 # ----- REST rate limits (core/rest_limits.py) -----------------------------------------------------
-# ratelimit:log:{<scope>}    zset: request id -> µs (Redis TIME) it was counted at (in flight: future)
+# ratelimit:log:{<scope>}    zset: request id -> µs (Redis TIME) it was counted at (future while
+#                            the request is in flight)
 # ratelimit:pause:{<scope>}  flag with a TTL: every caller of the endpoint waits it out (50011/429)
 # <scope> = endpoint path after /api/v5, "@<account label>" added for private endpoints. The braces
 # are a hash tag: both keys of one endpoint land in one Redis Cluster slot (one Lua script).

@@ -45,7 +45,7 @@ DEFAULT_PUBLIC_CHANNELS = ("books", "books5", "trades-all", "tickers", "candle1m
 DEFAULT_PRIVATE_CHANNELS = ("orders", "balance_and_position", "positions", "account")
 DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
 
-# ----- the feeder's heartbeat (feeder:<id> in Redis; its TTL is core.contract.HEARTBEAT_TTL_S) -----
+# ----- the feeder's heartbeat (feeder:<id> in Redis; its TTL: core.contract.HEARTBEAT_TTL_S) ---
 HEARTBEAT_EVERY_S = 5.0                    # the feeder writes its heartbeat this often
 HEARTBEAT_LATE_S = 3 * HEARTBEAT_EVERY_S   # `collector status`: three beats missed = late
 FEEDER_DEAD_S = 6 * HEARTBEAT_EVERY_S      # backfill sweep: older than this = a dead feeder
@@ -287,7 +287,7 @@ class WorkerSettings:
     fills_every_s: float = setting("BACKFILL_FILLS_EVERY_S", 60.0)
     fills_first_window_s: int = setting("BACKFILL_FILLS_WINDOW_S", 3 * 86400)
 
-    # --- audit ---------------------------------------------------------------------------------------
+    # --- audit -----------------------------------------------------------------------------------
     audit_every_s: float = setting("AUDIT_EVERY_S", 600.0)   # audit period (beat)
     audit_window_s: int = setting("AUDIT_WINDOW_S", 3600)    # trailing window audited at most
     audit_lag_s: int = setting("AUDIT_LAG_S", 60)            # newest seconds left to the feed
