@@ -1,8 +1,8 @@
 """Celery configuration for the OKX collector's workers and beat (`celery -A tasks ...`).
 
-Values come from core.worker_settings.Settings (the only reader of the environment). Each setting says
-why it has its value; the no-data-loss ones follow /docs celery-conventions (measured on Celery /
-kombu 5.7 with a Redis broker).
+Values come from core.settings.current() (WorkerSettings; core/settings.py is the only reader of
+the environment). Each setting says why it has its value; the no-data-loss ones follow /docs
+celery-conventions (measured on Celery / kombu 5.7 with a Redis broker).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import ssl
 from core import keys
 from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK_GLOB,
                            FILLS_TASK, INGEST_QUEUE, INGEST_TASK_GLOB, SWEEP_TASK)
-from core.worker_settings import current
+from core.settings import current
 
 _s = current()
 

@@ -2,6 +2,8 @@
 
 Flower executes this file after it has read its FLOWER_* environment variables, and what is set
 here wins over them, so a setting is only given a default here when its FLOWER_* variable is unset.
+The values come from core.settings.load_web() (core/settings.py is the one reader of the
+environment).
 
 Authentication is required: `web` refuses to start unless one of these is set
     WEB_USER + WEB_PASSWORD        HTTP basic auth (any characters, commas included)
@@ -12,29 +14,18 @@ Even with authentication, Flower answers /healthcheck and /metrics (Prometheus: 
 worker hostnames, runtimes) to anyone. With WEB_NO_AUTH=1 the pages are open but Flower still
 refuses its /api/ to anonymous callers unless FLOWER_UNAUTHENTICATED_API=1.
 """
-import os
 import sys
 
+from core.config_parsers import web_basic_auth  # noqa: F401  (the rule; tests read it from here)
+from core.errors import ConfigError
+from core.settings import load_web
 
-def web_basic_auth(env):
-    """-> (basic_auth list to set here or None, error message or None). Pure: env in, values out."""
-    user, password = env.get("WEB_USER", ""), env.get("WEB_PASSWORD", "")
-    if user or password:
-        if not (user and password):
-            return None, "web: set both WEB_USER and WEB_PASSWORD (or neither)"
-        if ":" in user:
-            return None, "web: WEB_USER must not contain ':' (HTTP basic auth splits on it)"
-        return [f"{user}:{password}"], None
-    if env.get("FLOWER_BASIC_AUTH") or (env.get("FLOWER_AUTH_PROVIDER") and env.get("FLOWER_AUTH")):
-        return None, None  # Flower applies its own variables
-    if env.get("WEB_NO_AUTH", "").strip().lower() in ("1", "true", "yes"):
-        return None, None
-    return None, ("web: refusing to start Flower without authentication. Set WEB_USER and "
-                  "WEB_PASSWORD (or FLOWER_BASIC_AUTH=user:password), or WEB_NO_AUTH=1 to run it "
-                  "open on purpose.")
-
-
-_auth, _error = web_basic_auth(os.environ)
+try:
+    _web = load_web()
+except ConfigError as exc:
+    print(f"web: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+_auth, _error = _web.basic_auth, _web.auth_error
 if _error:
     print(_error, file=sys.stderr)
     raise SystemExit(2)
@@ -43,16 +34,13 @@ if _auth is not None:
 
 # Bounded memory on a small dyno: the in-memory task list keeps this many tasks (Flower's default
 # is 100,000; the feeder publishes a task every few milliseconds under load).
-if "FLOWER_MAX_TASKS" not in os.environ:
-    max_tasks = 10_000
+if _web.max_tasks is not None:
+    max_tasks = _web.max_tasks
 # Heroku restarts each dyno daily under a new hostname: forget workers offline for 10 minutes.
-if "FLOWER_PURGE_OFFLINE_WORKERS" not in os.environ:
-    purge_offline_workers = 600
+if _web.purge_offline_workers is not None:
+    purge_offline_workers = _web.purge_offline_workers
 
 # One structured, redacted line per event, like the other processes (core/logs.py).
-try:
-    from core.logs import setup as _setup_logging
-except ImportError:  # Flower started outside the project: keep Flower's own logging
-    pass
-else:
-    _setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+from core.logs import setup as _setup_logging  # noqa: E402
+
+_setup_logging(_web.log.level, _web.log.fmt, secrets=_web.log.secrets)

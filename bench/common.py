@@ -32,6 +32,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from localrun.mongo_standin import CLIENT_FACTORY  # noqa: E402
 from localrun.processes import stop_process as _stop_process  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
 from bench.write_stamp import FIELD as STAMP_FIELD  # noqa: E402
@@ -232,6 +233,7 @@ def base_env(redis_url: str, mongo_uri: str, sim: Sim, instruments: str, channel
         "PYTHONPATH": str(ROOT),
         "REDIS_URL": redis_url,
         "MONGODB_URI": mongo_uri,
+        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,   # the stand-in for mongostandin://, else pymongo
         "MONGODB_DB": db_name,
         "OKX_WS_URL": sim.ws_url,
         "OKX_REST_URL": sim.base,

@@ -238,7 +238,7 @@ def stored_trade_ids(mongo_mode: str, mongo_uri: str, db_name: str, sink_dir: Pa
                 inst, tid = line.split()
                 out.setdefault(inst, set()).add(int(tid))
         return out
-    from tasks.clients import make_mongo_client
+    from localrun.mongo_standin import client_for as make_mongo_client
     client = make_mongo_client(mongo_uri, 10_000)
     coll = client[db_name]["trades"]
     for inst in insts:

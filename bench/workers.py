@@ -23,9 +23,9 @@ import redis
 from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.redis_server import RedisServer
 from tasks import clients, documents, ingest
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tests.workers_fixtures import T0, batch, book, order, ticker, trade
 
 INSTRUMENTS = [f"COIN{i}-USDT" for i in range(20)]

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from core.settings import FeederSettings
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -25,21 +28,39 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_settings(args: argparse.Namespace):
+def _load_settings(args: argparse.Namespace) -> FeederSettings | None:
+    """The feeder's settings, applied to this process (the book loop); None after printing the
+    one-line reason when the configuration cannot work."""
     from core.settings import ConfigError, load
 
     try:
-        return load(config_path=getattr(args, "config", None),
-                    record_path=getattr(args, "record", None))
+        settings = load(config_path=getattr(args, "config", None),
+                        record_path=getattr(args, "record", None))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return None
+    if settings.book_pure:
+        from okx.book import use_pure_python
+        use_pure_python()
+    return settings
+
+
+def _setup_logging(args: argparse.Namespace) -> bool:
+    from core.logs import setup
+    from core.settings import ConfigError, load_logging
+
+    try:
+        configured = load_logging()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return False
+    setup(args.log_level or configured.level, configured.fmt, secrets=configured.secrets)
+    return True
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.logs import setup as setup_logging
-
-    setup_logging(args.log_level)
+    if not _setup_logging(args):
+        return 2
     settings = _load_settings(args)
     if settings is None:
         return 2
@@ -64,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import redis
 
-    from core.logs import Redactor, secret_values
+    from core.logs import Redactor
+    from core.settings import load_logging
     from collector.status import format_status, gather
 
     settings = _load_settings(args)
@@ -73,7 +95,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = gather(settings.redis_url)
     except redis.RedisError as exc:
-        redact = Redactor(secret_values(os.environ))   # REDIS_URL may carry a password
+        redact = Redactor(load_logging().secrets)   # REDIS_URL may carry a password
         print(redact(f"status: cannot read Redis at {settings.redis_url}: {exc}"), file=sys.stderr)
         return 1
     print(orjson.dumps(st).decode() if args.json else format_status(st))
@@ -83,7 +105,7 @@ def _status(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (also OKX_CONFIG)")
     p.add_argument("--record", metavar="FILE", help="write every received frame to FILE")
-    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
+    p.add_argument("--log-level", default=None,
                    help="DEBUG, INFO, WARNING... (also LOG_LEVEL); LOG_FORMAT=logfmt|json")
 
 

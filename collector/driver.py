@@ -32,10 +32,10 @@ from collector.pipeline import LogLimiter, Pipeline
 from collector.publisher import Publisher
 from okx.records import Data, Event, ParseError, Pong
 from collector.recorder import Recorder
-from okx.rest.ratelimit import shared_limits
+from core.rest_limits import shared_limits
 from okx.rest.client import RestClient, RestError
 from okx.rest.endpoints import book as rest_book
-from core.settings import Settings
+from core.settings import FeederSettings as Settings
 from okx.ws.subscriptions import arg_key, plan
 from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
 
@@ -292,7 +292,9 @@ class Feeder:
         # Book bootstraps are paced with every other process on this Redis (OKX counts per IP),
         # and retried once only: the pipeline has its own retry and resubscribe fallback.
         self.rest = RestClient(settings.rest_url, credentials=settings.credentials,
-                               demo=settings.demo, limits=shared_limits(settings.redis_url),
+                               demo=settings.demo, limits=shared_limits(
+                                   settings.redis_url, factor=settings.rest_rate_factor,
+                                   fallback_share=settings.rest_fallback_share),
                                max_retries=1)
         self.reconnects = 0
         self.started = time.monotonic()

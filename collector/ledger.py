@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from core import keys
+from core.settings import HEARTBEAT_EVERY_S
 from okx.clock import now_ms as clock_ms
 from collector.pipeline import startup_gaps
 from core.redis_clients import tls_kwargs
@@ -39,7 +40,7 @@ class Ledger(threading.Thread):
     def __init__(self, redis_url: str, feeder_id: str, keys: list[tuple], *,
                  pull: Callable[["Ledger"], None], on_gap_id: Callable[[str], None],
                  status: Callable[[], dict], interval: float = 1.0,
-                 heartbeat_every: float = 5.0) -> None:
+                 heartbeat_every: float = HEARTBEAT_EVERY_S) -> None:
         super().__init__(name="ledger", daemon=True)
         self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2,
                                            **tls_kwargs(redis_url))

@@ -1,6 +1,6 @@
 """`python -m collector status`: is the collector healthy? Read from Redis only.
 
-What each feeder last reported (heartbeat every 5 s: connection states, last-message age per
+What each feeder last reported (heartbeat every HEARTBEAT_EVERY_S: connection states, last-message age per
 subscription), the gap ledger's open gaps, and the broker backlog: tasks waiting in the `ingest`
 and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`).
 `gather` does the reading, `assess` and `format_status` are pure.
@@ -11,10 +11,10 @@ import orjson
 import redis
 
 from core import contract, keys
+from core.settings import HEARTBEAT_LATE_S
 from okx.clock import now_ms as clock_ms
 from core.redis_clients import tls_kwargs
 
-HEARTBEAT_LATE_S = 15.0       # the feeder writes one every 5 s
 BACKLOG_WARN = 10_000         # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)
 
 

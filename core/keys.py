@@ -198,3 +198,20 @@ def backfill_fills(inst_type: str) -> str:
 
 def audit(inst_id: str) -> str:
     return f"audit:{inst_id}"
+
+
+# ----- REST rate limits (core/rest_limits.py) -----------------------------------------------------
+# ratelimit:log:{<scope>}    zset: request id -> µs (Redis TIME) it was counted at (future while
+#                            the request is in flight)
+# ratelimit:pause:{<scope>}  flag with a TTL: every caller of the endpoint waits it out (50011/429)
+# <scope> = endpoint path after /api/v5, "@<account label>" added for private endpoints. The braces
+# are a hash tag: both keys of one endpoint land in one Redis Cluster slot (one Lua script).
+RATELIMIT_PREFIX = "ratelimit:"
+
+
+def ratelimit_log(scope: str, prefix: str = RATELIMIT_PREFIX) -> str:
+    return f"{prefix}log:{{{scope}}}"
+
+
+def ratelimit_pause(scope: str, prefix: str = RATELIMIT_PREFIX) -> str:
+    return f"{prefix}pause:{{{scope}}}"

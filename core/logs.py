@@ -15,17 +15,18 @@ third-party library's message) can leak a secret: the values of secret-looking e
 variables (OKX_API_SECRET, FLOWER_BASIC_AUTH, ...) and the password part of any `scheme://user:
 password@host` URL are replaced with `***`.
 
-The feeder's entry point calls `setup()`; Celery workers and beat call it through the
-`setup_logging` signal (tasks/logging_setup.py); Flower through flowerconfig.py.
+Settings (format, level, the secrets to hide) come from core.settings.load_logging(), the
+environment's one reader; this module reads none. The feeder's entry point calls `setup()`;
+Celery workers and beat call it through the `setup_logging` signal (tasks/logging_setup.py);
+Flower through flowerconfig.py.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import time
-from typing import Iterable, Mapping
+from typing import IO, Iterable, Mapping
 
 import orjson
 
@@ -121,17 +122,17 @@ class StructuredFormatter(logging.Formatter):
         return self.redact(line)
 
 
-def setup(level: str | int = "INFO", fmt: str | None = None, stream=None,
-          env: Mapping[str, str] | None = None) -> logging.Handler:
+def setup(level: str | int = "INFO", fmt: str = "logfmt", stream: IO[str] | None = None,
+          secrets: Iterable[str] = ()) -> logging.Handler:
     """Route every logger of this process through one structured handler on stderr (or `stream`).
 
+    `fmt` and `secrets` (the literal values to redact) come from the process's settings
+    (core.settings.load_logging(): LOG_FORMAT and the secret-looking environment variables).
     Replaces the root logger's handlers, so a library that installed its own (tornado, Celery)
     does not print a second, unstructured copy.
     """
-    env = os.environ if env is None else env
-    fmt = (fmt or env.get("LOG_FORMAT") or "logfmt").lower()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(StructuredFormatter(fmt, Redactor(secret_values(env))))
+    handler.setFormatter(StructuredFormatter(fmt.lower(), Redactor(secrets)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from core import contract, keys
+from localrun.mongo_standin import CLIENT_FACTORY
 from localrun.procfile import HEROKU_GRACE_S, PROCFILE, read_procfile
 from localrun.processes import descendants, identities, kill_all, stop_process
 
@@ -95,6 +96,7 @@ def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port:
         "PYTHONPATH": str(ROOT),
         "REDIS_URL": redis_url,
         "MONGODB_URI": mongo_uri,
+        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,   # the stand-in for mongostandin://, else pymongo
         "OKX_WS_URL": sim.ws_url,
         "OKX_REST_URL": sim.rest_url,
         "OKX_INSTRUMENTS": INSTRUMENTS,
@@ -149,7 +151,7 @@ def progress_line(client, elapsed: float, mongo_trades: int | None) -> str:
 
 def _count_trades(mongo_uri: str):
     """A function returning the number of stored trades (None when MongoDB does not answer)."""
-    from tasks.clients import make_mongo_client
+    from localrun.mongo_standin import client_for as make_mongo_client
 
     client = make_mongo_client(mongo_uri, 2000)
     coll = client[os.environ.get("MONGODB_DB", "okex")][keys.TRADES]

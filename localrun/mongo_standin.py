@@ -5,9 +5,11 @@ workers as separate processes that must write to one database the test (or the d
 This module serves one in-memory mongomock client to many processes:
 
     python -m localrun.mongo_standin --port 27999            # or MongoStandin().start() in-process
-    MONGODB_URI=mongostandin://127.0.0.1:27999 celery -A tasks worker ...
+    MONGODB_URI=mongostandin://127.0.0.1:27999 \
+    MONGO_CLIENT_FACTORY=localrun.mongo_standin:client_for celery -A tasks worker ...
 
-tasks.clients picks `StandinClient` for the `mongostandin://` scheme. It implements the subset of
+tasks.clients builds its Mongo client with `client_for` (the MONGO_CLIENT_FACTORY hook), which
+picks `StandinClient` for the `mongostandin://` scheme. It implements the subset of
 pymongo the workers use (insert_one/many, replace/update/delete, find with sort/limit, find_one,
 count_documents, create_index(es), ping). Server-side pymongo errors come back as the same pymongo
 exceptions (BulkWriteError keeps its details, so duplicate keys count as duplicates); a refused or
@@ -249,6 +251,18 @@ def _raise(reply: tuple) -> None:
     if issubclass(cls, pymongo.errors.OperationFailure):
         raise cls(msg, code, details)
     raise cls(msg)
+
+
+# MONGO_CLIENT_FACTORY for workers started against the stand-in (tasks/clients.py resolves it).
+CLIENT_FACTORY = "localrun.mongo_standin:client_for"
+
+
+def client_for(uri: str, timeout_ms: int = 5000) -> Any:
+    """The stand-in's client for a mongostandin:// URI, pymongo's for any other."""
+    if uri.startswith("mongostandin://"):
+        return StandinClient(uri)
+    from tasks.clients import pymongo_client
+    return pymongo_client(uri, timeout_ms)
 
 
 class StandinClient:

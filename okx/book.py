@@ -15,7 +15,6 @@ Reading an invalid book raises `BookInvalid` (check `valid` first); nothing retu
 """
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from enum import StrEnum
 from typing import NamedTuple
@@ -24,18 +23,19 @@ from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
 from okx.errors import BookInvalid
 from okx.records import BookData
 
-__all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook"]
+__all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook",
+           "use_pure_python"]
 
 # The compiled per-side update loop (okx/_bookaccel.c), built by `pip install` when a C
 # compiler is available. It works on the same structures with the same semantics as the loop
-# written out in OrderBook.apply, which stays the fallback and the reference. OKX_BOOK_PURE=1
-# forces the pure loop (read once, at import: the choice is per process).
-_apply_side = None
-if os.environ.get("OKX_BOOK_PURE", "").strip().lower() not in ("1", "true", "yes", "on"):
-    try:
-        from okx._bookaccel import apply_side as _apply_side
-    except ImportError:
-        _apply_side = None
+# written out in OrderBook.apply, which stays the fallback and the reference.
+# `use_pure_python()` forces the pure loop for the whole process (the feeder's settings apply
+# OKX_BOOK_PURE=1 through it; this module reads no environment).
+try:
+    from okx._bookaccel import apply_side as _compiled_side
+except ImportError:
+    _compiled_side = None
+_apply_side = _compiled_side
 ACCELERATED: bool = _apply_side is not None
 
 
@@ -655,3 +655,11 @@ class OrderBook:
             self._buffer.append(msg)
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
         return _STALE  # seqId <= anchor: already contained in the REST snapshot
+
+
+def use_pure_python(pure: bool = True) -> None:
+    """Run every OrderBook of this process on the pure-Python loop (or, with False, back on the
+    compiled one when it is built). `ACCELERATED` follows."""
+    global ACCELERATED
+    OrderBook._accel_side = None if pure else _compiled_side
+    ACCELERATED = OrderBook._accel_side is not None

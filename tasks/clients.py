@@ -5,21 +5,26 @@ child, after the fork) drops whatever the parent had and opens new ones; anywher
 threads pool, the migrate and dead-letter commands) they are opened lazily on first use, and
 reopened if the pid changed. Tests and the bench hand in their own clients with `install()`.
 
-`MONGODB_URI=mongostandin://host:port` selects localrun.mongo_standin, the cross-process MongoDB
-stand-in used by tests and the offline demo (never in production).
+The Mongo client is pymongo's, unless the setting MONGO_CLIENT_FACTORY names another factory as
+"package.module:callable", called as `factory(uri, timeout_ms)`: the hook for offline stand-ins.
+localrun sets `localrun.mongo_standin:client_for` (with MONGODB_URI=mongostandin://host:port)
+for tests and the offline demo; production leaves it unset. It is resolved with importlib, so
+tasks/ holds no import of localrun/.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from core.errors import ConfigError
 from core.redis_clients import tls_kwargs
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +37,30 @@ _indexes_done = False
 _indexes_tried = 0.0
 
 
-def make_mongo_client(uri: str, timeout_ms: int) -> Any:
-    if uri.startswith("mongostandin://"):
-        from localrun.mongo_standin import StandinClient
-        return StandinClient(uri)
+MongoFactory = Callable[[str, int], Any]
+
+
+def resolve_factory(spec: str) -> MongoFactory:
+    """"package.module:callable" -> the callable (MONGO_CLIENT_FACTORY)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"MONGO_CLIENT_FACTORY={spec!r} cannot be loaded: {exc}") from None
+    if not callable(factory):
+        raise ConfigError(f"MONGO_CLIENT_FACTORY={spec!r} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def make_mongo_client(uri: str, timeout_ms: int, factory: str = "") -> Any:
+    """The Mongo client for `uri`: from `factory` ("module:callable") when one is named, else
+    pymongo's."""
+    if factory:
+        return resolve_factory(factory)(uri, timeout_ms)
+    return pymongo_client(uri, timeout_ms)
+
+
+def pymongo_client(uri: str, timeout_ms: int) -> Any:
     from pymongo import MongoClient
     # Short selection/connect timeouts: an outage surfaces as ServerSelectionTimeoutError within
     # seconds and the task retries with backoff, instead of blocking a worker for 30 s.
@@ -70,7 +95,7 @@ def mongo_client() -> Any:
         _ensure_process()
         if _mongo is None:
             s = settings_mod.current()
-            _mongo = make_mongo_client(s.mongodb_uri, s.mongo_timeout_ms)
+            _mongo = make_mongo_client(s.mongodb_uri, s.mongo_timeout_ms, s.mongo_client_factory)
         return _mongo
 
 

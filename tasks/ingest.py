@@ -30,10 +30,10 @@ from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, check_batch
 from core.errors import BadBatch
 from okx.backoff import backoff_delay
 from tasks import clients, documents
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 
 log = logging.getLogger(__name__)

@@ -45,8 +45,10 @@ class QuietSuccess(logging.Filter):
 
 @setup_logging.connect
 def _structured_logging(loglevel: Any = None, **_: Any) -> None:
-    level = loglevel or logging.INFO
-    handler = logs.setup(level)
+    from core.settings import load_logging
+
+    configured = load_logging()
+    handler = logs.setup(loglevel or logging.INFO, configured.fmt, secrets=configured.secrets)
     handler.addFilter(TaskFields())
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)

@@ -10,7 +10,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from tasks import clients
-    from core import worker_settings as settings
+    from core import settings
     from tasks.writers.mongo_history import ensure_indexes
 
     s = settings.current()

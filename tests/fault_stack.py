@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis
 
-from localrun.mongo_standin import MongoStandin
+from localrun.mongo_standin import CLIENT_FACTORY, MongoStandin
 from localrun.redis_server import RedisServer, free_port
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
@@ -122,6 +122,7 @@ class FaultStack:
             "REMAP_SIGTERM": "SIGQUIT", "CELERY_SOFT_SHUTDOWN_TIMEOUT": "2",
             "STATE_REDIS_URL": self.redis.url.replace("/0", "/1"),
             "MONGODB_URI": self.mongo.uri, "MONGODB_TIMEOUT_MS": "1000",
+            "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
             "OKX_REST_URL": self.sim.rest_url, **self.credentials(),
             # okxsim's bot trades spot and cross margin: orders backfill must page both types
             "BACKFILL_INST_TYPES": "SPOT,MARGIN", "BACKFILL_RETRY_S": "1", "BACKFILL_MAX_ATTEMPTS": "30",

@@ -12,10 +12,10 @@ import pytest
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
 from tasks import clients
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.backfill import context
 from tasks.backfill.cli import main
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tests.polling import wait_for
 
 

@@ -21,10 +21,10 @@ from core.settings import load
 from okx.signing import Credentials
 from localrun.redis_server import free_port
 from tasks import clients
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
 from tasks.backfill import context
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tests.feeder_fixtures import INSTS, gaps
 from tests.polling import wait_for
 

@@ -12,7 +12,7 @@ from tasks.backfill.ledger import GapLedger
 from tasks.backfill.repair import Repairer
 from tasks.backfill.snapshots import closed_since
 from tasks.backfill.sweep import sweep
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 
 SETTINGS = Settings(books_sample_ms=0, books_retention_s=0)

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from bench import write_stamp
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import redis_state
 from tasks.writers.redis_state import RedisState
 from tests.workers_fixtures import T0, ticker

@@ -260,9 +260,34 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 
 
 def test_okx_book_pure_forces_the_fallback():
-    r = _python("import okx.book as b; print(b.ACCELERATED)", OKX_BOOK_PURE="1")
+    """OKX_BOOK_PURE=1 reaches the book through the feeder's settings, which the CLI applies."""
+    code = ("import argparse, okx.book as b\n"
+            "from collector.cli import _load_settings\n"
+            "s = _load_settings(argparse.Namespace())\n"
+            "print(s.book_pure, b.ACCELERATED, b.OrderBook._accel_side)\n")
+    r = _python(code, OKX_BOOK_PURE="1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "False"
+    assert r.stdout.strip() == "True False None"
+
+
+def test_importing_the_book_reads_no_environment():
+    r = _python("import okx.book as b; print(b.ACCELERATED is (b._compiled_side is not None))",
+                OKX_BOOK_PURE="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+
+
+def test_use_pure_python_switches_every_book_and_back():
+    saved = OrderBook._accel_side
+    try:
+        book_module.use_pure_python()
+        assert book_module.ACCELERATED is False and OrderBook._accel_side is None
+        book_module.use_pure_python(False)
+        assert OrderBook._accel_side is book_module._compiled_side
+        assert book_module.ACCELERATED is (book_module._compiled_side is not None)
+    finally:
+        OrderBook._accel_side = saved
+        book_module.ACCELERATED = saved is not None
 
 
 def test_book_works_without_the_extension():
@@ -282,9 +307,13 @@ def test_book_works_without_the_extension():
 
 
 def test_book_suite_passes_with_the_pure_loop():
-    """tests/test_book.py once more, in a subprocess with OKX_BOOK_PURE=1 (about a second)."""
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/test_book.py"], cwd=ROOT, capture_output=True, text=True,
+    """tests/test_book.py once more, in a subprocess on the pure loop (about a second): the
+    process's book switch is thrown as the feeder's OKX_BOOK_PURE=1 throws it, before the run."""
+    code = ("import sys, pytest, okx.book as b\n"
+            "b.use_pure_python()\n"
+            "assert b.ACCELERATED is False and b.OrderBook._accel_side is None\n"
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_book.py']))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, "OKX_BOOK_PURE": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout

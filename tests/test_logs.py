@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from core import logs
+from core.settings import load_logging
 
 ENV = {
     "OKX_API_KEY": "ak-1234-abcd", "OKX_API_SECRET": "S3CRET-value-xyz",
@@ -90,13 +91,16 @@ def test_setup_replaces_handlers_and_reads_the_environment():
     saved = root.handlers[:], root.level
     try:
         stream = io.StringIO()
-        logs.setup("WARNING", stream=stream, env={**ENV, "LOG_FORMAT": "json"})
+        configured = load_logging({**ENV, "LOG_FORMAT": "json"})
+        logs.setup("WARNING", configured.fmt, stream=stream, secrets=configured.secrets)
         assert len(root.handlers) == 1 and root.level == logging.WARNING
         logging.getLogger("x").warning("token %s", ENV["WEB_PASSWORD"])
         obj = orjson.loads(stream.getvalue())
         assert obj["msg"] == "token ***"
         with pytest.raises(ValueError):
-            logs.setup(env={"LOG_FORMAT": "xml"})
+            load_logging({"LOG_FORMAT": "xml"})
+        with pytest.raises(ValueError):
+            logs.setup(fmt="xml")
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

@@ -1,4 +1,4 @@
-"""OKX REST rate limits shared through Redis by several processes (okx.rest.ratelimit).
+"""OKX REST rate limits shared through Redis by several processes (core.rest_limits).
 
 What is checked is what OKX would see: every process records when each of its requests started
 and ended; a server may count a request at any moment in between, so the test computes the most
@@ -22,7 +22,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from okx.rest.ratelimit import RateLimits, RedisRateLimits, account_label, share_of
+from core.rest_limits import RedisRateLimits, account_label
+from okx.rest.ratelimit import RateLimits, share_of
 
 TRADES = "/api/v5/market/history-trades"
 BOOKS = "/api/v5/market/books"
@@ -182,7 +183,7 @@ def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(capl
     try:
         assert limits.acquire("/api/v5/x") < 0.1
         server.stop()
-        caplog.set_level(logging.WARNING, logger="okx.rest.ratelimit")
+        caplog.set_level(logging.WARNING, logger="core.rest_limits")
         grants0 = counter("okx_rest_ratelimit_fallback_total", endpoint="/x")
         errors0 = counter("okx_rest_ratelimit_redis_errors_total")
         t0 = time.monotonic()

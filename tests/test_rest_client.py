@@ -17,10 +17,18 @@ import pytest
 from prometheus_client import REGISTRY
 
 from okx.rest import endpoints as history
+from core.settings import WorkerSettings, load
 from okx.rest.ratelimit import (DEFAULT_RATE_FACTOR, LIMITS, NoLimits, RateLimits, endpoint_of,
-                                 earliest_start, rate_factor_from_env)
+                                 earliest_start)
 from okx.rest.client import (RateLimited, RestClient, RestError, check_envelope, classify,
                             retry_delay)
+
+
+def rate_factor_from_env(env: dict[str, str]) -> float:
+    """OKX_REST_RATE_FACTOR as both processes' settings read it (core/settings.py); they agree."""
+    feeder, worker = load(env=env).rest_rate_factor, WorkerSettings.from_env(env).rest_rate_factor
+    assert feeder == worker
+    return feeder
 from okx.signing import Credentials
 
 SECRET, PASSPHRASE = "s3cret-never-logged", "pass-never-logged"
@@ -267,7 +275,7 @@ def test_an_oversized_reply_is_refused(monkeypatch):
 
 
 def test_default_client_uses_the_shared_limits_and_false_disables_them():
-    from okx.rest.ratelimit import shared_limits
+    from core.rest_limits import shared_limits
     assert RestClient("http://x").limits is shared_limits()
     assert isinstance(RestClient("http://x", limits=False).limits, NoLimits)
 

@@ -13,12 +13,12 @@ import celeryconfig
 from core.contract import INGEST_TASKS, KINDS
 from tasks import app as app_mod, clients
 from core import keys
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, main as deadletters_main
 from okx.backoff import backoff_delay
 from tasks.ingest import handle_batch
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 from tests.workers_fixtures import Flaky, batch, order, ticker, trade
 

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from core.contract import INGEST_QUEUE, INGEST_TASKS
-from localrun.mongo_standin import MongoStandin
+from localrun.mongo_standin import CLIENT_FACTORY, MongoStandin
 from core import keys
 from tests.workers_fixtures import T0, batch, children, decode, kill_quietly, order, wait_for
 
@@ -47,7 +47,8 @@ def world(redis_url, standin, tmp_path):
 
     def start(**extra_env) -> subprocess.Popen:
         env = {**os.environ, "REDIS_URL": redis_url, "STATE_REDIS_URL": state_url,
-               "MONGODB_URI": standin.uri, "PYTHONPATH": str(ROOT), "BOOKS_RETENTION_S": "0",
+               "MONGODB_URI": standin.uri, "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
+               "PYTHONPATH": str(ROOT), "BOOKS_RETENTION_S": "0",
                "OKX_TEST_PAUSE_AFTER": str(PAUSE_AT), "OKX_TEST_PAUSE_FILE": str(pause),
                "INGEST_RETRY_BASE_S": "0.1", "INGEST_RETRY_CAP_S": "0.5", **extra_env}
         log = open(tmp_path / f"worker{len(procs)}.log", "w")

@@ -21,10 +21,10 @@ from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.redis_server import RedisServer
 from tasks import clients
 from core import keys
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tests.workers_fixtures import (FlakyMongoClient, T0, balance, batch, book, candle, decode,
                                     one_of_each, order, ticker, trade, wait_for)
 

@@ -14,7 +14,7 @@ import pytest
 from tasks import documents
 from tasks.deadletters import DeadLetters, make_doc
 from tasks.ingest import handle_batch
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tests.workers_fixtures import T0, batch, book, one_of_each, trade

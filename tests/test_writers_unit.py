@@ -12,7 +12,7 @@ from pymongo.errors import BulkWriteError
 
 from tasks import documents
 from core import keys
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers import Store, insert_history
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tasks.writers.redis_state import SCRIPTS

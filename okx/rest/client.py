@@ -36,7 +36,7 @@ from okx.backoff import backoff_delay
 from okx.errors import (
     AuthFailed, BadReply, BadRequest, NetworkError, RateLimited, Rejected, RestError, Unavailable,
 )
-from okx.rest.ratelimit import NoLimits, RateLimits, RedisRateLimits, endpoint_of, shared_limits
+from okx.rest.ratelimit import Limits, NoLimits, endpoint_of, process_limits
 from okx.signing import Credentials, request_path, rest_headers
 
 # The errors are okx.errors'; importable from here as well, where they were first defined.
@@ -148,7 +148,7 @@ def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list:
 class RestClient:
     def __init__(self, base_url: str, *, credentials: Credentials | None = None,
                  demo: bool = False, timeout: float = 5.0,
-                 limits: RateLimits | RedisRateLimits | NoLimits | None | bool = None,
+                 limits: Limits | None | bool = None,
                  max_retries: int = 5,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: Callable[[], float] = random.random) -> None:
@@ -157,7 +157,7 @@ class RestClient:
         self.demo = demo
         self.timeout = timeout
         if limits is None or limits is True:
-            limits = shared_limits()
+            limits = process_limits()
         elif limits is False:
             limits = NoLimits()
         self.limits = limits

@@ -33,7 +33,12 @@ LOGIN_TIMEOUT_S = 10.0
 SUB_RETRY_S = 5.0            # a soft subscribe error (60014, 64007, ...) is retried after this
 SUB_RETRIES = 5
 FATAL_MIN_DELAY_S = 60.0     # login failed / key deleted: keep retrying, slowly
-HEALTHY_AFTER_S = 5.0        # default: a connection live this long resets the backoff
+# Timer defaults (core/settings.py takes its defaults from these; okx/ imports nothing of core/).
+OKX_IDLE_CUTOFF_S = 30.0     # OKX: a connection that received nothing this long is closed (4004)
+PING_AFTER_S = 20.0          # send `ping` after this much silence (< OKX_IDLE_CUTOFF_S)
+PONG_TIMEOUT_S = 10.0        # no `pong` this long after a ping: reconnect
+STALE_AFTER_S = 60.0         # a subscription silent this long is resubscribed
+HEALTHY_AFTER_S = 5.0        # a connection live this long resets the reconnect backoff
 BOOK_HEARTBEAT_S = 60.0      # OKX: a quiet incremental book sends a heartbeat every ~60 s
 # Event-driven channels: silence is normal. The connection ping keeps these sockets alive.
 QUIET_CHANNELS = PRIVATE_CHANNELS | {"trades", "trades-all"}
@@ -92,8 +97,8 @@ class ConnState:
     """Everything one OKX WebSocket connection decides. One instance lives across reconnects."""
 
     def __init__(self, endpoint: str, args: list[dict], *, login: bool = False,
-                 credentials: Credentials | None = None, ping_after: float = 20.0,
-                 pong_timeout: float = 10.0, stale_after: float = 60.0,
+                 credentials: Credentials | None = None, ping_after: float = PING_AFTER_S,
+                 pong_timeout: float = PONG_TIMEOUT_S, stale_after: float = STALE_AFTER_S,
                  healthy_after: float = HEALTHY_AFTER_S,
                  rng: random.Random | None = None, id_prefix: str = "r",
                  backoff: Backoff | None = None, budget: SlidingWindowLimit | None = None) -> None:

@@ -12,7 +12,7 @@
 A run records a `manual` gap in the ledger first, so its progress (cursor, records written,
 status) is visible there like any other gap, and a killed run resumes with `repair GAP_ID`.
 Exit status: 0 filled (or unrepairable with a reason), 1 failed/released, 2 bad arguments.
-Settings and credentials come from the environment (core/worker_settings.py).
+Settings and credentials come from the environment, read by core/settings.py (WorkerSettings).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from tasks import clients
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.backfill.ledger import GapLedger
 from tasks.backfill.source import rest_source
 from tasks.writers import Store

@@ -12,11 +12,11 @@ from typing import Any, Iterator
 
 from okx.rest import endpoints as history
 from okx.rest.endpoints import Page
-from okx.rest.ratelimit import shared_limits
+from core.rest_limits import shared_limits
 from okx.rest.client import RestClient
 from tasks.backfill.plan import Step
 from core.errors import NoCredentials
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 
 PENDING_PATH = "/api/v5/trade/orders-pending"
 PRIVATE_STEPS = ("orders", "pending", "fills", "account")
@@ -38,7 +38,9 @@ def make_client(settings: Settings) -> RestClient:
             api_key = settings.credentials.api_key if settings.credentials else None
             wanted = {"credentials": settings.credentials, "demo": settings.okx_demo,
                       "timeout": settings.rest_timeout_s,
-                      "limits": shared_limits(settings.redis_url, api_key=api_key)}
+                      "limits": shared_limits(settings.redis_url, api_key=api_key,
+                                               factor=settings.rest_rate_factor,
+                                               fallback_share=settings.rest_fallback_share)}
             accepted = inspect.signature(RestClient).parameters
             client = RestClient(settings.okx_rest_url,
                                 **{k: v for k, v in wanted.items() if k in accepted})

@@ -19,7 +19,7 @@ from okx.channels import PRIVATE_CHANNELS
 from core import keys
 from tasks.backfill import plan as planning
 from tasks.backfill.ledger import GapLedger
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 
 log = logging.getLogger(__name__)
 

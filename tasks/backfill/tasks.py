@@ -10,7 +10,8 @@
     tasks.backfill.sync_fills()                          beat, every BACKFILL_FILLS_EVERY_S
     tasks.backfill.snapshot_account()                    sweep (dead feeder) or on demand
 
-No secret ever travels in a task's arguments: credentials come from the worker's environment.
+No secret ever travels in a task's arguments: credentials come from the worker's settings
+(core/settings.py, read from its environment).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from okx.channels import BOOK_CHANNELS
 from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK,
                            FILLS_TASK, REPAIR_GAP_TASK, SNAPSHOT_TASK, SWEEP_TASK)
 from okx.clock import now_ms
-from core import worker_settings as settings_mod
+from core import settings as settings_mod
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
 from tasks.backfill import context, snapshots

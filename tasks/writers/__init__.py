@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 from tasks.writers.mongo_history import Written, insert_history, write_history
 from tasks.writers.redis_state import RedisState
 

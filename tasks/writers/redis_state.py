@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 from tasks import documents
 from core import keys
-from core.worker_settings import Settings
+from core.settings import WorkerSettings as Settings
 
 # KEYS[1] hash. ARGV[1] ttl (0 = none), ARGV[2] n, then n pairs (version field, value), then
 # field/value pairs. Applies when the version is >= the stored one, compared component by
