@@ -14,10 +14,11 @@ delete of an unknown string is matched by value before being ignored.
 Reading an invalid book raises `BookInvalid` (check `valid` first); nothing returns stale state.
 """
 # Over 400 lines on purpose: OrderBook is one state machine (seqId chain, REST bootstrap buffer
-# and anchor, the books5 fast path) over one set of private fields, and every message goes
-# through apply(). Cutting its methods into other modules would take a mixin leaning on those
-# fields, or an extra call per message. What stands apart lives beside it: okx/book_sides.py
-# (building and updating one side; the compiled loop) and okx/book_status.py (the results).
+# and anchor, the books5 fast path) over one set of private fields that every transition
+# reads and writes. Cutting its methods into other modules would leave a mixin or functions
+# reaching into those fields from outside, and add calls on the per-message path. What stands
+# apart lives beside it: okx/book_sides.py (building and updating one side; the compiled loop)
+# and okx/book_status.py (the results).
 from __future__ import annotations
 
 from okx.book_sides import ACCELERATED, apply_side_py, build_side, compiled_side
@@ -375,8 +376,8 @@ class OrderBook:
         seq = msg.seqId
         prev = msg.prevSeqId
         if seq is None or prev is None:
-            return BookResult(BookStatus.DROPPED_INVALID, False,
-                              "update without seqId/prevSeqId cannot be spliced onto a REST snapshot")
+            return BookResult(BookStatus.DROPPED_INVALID, False, "update without "
+                              "seqId/prevSeqId cannot be spliced onto a REST snapshot")
         buf = self._buffer
         if seq < prev:
             # A seqId reset (maintenance) while bootstrapping: nothing buffered and no snapshot
@@ -436,7 +437,8 @@ class OrderBook:
         if not result.ok:
             return result  # crossed REST snapshot: invalid, caller starts over
         if not kept:
-            # The next update must satisfy prevSeqId <= seq_id < seqId (or be a heartbeat at seq_id).
+            # The next update must satisfy prevSeqId <= seq_id < seqId (or be a heartbeat at
+            # seq_id).
             self._anchor = seq_id
             return result
         # The first kept update satisfies prevSeqId <= seq_id < seqId; the rest must chain exactly.
@@ -474,7 +476,8 @@ class OrderBook:
             self.epoch += 1
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
         if prev > anchor:
-            reason = f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, seqId {seq}"
+            reason = (f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, "
+                      f"seqId {seq}")
             self.begin_bootstrap()
             self._buffer.append(msg)
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)

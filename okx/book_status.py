@@ -11,19 +11,32 @@ __all__ = ["OK_STATUSES", "BookInvalid", "BookResult", "BookStatus"]
 class BookStatus(StrEnum):
     """What one `OrderBook.apply` / `offer_snapshot` did. The value is a short, log-friendly str."""
 
-    SNAPSHOT = "snapshot"                    # book replaced: WS snapshot, books5/bbo push, REST snapshot
-    APPLIED = "applied"                      # update applied, chain continues
-    HEARTBEAT = "heartbeat"                  # empty update with seqId == prevSeqId == last
-    RESET = "reset"                          # seqId < prevSeqId == last (after maintenance); accepted
-    STALE = "stale"                          # after a REST snapshot: update already contained in it; skipped
-    GAP = "gap"                              # prevSeqId != last seqId (or update before any snapshot): invalid
-    CHECKSUM_MISMATCH = "checksum_mismatch"  # non-zero checksum differs from the local book: invalid
-    CROSSED = "crossed"                      # best bid >= best ask and allow_crossed is False: invalid
-    DROPPED_INVALID = "dropped_invalid"      # update ignored: book invalid, waiting for a snapshot
-    BUFFERED = "buffered"                    # bootstrapping: update kept for the REST snapshot
-    BUFFER_OVERFLOW = "buffer_overflow"      # bootstrapping buffer full: restarted with this update
-    BAD_LEVEL = "bad_level"                  # a price or size is not a number: invalid
-    NEED_SNAPSHOT = "need_snapshot"          # REST snapshot unusable (too old / hole): fetch another
+    # book replaced: WS snapshot, books5/bbo push, REST snapshot
+    SNAPSHOT = "snapshot"
+    # update applied, chain continues
+    APPLIED = "applied"
+    # empty update with seqId == prevSeqId == last
+    HEARTBEAT = "heartbeat"
+    # seqId < prevSeqId == last (after maintenance); accepted
+    RESET = "reset"
+    # after a REST snapshot: update already contained in it; skipped
+    STALE = "stale"
+    # prevSeqId != last seqId (or update before any snapshot): invalid
+    GAP = "gap"
+    # non-zero checksum differs from the local book: invalid
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    # best bid >= best ask and allow_crossed is False: invalid
+    CROSSED = "crossed"
+    # update ignored: book invalid, waiting for a snapshot
+    DROPPED_INVALID = "dropped_invalid"
+    # bootstrapping: update kept for the REST snapshot
+    BUFFERED = "buffered"
+    # bootstrapping buffer full: restarted with this update
+    BUFFER_OVERFLOW = "buffer_overflow"
+    # a price or size is not a number: invalid
+    BAD_LEVEL = "bad_level"
+    # REST snapshot unusable (too old / hole): fetch another
+    NEED_SNAPSHOT = "need_snapshot"
 
 
 # Statuses after which the book is valid and readable.
