@@ -13,64 +13,27 @@ delete of an unknown string is matched by value before being ignored.
 
 Reading an invalid book raises `BookInvalid` (check `valid` first); nothing returns stale state.
 """
+# Over 400 lines on purpose: OrderBook is one state machine (seqId chain, REST bootstrap buffer
+# and anchor, the books5 fast path) over one set of private fields that every transition
+# reads and writes. Cutting its methods into other modules would leave a mixin or functions
+# reaching into those fields from outside, and add calls on the per-message path. What stands
+# apart lives beside it: okx/book_sides.py (building and updating one side; the compiled loop)
+# and okx/book_status.py (the results).
 from __future__ import annotations
 
-from bisect import bisect_left
-from enum import StrEnum
-from typing import NamedTuple
-
+from okx.book_sides import apply_side_py, build_side, compiled_side
+from okx.book_status import OK_STATUSES, BookResult, BookStatus
 from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
 from okx.errors import BookInvalid
 from okx.records import BookData
 
-__all__ = ["ACCELERATED", "BookInvalid", "BookResult", "BookStatus", "OrderBook",
+__all__ = ["ACCELERATED", "OK_STATUSES", "BookInvalid", "BookResult", "BookStatus", "OrderBook",
            "use_pure_python"]
 
-# The compiled per-side update loop (okx/_bookaccel.c), built by `pip install` when a C
-# compiler is available. It works on the same structures with the same semantics as the loop
-# written out in OrderBook.apply, which stays the fallback and the reference.
-# `use_pure_python()` forces the pure loop for the whole process (the feeder's settings apply
+# True while OrderBooks run the compiled per-side loop (okx/_bookaccel.c, see okx/book_sides.py);
+# `use_pure_python()` switches the whole process to the pure loop (the feeder's settings apply
 # OKX_BOOK_PURE=1 through it; this module reads no environment).
-try:
-    from okx._bookaccel import apply_side as _compiled_side
-except ImportError:
-    _compiled_side = None
-_apply_side = _compiled_side
-ACCELERATED: bool = _apply_side is not None
-
-
-class BookStatus(StrEnum):
-    """What one `OrderBook.apply` / `offer_snapshot` did. The value is a short, log-friendly str."""
-
-    SNAPSHOT = "snapshot"                    # book replaced: WS snapshot, books5/bbo push, REST snapshot
-    APPLIED = "applied"                      # update applied, chain continues
-    HEARTBEAT = "heartbeat"                  # empty update with seqId == prevSeqId == last
-    RESET = "reset"                          # seqId < prevSeqId == last (after maintenance); accepted
-    STALE = "stale"                          # after a REST snapshot: update already contained in it; skipped
-    GAP = "gap"                              # prevSeqId != last seqId (or update before any snapshot): invalid
-    CHECKSUM_MISMATCH = "checksum_mismatch"  # non-zero checksum differs from the local book: invalid
-    CROSSED = "crossed"                      # best bid >= best ask and allow_crossed is False: invalid
-    DROPPED_INVALID = "dropped_invalid"      # update ignored: book invalid, waiting for a snapshot
-    BUFFERED = "buffered"                    # bootstrapping: update kept for the REST snapshot
-    BUFFER_OVERFLOW = "buffer_overflow"      # bootstrapping buffer full: restarted with this update
-    BAD_LEVEL = "bad_level"                  # a price or size is not a number: invalid
-    NEED_SNAPSHOT = "need_snapshot"          # REST snapshot unusable (too old / hole): fetch another
-
-
-# Statuses after which the book is valid and readable.
-OK_STATUSES = frozenset({BookStatus.SNAPSHOT, BookStatus.APPLIED, BookStatus.HEARTBEAT,
-                         BookStatus.RESET, BookStatus.STALE})
-
-
-class BookResult(NamedTuple):
-    status: BookStatus
-    checksum_verified: bool = False  # a non-zero checksum was present and matched
-    reason: str | None = None        # why the book is invalid / why a snapshot is needed
-
-    @property
-    def ok(self) -> bool:
-        """True when the message was accepted (or harmlessly skipped) and the book is valid."""
-        return self.status in OK_STATUSES
+ACCELERATED: bool = compiled_side is not None
 
 
 # Preallocated results for the hot paths: no allocation per accepted message.
@@ -87,37 +50,6 @@ _STALE = BookResult(BookStatus.STALE)
 
 NO_SNAPSHOT = "no snapshot yet"
 BOOTSTRAPPING = "bootstrapping: waiting for a REST snapshot"
-
-
-def _is_zero(sz: str) -> bool:
-    # "0" is what OKX sends; also accept "0.0", "0.000" etc.
-    return sz == "0" or (sz[:1] == "0" and not sz.strip("0."))
-
-
-def _build_side(levels: list, sign: float, cap: int | None) -> tuple[dict, dict, list, list]:
-    lv: dict = {}
-    kf: dict = {}
-    byk: dict = {}
-    for lvl in levels:
-        if _is_zero(lvl[1]):
-            continue
-        px = lvl[0]
-        k = sign * float(px)
-        old = byk.get(k)
-        if old is not None:  # the same price twice (possibly spelt differently): the last wins
-            del lv[old]
-            del kf[old]
-        byk[k] = px
-        lv[px] = lvl
-        kf[px] = k
-    keys = sorted(byk)
-    if cap is not None and len(keys) > cap:
-        del keys[cap:]
-    pxs = [byk[k] for k in keys]
-    if len(pxs) < len(lv):
-        lv = {px: lv[px] for px in pxs}
-        kf = {px: kf[px] for px in pxs}
-    return lv, kf, keys, pxs
 
 
 class OrderBook:
@@ -141,7 +73,7 @@ class OrderBook:
                  "_anchor", "_pushed")
 
     # The compiled side loop, or None for the pure one (a subclass may set None to force it).
-    _accel_side = _apply_side
+    _accel_side = compiled_side
 
     def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
                  verify_checksum: bool = True, allow_crossed: bool = False,
@@ -273,115 +205,15 @@ class OrderBook:
                 return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
 
             cap = self._cap
-            accel = self._accel_side
-            if accel is not None:
-                # Compiled loop: the same steps as the pure loop below, on the same structures.
-                if msg.bids:
-                    accel(msg.bids, self._blv, self._bkf, self._bk, self._bpx, True, cap, cap * 4)
-                if msg.asks:
-                    accel(msg.asks, self._alv, self._akf, self._ak, self._apx, False, cap,
-                          cap * 4)
-            else:
-                # Hot path, inlined: the two sides are the same code with bids' keys negated.
-                # kf maps price string -> sort key for held prices and doubles as a float() cache
-                # (bounded: rebuilt from the held prices when it grows past kf_cap).
-                kf_cap = cap * 4
-                levels = msg.bids
-                if levels:
-                    lv = self._blv
-                    kf = self._bkf
-                    keys = self._bk
-                    pxs = self._bpx
-                    for lvl in levels:
-                        px = lvl[0]
-                        sz = lvl[1]
-                        # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
-                        # so most sizes cost one comparison.
-                        if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
-                            if lv.pop(px, None) is not None:
-                                i = bisect_left(keys, kf[px])
-                                del keys[i]
-                                del pxs[i]
-                                continue
-                            # Not held under this spelling: match by value, else ignore (deletes of
-                            # unknown prices are normal on OKX).
-                            k = kf.get(px)
-                            if k is None:
-                                k = kf[px] = -float(px)
-                            i = bisect_left(keys, k)
-                            if i < len(keys) and keys[i] == k:
-                                del lv[pxs[i]]
-                                del keys[i]
-                                del pxs[i]
-                        elif px in lv:
-                            lv[px] = lvl
-                        else:
-                            k = kf.get(px)
-                            if k is None:
-                                k = kf[px] = -float(px)
-                            i = bisect_left(keys, k)
-                            if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                                del lv[pxs[i]]
-                                pxs[i] = px
-                            else:
-                                keys.insert(i, k)
-                                pxs.insert(i, px)
-                            lv[px] = lvl
-                    if len(keys) > cap:
-                        for px in pxs[cap:]:
-                            del lv[px]
-                        del keys[cap:]
-                        del pxs[cap:]
-                    if len(kf) > kf_cap:
-                        self._bkf = {px: kf[px] for px in pxs}
-                levels = msg.asks
-                if levels:
-                    lv = self._alv
-                    kf = self._akf
-                    keys = self._ak
-                    pxs = self._apx
-                    for lvl in levels:
-                        px = lvl[0]
-                        sz = lvl[1]
-                        # Zero in any spelling ("0", "0.0", ...); every such string sorts below "1",
-                        # so most sizes cost one comparison.
-                        if sz < "1" and (sz == "0" or (sz and not sz.strip("0."))):
-                            if lv.pop(px, None) is not None:
-                                i = bisect_left(keys, kf[px])
-                                del keys[i]
-                                del pxs[i]
-                                continue
-                            # Not held under this spelling: match by value, else ignore (deletes of
-                            # unknown prices are normal on OKX).
-                            k = kf.get(px)
-                            if k is None:
-                                k = kf[px] = float(px)
-                            i = bisect_left(keys, k)
-                            if i < len(keys) and keys[i] == k:
-                                del lv[pxs[i]]
-                                del keys[i]
-                                del pxs[i]
-                        elif px in lv:
-                            lv[px] = lvl
-                        else:
-                            k = kf.get(px)
-                            if k is None:
-                                k = kf[px] = float(px)
-                            i = bisect_left(keys, k)
-                            if i < len(keys) and keys[i] == k:  # same value, new spelling: replace
-                                del lv[pxs[i]]
-                                pxs[i] = px
-                            else:
-                                keys.insert(i, k)
-                                pxs.insert(i, px)
-                            lv[px] = lvl
-                    if len(keys) > cap:
-                        for px in pxs[cap:]:
-                            del lv[px]
-                        del keys[cap:]
-                        del pxs[cap:]
-                    if len(kf) > kf_cap:
-                        self._akf = {px: kf[px] for px in pxs}
+            side = self._accel_side
+            if side is None:
+                side = apply_side_py
+            # One side loop on each side's four structures, bids' sort keys negated; kf is
+            # bounded by cap * 4 (see okx.book_sides.apply_side_py).
+            if msg.bids:
+                side(msg.bids, self._blv, self._bkf, self._bk, self._bpx, True, cap, cap * 4)
+            if msg.asks:
+                side(msg.asks, self._alv, self._akf, self._ak, self._apx, False, cap, cap * 4)
 
             seq = msg.seqId
             self._seq = seq
@@ -429,8 +261,8 @@ class OrderBook:
                  cs: int | None) -> BookResult:
         cap = self.depth
         self._pushed = None
-        self._blv, self._bkf, self._bk, self._bpx = _build_side(bids, -1.0, cap)
-        self._alv, self._akf, self._ak, self._apx = _build_side(asks, 1.0, cap)
+        self._blv, self._bkf, self._bk, self._bpx = build_side(bids, -1.0, cap)
+        self._alv, self._akf, self._ak, self._apx = build_side(asks, 1.0, cap)
         self._seq = seq
         self._ts = ts
         self._valid = True
@@ -507,8 +339,8 @@ class OrderBook:
         bids, asks = self._pushed
         self._pushed = None
         cap = self.depth
-        self._blv, self._bkf, self._bk, self._bpx = _build_side(bids, -1.0, cap)
-        self._alv, self._akf, self._ak, self._apx = _build_side(asks, 1.0, cap)
+        self._blv, self._bkf, self._bk, self._bpx = build_side(bids, -1.0, cap)
+        self._alv, self._akf, self._ak, self._apx = build_side(asks, 1.0, cap)
 
     def _invalidate(self, status: BookStatus, reason: str) -> BookResult:
         self._valid = False
@@ -551,8 +383,8 @@ class OrderBook:
         seq = msg.seqId
         prev = msg.prevSeqId
         if seq is None or prev is None:
-            return BookResult(BookStatus.DROPPED_INVALID, False,
-                              "update without seqId/prevSeqId cannot be spliced onto a REST snapshot")
+            return BookResult(BookStatus.DROPPED_INVALID, False, "update without "
+                              "seqId/prevSeqId cannot be spliced onto a REST snapshot")
         buf = self._buffer
         if seq < prev:
             # A seqId reset (maintenance) while bootstrapping: nothing buffered and no snapshot
@@ -612,7 +444,8 @@ class OrderBook:
         if not result.ok:
             return result  # crossed REST snapshot: invalid, caller starts over
         if not kept:
-            # The next update must satisfy prevSeqId <= seq_id < seqId (or be a heartbeat at seq_id).
+            # The next update must satisfy prevSeqId <= seq_id < seqId (or be a heartbeat at
+            # seq_id).
             self._anchor = seq_id
             return result
         # The first kept update satisfies prevSeqId <= seq_id < seqId; the rest must chain exactly.
@@ -650,7 +483,8 @@ class OrderBook:
             self.epoch += 1
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
         if prev > anchor:
-            reason = f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, seqId {seq}"
+            reason = (f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, "
+                      f"seqId {seq}")
             self.begin_bootstrap()
             self._buffer.append(msg)
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
@@ -661,5 +495,5 @@ def use_pure_python(pure: bool = True) -> None:
     """Run every OrderBook of this process on the pure-Python loop (or, with False, back on the
     compiled one when it is built). `ACCELERATED` follows."""
     global ACCELERATED
-    OrderBook._accel_side = None if pure else _compiled_side
+    OrderBook._accel_side = None if pure else compiled_side
     ACCELERATED = OrderBook._accel_side is not None

@@ -2,13 +2,11 @@
 balance_and_position (snapshots on subscribe where OKX sends them, then events)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .account import dstr
 from .conn import Conn
-
-if TYPE_CHECKING:
-    from .server import Exchange
+from .context import ExchangeContext
 
 
 def _matches(arg: dict, rec: dict) -> bool:
@@ -20,7 +18,7 @@ def _matches(arg: dict, rec: dict) -> bool:
 
 
 class AccountPublisher:
-    def __init__(self, ex: "Exchange") -> None:
+    def __init__(self, ex: ExchangeContext) -> None:
         self.ex = ex
 
     def _conns(self, channel: str) -> list[Conn]:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .conn import OP_BINARY, Conn, ws_frame
-
-if TYPE_CHECKING:
-    from .server import Exchange
+from .context import ExchangeContext
 
 JUNK_FRAMES = (
     ws_frame(b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"as'),
@@ -21,7 +19,8 @@ JUNK_FRAMES = (
 )
 
 
-def _targets(ex: "Exchange", inst: str | None, endpoints: tuple[str, ...] | None = None) -> list[Conn]:
+def _targets(ex: ExchangeContext, inst: str | None,
+             endpoints: tuple[str, ...] | None = None) -> list[Conn]:
     out = []
     for c in ex.hub.conns:
         if c.closed:
@@ -34,7 +33,7 @@ def _targets(ex: "Exchange", inst: str | None, endpoints: tuple[str, ...] | None
     return out
 
 
-def apply_fault(ex: "Exchange", kind: str, inst: str | None, seconds: float | None,
+def apply_fault(ex: ExchangeContext, kind: str, inst: str | None, seconds: float | None,
                 body: dict) -> dict[str, Any]:
     now = time.monotonic()
     insts = [inst] if inst else list(ex.markets)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -11,10 +11,9 @@ from aiohttp import web
 from . import rest_private, views
 from .appkey import EXCHANGE
 from .candles import BARS
+from .context import ExchangeContext
+from .fault_actions import apply_fault
 from .faults import KINDS
-
-if TYPE_CHECKING:
-    from .server import Exchange
 
 
 class ApiError(Exception):
@@ -33,7 +32,7 @@ def fail(code: str, msg: str, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def ex_of(request: web.Request) -> "Exchange":
+def ex_of(request: web.Request) -> ExchangeContext:
     return request.app[EXCHANGE]
 
 
@@ -223,7 +222,6 @@ async def faults(request: web.Request) -> web.Response:
         seconds = None if seconds is None else float(seconds)
     except (TypeError, ValueError):
         raise ApiError("51000", "seconds must be a number") from None
-    from .fault_actions import apply_fault
     result = apply_fault(ex, kind, inst, seconds, body)
     ex.faults.history.append({"kind": kind, "instId": inst, "seconds": seconds,
                               "at": time.time(), **result})

@@ -1,16 +1,14 @@
 """Signed private REST endpoints (trade/, account/) and the account truth under /sim/truth."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from .appkey import EXCHANGE
+from .context import ExchangeContext
 from .signing import check_rest
-
-if TYPE_CHECKING:
-    from .server import Exchange
 
 
 def _resp(code: str, msg: str, data: list, status: int = 200) -> web.Response:
@@ -20,7 +18,7 @@ def _resp(code: str, msg: str, data: list, status: int = 200) -> web.Response:
 
 def verify(request: web.Request, body: str) -> web.Response | None:
     """None when OKX's signature headers check out, else the error response."""
-    ex: "Exchange" = request.app[EXCHANGE]
+    ex: ExchangeContext = request.app[EXCHANGE]
     cfg = ex.cfg
     path_qs = request.raw_path   # path plus query string exactly as sent
     code, msg, status = check_rest(request.headers, request.method, path_qs, body,

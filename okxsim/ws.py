@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from .appkey import EXCHANGE
 from .conn import Conn
+from .context import ExchangeContext
 from .hub import BUSINESS_CHANNELS, PRIVATE_CHANNELS, PUBLIC_CHANNELS, TBT_BOOKS
 from .signing import check_ws_login
-
-if TYPE_CHECKING:
-    from .server import Exchange
 
 ENDPOINTS = ("public", "business", "private")
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
@@ -26,7 +24,7 @@ def _wrong(channel: Any, inst_id: Any) -> tuple[str, str]:
                      "the correct URL, channel and parameters referring to API document.")
 
 
-def check_arg(ex: "Exchange", conn: Conn, arg: Any) -> tuple[str, str] | None:
+def check_arg(ex: ExchangeContext, conn: Conn, arg: Any) -> tuple[str, str] | None:
     """None if the subscription arg is acceptable on this connection, else (code, msg)."""
     if not isinstance(arg, dict):
         return "60013", "Invalid args"
@@ -72,7 +70,7 @@ def check_arg(ex: "Exchange", conn: Conn, arg: Any) -> tuple[str, str] | None:
 class Session:
     """Handles the text frames of one connection (no awaits: replies are pushed directly)."""
 
-    def __init__(self, ex: "Exchange", conn: Conn) -> None:
+    def __init__(self, ex: ExchangeContext, conn: Conn) -> None:
         self.ex = ex
         self.conn = conn
         self.op_times: list[float] = []
@@ -180,7 +178,7 @@ class Session:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    ex: "Exchange" = request.app[EXCHANGE]
+    ex: ExchangeContext = request.app[EXCHANGE]
     endpoint = request.match_info["endpoint"]
     if endpoint not in ENDPOINTS:
         raise web.HTTPNotFound()

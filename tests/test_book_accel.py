@@ -271,7 +271,7 @@ def test_okx_book_pure_forces_the_fallback():
 
 
 def test_importing_the_book_reads_no_environment():
-    r = _python("import okx.book as b; print(b.ACCELERATED is (b._compiled_side is not None))",
+    r = _python("import okx.book as b; print(b.ACCELERATED is (b.compiled_side is not None))",
                 OKX_BOOK_PURE="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
@@ -283,8 +283,8 @@ def test_use_pure_python_switches_every_book_and_back():
         book_module.use_pure_python()
         assert book_module.ACCELERATED is False and OrderBook._accel_side is None
         book_module.use_pure_python(False)
-        assert OrderBook._accel_side is book_module._compiled_side
-        assert book_module.ACCELERATED is (book_module._compiled_side is not None)
+        assert OrderBook._accel_side is book_module.compiled_side
+        assert book_module.ACCELERATED is (book_module.compiled_side is not None)
     finally:
         OrderBook._accel_side = saved
         book_module.ACCELERATED = saved is not None
