@@ -22,6 +22,7 @@ import websocket
 from collector.outbox import Outbox
 from collector.pipeline import Pipeline
 from collector.recorder import Recorder
+from collector.snapshot import ConnectionSnapshot, SubscriptionAge
 from core.settings import Settings
 from okx.records import Data, Event, Pong
 from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
@@ -78,6 +79,16 @@ class Driver(threading.Thread):
         self.successor: Driver | None = None
         self.retired = False
         self.frames = 0
+
+    def snapshot(self, now: float) -> ConnectionSnapshot:
+        """This connection's state for health and the heartbeat (read without the lock: each
+        value is a single attribute read, and a scrape may be a moment behind)."""
+        state = self.state
+        ages = tuple(SubscriptionAge(key[0], key[1] or key[2] or "", now - t)
+                     for key, t in list(state.last_msg.items()))
+        return ConnectionSnapshot(name=self.name, endpoint=self.endpoint, phase=state.phase,
+                                  retired=self.retired, frames=self.frames, ages=ages,
+                                  state=state.snapshot(now))
 
     def resubscribe(self, key: tuple) -> None:
         """Ask this thread to resubscribe (channel, instId): the book resync's last resort."""

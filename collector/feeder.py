@@ -6,7 +6,7 @@ Threads:
     publisher            outbox -> Celery tasks (publisher.py)
     ledger               gaps, watermarks, heartbeat -> Redis (ledger.py)
     rest                 REST book snapshots for resyncs, off the reader threads (resync.py)
-    health               HTTP /healthz and /metrics (health.py)
+    health               HTTP /healthz and /metrics (health.py), from `Feeder.snapshot()`
 The main thread (cli.py) waits for SIGTERM/SIGINT and then calls `stop()`.
 """
 from __future__ import annotations
@@ -17,15 +17,17 @@ import random
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from collector.driver import Driver
+from collector.health import HealthServer, Metrics
 from collector.ledger import Ledger
 from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline
 from collector.publisher import Publisher
 from collector.recorder import Recorder
 from collector.resync import BookResync
+from collector.snapshot import FeederSnapshot
 from core.settings import Settings
 from okx.backoff import new_connection_limit
 from okx.channels import endpoint_for
@@ -33,9 +35,6 @@ from okx.records import ParseError
 from okx.rest.client import RestClient
 from okx.rest.ratelimit import shared_limits
 from okx.ws.subscriptions import plan
-
-if TYPE_CHECKING:
-    from collector.health import HealthServer, Metrics
 
 log = logging.getLogger("collector.feeder")
 
@@ -108,14 +107,12 @@ class Feeder:
 
     def start(self) -> "Feeder":
         s = self.settings
-        from collector.health import HealthServer, Metrics  # health reads this module
-
         # The readers rarely block while frames are queued in the socket; a shorter GIL switch
         # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish
         # latency.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(self.snapshot)
         if s.record_path:
             self.recorder = Recorder(s.record_path)
         self.publisher = Publisher(self.outbox, s.redis_url, s.feeder_id,
@@ -139,7 +136,7 @@ class Feeder:
             self.drivers.append(d)
             d.start()
         if s.health_port:
-            self.health = HealthServer(s.health_host, s.health_port, self)
+            self.health = HealthServer(s.health_host, s.health_port, self.snapshot, self.metrics)
             self.health.start()
         log.info("feeder %s started: %d connections, %d subscriptions", s.feeder_id,
                  len(self.drivers), len(keys))
@@ -190,19 +187,37 @@ class Feeder:
             if d.endpoint == endpoint and d.is_alive() and not d.retired:
                 d.resubscribe(key)
 
-    def status(self) -> dict[str, Any]:
+    # ----- what health and the heartbeat read ----------------------------------------------------
+
+    def snapshot(self) -> FeederSnapshot:
+        """One reading of every part, for /healthz, /metrics and the heartbeat."""
         now = time.monotonic()
-        conns = [d.state.snapshot(now) | {"name": d.name, "frames": d.frames}
-                 for d in self.drivers if d.is_alive()]
-        return {"connections": conns}
+        p = self.pipeline
+        with self.lock:
+            frames = p.frames
+            by_channel = dict(p.by_channel)
+            parse_errors = dict(p.parse_errors)
+            unknown = dict(p.unknown)
+            resyncs = dict(p.resync_count)
+            duplicates = p.duplicates
+        conns = tuple(d.snapshot(now) for d in list(self.drivers) if d.is_alive())
+        pub, led = self.publisher, self.ledger
+        return FeederSnapshot(
+            feeder_id=self.settings.feeder_id, uptime_s=now - self.started, connections=conns,
+            frames=frames, messages_by_channel=by_channel, parse_errors=parse_errors,
+            unknown_frames=unknown, book_resyncs=resyncs, duplicate_trades=duplicates,
+            reconnects=self.reconnects,
+            backlog_by_kind=self.outbox.backlog_by_kind(), dropped_records=self.outbox.dropped,
+            published_records=pub.published if pub else 0,
+            broker_queue_depth=pub.queue_depth if pub else 0,
+            publish_lingers=pub.lingers if pub else 0,
+            broker_ok=pub.broker_ok if pub else True,
+            gaps_written=led.gaps_written if led else 0,
+            ledger_redis_ok=led.redis_ok if led else True)
+
+    def status(self) -> dict[str, Any]:
+        return self.snapshot().status()
 
     def healthy(self) -> tuple[bool, list[str]]:
-        problems = []
-        for d in self.drivers:
-            if d.is_alive() and not d.retired and d.state.phase != "live":
-                problems.append(f"{d.name} is {d.state.phase}")
-        if self.publisher is not None and not self.publisher.broker_ok:
-            problems.append("broker unavailable")
-        if self.ledger is not None and not self.ledger.redis_ok:
-            problems.append("redis unavailable for the ledger")
+        problems = self.snapshot().problems()
         return not problems, problems
