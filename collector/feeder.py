@@ -126,7 +126,6 @@ class Feeder:
         self.ledger = Ledger(s.redis_url, s.feeder_id, keys, pull=self._pull,
                              on_gap_id=self.publisher.request_repair, status=self.status)
         self.publisher.start()
-        self.ledger.start()
         self._resync = BookResync(self.pipeline, self.lock, self.rest, self.stopping,
                                   resubscribe=self._resubscribe)
         self._resync.start()
@@ -135,6 +134,11 @@ class Feeder:
                        f"conn-{endpoint}")
             self.drivers.append(d)
             d.start()
+        # After the connections: the ledger's first cycle writes the heartbeat at once, and
+        # `collector status` would show a feeder with no connections until the next (5 s on).
+        # Records fed before that cycle wait in the pipeline; the startup-gap check reads the
+        # previous run's watermarks before comparing them with this run's first records.
+        self.ledger.start()
         if s.health_port:
             self.health = HealthServer(s.health_host, s.health_port, self.snapshot, self.metrics)
             self.health.start()
