@@ -96,7 +96,7 @@ def start_drain(redis_url: str, core: int | None = 1) -> subprocess.Popen:
 
 
 def run_feeder(addr: str, redis_url: str, seconds: float, **kw) -> dict:
-    from collector.driver import Feeder
+    from collector.feeder import Feeder
     from core.settings import load
 
     s = load(env={}, redis_url=redis_url, ws_url=f"ws://{addr}", rest_url=f"http://{addr}",
@@ -202,7 +202,7 @@ def soak(n_faults: int, redis_url: str) -> dict:
     """N faults (drop, stall, notice, cycled) against an in-process okxsim; recovery + no loss."""
     from okxsim.config import SimConfig
     from okxsim.server import OkxSim
-    from collector.driver import Feeder
+    from collector.feeder import Feeder
     from core.settings import load
 
     sim = OkxSim(SimConfig(port=0, instruments=INSTS[:2], bot_interval_s=0)).start()

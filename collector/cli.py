@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     if settings is None:
         return 2
-    from collector.driver import Feeder
+    from collector.feeder import Feeder
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

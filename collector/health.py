@@ -5,158 +5,154 @@ ledger's Redis answer, else 503 with `"status": "degraded"` and the problems, so
 or an orchestrator can use the status code alone. Its `data` block says whether data is flowing:
 the age of the freshest message over all subscriptions, frames received, records published.
 
-Metrics come from the counters the feeder keeps anyway (read at scrape time by a custom
-collector, so the hot path pays nothing), plus a publish-latency histogram observed once per
-batch (socket receive of the batch's oldest record -> publish done).
+Both read one `FeederSnapshot`, taken when the request comes (the feeder hands in the callable
+that takes it), so the hot path pays nothing and this module knows none of the feeder's parts.
+Metrics are the snapshot's counters, plus a publish-latency histogram observed once per batch
+(socket receive of the batch's oldest record -> publish done).
 """
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from collector.driver import Feeder
+from collector.snapshot import FeederSnapshot
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30)
 
+SnapshotSource = Callable[[], FeederSnapshot]
 
-class _FeederCollector:
-    def __init__(self, feeder: "Feeder") -> None:
-        self.f = feeder
 
-    def collect(self):
-        f = self.f
-        p = f.pipeline
-        now = time.monotonic()
-        with f.lock:
-            by_channel = dict(p.by_channel)
-            parse_errors = dict(p.parse_errors)
-            unknown = dict(p.unknown)
-            resyncs = dict(p.resync_count)
-            frames = p.frames
-            dups = p.duplicates
-        age = GaugeMetricFamily("feeder_subscription_last_message_age_seconds",
-                                "Seconds since the last data frame of a subscription",
-                                labels=["endpoint", "channel", "inst"])
-        state = GaugeMetricFamily("feeder_connection_live", "1 when the connection is live",
-                                  labels=["connection"])
-        for d in list(f.drivers):
-            if not d.is_alive():
-                continue
-            state.add_metric([d.name], 1.0 if d.state.phase == "live" else 0.0)
-            for key, t in list(d.state.last_msg.items()):
-                age.add_metric([d.endpoint, key[0], key[1] or key[2] or ""], now - t)
-        yield age
-        yield state
-        c = CounterMetricFamily("feeder_frames", "WebSocket frames received")
-        c.add_metric([], frames)
-        yield c
-        c = CounterMetricFamily("feeder_messages", "Data frames received per channel",
-                                labels=["channel"])
-        for ch, n in by_channel.items():
-            c.add_metric([ch], n)
-        yield c
-        c = CounterMetricFamily("feeder_bad_frames", "Malformed or unknown frames by reason",
-                                labels=["kind", "reason"])
-        for r, n in parse_errors.items():
-            c.add_metric(["parse_error", r], n)
-        for r, n in unknown.items():
-            c.add_metric(["unknown", r], n)
-        yield c
-        c = CounterMetricFamily("feeder_book_resyncs", "Book resyncs by cause", labels=["cause"])
-        for r, n in resyncs.items():
-            c.add_metric([r], n)
-        yield c
-        c = CounterMetricFamily("feeder_duplicate_trades", "Trades dropped as duplicates")
-        c.add_metric([], dups)
-        yield c
-        c = CounterMetricFamily("feeder_reconnects", "Connection losses followed by a reconnect")
-        c.add_metric([], f.reconnects)
-        yield c
-        led = f.ledger
-        c = CounterMetricFamily("feeder_gaps", "Gaps written to the ledger")
-        c.add_metric([], led.gaps_written if led else 0)
-        yield c
-        pub = f.publisher
-        g = GaugeMetricFamily("feeder_publish_backlog", "Records waiting in the outbox",
-                              labels=["kind"])
-        for k, n in f.outbox.backlog_by_kind().items():
-            g.add_metric([k], n)
-        yield g
-        c = CounterMetricFamily("feeder_published_records", "Records published to the broker")
-        c.add_metric([], pub.published if pub else 0)
-        yield c
-        c = CounterMetricFamily("feeder_dropped_records", "Records dropped past the outbox bound")
-        c.add_metric([], f.outbox.dropped)
-        yield c
-        g = GaugeMetricFamily("feeder_broker_queue_depth",
-                              "Ingest tasks in the broker queue right after the last publish")
-        g.add_metric([], pub.queue_depth if pub else 0)
-        yield g
-        c = CounterMetricFamily("feeder_publish_lingers",
-                                "Publish cycles delayed to batch more because workers lagged")
-        c.add_metric([], pub.lingers if pub else 0)
-        yield c
-        g = GaugeMetricFamily("feeder_broker_up", "1 when the last publish succeeded")
-        g.add_metric([], 1.0 if (pub is None or pub.broker_ok) else 0.0)
-        yield g
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    c = CounterMetricFamily(name, doc)
+    c.add_metric([], value)
+    return c
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc)
+    g.add_metric([], value)
+    return g
+
+
+def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
+    """Every feeder metric but the latency histogram, from one snapshot."""
+    age = GaugeMetricFamily("feeder_subscription_last_message_age_seconds",
+                            "Seconds since the last data frame of a subscription",
+                            labels=["endpoint", "channel", "inst"])
+    state = GaugeMetricFamily("feeder_connection_live", "1 when the connection is live",
+                              labels=["connection"])
+    for conn in snap.connections:
+        state.add_metric([conn.name], 1.0 if conn.live else 0.0)
+        for a in conn.ages:
+            age.add_metric([conn.endpoint, a.channel, a.inst], a.age_s)
+    yield age
+    yield state
+    yield _counter("feeder_frames", "WebSocket frames received", snap.frames)
+    c = CounterMetricFamily("feeder_messages", "Data frames received per channel",
+                            labels=["channel"])
+    for ch, n in snap.messages_by_channel.items():
+        c.add_metric([ch], n)
+    yield c
+    c = CounterMetricFamily("feeder_bad_frames", "Malformed or unknown frames by reason",
+                            labels=["kind", "reason"])
+    for r, n in snap.parse_errors.items():
+        c.add_metric(["parse_error", r], n)
+    for r, n in snap.unknown_frames.items():
+        c.add_metric(["unknown", r], n)
+    yield c
+    c = CounterMetricFamily("feeder_book_resyncs", "Book resyncs by cause", labels=["cause"])
+    for r, n in snap.book_resyncs.items():
+        c.add_metric([r], n)
+    yield c
+    yield _counter("feeder_duplicate_trades", "Trades dropped as duplicates",
+                   snap.duplicate_trades)
+    yield _counter("feeder_reconnects", "Connection losses followed by a reconnect",
+                   snap.reconnects)
+    yield _counter("feeder_gaps", "Gaps written to the ledger", snap.gaps_written)
+    g = GaugeMetricFamily("feeder_publish_backlog", "Records waiting in the outbox",
+                          labels=["kind"])
+    for k, n in snap.backlog_by_kind.items():
+        g.add_metric([k], n)
+    yield g
+    yield _counter("feeder_published_records", "Records published to the broker",
+                   snap.published_records)
+    yield _counter("feeder_dropped_records", "Records dropped past the outbox bound",
+                   snap.dropped_records)
+    yield _gauge("feeder_broker_queue_depth",
+                 "Ingest tasks in the broker queue right after the last publish",
+                 snap.broker_queue_depth)
+    yield _counter("feeder_publish_lingers",
+                   "Publish cycles delayed to batch more because workers lagged",
+                   snap.publish_lingers)
+    yield _gauge("feeder_broker_up", "1 when the last publish succeeded",
+                 1.0 if snap.broker_ok else 0.0)
+
+
+class _SnapshotCollector:
+    """A prometheus_client custom collector: one snapshot per scrape."""
+
+    def __init__(self, source: SnapshotSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        return snapshot_metrics(self.source())
 
 
 class Metrics:
-    def __init__(self, feeder: "Feeder") -> None:
+    def __init__(self, source: SnapshotSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram("feeder_publish_latency_seconds",
                                  "Socket receive -> published, oldest record of each batch",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(_FeederCollector(feeder))
+        self.registry.register(_SnapshotCollector(source))  # type: ignore[arg-type]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def data_summary(status: dict, frames: int, published: int) -> dict:
-    """Is data flowing? The freshest last-message age over every subscription (None: no data yet)."""
+def data_summary(status: dict[str, Any], frames: int, published: int) -> dict[str, Any]:
+    """Is data flowing? The freshest last-message age over every subscription (None: no data
+    yet)."""
     ages = [s["age_s"] for c in status.get("connections", ())
             for s in c.get("subscriptions", {}).values() if s.get("age_s") is not None]
     return {"last_message_age_s": min(ages) if ages else None,
             "subscriptions_with_data": len(ages), "frames": frames, "published_records": published}
 
 
-def healthz(feeder: "Feeder") -> dict:
-    ok, problems = feeder.healthy()
-    status = feeder.status()
-    published = feeder.publisher.published if feeder.publisher is not None else 0
+def healthz(snap: FeederSnapshot) -> dict[str, Any]:
+    problems = snap.problems()
+    status = snap.status()
     frames = sum(c.get("frames", 0) for c in status["connections"])
-    return {"status": "ok" if ok else "degraded", "problems": problems,
-            "feeder": feeder.settings.feeder_id,
-            "uptime_s": round(time.monotonic() - feeder.started, 1),
-            "backlog": feeder.outbox.backlog(), "data": data_summary(status, frames, published),
-            **status}
+    return {"status": "degraded" if problems else "ok", "problems": problems,
+            "feeder": snap.feeder_id, "uptime_s": round(snap.uptime_s, 1),
+            "backlog": snap.backlog,
+            "data": data_summary(status, frames, snap.published_records), **status}
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, feeder: "Feeder") -> None:
-        self.host, self.port, self.feeder = host, port, feeder
+    def __init__(self, host: str, port: int, source: SnapshotSource, metrics: Metrics) -> None:
+        self.host, self.port = host, port
+        self.source, self.metrics = source, metrics
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        feeder = self.feeder
+        source, metrics = self.source, self.metrics
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 if self.path.startswith("/healthz"):
-                    report = healthz(feeder)
+                    report = healthz(source())
                     code = 200 if report["status"] == "ok" else 503
                     body, ctype = orjson.dumps(report), "application/json"
                 elif self.path.startswith("/metrics"):
-                    body, ctype, code = feeder.metrics.render(), "text/plain; version=0.0.4", 200
+                    body, ctype, code = metrics.render(), "text/plain; version=0.0.4", 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
@@ -165,7 +161,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:  # quiet: no line per scrape
+            def log_message(self, *args: Any) -> None:  # quiet: no line per scrape
                 pass
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)

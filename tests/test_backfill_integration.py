@@ -16,7 +16,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from collector.driver import Feeder
+from collector.feeder import Feeder
 from core.settings import load
 from okx.signing import Credentials
 from localrun.redis_server import free_port

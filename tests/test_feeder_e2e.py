@@ -10,7 +10,7 @@ import orjson
 import pytest
 import redis
 
-from collector.driver import Feeder
+from collector.feeder import Feeder
 from core.settings import load
 from localrun.redis_server import RedisServer, free_port
 from tests.feeder_fixtures import INSTS, TaskLog, gaps, wait_for

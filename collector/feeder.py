@@ -1,0 +1,229 @@
+"""The feeder process: builds and runs every part, and stops them in order.
+
+Threads:
+    conn-<endpoint>[-n]  one per WebSocket connection (driver.py; a 64008 replacement gets its
+                         own): reads frames, feeds the pipeline (under one lock)
+    publisher            outbox -> Celery tasks (publisher.py)
+    ledger               gaps, watermarks, heartbeat -> Redis (ledger.py)
+    rest                 REST book snapshots for resyncs, off the reader threads (resync.py)
+    health               HTTP /healthz and /metrics (health.py), from `Feeder.snapshot()`
+The main thread (cli.py) waits for SIGTERM/SIGINT and then calls `stop()`.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+from collector.driver import Driver
+from collector.health import HealthServer, Metrics
+from collector.ledger import Ledger
+from collector.outbox import Outbox
+from collector.pipeline import LogLimiter, Pipeline
+from collector.publisher import Publisher
+from collector.recorder import Recorder
+from collector.resync import BookResync
+from collector.snapshot import FeederSnapshot
+from core.settings import FeederSettings as Settings
+from okx.backoff import new_connection_limit
+from okx.channels import endpoint_for
+from okx.records import ParseError
+from core.rest_limits import shared_limits
+from okx.rest.client import RestClient
+from okx.ws.subscriptions import plan
+
+log = logging.getLogger("collector.feeder")
+
+SWITCH_INTERVAL_S = 0.0005
+
+
+class Feeder:
+    """Builds and runs everything. `start()` does the I/O; the constructor only stores."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rng = random.Random()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._ids = itertools.count(1)
+        self._conn_limit = new_connection_limit()
+        self._conn_lock = threading.Lock()
+        self.outbox = Outbox(settings.batch_max, settings.buffer_max)
+        self.pipeline = Pipeline(self.outbox.put, depth_stored=settings.book_depth_stored,
+                                 full_every_ms=int(settings.full_book_every_s * 1000))
+        self.recorder: Recorder | None = None
+        self.drivers: list[Driver] = []
+        self.publisher: Publisher | None = None
+        self.ledger: Ledger | None = None
+        self.health: HealthServer | None = None
+        # Book bootstraps are paced with every other process on this Redis (OKX counts per IP),
+        # and retried once only: the pipeline has its own retry and resubscribe fallback.
+        self.rest = RestClient(settings.rest_url, credentials=settings.credentials,
+                               demo=settings.demo, limits=shared_limits(
+                                   settings.redis_url, factor=settings.rest_rate_factor,
+                                   fallback_share=settings.rest_fallback_share),
+                               max_retries=1)
+        self.reconnects = 0
+        self.started = time.monotonic()
+        self._bad_log = LogLimiter(10.0)
+        self._resync: BookResync | None = None
+        self.metrics: Metrics | None = None
+
+    # ----- what the connection threads ask of the process (driver.DriverHost) ---------------------
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def connection_wait(self, now: float) -> float:
+        """OKX allows 3 new connections per second per IP, shared by all connections."""
+        with self._conn_lock:
+            wait = self._conn_limit.wait(now)
+            if wait <= 0:
+                self._conn_limit.record(now)
+            return wait
+
+    def bad_frame(self, res: Any, now: float) -> None:
+        kind = "parse error" if type(res) is ParseError else "unknown frame"
+        category = f"{kind}: {res.reason.split(':', 1)[0][:48]}"
+        ok, suppressed = self._bad_log.allow(category, now)
+        if ok:
+            more = f" (+{suppressed} more since the last line)" if suppressed else ""
+            log.warning("%s: %s | %.120r%s", kind, res.reason[:200], res.raw, more)
+
+    def replace(self, old: Driver) -> None:
+        """64008: open a replacement for `old`; it retires `old` once it is live."""
+        if old.successor is not None and old.successor.is_alive():
+            return
+        args = [sub.arg for sub in old.state.subs.values()]
+        new = Driver(self, old.endpoint, args, old.state.login,
+                     f"conn-{old.endpoint}-{self.next_id()}", predecessor=old)
+        old.successor = new
+        self.drivers.append(new)
+        new.start()
+
+    # ----- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> "Feeder":
+        s = self.settings
+        # The readers rarely block while frames are queued in the socket; a shorter GIL switch
+        # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish
+        # latency.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+        self.metrics = Metrics(self.snapshot)
+        if s.record_path:
+            self.recorder = Recorder(s.record_path)
+        self.publisher = Publisher(self.outbox, s.redis_url, s.feeder_id,
+                                   on_gaps=self._overflow_gaps, latency=self.metrics.latency,
+                                   linger_max_s=s.linger_max_ms / 1000)
+        the_plan = plan(s.channels, s.instruments)
+        keys = []
+        for endpoint in the_plan.endpoints():
+            for a in the_plan.args[endpoint]:
+                keys.append((a["channel"], a.get("instId") or a.get("instType") or ""))
+        self.ledger = Ledger(s.redis_url, s.feeder_id, keys, pull=self._pull,
+                             on_gap_id=self.publisher.request_repair, status=self.status)
+        self.publisher.start()
+        self._resync = BookResync(self.pipeline, self.lock, self.rest, self.stopping,
+                                  resubscribe=self._resubscribe)
+        self._resync.start()
+        for endpoint in the_plan.endpoints():
+            d = Driver(self, endpoint, the_plan.args[endpoint], the_plan.login[endpoint],
+                       f"conn-{endpoint}")
+            self.drivers.append(d)
+            d.start()
+        # After the connections: the ledger's first cycle writes the heartbeat at once, and
+        # `collector status` would show a feeder with no connections until the next (5 s on).
+        # Records fed before that cycle wait in the pipeline; the startup-gap check reads the
+        # previous run's watermarks before comparing them with this run's first records.
+        self.ledger.start()
+        if s.health_port:
+            self.health = HealthServer(s.health_host, s.health_port, self.snapshot, self.metrics)
+            self.health.start()
+        log.info("feeder %s started: %d connections, %d subscriptions", s.feeder_id,
+                 len(self.drivers), len(keys))
+        return self
+
+    def stop(self, timeout: float = 9.0) -> None:
+        """Stop reading, flush every batch and the watermarks. Bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        log.info("feeder stopping: flushing %d queued records", self.outbox.backlog())
+        self.stopping.set()
+        for d in list(self.drivers):
+            d.join(max(0.1, min(1.5, deadline - time.monotonic())))
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.publisher is not None and self.publisher.is_alive():
+            self.publisher.flush(max(0.5, deadline - time.monotonic() - 2.0))
+        if self.ledger is not None and self.ledger.is_alive():
+            self.ledger.stop(max(0.5, deadline - time.monotonic()))
+        if self.health is not None:
+            self.health.stop()
+        log.info("feeder stopped: %d records published", self.publisher.published
+                 if self.publisher else 0)
+
+    # ----- wiring between the parts --------------------------------------------------------------
+
+    def _overflow_gaps(self, gaps: list) -> None:
+        with self.lock:
+            self.pipeline.gaps.extend(gaps)
+
+    def _pull(self, ledger: Ledger) -> None:
+        """The ledger's cycle: the pipeline's new gaps and its watermarks, copied under the lock."""
+        with self.lock:
+            p = self.pipeline
+            gaps = list(p.gaps)
+            p.gaps.clear()
+            marks = dict(p.marks)
+            first = dict(p.first)
+        if gaps:
+            ledger.add_gaps(gaps)
+        ledger.marks = marks
+        ledger.first = first
+
+    def _resubscribe(self, key: tuple) -> None:
+        """A book the REST resync gave up on: every running connection of its endpoint
+        resubscribes it (only the one that carries it has the subscription)."""
+        endpoint = endpoint_for(key[0])
+        for d in list(self.drivers):
+            if d.endpoint == endpoint and d.is_alive() and not d.retired:
+                d.resubscribe(key)
+
+    # ----- what health and the heartbeat read ----------------------------------------------------
+
+    def snapshot(self) -> FeederSnapshot:
+        """One reading of every part, for /healthz, /metrics and the heartbeat."""
+        now = time.monotonic()
+        p = self.pipeline
+        with self.lock:
+            frames = p.frames
+            by_channel = dict(p.by_channel)
+            parse_errors = dict(p.parse_errors)
+            unknown = dict(p.unknown)
+            resyncs = dict(p.resync_count)
+            duplicates = p.duplicates
+        conns = tuple(d.snapshot(now) for d in list(self.drivers) if d.is_alive())
+        pub, led = self.publisher, self.ledger
+        return FeederSnapshot(
+            feeder_id=self.settings.feeder_id, uptime_s=now - self.started, connections=conns,
+            frames=frames, messages_by_channel=by_channel, parse_errors=parse_errors,
+            unknown_frames=unknown, book_resyncs=resyncs, duplicate_trades=duplicates,
+            reconnects=self.reconnects,
+            backlog_by_kind=self.outbox.backlog_by_kind(), dropped_records=self.outbox.dropped,
+            published_records=pub.published if pub else 0,
+            broker_queue_depth=pub.queue_depth if pub else 0,
+            publish_lingers=pub.lingers if pub else 0,
+            broker_ok=pub.broker_ok if pub else True,
+            gaps_written=led.gaps_written if led else 0,
+            ledger_redis_ok=led.redis_ok if led else True)
+
+    def status(self) -> dict[str, Any]:
+        return self.snapshot().status()
+
+    def healthy(self) -> tuple[bool, list[str]]:
+        problems = self.snapshot().problems()
+        return not problems, problems
