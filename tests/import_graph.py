@@ -9,7 +9,7 @@ Every import statement counts, wherever it stands: at the top, inside functions 
 under ``if TYPE_CHECKING:`` (a type-only import still ties the two modules together, and a
 Protocol in a leaf module is the way out). Relative imports are resolved against the importing
 module. ``from pkg import name`` is an edge to ``pkg.name`` when that is a module of the tree,
-else to ``pkg``. Imports of anything outside `packages` (stdlib, third party) are left out, and
+else to ``pkg``. Imports of anything outside `packages` (stdlib, third party) are left out unless asked for, and
 so are the parent packages Python runs on the way (``import a.b.c`` is one edge, to ``a.b.c``).
 
 Dependency-free (ast and pathlib only), so any test can use it.
@@ -72,13 +72,15 @@ def _own(name: str, known: Mapping[str, object]) -> str | None:
 
 
 def _imported(tree: ast.AST, module: str, is_package: bool,
-              known: Mapping[str, object]) -> Iterator[str]:
+              known: Mapping[str, object], external: bool) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = _own(alias.name, known)
                 if target is not None:
                     yield target
+                elif external:
+                    yield alias.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _resolve_relative(module, is_package, node.level, node.module)
@@ -91,16 +93,21 @@ def _imported(tree: ast.AST, module: str, is_package: bool,
                 target = sub if alias.name != "*" and sub in known else _own(base, known)
                 if target is not None:
                     yield target
+                elif external and not node.level:
+                    yield base
 
 
-def module_imports(root: Path, packages: list[str]) -> dict[str, set[str]]:
+def module_imports(root: Path, packages: list[str], *, external: bool = False
+                   ) -> dict[str, set[str]]:
     """Every module under `packages` (dotted names, relative to `root`) -> the modules of those
-    packages it imports. Each module of the tree is a key, with an empty set if it imports none."""
+    packages it imports. Each module of the tree is a key, with an empty set if it imports none.
+    With `external`, imports of anything else (stdlib, third party) are edges too, by the name
+    the import statement spells (``redis.exceptions``), so a rule can forbid a library."""
     known = _modules(Path(root), packages)
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        graph[name] = set(_imported(tree, name, is_package, known))
+        graph[name] = set(_imported(tree, name, is_package, known, external))
     return graph
 
 
