@@ -135,6 +135,7 @@ class Driver(threading.Thread):
     def _read(self) -> None:
         feeder = self.feeder
         ws = self.ws
+        assert ws is not None, "_read runs only after _connect"
         state = self.state
         pipeline = feeder.pipeline
         feed = pipeline.feed
@@ -152,7 +153,7 @@ class Driver(threading.Thread):
             try:
                 frames = reader.read()         # every complete frame one recv() delivered
             except TimeoutError:
-                frames = ()
+                frames = []
             except Exception as exc:  # noqa: BLE001 - reset, closed, protocol error
                 self._closed(None, f"{type(exc).__name__}: {exc}")
                 return
@@ -182,7 +183,8 @@ class Driver(threading.Thread):
                         if recorder is not None:
                             recorder.add(t_wall, endpoint, data)
                         with lock:
-                            res = feed(token, data, now_ms, now)
+                            # Any: dispatched on type(res) below, which mypy cannot narrow
+                            res: Any = feed(token, data, now_ms, now)
                         t = type(res)
                         if t is Data:
                             # state.seen() inlined: the connection-wide part once per recv below.

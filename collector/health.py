@@ -110,7 +110,7 @@ class Metrics:
         self.latency = Histogram("feeder_publish_latency_seconds",
                                  "Socket receive -> published, oldest record of each batch",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(_SnapshotCollector(source))  # type: ignore[arg-type]
+        self.registry.register(_SnapshotCollector(source))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -100,7 +100,7 @@ class Publisher(threading.Thread):
                 self._linger_until = 0.0
                 if wait > 0 and outbox.backlog() < batch_max and not self.stopping.is_set():
                     self.stopping.wait(wait)
-            did = False
+            did: bool | None = False   # None: a publish failed this cycle
             taken = [(kind, outbox.take(kind, batch_max)) for kind in kinds if queues[kind]]
             taken = [t for t in taken if t[1]]
             if taken:

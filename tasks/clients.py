@@ -49,7 +49,7 @@ def resolve_factory(spec: str) -> MongoFactory:
         raise ConfigError(f"MONGO_CLIENT_FACTORY={spec!r} cannot be loaded: {exc}") from None
     if not callable(factory):
         raise ConfigError(f"MONGO_CLIENT_FACTORY={spec!r} is not callable")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def make_mongo_client(uri: str, timeout_ms: int, factory: str = "") -> Any:

@@ -256,12 +256,13 @@ class IngestTask(Task):
         s, store, dead, write = self._storage()
         if not isinstance(batches, list):
             batches = [batches]          # a replayed single envelope, or junk (dead-lettered)
-        items = []
+        items: list[Item] = []
         for i, batch in enumerate(batches):
             kind = batch.get("kind") if isinstance(batch, dict) else None
-            name = INGEST_TASKS.get(kind) if isinstance(kind, str) else None
-            items.append((kind, batch, name, f"{self.request.id}:{i}") if name else
-                         ("unknown", batch, self.name, f"{self.request.id}:{i}"))
+            if isinstance(kind, str) and kind in INGEST_TASKS:
+                items.append((kind, batch, INGEST_TASKS[kind], f"{self.request.id}:{i}"))
+            else:
+                items.append(("unknown", batch, self.name, f"{self.request.id}:{i}"))
         out = handle_batches(items, store=store, dead=dead, settings=s,
                              retries=self.request.retries, write_many=write)
         self._finish(out)

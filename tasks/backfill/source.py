@@ -15,7 +15,7 @@ from okx.rest.endpoints import Page
 from core.rest_limits import shared_limits
 from okx.rest.client import RestClient
 from tasks.backfill.plan import Step
-from core.errors import NoCredentials
+from core.errors import NoCredentials, PlanError
 from core.settings import WorkerSettings as Settings
 
 PENDING_PATH = "/api/v5/trade/orders-pending"
@@ -36,7 +36,7 @@ def make_client(settings: Settings) -> RestClient:
         client = _clients.get(key)
         if client is None:
             api_key = settings.credentials.api_key if settings.credentials else None
-            wanted = {"credentials": settings.credentials, "demo": settings.okx_demo,
+            wanted: dict[str, Any] = {"credentials": settings.credentials, "demo": settings.okx_demo,
                       "timeout": settings.rest_timeout_s,
                       "limits": shared_limits(settings.redis_url, api_key=api_key,
                                                factor=settings.rest_rate_factor,
@@ -65,12 +65,12 @@ class RestSource:
             return history.trades(c, step.key, lower_id=step.lower_id, upper_id=step.upper_id,
                                   lower_ms=step.start_ms, upper_ms=step.end_ms, resume=resume)
         if step.kind == "candles":
-            return history.candles(c, step.key, step.bar, step.start_ms, step.end_ms,
-                                   resume=resume)
+            start, end = _window(step)
+            return history.candles(c, step.key, step.bar, start, end, resume=resume)
         if step.kind == "orders":
-            return history.orders(c, step.key, step.start_ms, step.end_ms, resume=resume)
+            return history.orders(c, step.key, *_window(step), resume=resume)
         if step.kind == "fills":
-            return history.fills(c, step.key, step.start_ms, step.end_ms, resume=resume)
+            return history.fills(c, step.key, *_window(step), resume=resume)
         if step.kind == "pending":
             return self._pending(step.key, resume)
         raise ValueError(f"{step.kind} is not a paged step")
@@ -109,3 +109,11 @@ class RestSource:
 
 def rest_source(settings: Settings) -> RestSource:
     return RestSource(make_client(settings), has_credentials=settings.credentials is not None)
+
+
+def _window(step: Step) -> tuple[int, int]:
+    """The time window of a step that pages by time (candles, orders, fills): the planner always
+    sets one; a step without it is a planning bug, said as such."""
+    if step.start_ms is None or step.end_ms is None:
+        raise PlanError(f"{step.kind} step for {step.key!r} has no time window")
+    return step.start_ms, step.end_ms

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import builtins
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,7 +95,8 @@ class DeadLetters:
         query = {} if status == "all" else {"status": status}
         return list(self.db[keys.DEAD_LETTERS].find(query, {"args": 0}).sort("time", -1).limit(limit))
 
-    def replay(self, app: Any, *, ids: list[str] | None = None, include_bad: bool = False) -> list[str]:
+    def replay(self, app: Any, *, ids: builtins.list[str] | None = None, include_bad: bool = False
+               ) -> builtins.list[str]:
         """Re-send dead letters by task name; returns the new task ids."""
         coll = self.db[keys.DEAD_LETTERS]
         if ids:
