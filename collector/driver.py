@@ -85,7 +85,7 @@ class Driver(threading.Thread):
         """This connection's state for health and the heartbeat (read without the lock: each
         value is a single attribute read, and a scrape may be a moment behind)."""
         state = self.state
-        ages = tuple(SubscriptionAge(key[0], key[1] or key[2] or "", now - t)
+        ages = tuple(SubscriptionAge(key[0] or "", key[1] or key[2] or "", now - t)
                      for key, t in list(state.last_msg.items()))
         return ConnectionSnapshot(name=self.name, endpoint=self.endpoint, phase=state.phase,
                                   retired=self.retired, frames=self.frames, ages=ages,
@@ -147,7 +147,9 @@ class Driver(threading.Thread):
         mono = time.monotonic
         wall = time.time
         last_msg = state.last_msg   # the staleness watchdog's per-subscription times
-        reader = FrameReader(ws.sock)
+        # ws.sock is None only if the socket was closed meanwhile: the first read() then fails
+        # and the loop below closes the connection like any read error.
+        reader = FrameReader(ws.sock)  # type: ignore[arg-type]
         next_tick = mono() + TICK_EVERY_S
         while self.ws is ws and not feeder.stopping.is_set():
             try:

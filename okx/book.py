@@ -21,11 +21,11 @@ Reading an invalid book raises `BookInvalid` (check `valid` first); nothing retu
 # and okx/book_status.py (the results).
 from __future__ import annotations
 
-from okx.book_sides import apply_side_py, build_side, compiled_side
+from okx.book_sides import SideLoop, apply_side_py, build_side, compiled_side
 from okx.book_status import OK_STATUSES, BookResult, BookStatus
 from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
 from okx.errors import BookInvalid
-from okx.records import BookData
+from okx.records import BookData, Level
 
 __all__ = ["ACCELERATED", "OK_STATUSES", "BookInvalid", "BookResult", "BookStatus", "OrderBook",
            "use_pure_python"]
@@ -47,6 +47,11 @@ _SNAPSHOT = BookResult(BookStatus.SNAPSHOT)
 _SNAPSHOT_V = BookResult(BookStatus.SNAPSHOT, True)
 _BUFFERED = BookResult(BookStatus.BUFFERED)
 _STALE = BookResult(BookStatus.STALE)
+
+# A buffered update, (prevSeqId, seqId, update): only updates carrying both ids are buffered
+# (they are what a REST snapshot is spliced with), so the ids are held as ints beside it.
+_Buffered = tuple[int, int, BookData]
+Sides = tuple[list[Level], list[Level]]   # (bids, asks), best first
 
 NO_SNAPSHOT = "no snapshot yet"
 BOOTSTRAPPING = "bootstrapping: waiting for a REST snapshot"
@@ -73,7 +78,7 @@ class OrderBook:
                  "_anchor", "_pushed")
 
     # The compiled side loop, or None for the pure one (a subclass may set None to force it).
-    _accel_side = compiled_side
+    _accel_side: SideLoop | None = compiled_side
 
     def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
                  verify_checksum: bool = True, allow_crossed: bool = False,
@@ -88,26 +93,26 @@ class OrderBook:
         # Bumped when REST snapshots requested earlier can no longer be trusted (seqId reset while
         # bootstrapping); pass it back to offer_snapshot(epoch=...) to have such snapshots refused.
         self.epoch = 0
-        self._blv: dict = {}     # bids: px -> level
-        self._bkf: dict = {}     # bids: px -> sort key (-float(px))
-        self._bk: list = []      # bids: sort keys ascending = best first
-        self._bpx: list = []     # bids: px strings in the order of _bk
-        self._alv: dict = {}     # asks: same, sort key float(px)
-        self._akf: dict = {}
-        self._ak: list = []
-        self._apx: list = []
+        self._blv: dict[str, Level] = {}   # bids: px -> level
+        self._bkf: dict[str, float] = {}   # bids: px -> sort key (-float(px))
+        self._bk: list[float] = []         # bids: sort keys ascending = best first
+        self._bpx: list[str] = []          # bids: px strings in the order of _bk
+        self._alv: dict[str, Level] = {}   # asks: same, sort key float(px)
+        self._akf: dict[str, float] = {}
+        self._ak: list[float] = []
+        self._apx: list[str] = []
         self._seq: int | None = None
         self._ts: int | None = None
         self._valid = False
         self._reason: str | None = NO_SNAPSHOT
         self._fresh = True           # no snapshot and no update seen yet
         self._bootstrapping = False
-        self._buffer: list = []
+        self._buffer: list[_Buffered] = []
         self._anchor: int | None = None  # REST snapshot seqId awaiting its first chained update
         # books5 / bbo-tbt push the whole short book each time, already best first: such a push
         # is kept as received, (bids, asks), and the indexed structures above are built from it
         # only if something needs them (_materialize). None when the structures are current.
-        self._pushed: tuple | None = None
+        self._pushed: Sides | None = None
 
     # ----- state ---------------------------------------------------------------------------------
 
@@ -141,7 +146,7 @@ class OrderBook:
         self._check_readable()
         return self._ts
 
-    def top(self, n: int | None = None) -> tuple[list, list]:
+    def top(self, n: int | None = None) -> Sides:
         """(bids, asks), best first, the original level lists; at most n a side (None = all).
 
         Raises BookInvalid when the book is not valid. The lists are new; the levels are shared
@@ -157,7 +162,7 @@ class OrderBook:
         apx = self._apx if n is None else self._apx[:n]
         return [blv[p] for p in bpx], [alv[p] for p in apx]
 
-    def view(self, n: int | None) -> tuple[int | None, int | None, list, list]:
+    def view(self, n: int | None) -> tuple[int | None, int | None, list[Level], list[Level]]:
         """(ts, seqId, bids, asks) with at most n levels a side: what a publisher needs, in one
         call. Raises BookInvalid like `top`."""
         if not self._valid:
@@ -169,7 +174,7 @@ class OrderBook:
         """(bid levels, ask levels) currently held."""
         self._check_readable()
         if self._pushed is not None:
-            self._materialize()
+            self._materialize(self._pushed)
         return len(self._bk), len(self._ak)
 
     def checksum(self) -> int:
@@ -195,11 +200,11 @@ class OrderBook:
                         return result
                 return self._replace(msg.asks, msg.bids, msg.seqId, msg.ts, msg.checksum)
             if self._pushed is not None:
-                self._materialize()
+                self._materialize(self._pushed)
             if not self._valid:
                 return self._update_not_valid(msg)
             if self._anchor is not None:
-                return self._update_anchored(msg)
+                return self._update_anchored(msg, self._anchor)
             prev = msg.prevSeqId
             if prev != self._seq:
                 return self._gap(f"prevSeqId {prev} != last seqId {self._seq} (seqId {msg.seqId})")
@@ -251,13 +256,13 @@ class OrderBook:
 
     def _checksum(self) -> int:
         if self._pushed is not None:
-            self._materialize()
+            self._materialize(self._pushed)
         blv = self._blv
         alv = self._alv
         return signed_crc32(checksum_string([blv[p] for p in self._bpx[:CHECKSUM_DEPTH]],
                                             [alv[p] for p in self._apx[:CHECKSUM_DEPTH]]))
 
-    def _replace(self, asks: list, bids: list, seq: int | None, ts: int,
+    def _replace(self, asks: list[Level], bids: list[Level], seq: int | None, ts: int,
                  cs: int | None) -> BookResult:
         cap = self.depth
         self._pushed = None
@@ -334,9 +339,9 @@ class OrderBook:
                                     f"{self._seq}")
         return _SNAPSHOT
 
-    def _materialize(self) -> None:
-        """Build the indexed structures from a push kept as received."""
-        bids, asks = self._pushed
+    def _materialize(self, pushed: Sides) -> None:
+        """Build the indexed structures from a push kept as received (`_pushed`, not None)."""
+        bids, asks = pushed
         self._pushed = None
         cap = self.depth
         self._blv, self._bkf, self._bk, self._bpx = build_side(bids, -1.0, cap)
@@ -353,7 +358,7 @@ class OrderBook:
 
     def _crossed(self) -> BookResult:
         if self._pushed is not None:
-            self._materialize()
+            self._materialize(self._pushed)
         bid = self._bpx[0]
         ask = self._apx[0]
         return self._invalidate(BookStatus.CROSSED,
@@ -397,14 +402,14 @@ class OrderBook:
         if len(buf) >= self.max_buffer:
             dropped = len(buf)
             buf.clear()
-            buf.append(msg)
+            buf.append((prev, seq, msg))
             return BookResult(BookStatus.BUFFER_OVERFLOW, False,
                               f"bootstrap buffer full ({dropped} updates) before a usable REST "
                               f"snapshot; restarted from seqId {seq}")
-        buf.append(msg)
+        buf.append((prev, seq, msg))
         return _BUFFERED
 
-    def offer_snapshot(self, asks: list, bids: list, seq_id: int, ts: int, *,
+    def offer_snapshot(self, asks: list[Level], bids: list[Level], seq_id: int, ts: int, *,
                        epoch: int | None = None) -> BookResult:
         """Offer a REST snapshot (GET /api/v5/market/books: asks, bids, seqId, ts).
 
@@ -421,23 +426,23 @@ class OrderBook:
                               f"snapshot requested in epoch {epoch}, book is at epoch {self.epoch}")
         buf = self._buffer
         if buf:
-            first_prev = buf[0].prevSeqId
+            first_prev = buf[0][0]
             if seq_id < first_prev:
                 return BookResult(BookStatus.NEED_SNAPSHOT, False,
                                   f"REST snapshot seqId {seq_id} older than first buffered "
                                   f"prevSeqId {first_prev}")
             i = 0
             n = len(buf)
-            while i < n and buf[i].seqId <= seq_id:
+            while i < n and buf[i][1] <= seq_id:
                 i += 1
             kept = buf[i:]
             if kept:
-                first = kept[0]
-                if not (first.prevSeqId <= seq_id < first.seqId):
+                kept_prev, kept_seq, _ = kept[0]
+                if not (kept_prev <= seq_id < kept_seq):
                     self._buffer = kept
                     return BookResult(BookStatus.NEED_SNAPSHOT, False,
                                       f"hole after REST snapshot seqId {seq_id}: first kept update "
-                                      f"has prevSeqId {first.prevSeqId}, seqId {first.seqId}")
+                                      f"has prevSeqId {kept_prev}, seqId {kept_seq}")
         else:
             kept = []
         result = self._replace(asks, bids, seq_id, ts, None)
@@ -449,9 +454,9 @@ class OrderBook:
             self._anchor = seq_id
             return result
         # The first kept update satisfies prevSeqId <= seq_id < seqId; the rest must chain exactly.
-        for j, u in enumerate(kept):
-            if j and u.prevSeqId != self._seq:
-                reason = (f"gap inside buffered updates: prevSeqId {u.prevSeqId} != last seqId "
+        for j, (u_prev, _, u) in enumerate(kept):
+            if j and u_prev != self._seq:
+                reason = (f"gap inside buffered updates: prevSeqId {u_prev} != last seqId "
                           f"{self._seq}")
                 self.begin_bootstrap()
                 self._buffer = kept[j:]
@@ -461,9 +466,9 @@ class OrderBook:
                 return r
         return _SNAPSHOT
 
-    def _update_anchored(self, msg: BookData) -> BookResult:
-        """First update after a REST snapshot taken with nothing buffered after it."""
-        anchor = self._anchor
+    def _update_anchored(self, msg: BookData, anchor: int) -> BookResult:
+        """First update after a REST snapshot taken with nothing buffered after it (`anchor`:
+        that snapshot's seqId, `_anchor`)."""
         prev = msg.prevSeqId
         seq = msg.seqId
         if prev is None or seq is None:
@@ -486,7 +491,7 @@ class OrderBook:
             reason = (f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, "
                       f"seqId {seq}")
             self.begin_bootstrap()
-            self._buffer.append(msg)
+            self._buffer.append((prev, seq, msg))
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
         return _STALE  # seqId <= anchor: already contained in the REST snapshot
 

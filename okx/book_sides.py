@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any
+
+from okx.records import Level
 
 __all__ = ["SideLoop", "apply_side_py", "build_side", "compiled_side", "is_zero"]
 
-Level = list[Any]   # [px, sz, "0", count] strings as received; only px and sz are read here
 # apply_side(levels, lv, kf, keys, pxs, negate, cap, kf_cap): the per-side update loop.
 SideLoop = Callable[[list[Level], dict[str, Level], dict[str, float], list[float], list[str],
                      bool, int, int], None]
@@ -26,9 +26,11 @@ SideLoop = Callable[[list[Level], dict[str, Level], dict[str, float], list[float
 # makes every book run that one).
 compiled_side: SideLoop | None
 try:
-    from okx._bookaccel import apply_side as compiled_side
+    from okx._bookaccel import apply_side as _compiled_apply_side
 except ImportError:
     compiled_side = None
+else:
+    compiled_side = _compiled_apply_side
 
 
 def is_zero(sz: str) -> bool:

@@ -10,12 +10,16 @@ field is present and non-zero; see ``okx.book``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from zlib import crc32
+
+if TYPE_CHECKING:  # annotations only: at run time this module needs nothing but zlib
+    from okx.records import Level
 
 CHECKSUM_DEPTH = 25
 
 
-def checksum_string(bids: list, asks: list) -> str:
+def checksum_string(bids: list[Level], asks: list[Level]) -> str:
     """The string OKX hashes, from best-first level lists ([px, sz, ...]); only the first 25 count."""
     b = bids[:CHECKSUM_DEPTH]
     a = asks[:CHECKSUM_DEPTH]
@@ -34,6 +38,6 @@ def signed_crc32(text: str) -> int:
     return ((crc32(text.encode()) ^ 0x80000000) - 0x80000000)
 
 
-def okx_checksum(bids: list, asks: list) -> int:
+def okx_checksum(bids: list[Level], asks: list[Level]) -> int:
     """The signed CRC32 OKX would send for a book whose best-first sides are ``bids`` and ``asks``."""
     return signed_crc32(checksum_string(bids, asks))

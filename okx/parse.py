@@ -12,14 +12,15 @@ caller never stores half a frame and believes it complete.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
 from okx.channels import CANDLE_BARS, BOOK_CHANNELS
 from okx.records import (
-    Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker,
-    TICKER_FIELDS, Trade, Unknown,
+    Balance, BookData, Candle, Data, Event, JsonObject, Level, Order, ParseError, Pong, Position,
+    Record, Ticker, TICKER_FIELDS, Trade, Unknown,
 )
 
 KNOWN_EVENTS = frozenset({
@@ -35,6 +36,11 @@ class _Bad(Exception):
     """Internal: one item of a frame is malformed. Never escapes this module."""
 
 
+# (arg, item, frame) -> the item's record(s). `item` is a JSON object, except for candles (a
+# list of strings); each parser checks the shape it needs.
+ItemParser = Callable[[JsonObject, Any, JsonObject], Record | Sequence[Record]]
+
+
 def _clip(raw: str | bytes) -> str:
     if isinstance(raw, (bytes, bytearray, memoryview)):
         raw = bytes(raw[:_RAW_LIMIT]).decode("utf-8", errors="replace")
@@ -43,7 +49,7 @@ def _clip(raw: str | bytes) -> str:
 
 # ----- field readers: each raises _Bad with a reason a person can act on -----------------------
 
-def _s(item: dict, key: str) -> str:
+def _s(item: JsonObject, key: str) -> str:
     value = item.get(key)
     if type(value) is not str:
         if value is None:
@@ -52,21 +58,21 @@ def _s(item: dict, key: str) -> str:
     return value
 
 
-def _s_opt(item: dict, key: str, default: str) -> str:
+def _s_opt(item: JsonObject, key: str, default: str) -> str:
     value = item.get(key, default)
     if type(value) is not str:
         raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
     return value
 
 
-def _ms(item: dict, key: str) -> int:
+def _ms(item: JsonObject, key: str) -> int:
     value = _s(item, key)
     if not value.isdigit():
         raise _Bad(f"field {key!r} must be integer milliseconds, got {value[:40]!r}")
     return int(value)
 
 
-def _ms_or_zero(item: dict, key: str) -> int:
+def _ms_or_zero(item: JsonObject, key: str) -> int:
     """Times that OKX may send as "" (e.g. an order's fillTime before any fill)."""
     value = item.get(key, "")
     if value == "":
@@ -76,7 +82,7 @@ def _ms_or_zero(item: dict, key: str) -> int:
     return int(value)
 
 
-def _int_opt(item: dict, key: str) -> int | None:
+def _int_opt(item: JsonObject, key: str) -> int | None:
     value = item.get(key)
     if value is None:
         return None
@@ -85,7 +91,7 @@ def _int_opt(item: dict, key: str) -> int | None:
     return value
 
 
-def _levels(item: dict, key: str) -> list:
+def _levels(item: JsonObject, key: str) -> list[Level]:
     levels = item.get(key)
     if type(levels) is not list:
         raise _Bad(f"field {key!r} must be a list of levels")
@@ -96,7 +102,7 @@ def _levels(item: dict, key: str) -> list:
     return levels
 
 
-def _strings_only(item: dict) -> dict:
+def _strings_only(item: JsonObject) -> JsonObject:
     """Private records: keep every field, but they must be strings (or lists/dicts OKX nests)."""
     for key, value in item.items():
         if value is not None and not isinstance(value, (str, list, dict)):
@@ -106,7 +112,7 @@ def _strings_only(item: dict) -> dict:
 
 # ----- per-channel item parsers ------------------------------------------------------------------
 
-def _book(arg: dict, item: dict, frame: dict) -> BookData:
+def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     channel = arg["channel"]
     action = frame.get("action")
     if channel in _PUSHED_BOOKS:
@@ -141,7 +147,7 @@ def _book(arg: dict, item: dict, frame: dict) -> BookData:
                     _int_opt(item, "checksum"))
 
 
-def _trade(arg: dict, item: dict, frame: dict) -> Trade:
+def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
     get = item.get
     inst_id = get("instId")
     trade_id = get("tradeId")
@@ -165,7 +171,7 @@ def _trade(arg: dict, item: dict, frame: dict) -> Trade:
     )
 
 
-def _ticker(arg: dict, item: dict, frame: dict) -> Ticker:
+def _ticker(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Ticker:
     fields = {}
     for key in TICKER_FIELDS:
         if key in item:
@@ -173,8 +179,8 @@ def _ticker(arg: dict, item: dict, frame: dict) -> Ticker:
     return Ticker(instId=_s(item, "instId"), ts=_ms(item, "ts"), fields=fields)
 
 
-def _candle_parser(bar: str) -> Callable[[dict, Any, dict], Candle]:
-    def parse(arg: dict, item: Any, frame: dict) -> Candle:
+def _candle_parser(bar: str) -> ItemParser:
+    def parse(arg: JsonObject, item: Any, frame: JsonObject) -> Candle:
         # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]; older payloads had 7 fields, newer
         # ones may add more: read by index and ignore the rest.
         if type(item) is not list or len(item) < 7 or not all(type(v) is str for v in item):
@@ -192,7 +198,7 @@ def _candle_parser(bar: str) -> Callable[[dict, Any, dict], Candle]:
     return parse
 
 
-def _order(arg: dict, item: dict, frame: dict) -> Order:
+def _order(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Order:
     _strings_only(item)
     return Order(
         instType=_s(item, "instType"), instId=_s(item, "instId"), ordId=_s(item, "ordId"),
@@ -200,7 +206,7 @@ def _order(arg: dict, item: dict, frame: dict) -> Order:
     )
 
 
-def _position(item: dict, source: str) -> Position:
+def _position(item: JsonObject, source: str) -> Position:
     _strings_only(item)
     return Position(
         posId=_s(item, "posId"), instId=_s(item, "instId"), instType=_s(item, "instType"),
@@ -208,16 +214,16 @@ def _position(item: dict, source: str) -> Position:
     )
 
 
-def _positions(arg: dict, item: dict, frame: dict) -> Position:
+def _positions(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Position:
     return _position(item, "positions")
 
 
-def _account(arg: dict, item: dict, frame: dict) -> list[Balance]:
+def _account(arg: JsonObject, item: JsonObject, frame: JsonObject) -> list[Balance]:
     details = item.get("details")
     if type(details) is not list:
         raise _Bad("account item has no 'details' list")
     account_utime = _ms_or_zero(item, "uTime")
-    balances = []
+    balances: list[Balance] = []
     for detail in details:
         if type(detail) is not dict:
             raise _Bad("account detail must be an object")
@@ -230,8 +236,9 @@ def _account(arg: dict, item: dict, frame: dict) -> list[Balance]:
     return balances
 
 
-def _balance_and_position(arg: dict, item: dict, frame: dict) -> list:
-    records: list = []
+def _balance_and_position(arg: JsonObject, item: JsonObject, frame: JsonObject
+                          ) -> list[Record]:
+    records: list[Record] = []
     p_time = _ms_or_zero(item, "pTime")
     for bal in item.get("balData") or ():
         if type(bal) is not dict:
@@ -247,7 +254,7 @@ def _balance_and_position(arg: dict, item: dict, frame: dict) -> list:
     return records
 
 
-_ITEM_PARSERS: dict[str, Callable] = {
+_ITEM_PARSERS: dict[str, ItemParser] = {
     **{name: _book for name in BOOK_CHANNELS},
     "trades": _trade,
     "trades-all": _trade,
@@ -262,7 +269,7 @@ _ITEM_PARSERS: dict[str, Callable] = {
 
 # ----- frames ------------------------------------------------------------------------------------
 
-def _event(obj: dict) -> Event:
+def _event(obj: JsonObject) -> Event:
     code = obj.get("code")
     return Event(
         event=obj["event"],
@@ -316,7 +323,10 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
                 return Data(channel, arg, (parsed,), None, None, None)
     except _Bad as bad:
         return ParseError(f"{channel}: {bad}", _clip(raw))
-    records: list = []
+    # Records; Any because mypy cannot narrow `parsed` to a Record in the else branch below
+    # (`type(parsed) is list` narrows only its own branch, and isinstance() would cost a call
+    # per item). Data.records is tuple[Any, ...] anyway (see okx/records.py).
+    records: list[Any] = []
     try:
         for item in data:
             if type(item) is not dict and not channel.startswith("candle"):

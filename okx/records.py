@@ -15,7 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Level = list  # [price, size, "0", orderCount], all strings, exactly as received
+# One book level, [price, size, "0", orderCount], exactly as received. The parsers check that
+# price and size are strings (the only fields anything reads); the rest is OKX's, passed on.
+Level = list[str]
+JsonObject = dict[str, Any]  # one decoded JSON object as OKX sent it, its values not yet checked
+Payload = dict[str, Any]     # a record as a task payload: OKX's field names and string values
 
 
 @dataclass(slots=True)
@@ -46,7 +50,7 @@ class Trade:
     source: str = "0"
     seqId: int | None = None
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return {
             "instId": self.instId, "tradeId": self.tradeId, "px": self.px, "sz": self.sz,
             "side": self.side, "ts": str(self.ts), "count": self.count, "source": self.source,
@@ -66,7 +70,7 @@ class Ticker:
     ts: int
     fields: dict[str, str]  # every ticker field as received (bidPx/askPx may be "")
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return {**self.fields, "instId": self.instId, "ts": str(self.ts)}
 
 
@@ -84,7 +88,7 @@ class Candle:
     volCcyQuote: str
     confirm: str  # "1" = bar closed, "0" = still forming
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return {
             "instId": self.instId, "bar": self.bar, "ts": str(self.ts), "o": self.o, "h": self.h,
             "l": self.l, "c": self.c, "vol": self.vol, "volCcy": self.volCcy,
@@ -100,9 +104,9 @@ class Order:
     state: str
     uTime: int
     cTime: int
-    fields: dict[str, Any] = field(repr=False)  # the whole OKX order record as received
+    fields: JsonObject = field(repr=False)  # the whole OKX order record as received
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return dict(self.fields)
 
 
@@ -112,9 +116,9 @@ class Balance:
     cashBal: str
     uTime: int
     source: str  # "balance_and_position", "account" or "rest"
-    fields: dict[str, Any] = field(repr=False)
+    fields: JsonObject = field(repr=False)
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return {**self.fields, "ccy": self.ccy, "cashBal": self.cashBal, "uTime": str(self.uTime),
                 "source": self.source}
 
@@ -127,12 +131,16 @@ class Position:
     pos: str
     uTime: int
     source: str  # "balance_and_position", "positions" or "rest"
-    fields: dict[str, Any] = field(repr=False)
+    fields: JsonObject = field(repr=False)
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> Payload:
         return {**self.fields, "posId": self.posId, "instId": self.instId,
                 "instType": self.instType, "pos": self.pos, "uTime": str(self.uTime),
                 "source": self.source}
+
+
+# What a parser makes of one data item (account and balance_and_position items make several).
+Record = BookData | Trade | Ticker | Candle | Order | Balance | Position
 
 
 # ----- results of parsing one frame -------------------------------------------------------------
@@ -142,8 +150,11 @@ class Data:
     """A data push: `{"arg": {...}, "data": [...]}`, parsed into records."""
 
     channel: str
-    arg: dict[str, Any]
-    records: tuple
+    arg: JsonObject
+    # All of one record type, the channel's (BookData for books, Trade for trades, ...): callers
+    # look at records[0] once and read the rest as that type, which a union element type would
+    # make them re-check per record on the hot path. `Record` names the possible types.
+    records: tuple[Any, ...]
     event_type: str | None = None  # account/positions/balance_and_position: snapshot, event_update, ...
     cur_page: int | None = None
     last_page: bool | None = None
@@ -156,7 +167,7 @@ class Event:
     event: str
     code: str | None = None
     msg: str | None = None
-    arg: dict[str, Any] | None = None
+    arg: JsonObject | None = None
     conn_id: str | None = None
     id: str | None = None
     conn_count: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -57,8 +58,8 @@ def iso_ms(now_s: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def request_path(path: str, params: dict | None) -> str:
-    """The path OKX signs for a GET: the query string is part of it."""
+def request_path(path: str, params: Mapping[str, str | None] | None) -> str:
+    """The path OKX signs for a GET: the query string is part of it (None values left out)."""
     if not params:
         return path
     return path + "?" + urlencode([(k, v) for k, v in params.items() if v is not None])

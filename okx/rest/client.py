@@ -27,7 +27,8 @@ import random
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Counter
@@ -119,7 +120,7 @@ def retry_delay(attempt: int, rng: Callable[[], float] = random.random) -> float
     return backoff_delay(attempt, base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S, rng=rng)
 
 
-def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list:
+def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list[Any]:
     """The `data` list of a code-"0" envelope, checked; the RestError `error_class` names for
     any other code, BadReply for a reply that is no envelope."""
     if not isinstance(obj, dict):
@@ -145,6 +146,12 @@ def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list:
     return data
 
 
+class _Body(Protocol):
+    """A reply body being read: urlopen's response, or the HTTPError that carries one."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class RestClient:
     def __init__(self, base_url: str, *, credentials: Credentials | None = None,
                  demo: bool = False, timeout: float = 5.0,
@@ -168,8 +175,8 @@ class RestClient:
     def __repr__(self) -> str:
         return f"RestClient({self.base_url!r}, credentials={self._creds!r}, demo={self.demo})"
 
-    def get(self, path: str, params: dict | None = None, signed: bool = False, *,
-            row_type: type | None = dict) -> list:
+    def get(self, path: str, params: Mapping[str, str] | None = None, signed: bool = False, *,
+            row_type: type | None = dict) -> list[Any]:
         """GET path?params and return the `data` list of OKX's envelope (rows checked to be
         `row_type`; pass list for candles, None to skip the check)."""
         if signed and self._creds is None:
@@ -211,8 +218,8 @@ class RestClient:
             exc.args = (text,)
         return exc
 
-    def _attempt(self, path: str, params: dict | None, signed: bool, endpoint: str, what: str,
-                 row_type: type | None) -> list:
+    def _attempt(self, path: str, params: Mapping[str, str] | None, signed: bool, endpoint: str,
+                 what: str, row_type: type | None) -> list[Any]:
         full = request_path(path, params)
         with self.limits.slot(path) as waited:
             if waited:
@@ -249,7 +256,7 @@ class RestClient:
             raise NetworkError(f"{what}: network error: {reason}") from None
 
     @staticmethod
-    def _read(resp: Any, what: str) -> bytes:
+    def _read(resp: _Body, what: str) -> bytes:
         body = resp.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             raise BadReply(f"{what}: reply larger than {MAX_BODY} bytes")

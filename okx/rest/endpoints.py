@@ -18,11 +18,13 @@ replies: the feeder's REST book snapshot and backfill's account snapshots use th
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from okx import clock
 from okx.errors import BadReply, RestError  # noqa: F401 - RestError: importable from here too
+from okx.records import JsonObject, Payload
 
 TRADES_PATH = "/api/v5/market/history-trades"
 CANDLES_PATH = "/api/v5/market/history-candles"
@@ -43,13 +45,19 @@ SOURCE = "rest"
 
 
 class GetJson(Protocol):
-    def get(self, path: str, params: dict | None = None, signed: bool = False, *,
-            row_type: type | None = dict) -> list: ...
+    """What a fetcher needs of okx.rest.client.RestClient: the `data` rows of one GET."""
+
+    def get(self, path: str, params: Mapping[str, str] | None = None, signed: bool = False, *,
+            row_type: type | None = dict) -> list[Any]: ...
+
+
+# One step of a plan: (endpoint path, begin ms, end ms)
+PlanStep = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
 class Page:
-    records: list[dict]     # contract payloads, oldest first within the page
+    records: list[Payload]  # contract payloads, oldest first within the page
     cursor: str | None      # pass as resume= to continue after this page; None when done
     # True on the last page when the exchange ran out of history before the lower bound of the
     # range was reached (e.g. trades older than OKX keeps): the range cannot be complete
@@ -68,20 +76,20 @@ def as_int(value: Any, what: str) -> int:
     raise BadReply(f"{what} must be a string of digits, got {str(value)[:40]!r}")
 
 
-def need_dict(row: Any, what: str) -> dict:
+def need_dict(row: Any, what: str) -> JsonObject:
     if not isinstance(row, dict):
         raise BadReply(f"{what}: row must be an object, got {type(row).__name__}")
     return row
 
 
-def need_str(row: dict, key: str, what: str) -> str:
+def need_str(row: JsonObject, key: str, what: str) -> str:
     value = row.get(key)
     if not isinstance(value, str):
         raise BadReply(f"{what}: field {key!r} must be a string, got {str(value)[:40]!r}")
     return value
 
 
-def trade_payload(row: Any, inst_id: str) -> dict:
+def trade_payload(row: Any, inst_id: str) -> Payload:
     """One history-trades row -> a trades record as the live trades-all channel gives it."""
     row = need_dict(row, "history-trades")
     as_int(row.get("tradeId"), "history-trades tradeId")
@@ -93,7 +101,7 @@ def trade_payload(row: Any, inst_id: str) -> dict:
             "channel": "trades-all"}
 
 
-def candle_payload(row: Any, inst_id: str, bar: str) -> dict:
+def candle_payload(row: Any, inst_id: str, bar: str) -> Payload:
     """[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] -> a candles record."""
     if not isinstance(row, list) or len(row) < 9 or not all(isinstance(v, str) for v in row):
         raise BadReply(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
@@ -103,7 +111,7 @@ def candle_payload(row: Any, inst_id: str, bar: str) -> dict:
             "confirm": row[8]}
 
 
-def order_payload(row: Any) -> dict:
+def order_payload(row: Any) -> Payload:
     """An orders-history row, kept whole (OKX's own `source` field included)."""
     row = need_dict(row, "orders-history")
     for key in ("instType", "instId", "ordId", "state", "cTime", "uTime"):
@@ -114,7 +122,7 @@ def order_payload(row: Any) -> dict:
     return dict(row)
 
 
-def fill_payload(row: Any) -> dict:
+def fill_payload(row: Any) -> Payload:
     """A fills row as OKX sends it, plus source "rest" (tradeId is negative for liquidations)."""
     row = need_dict(row, "fills")
     for key in ("instId", "tradeId", "ordId", "billId", "fillPx", "fillSz", "side", "ts"):
@@ -125,14 +133,14 @@ def fill_payload(row: Any) -> dict:
     return {**row, "source": SOURCE}
 
 
-def balance_payloads(row: Any) -> list[dict]:
+def balance_payloads(row: Any) -> list[Payload]:
     """One /account/balance row (account totals + details per currency) -> balances records."""
     row = need_dict(row, "balance")
     details = row.get("details")
     if not isinstance(details, list):
         raise BadReply("balance: 'details' must be a list")
     account_utime = row.get("uTime")
-    out = []
+    out: list[Payload] = []
     for detail in details:
         detail = need_dict(detail, "balance detail")
         ccy = need_str(detail, "ccy", "balance detail")
@@ -143,7 +151,7 @@ def balance_payloads(row: Any) -> list[dict]:
     return out
 
 
-def position_payload(row: Any) -> dict:
+def position_payload(row: Any) -> Payload:
     row = need_dict(row, "positions")
     for key in ("posId", "instId", "instType", "pos", "uTime"):
         need_str(row, key, "positions")
@@ -151,7 +159,7 @@ def position_payload(row: Any) -> dict:
     return {**row, "source": SOURCE}
 
 
-def book_payload(row: Any, inst_id: str, depth: int) -> dict:
+def book_payload(row: Any, inst_id: str, depth: int) -> Payload:
     """A /market/books row -> a books record (channel "books", full True)."""
     row = need_dict(row, "books")
     asks, bids = row.get("asks"), row.get("bids")
@@ -172,7 +180,7 @@ def book_payload(row: Any, inst_id: str, depth: int) -> dict:
             "bids": bids, "depth": depth, "full": True, "source": SOURCE}
 
 
-def ticker_payload(row: Any, inst_id: str) -> dict:
+def ticker_payload(row: Any, inst_id: str) -> Payload:
     """A /market/ticker row, kept whole, plus source "rest"."""
     row = need_dict(row, "ticker")
     as_int(row.get("ts"), "ticker ts")
@@ -196,7 +204,7 @@ def next_cursor(keys: list[int], previous: int | None, what: str) -> int:
 
 
 def split_plan(start_ms: int, end_ms: int, now_ms: int, recent_ms: int,
-               recent_path: str, archive_path: str) -> list[tuple[str, int, int]]:
+               recent_path: str, archive_path: str) -> list[PlanStep]:
     """Which endpoint serves which part of [start_ms, end_ms], newest part first (pure):
     the recent endpoint for what lies within `recent_ms` of now, the archive for the rest."""
     if end_ms < start_ms:
@@ -213,7 +221,7 @@ def encode_cursor(path: str, key: int) -> str:
     return f"{path.rsplit('/', 1)[1]}:{key}"
 
 
-def decode_cursor(cursor: str, plan: list[tuple[str, int, int]]) -> tuple[int, int]:
+def decode_cursor(cursor: str, plan: list[PlanStep]) -> tuple[int, int]:
     """'orders-history-archive:123' -> (index of that step in plan, 123); BadReply if foreign."""
     name, _, key = cursor.rpartition(":")
     for i, (path, _, _) in enumerate(plan):
@@ -240,14 +248,15 @@ def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
     high_id = None if upper_id is None else as_int(str(upper_id), "upper_id")
     base = {"instId": inst_id, "limit": str(PAGE_LIMIT)}
     cursor = as_int(resume, "resume cursor") if resume is not None else high_id
-    first_by_ts = cursor is None and upper_ms is not None
+    # With only a time ceiling, the first page is asked by time (type=2) after this ts
+    first_after_ms = upper_ms + 1 if cursor is None and upper_ms is not None else None
     if ((low_id is not None and high_id is not None and high_id - low_id <= 1)
             or (lower_ms is not None and upper_ms is not None and upper_ms < lower_ms)):
         yield Page([], None)      # an empty range: nothing to ask OKX
         return
     while True:
-        if first_by_ts:
-            params = {**base, "type": "2", "after": str(upper_ms + 1)}
+        if first_after_ms is not None:
+            params = {**base, "type": "2", "after": str(first_after_ms)}
         else:
             params = {**base, "type": "1", **({"after": str(cursor)} if cursor is not None else {})}
         rows = [trade_payload(r, inst_id) for r in client.get(TRADES_PATH, params)]
@@ -263,7 +272,7 @@ def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
                                 f"(oldest {min(ids)} >= {cursor})")
             ids, rows = [i for i, _ in fresh], [r for _, r in fresh]
         cursor = next_cursor(ids, cursor, f"history-trades {inst_id}")
-        first_by_ts = False
+        first_after_ms = None
         keep = [(i, r) for i, r in zip(ids, rows)
                 if in_range(i, None if low_id is None else low_id + 1,
                             None if high_id is None else high_id - 1)
@@ -299,8 +308,8 @@ def candles(client: GetJson, inst_id: str, bar: str, start_ms: int, end_ms: int,
             return
 
 
-def _walk_plan(client: GetJson, plan: list[tuple[str, int, int]], base: dict, key: str,
-               time_key: str, to_payload: Callable[[Any], dict], resume: str | None
+def _walk_plan(client: GetJson, plan: list[PlanStep], base: dict[str, str], key: str,
+               time_key: str, to_payload: Callable[[Any], Payload], resume: str | None
                ) -> Iterator[Page]:
     """Page each (path, begin, end) step of a plan down by `key` with `after` (signed GETs).
     A step ends at its first empty page; the cursor names the step, so a resume continues there."""
@@ -342,19 +351,19 @@ def fills(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
                           fill_payload, resume)
 
 
-def balances(client: GetJson) -> list[dict]:
+def balances(client: GetJson) -> list[Payload]:
     """A REST snapshot of every non-zero balance, as balances records with source "rest"."""
     return [rec for row in client.get(BALANCE_PATH, None, signed=True)
             for rec in balance_payloads(row)]
 
 
-def positions(client: GetJson, inst_type: str | None = None) -> list[dict]:
+def positions(client: GetJson, inst_type: str | None = None) -> list[Payload]:
     """A REST snapshot of the open positions, as positions records with source "rest"."""
     params = {"instType": inst_type} if inst_type else None
     return [position_payload(row) for row in client.get(POSITIONS_PATH, params, signed=True)]
 
 
-def book(client: GetJson, inst_id: str, depth: int = 400) -> dict:
+def book(client: GetJson, inst_id: str, depth: int = 400) -> Payload:
     """The current book (up to 400 levels a side, with its seqId) as a books record."""
     rows = client.get(BOOKS_PATH, {"instId": inst_id, "sz": str(depth)})
     if len(rows) != 1:
@@ -362,7 +371,7 @@ def book(client: GetJson, inst_id: str, depth: int = 400) -> dict:
     return book_payload(rows[0], inst_id, depth)
 
 
-def ticker(client: GetJson, inst_id: str) -> dict:
+def ticker(client: GetJson, inst_id: str) -> Payload:
     """The current ticker of one instrument as a tickers record."""
     rows = client.get(TICKER_PATH, {"instId": inst_id})
     if len(rows) != 1:

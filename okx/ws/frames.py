@@ -17,11 +17,21 @@ left in its buffers when this reader takes over the socket.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 from okx.errors import ProtocolError  # noqa: F401 - raised here; importable from here too
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 MAX_MESSAGE = 16 << 20   # a frame or reassembled message larger than this is a protocol error
+
+Message = tuple[int, bytes]   # (opcode, payload): one complete message
+
+
+class Receiver(Protocol):
+    """What the reader needs of a socket (socket.socket, websocket-client's `ws.sock`)."""
+
+    def recv(self, bufsize: int, /) -> bytes: ...
 
 
 class FrameReader:
@@ -35,17 +45,17 @@ class FrameReader:
 
     __slots__ = ("sock", "chunk", "_buf", "_need", "_parts", "_frag_op", "_frag_len", "_parts_msg")
 
-    def __init__(self, sock, chunk: int = 1 << 16) -> None:
+    def __init__(self, sock: Receiver, chunk: int = 1 << 16) -> None:
         self.sock = sock
         self.chunk = chunk
         self._buf = b""          # bytes received but not yet cut into frames
         self._need = 0           # bytes the next frame needs in total (0: unknown yet)
-        self._parts: list = []   # chunks accumulated while waiting for a large frame
+        self._parts: list[bytes] = []   # chunks accumulated while waiting for a large frame
         self._frag_op: int | None = None   # opcode of a fragmented message in progress
         self._frag_len = 0
-        self._parts_msg: list = []         # fragments of that message
+        self._parts_msg: list[bytes] = []  # fragments of that message
 
-    def read(self) -> list[tuple[int, bytes]]:
+    def read(self) -> list[Message]:
         data = self.sock.recv(self.chunk)
         if not data:
             raise ConnectionError("connection closed by the peer without a close frame")
@@ -62,8 +72,8 @@ class FrameReader:
             data = self._buf + data
         return self._cut(data)
 
-    def _cut(self, buf: bytes) -> list[tuple[int, bytes]]:
-        out: list = []
+    def _cut(self, buf: bytes) -> list[Message]:
+        out: list[Message] = []
         pos = 0
         end = len(buf)
         while True:
@@ -123,7 +133,7 @@ class FrameReader:
             return 4 + ((buf[2] << 8) | buf[3]) if len(buf) >= 4 else None
         return 10 + int.from_bytes(buf[2:10], "big") if len(buf) >= 10 else None
 
-    def _fragment(self, fin: int, op: int, payload: bytes, out: list) -> None:
+    def _fragment(self, fin: int, op: int, payload: bytes, out: list[Message]) -> None:
         if op >= 0x8 or op not in (OP_CONT, OP_TEXT, OP_BINARY):
             raise ProtocolError(f"fragmented control frame or bad opcode {op}")
         if op:                                  # first fragment of a message

@@ -25,7 +25,7 @@ from okx.backoff import Backoff, SlidingWindowLimit, describe_close, is_fatal_cl
 from okx.channels import BOOK_CHANNELS, INCREMENTAL_BOOK_CHANNELS, PRIVATE_CHANNELS
 from okx.records import Event
 from okx.signing import Credentials, ws_login_message
-from okx.ws.subscriptions import RequestIds, arg_key, requests
+from okx.ws.subscriptions import RequestIds, SubscriptionArg, SubscriptionKey, arg_key, requests
 
 # Subscription errors retrying cannot fix: report once, loudly, and leave that arg alone.
 HARD_CODES = frozenset({"60011", "60012", "60018", "64001", "64002", "64003", "64004"})
@@ -69,18 +69,28 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    keys: tuple
+    keys: tuple[SubscriptionKey, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Stale:
-    key: tuple
+    key: SubscriptionKey
     since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """These subscriptions stopped with the connection (start of a reconnect gap)."""
+
+    keys: tuple[SubscriptionKey, ...] = field(default=())
+
+
+Action = Send | Close | Replace | Alert | Live | Stale | Lost
 
 
 @dataclass
 class Sub:
-    arg: dict
+    arg: SubscriptionArg
     status: str = "pending"       # pending | sent | acked | failed
     request: str | None = None
     error: str | None = None
@@ -96,7 +106,7 @@ DOWN, LOGIN, SUBSCRIBING, LIVE, CLOSING = "down", "login", "subscribing", "live"
 class ConnState:
     """Everything one OKX WebSocket connection decides. One instance lives across reconnects."""
 
-    def __init__(self, endpoint: str, args: list[dict], *, login: bool = False,
+    def __init__(self, endpoint: str, args: list[SubscriptionArg], *, login: bool = False,
                  credentials: Credentials | None = None, ping_after: float = PING_AFTER_S,
                  pong_timeout: float = PONG_TIMEOUT_S, stale_after: float = STALE_AFTER_S,
                  healthy_after: float = HEALTHY_AFTER_S,
@@ -115,8 +125,8 @@ class ConnState:
         self._ids = RequestIds(id_prefix)
         self.backoff = backoff or Backoff()
         self.budget = budget or request_limit()
-        self.subs: dict[tuple, Sub] = {arg_key(a): Sub(dict(a)) for a in args}
-        self.last_msg: dict[tuple, float] = {}     # key -> time of the last data frame
+        self.subs: dict[SubscriptionKey, Sub] = {arg_key(a): Sub(dict(a)) for a in args}
+        self.last_msg: dict[SubscriptionKey, float] = {}     # key -> time of the last data frame
         self.phase = DOWN
         self.conn_id: str | None = None
         self.opened_at = 0.0
@@ -128,13 +138,14 @@ class ConnState:
         self.reconnects = 0
         self.last_close: str | None = None
         self.next_connect_at = 0.0
-        self._requests: dict[str, list[tuple]] = {}
+        self._requests: dict[str, list[SubscriptionKey]] = {}
         self._next_stale_check = 0.0
 
     # ----- helpers -------------------------------------------------------------------------------
 
-    def _subscribe(self, keys: list[tuple], now: float, op: str = "subscribe") -> list:
-        out: list = []
+    def _subscribe(self, keys: list[SubscriptionKey], now: float, op: str = "subscribe"
+                   ) -> list[Action]:
+        out: list[Action] = []
         args = [self.subs[k].arg for k in keys]
         for rid, batch, text in requests(op, args, self._ids):
             self.budget.record(now)
@@ -147,7 +158,7 @@ class ConnState:
             out.append(Send(text, op))
         return out
 
-    def _live_check(self, now: float) -> list:
+    def _live_check(self, now: float) -> list[Action]:
         if self.phase == SUBSCRIBING and all(s.status in ("acked", "failed")
                                              for s in self.subs.values()):
             self.phase = LIVE
@@ -157,7 +168,7 @@ class ConnState:
                                   f"subscriptions")]
         return []
 
-    def stale_limit(self, channel: str) -> float | None:
+    def stale_limit(self, channel: str | None) -> float | None:
         """Seconds of silence after which a subscription is resubscribed (None: never)."""
         if channel in QUIET_CHANNELS or channel is None:
             return None
@@ -167,7 +178,7 @@ class ConnState:
 
     # ----- events --------------------------------------------------------------------------------
 
-    def on_open(self, now: float, wall: float, conn_seq: int = 0) -> list:
+    def on_open(self, now: float, wall: float, conn_seq: int = 0) -> list[Action]:
         """The socket is connected. `wall` is Unix time for the login timestamp."""
         self.phase = LOGIN if self.login else SUBSCRIBING
         self.opened_at = self.last_rx = now
@@ -177,12 +188,14 @@ class ConnState:
             if sub.status != "failed":
                 sub.status, sub.request, sub.retries = "pending", None, 0
         if self.login:
+            creds = self._creds
+            assert creds is not None, "login without credentials"  # __init__ refuses that
             self.login_sent_at = now
             self.budget.record(now)
-            return [Send(ws_login_message(self._creds, wall), "login")]
+            return [Send(ws_login_message(creds, wall), "login")]
         return self._subscribe_pending(now)
 
-    def _subscribe_pending(self, now: float) -> list:
+    def _subscribe_pending(self, now: float) -> list[Action]:
         keys = [k for k, s in self.subs.items() if s.status == "pending"]
         out = self._subscribe(keys, now) if keys else []
         return out + self._live_check(now)
@@ -191,13 +204,13 @@ class ConnState:
         self.last_rx = now
         self.ping_sent_at = None
 
-    def seen(self, key: tuple, now: float) -> None:
+    def seen(self, key: SubscriptionKey, now: float) -> None:
         """A data frame for `key` arrived (hot path)."""
         self.last_rx = now
         self.last_msg[key] = now
         self.ping_sent_at = None
 
-    def on_event(self, ev: Event, now: float) -> list:
+    def on_event(self, ev: Event, now: float) -> list[Action]:
         self.last_rx = now
         self.ping_sent_at = None
         kind = ev.event
@@ -233,21 +246,21 @@ class ConnState:
                                    f"{ev.arg}: subscription dropped by OKX")]
         return []
 
-    def _login_failed(self, code: str | None, msg: str | None) -> list:
+    def _login_failed(self, code: str | None, msg: str | None) -> list[Action]:
         self.phase = CLOSING
         self.backoff.attempt = max(self.backoff.attempt, 8)
         return [Alert("error", f"{self.endpoint}: login failed ({code}: {msg}); check "
                                "OKX_API_KEY/SECRET/PASSPHRASE and OKX_DEMO; retrying slowly"),
                 Close(f"login failed ({code})")]
 
-    def _error(self, ev: Event, now: float) -> list:
+    def _error(self, ev: Event, now: float) -> list[Action]:
         if self.phase == LOGIN:
             return self._login_failed(ev.code, ev.msg)
         keys = self._requests.pop(ev.id, None) if ev.id else None
         if not keys:
             return [Alert("warning", f"{self.endpoint}: error {ev.code}: {ev.msg}")]
         pending = [k for k in keys if self.subs[k].status == "sent"]
-        out: list = []
+        out: list[Action] = []
         if len(pending) > 1:
             # One bad arg fails the whole request: retry each arg alone to find the culprit.
             for k in pending:
@@ -271,7 +284,7 @@ class ConnState:
                                             f"({ev.code}: {ev.msg}); retry {sub.retries}"))
         return out + self._live_check(now)
 
-    def resubscribe(self, key: tuple, now: float, why: str) -> list:
+    def resubscribe(self, key: SubscriptionKey, now: float, why: str) -> list[Action]:
         """Unsubscribe and subscribe one arg (book fallback, staleness). Rate-limited per arg and
         by the request budget; returns [] when not allowed now."""
         sub = self.subs.get(key)
@@ -286,8 +299,8 @@ class ConnState:
         return ([Alert("warning", f"{self.endpoint}: resubscribing {sub.arg}: {why}")]
                 + self._subscribe([key], now, "unsubscribe") + self._subscribe([key], now))
 
-    def tick(self, now: float) -> list:
-        out: list = []
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
         phase = self.phase
         if phase == DOWN or phase == CLOSING:
             return out
@@ -314,8 +327,8 @@ class ConnState:
             out += self._stale(now)
         return out
 
-    def _stale(self, now: float) -> list:
-        out: list = []
+    def _stale(self, now: float) -> list[Action]:
+        out: list[Action] = []
         for key, sub in self.subs.items():
             if sub.status != "acked":
                 continue
@@ -330,7 +343,7 @@ class ConnState:
                 out += actions
         return out
 
-    def on_closed(self, code: int | None, now: float) -> list:
+    def on_closed(self, code: int | None, now: float) -> list[Action]:
         """The socket closed (or could not be opened: opened_at stays behind)."""
         was = self.phase
         lost = tuple(k for k, s in self.subs.items() if s.status == "acked")
@@ -365,9 +378,3 @@ class ConnState:
                 } for k, s in self.subs.items()},
         }
 
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """These subscriptions stopped with the connection (start of a reconnect gap)."""
-
-    keys: tuple = field(default=())

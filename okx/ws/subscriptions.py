@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -19,8 +20,14 @@ MAX_ARGS_BYTES = 64 * 1024
 DEFAULT_ARGS_PER_REQUEST = 100
 REQUESTS_PER_HOUR = 480
 
+# One subscription arg, {"channel": "books", "instId": "BTC-USDT"}: string values when we build
+# it, a JSON object as received when OKX echoes it back in a frame (Event.arg, Data.arg).
+SubscriptionArg = dict[str, Any]
+# (channel, instId, instType, instFamily, ccy), None where the arg has no such field.
+SubscriptionKey = tuple[str | None, str | None, str | None, str | None, str | None]
 
-def arg_key(arg: dict) -> tuple:
+
+def arg_key(arg: SubscriptionArg) -> SubscriptionKey:
     """A hashable identity of a subscription arg, e.g. ("books", "BTC-USDT")."""
     get = arg.get   # once per data frame (the staleness watchdog): one attribute load
     return get("channel"), get("instId"), get("instType"), get("instFamily"), get("ccy")
@@ -30,7 +37,7 @@ def arg_key(arg: dict) -> tuple:
 class Plan:
     """Args per endpoint, and whether each endpoint needs a login first."""
 
-    args: dict[str, list[dict]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    args: dict[str, list[SubscriptionArg]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
     login: dict[str, bool] = field(default_factory=lambda: {e: False for e in ENDPOINTS})
 
     def endpoints(self) -> list[str]:
@@ -54,6 +61,10 @@ def plan(channels: Iterable[str], instruments: Iterable[str], private_inst_type:
     return result
 
 
+# (request id, its args, the frame text) of one subscribe/unsubscribe request
+Request = tuple[str, list[SubscriptionArg], str]
+
+
 class RequestIds:
     """Short, unique, alphanumeric request ids: prefix + counter."""
 
@@ -68,13 +79,13 @@ class RequestIds:
         return f"{self._prefix}{self._n}"
 
 
-def requests(op: str, args: list[dict], ids: RequestIds,
-             per_request: int = DEFAULT_ARGS_PER_REQUEST) -> Iterator[tuple[str, list[dict], str]]:
+def requests(op: str, args: list[SubscriptionArg], ids: RequestIds,
+             per_request: int = DEFAULT_ARGS_PER_REQUEST) -> Iterator[Request]:
     """Yield (request id, args, frame text) for `op` ("subscribe"/"unsubscribe"), batching args
     under both the count and OKX's 64 KB size limit."""
     if op not in ("subscribe", "unsubscribe"):
         raise ValueError(f"op must be subscribe or unsubscribe, not {op!r}")
-    batch: list[dict] = []
+    batch: list[SubscriptionArg] = []
     size = 2
     for arg in args:
         arg_size = len(orjson.dumps(arg)) + 1
@@ -87,6 +98,6 @@ def requests(op: str, args: list[dict], ids: RequestIds,
         yield _request(op, batch, ids)
 
 
-def _request(op: str, args: list[dict], ids: RequestIds) -> tuple[str, list[dict], str]:
+def _request(op: str, args: list[SubscriptionArg], ids: RequestIds) -> Request:
     rid = ids.next()
     return rid, args, orjson.dumps({"id": rid, "op": op, "args": args}).decode()
