@@ -7,6 +7,8 @@ and `backfill` queues and tasks fetched by workers but not yet acknowledged (`un
 """
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import redis
 
@@ -34,8 +36,9 @@ def gather(redis_url: str, max_gaps: int = 20, now_ms: int | None = None) -> dic
 
 
 def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
-    feeders = []
-    for fid in sorted(r.smembers(keys.FEEDERS)):
+    # decode_responses=True: every reply is str, which redis-py's annotations cannot say
+    feeders: list[dict[str, Any]] = []
+    for fid in sorted(str(f) for f in r.smembers(keys.FEEDERS)):
         h = r.hgetall(keys.feeder_key(fid))
         if not h:
             feeders.append({"id": fid, "alive": False})
@@ -48,7 +51,7 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
                     s["age_s"] = round(s["age_s"] + max(beat_age, 0.0), 1)
         feeders.append({"id": fid, "alive": True, "heartbeat_age_s": round(beat_age, 1),
                         "pid": h.get("pid"), "connections": conns})
-    open_ids = r.zrange(keys.GAPS_OPEN, 0, -1)
+    open_ids = [str(g) for g in r.zrange(keys.GAPS_OPEN, 0, -1)]
     gaps = [r.hgetall(keys.gap_key(gid)) for gid in open_ids[-max_gaps:]]
     st = {"feeders": feeders, "open_gaps": len(open_ids), "recent_open_gaps": gaps,
           "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
