@@ -4,8 +4,7 @@ clock: callers pass times in; one thread at a time (the feeder holds a lock arou
 
 Outputs:
     sink(kind, channel, instId, ts_ms, id, payload, t_recv)   one record to publish
-    self.gaps        deque of gap dicts (channel, instId, start_ms, end_ms, start_id, end_id,
-                     cause, reason) for the ledger
+    self.gaps        deque of core.gaps.Gap values for the ledger
     self.marks       (channel, instId) -> (ts_ms, id, seen_ms): watermarks, read periodically
     self.first       (channel, instId) -> (ts_ms, id, count): first record of this run (startup gap)
     due_resyncs()    books to fetch from REST; offer_snapshot() hands the result back
@@ -22,6 +21,7 @@ import logging
 from collections import Counter, deque
 from typing import Any, Callable
 
+from core.gaps import Gap
 from okx.book import OK_STATUSES, BookStatus, OrderBook
 from okx.channels import INCREMENTAL_BOOK_CHANNELS, KIND_OF_CHANNEL, PRIVATE_CHANNELS
 from okx.parse import parse_frame
@@ -103,7 +103,7 @@ class Pipeline:
         self.last_full: dict[tuple, int] = {}
         self.resyncs: dict[tuple, dict] = {}     # in flight: key -> {due, attempts, fetching}
         self.last_resync: dict[tuple, int] = {}
-        self.gaps: deque = deque()
+        self.gaps: deque[Gap] = deque()
         self.resubscribe: deque = deque()
         # counters (exported by health.py)
         self.frames = 0
@@ -194,9 +194,10 @@ class Pipeline:
             if first_covered == int(last_id) + 1:
                 return  # contiguous: nothing was missed
             end_id = str(first_covered)
-        self.gaps.append({"channel": key[0], "instId": key[1], "start_ms": last_ts or since_ms,
-                          "end_ms": ts, "start_id": last_id, "end_id": end_id, "cause": cause,
-                          "reason": f"{cause}: no data from {key[0]} {key[1]} between these bounds"})
+        self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, ts, cause, start_id=last_id,
+                             end_id=end_id,
+                             reason=f"{cause}: no data from {key[0]} {key[1]} between these "
+                                    "bounds"))
 
     # ----- books ---------------------------------------------------------------------------------
 
@@ -253,9 +254,9 @@ class Pipeline:
             fail = self.book_fail.pop(key, None)
             if fail is not None:
                 cause, reason, fts, fseq = fail
-                self.gaps.append({"channel": key[0], "instId": key[1], "start_ms": fts,
-                                  "end_ms": ts, "start_id": "" if fseq is None else str(fseq),
-                                  "end_id": sid, "cause": cause, "reason": reason or cause})
+                self.gaps.append(Gap(key[0], key[1], fts, ts, cause,
+                                     start_id="" if fseq is None else str(fseq), end_id=sid,
+                                     reason=reason or cause))
         if self.resyncs:
             job = self.resyncs.get(key)
             if job is not None and not job["fetching"]:
@@ -381,21 +382,19 @@ class Pipeline:
             key = (k[0], k[1] or k[2] or "")
             if key[0] in PRIVATE_CHANNELS and key in self.lost:
                 cause, last_ts, last_id, since_ms = self.lost.pop(key)
-                self.gaps.append({"channel": key[0], "instId": key[1],
-                                  "start_ms": last_ts or since_ms, "end_ms": now_ms,
-                                  "start_id": last_id, "end_id": "", "cause": cause,
-                                  "reason": f"{cause}: {key[0]} not subscribed in this window"})
+                self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, now_ms, cause,
+                                     start_id=last_id,
+                                     reason=f"{cause}: {key[0]} not subscribed in this window"))
 
     def close_open(self, now_ms: int) -> None:
         """At shutdown: windows still open end now (what follows is the next run's startup gap)."""
         for key in list(self.lost):
             cause, last_ts, last_id, since_ms = self.lost.pop(key)
-            self.gaps.append({"channel": key[0], "instId": key[1], "start_ms": last_ts or since_ms,
-                              "end_ms": now_ms, "start_id": last_id, "end_id": "", "cause": cause,
-                              "reason": f"{cause}: still open at shutdown"})
+            self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, now_ms, cause,
+                                 start_id=last_id, reason=f"{cause}: still open at shutdown"))
 
 
-def startup_gaps(old_marks: dict[tuple, dict], first: dict[tuple, tuple]) -> list[dict]:
+def startup_gaps(old_marks: dict[tuple, dict], first: dict[tuple, tuple]) -> list[Gap]:
     """Gaps between the previous run's watermarks and this run's first records."""
     gaps = []
     for key, (ts, rid, count) in first.items():
@@ -411,7 +410,6 @@ def startup_gaps(old_marks: dict[tuple, dict], first: dict[tuple, tuple]) -> lis
             if first_covered <= int(old_id) + 1:
                 continue
             end_id = str(first_covered)
-        gaps.append({"channel": key[0], "instId": key[1], "start_ms": old_ts, "end_ms": ts,
-                     "start_id": old_id, "end_id": end_id, "cause": "startup",
-                     "reason": "no data between the previous run's watermark and this run"})
+        gaps.append(Gap(key[0], key[1], old_ts, ts, "startup", start_id=old_id, end_id=end_id,
+                        reason="no data between the previous run's watermark and this run"))
     return gaps

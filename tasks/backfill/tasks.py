@@ -23,6 +23,7 @@ from celery import Task
 
 from okx.channels import BOOK_CHANNELS
 from core.contract import BACKFILL_QUEUE, BACKFILL_TASK, REPAIR_GAP_TASK
+from core.gaps import Gap
 from core import worker_settings as settings_mod
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
@@ -94,9 +95,8 @@ def create_manual_gap(channel: Any, inst_id: Any, start: Any, end: Any, bar: Any
         inst = inst or "ANY"
     if not inst and ch not in planning.ACCOUNT_CHANNELS:
         raise planning.PlanError(f"instId is required for {ch}")
-    gap = {"channel": ch, "instId": inst, "start_ms": start_ms, "end_ms": end_ms,
-           "start_id": "", "end_id": "", "cause": "manual",
-           "reason": f"manual: backfill {ch} {inst} requested"}
+    gap = Gap(ch, inst, start_ms, end_ms, "manual",
+              reason=f"manual: backfill {ch} {inst} requested")
     return context.ledger().create(gap, "backfill-manual", now)
 
 
