@@ -20,6 +20,7 @@ import time
 from collections import deque
 
 from core.contract import KINDS
+from core.gaps import Gap
 
 SETTLE_MAX_S = 0.002   # longest wait for another reader's burst before publishing
 
@@ -92,7 +93,7 @@ class Outbox:
                     if rid and acc[4] and _lt(acc[4], rid):
                         acc[4] = rid
 
-    def drain_overflow(self) -> list[dict]:
+    def drain_overflow(self) -> list[Gap]:
         """Gap records for everything dropped since the last call."""
         with self._lock:
             ov, self._overflow = self._overflow, {}
@@ -103,10 +104,10 @@ class Outbox:
                 start_id, end_id = str(int(id0) - 1), str(int(id1) + 1)  # exclusive bounds
             elif id0:
                 start_id, end_id = id0, id1
-            gaps.append({"channel": channel, "instId": inst_id, "start_ms": ts0, "end_ms": ts1,
-                         "start_id": start_id, "end_id": end_id, "cause": "publish_overflow",
-                         "reason": f"broker unavailable: {n} {kind} records dropped past the "
-                                   "outbox bound"})
+            gaps.append(Gap(channel, inst_id, ts0, ts1, "publish_overflow", start_id=start_id,
+                            end_id=end_id,
+                            reason=f"broker unavailable: {n} {kind} records dropped past the "
+                                   "outbox bound"))
         return gaps
 
     def take(self, kind: str, n: int) -> list:

@@ -14,6 +14,7 @@
      |    +-- BadReply                  a reply OKX does not document; never stored
      +-- ConfigError                    a setting cannot work; the message names it (ValueError)
      +-- PlanError                      a gap or request that cannot be planned (ValueError)
+     +-- BadGap                         a gap value that cannot be stored, or a hash that is no gap
      +-- BadBatch                       a task argument that is no batch envelope (ValueError)
           +-- BadRecord                 one record of a valid envelope cannot be stored
 
@@ -33,7 +34,7 @@ from okx.errors import (
 )
 
 __all__ = [
-    "AuthFailed", "BadBatch", "BadRecord", "BadReply", "BadRequest", "BookInvalid",
+    "AuthFailed", "BadBatch", "BadGap", "BadRecord", "BadReply", "BadRequest", "BookInvalid",
     "CollectorError", "ConfigError", "NetworkError", "NoCredentials", "PlanError",
     "ProtocolError", "RateLimited", "Rejected", "RestError", "Unavailable",
 ]
@@ -45,6 +46,11 @@ class ConfigError(CollectorError, ValueError):
 
 class PlanError(CollectorError, ValueError):
     """A gap or request that cannot be planned; the message says why (stored as the reason)."""
+
+
+class BadGap(CollectorError, ValueError):
+    """A gap value that cannot be stored, or a stored hash that is not a gap; the message says
+    which field and why."""
 
 
 class BadBatch(CollectorError, ValueError):

@@ -123,10 +123,10 @@ def test_stale_watermarks_skip_private_books_and_open_keys_and_continue_coverage
     }
     out = p.stale_watermarks(marks, now, 300_000, covered={("candle1m", "BTC-USDT"): 9_500_000},
                              open_keys={("tickers", "SOL-USDT")})
-    assert [(g["channel"], g["instId"], g["start_ms"], g["start_id"]) for g in out] == [
+    assert [(g.channel, g.instId, g.start_ms, g.start_id) for g in out] == [
         ("candle1m", "BTC-USDT", 9_500_000, ""),             # continues where the last sweep ended
         ("trades-all", "BTC-USDT", 9_000_000, "555")]        # exact lower id
-    assert all(g["end_ms"] == now and g["cause"] == "stale" for g in out)
+    assert all(g.end_ms == now and g.cause == "stale" for g in out)
 
 
 def test_dead_feeders():

@@ -6,6 +6,7 @@ import fakeredis
 import mongomock
 import pytest
 
+from core.gaps import Gap
 from okx.rest.endpoints import Page
 from okx.rest.client import BadRequest, RateLimited, RestError
 from tasks.backfill.ledger import GapLedger
@@ -71,8 +72,8 @@ def env():
 
 
 def new_gap(ledger, channel="trades-all", sid="10", eid="96", inst="BTC-USDT"):
-    return ledger.create({"channel": channel, "instId": inst, "start_ms": T, "end_ms": T + 100,
-                          "start_id": sid, "end_id": eid, "cause": "reconnect"}, "f", T)
+    return ledger.create(Gap(channel, inst, T, T + 100, "reconnect", start_id=sid, end_id=eid),
+                         "f", T)
 
 
 def stored_ids(db):
@@ -144,8 +145,7 @@ def test_history_that_ends_before_the_gap_start_is_unrepairable_with_the_reason(
         def pages(self, step, resume):
             yield Page([trade(3), trade(4)], "3")
             yield Page([], None, history_ended=True)
-    gid = ledger.create({"channel": "trades", "instId": "BTC-USDT", "start_ms": T - 10**6,
-                         "end_ms": T + 100, "cause": "manual"}, "f", T)
+    gid = ledger.create(Gap("trades", "BTC-USDT", T - 10**6, T + 100, "manual"), "f", T)
     res = Repairer(ledger, Short(), store, clock=lambda: T).run(gid)
     assert res.status == "unrepairable"
     assert ledger.get(gid)["reason"].startswith("OKX history ends before the gap's start")

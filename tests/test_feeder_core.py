@@ -184,7 +184,7 @@ def test_trades_deduplicated_and_reconnect_gap_has_exclusive_id_bounds():
     assert [r["tradeId"] for r in sink.kinds("trades")] == ["10", "11", "12", "16", "17"]
     assert p.duplicates == 1
     (gap,) = p.gaps
-    assert (gap["start_id"], gap["end_id"], gap["start_ms"], gap["end_ms"], gap["cause"]) == \
+    assert (gap.start_id, gap.end_id, gap.start_ms, gap.end_ms, gap.cause) == \
         ("12", "16", 1200, 1600, "reconnect")
 
 
@@ -232,7 +232,7 @@ def test_seq_gap_invalidates_only_that_book_and_publishes_nothing_until_resynced
     assert last["instId"] == "BTC-USDT" and last["seqId"] == 14
     assert [a[0] for a in last["asks"]] == ["101", "103", "104"]
     (gap,) = p.gaps
-    assert gap["cause"] == "seq_gap" and gap["start_id"] == "11" and gap["end_id"] == "14"
+    assert gap.cause == "seq_gap" and gap.start_id == "11" and gap.end_id == "14"
 
 
 def test_checksum_mismatch_triggers_resync_and_min_interval():
@@ -325,9 +325,9 @@ def test_startup_gap_against_previous_watermarks():
     old = {("trades-all", "X"): {"ts": "1000", "id": "50"}, ("tickers", "X"): {"ts": "10"}}
     first = {("trades-all", "X"): (2000, "55", 1), ("tickers", "X"): (20, "", 1),
              ("books", "Y"): (5, "1", 1)}
-    gaps = {g["channel"]: g for g in startup_gaps(old, first)}
-    assert gaps["trades-all"]["start_id"] == "50" and gaps["trades-all"]["end_id"] == "55"
-    assert gaps["tickers"]["cause"] == "startup" and "books" not in gaps
+    gaps = {g.channel: g for g in startup_gaps(old, first)}
+    assert gaps["trades-all"].start_id == "50" and gaps["trades-all"].end_id == "55"
+    assert gaps["tickers"].cause == "startup" and "books" not in gaps
     assert not startup_gaps(old, {("trades-all", "X"): (2000, "51", 1)})
 
 
@@ -349,8 +349,8 @@ def test_outbox_overflow_drops_oldest_and_reports_a_gap():
         ob.put("trades", "trades-all", "X", 1000 + i, str(i), {"count": "1"}, 0.0)
     assert ob.backlog() <= 100 and ob.dropped >= 50
     (gap,) = ob.drain_overflow()
-    assert gap["cause"] == "publish_overflow" and gap["start_id"] == "0"
-    assert int(gap["end_id"]) == ob.dropped + 1 and gap["start_ms"] == 1001
+    assert gap.cause == "publish_overflow" and gap.start_id == "0"
+    assert int(gap.end_id) == ob.dropped + 1 and gap.start_ms == 1001
     first_kept = ob.take("trades", 1)[0]
     assert int(first_kept[4]) == ob.dropped + 1
     ob.put_back("trades", [first_kept])
@@ -383,7 +383,7 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     assert p.offer_snapshot(job[0], good, job[1], 10_000) == "done"
     assert sink.kinds("books")[-1]["instId"] == "BTC-USDT"
     (gap,) = p.gaps
-    assert gap["cause"] == "bad_data" and gap["instId"] == "BTC-USDT"
+    assert gap.cause == "bad_data" and gap.instId == "BTC-USDT"
 
 
 def test_publisher_is_woken_once_per_burst_not_per_record():

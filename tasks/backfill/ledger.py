@@ -1,5 +1,6 @@
-"""The workers' side of the gap ledger (keys in core/contract.py): claim a gap under a lease,
-save the resume cursor after every page, finish it, create manual and stale gaps.
+"""The workers' side of the gap ledger (keys in core/keys.py): claim a gap under a lease,
+save the resume cursor after every page, finish it, create manual and stale gaps (recorded as
+the feeder records its own: core/gaps.py).
 
 Every transition is one Lua script, so it is atomic against other workers and the sweep:
 
@@ -19,7 +20,7 @@ import logging
 from typing import Any
 
 from core import keys
-from collector.ledger import gap_fields
+from core.gaps import Gap, record_gap
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +121,12 @@ class GapLedger:
             pipe.hset(keys.gap_key(gid), "enqueued_ms", str(now_ms))
         pipe.execute()
 
-    def create(self, gap: dict, producer: str, now_ms: int) -> str:
-        """A new open gap (manual, stale, audit) in the same shape as the feeder's."""
-        gap_id = str(self.r.incr(keys.GAPS_SEQ))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(keys.gap_key(gap_id), mapping=gap_fields(gap_id, gap, producer, now_ms))
-        pipe.zadd(keys.GAPS_OPEN, {gap_id: gap["start_ms"]})
-        pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
-        pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
-        pipe.execute()
-        log.info("gap %s created: %s %s %s %s..%s (%s)", gap_id, gap["cause"], gap["channel"],
-                 gap["instId"], gap["start_ms"], gap["end_ms"], gap.get("reason", ""))
-        return gap_id
+    def create(self, gap: Gap, producer: str, now_ms: int) -> str:
+        """Record a new open gap (manual, stale, audit) found by `producer`; returns its id."""
+        stored = record_gap(self.r, gap, producer, now_ms, atomic=True)
+        log.info("gap %s created: %s %s %s %s..%s (%s)", stored.id, gap.cause, gap.channel,
+                 gap.instId, gap.start_ms, gap.end_ms, gap.reason)
+        return stored.id
 
     def open_gaps(self, limit: int = 10_000) -> list[dict[str, str]]:
         ids = [_s(g) for g in self.r.zrange(keys.GAPS_OPEN, 0, limit - 1)]

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from core.errors import PlanError  # noqa: F401 - raised here; importable from here too
+from core.gaps import Gap
 from okx.channels import BOOK_CHANNELS, CANDLE_BARS, PRIVATE_CHANNELS
 
 TRADE_CHANNELS = ("trades", "trades-all")
@@ -218,7 +219,7 @@ def gaps_to_enqueue(gaps: Iterable[dict], now_ms: int, requeue_after_ms: int) ->
 
 def stale_watermarks(marks: dict[tuple[str, str], dict], now_ms: int, stale_ms: int,
                      covered: dict[tuple[str, str], int], open_keys: set[tuple[str, str]]
-                     ) -> list[dict]:
+                     ) -> list[Gap]:
     """Gaps for public (channel, instId) streams that received nothing for `stale_ms`.
 
     marks: the feeder's watermarks (ts = exchange time of the last record, id, seen_ms = local
@@ -239,10 +240,9 @@ def stale_watermarks(marks: dict[tuple[str, str], dict], now_ms: int, stale_ms: 
         # From the last record seen (its id is the exclusive lower bound) or from what an
         # earlier sweep covered, up to now.
         start_id = str(mark.get("id") or "") if start == ts else ""
-        out.append({"channel": channel, "instId": inst, "start_ms": start, "end_ms": now_ms,
-                    "start_id": start_id if channel in TRADE_CHANNELS else "", "end_id": "",
-                    "cause": "stale",
-                    "reason": f"stale: no {channel} {inst} data for {(now_ms - seen) // 1000} s"})
+        out.append(Gap(channel, inst, start, now_ms, "stale",
+                       start_id=start_id if channel in TRADE_CHANNELS else "",
+                       reason=f"stale: no {channel} {inst} data for {(now_ms - seen) // 1000} s"))
     return out
 
 

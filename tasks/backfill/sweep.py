@@ -68,7 +68,7 @@ def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
                                       covered, open_keys)
     for gap in stale:
         gid = ledger.create(gap, "backfill-sweep", now_ms)
-        r.set(keys.backfill_stale(gap["channel"], gap["instId"]), gap["end_ms"])
+        r.set(keys.backfill_stale(gap.channel, gap.instId), gap.end_ms)
         send_repair(gid)
         ledger.mark_enqueued([gid], now_ms)
 

@@ -26,6 +26,7 @@ from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACK
                            FILLS_TASK, REPAIR_GAP_TASK, SNAPSHOT_TASK, SWEEP_TASK)
 from okx.clock import now_ms
 from core import settings as settings_mod
+from core.gaps import Gap
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
 from tasks.backfill import context, snapshots
@@ -86,9 +87,8 @@ def create_manual_gap(channel: Any, inst_id: Any, start: Any, end: Any, bar: Any
         inst = inst or "ANY"
     if not inst and ch not in planning.ACCOUNT_CHANNELS:
         raise planning.PlanError(f"instId is required for {ch}")
-    gap = {"channel": ch, "instId": inst, "start_ms": start_ms, "end_ms": end_ms,
-           "start_id": "", "end_id": "", "cause": "manual",
-           "reason": f"manual: backfill {ch} {inst} requested"}
+    gap = Gap(ch, inst, start_ms, end_ms, "manual",
+              reason=f"manual: backfill {ch} {inst} requested")
     return context.ledger().create(gap, "backfill-manual", now)
 
 
