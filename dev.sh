@@ -129,5 +129,5 @@ case "$cmd" in
     setup
     exec "$VENV/bin/python" -m localrun.demo "$@" ;;
   *)
-    sed -n '2,11p' "$0"; exit 2 ;;
+    sed -n '2,10p' "$0"; exit 2 ;;
 esac
