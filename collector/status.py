@@ -86,6 +86,16 @@ def assess(st: dict) -> list[str]:
     return problems
 
 
+def _known(value: Any) -> bool:
+    """A value worth printing: the feeder or the ledger left out or blanked what it did not know."""
+    return value is not None and value != ""
+
+
+def _optional(label: str, value: Any) -> str:
+    """`label value`, or nothing when the value is unknown (never `None` on an operator's screen)."""
+    return f"{label}{value}" if _known(value) else ""
+
+
 def format_status(st: dict) -> str:
     lines = ["healthy" if st.get("healthy", True) else "DEGRADED"]
     lines += [f"  ! {p}" for p in st.get("problems", ())]
@@ -95,19 +105,26 @@ def format_status(st: dict) -> str:
         if not f["alive"]:
             lines.append(f"feeder {f['id']}: no heartbeat (stopped or expired)")
             continue
-        lines.append(f"feeder {f['id']} (pid {f['pid']}): heartbeat {f['heartbeat_age_s']:.1f} s ago")
+        pid = f" (pid {f['pid']})" if _known(f.get("pid")) else ""
+        lines.append(f"feeder {f['id']}{pid}: heartbeat {f['heartbeat_age_s']:.1f} s ago")
         for c in f["connections"]:
             lines.append(f"  {c.get('name', c['endpoint'])}: {c['state']}, "
-                         f"{c['reconnects']} reconnects, last close: {c.get('last_close')}")
+                         f"{c['reconnects']} reconnects"
+                         + _optional(", last close: ", c.get("last_close")))
             for sub, s in sorted(c["subscriptions"].items()):
                 age = "never" if s["age_s"] is None else f"{s['age_s']:.1f} s ago"
                 err = f" [{s['error']}]" if s.get("error") else ""
                 lines.append(f"    {sub:<32} {s['status']:<8} last message {age}{err}")
     lines.append(f"open gaps: {st['open_gaps']}")
     for g in st["recent_open_gaps"]:
-        lines.append(f"  gap {g.get('id')}: {g.get('cause')} {g.get('channel')} {g.get('instId')} "
-                     f"{g.get('start_ms')}..{g.get('end_ms')} ids {g.get('start_id')}..{g.get('end_id')}"
-                     f" [{g.get('status')}]")
+        words = [g.get(k) for k in ("cause", "channel", "instId")]
+        if _known(g.get("start_ms")) or _known(g.get("end_ms")):
+            words.append(f"{g.get('start_ms') or '?'}..{g.get('end_ms') or '?'}")
+        if _known(g.get("start_id")) or _known(g.get("end_id")):
+            words.append(f"ids {g.get('start_id') or '?'}..{g.get('end_id') or '?'}")
+        if _known(g.get("status")):
+            words.append(f"[{g['status']}]")
+        lines.append(f"  gap {g.get('id', '?')}: " + " ".join(str(w) for w in words if _known(w)))
     lines.append("broker backlog: " + ", ".join(f"{q} {n}" for q, n in st["queues"].items())
                  + f"; fetched by workers, not yet acknowledged: {st.get('unacked', 0)}")
     return "\n".join(lines)

@@ -34,22 +34,24 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="backfill a channel over a time range")
     run.add_argument("channel", help="trades, trades-all, candles (with --bar), candle1m, "
                                      "orders, fills, balances, positions, books, tickers")
-    run.add_argument("instId", nargs="?", default="")
+    run.add_argument("instId", nargs="?", default="",
+                     help="instrument, e.g. BTC-USDT (none for orders, fills, balances, positions)")
     run.add_argument("--start", help="ISO-8601 or epoch ms (default: --end minus 1 hour)")
     run.add_argument("--end", help="ISO-8601 or epoch ms (default: now)")
     run.add_argument("--bar", default=None, help="candle bar for `candles` (default 1m)")
     run.add_argument("--enqueue", action="store_true",
-                     help="send it to the workers (tasks.backfill.backfill) instead")
-    run.add_argument("--no-progress", action="store_true")
+                     help="send it to the workers (the `backfill` task) instead")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep = sub.add_parser("repair", help="repair one ledger gap here")
-    rep.add_argument("gap_id")
-    rep.add_argument("--no-progress", action="store_true")
+    rep.add_argument("gap_id", help="the gap's id, as `gaps` lists it")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     gaps = sub.add_parser("gaps", help="list open gaps (--all: the most recent ones)")
-    gaps.add_argument("--all", action="store_true")
-    gaps.add_argument("--limit", type=int, default=50)
+    gaps.add_argument("--all", action="store_true", help="recent gaps of every status")
+    gaps.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     sub.add_parser("sweep", help="run the beat sweep once here")
     aud = sub.add_parser("audit", help="run the trade audit once here")
-    aud.add_argument("instId", nargs="?", default=None)
+    aud.add_argument("instId", nargs="?", default=None,
+                     help="one instrument (default: AUDIT_INSTRUMENTS, else every one with trades)")
     return p
 
 
