@@ -6,6 +6,7 @@ stored is core/gaps.py's (the workers record theirs the same way).
 Startup gap: before writing any watermark this run, the previous run's watermarks are read; the
 first record of each (channel, instId) in this run is compared with them (pipeline.startup_gaps).
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,17 +14,17 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 import redis
 
-from core import keys
-from core.settings import HEARTBEAT_EVERY_S
-from okx.clock import now_ms as clock_ms
 from collector.pipeline import startup_gaps
+from core import keys
 from core.gaps import Gap, record_gap
 from core.redis_clients import tls_kwargs
+from core.settings import HEARTBEAT_EVERY_S
+from okx.clock import now_ms as clock_ms
 
 log = logging.getLogger("collector.ledger")
 
@@ -31,16 +32,25 @@ GAPS_BUFFER = 50_000
 
 
 class Ledger(threading.Thread):
-    def __init__(self, redis_url: str, feeder_id: str, keys: list[tuple], *,
-                 pull: Callable[["Ledger"], None], on_gap_id: Callable[[str], None],
-                 status: Callable[[], dict], interval: float = 1.0,
-                 heartbeat_every: float = HEARTBEAT_EVERY_S) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        feeder_id: str,
+        keys: list[tuple],
+        *,
+        pull: Callable[[Ledger], None],
+        on_gap_id: Callable[[str], None],
+        status: Callable[[], dict],
+        interval: float = 1.0,
+        heartbeat_every: float = HEARTBEAT_EVERY_S,
+    ) -> None:
         super().__init__(name="ledger", daemon=True)
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2,
-                                           **tls_kwargs(redis_url))
+        self.client = redis.Redis.from_url(
+            redis_url, socket_timeout=2, socket_connect_timeout=2, **tls_kwargs(redis_url)
+        )
         self.feeder_id = feeder_id
-        self.keys = keys                   # (channel, instId) planned this run
-        self.pull = pull                   # fills gaps/marks/first from the pipeline (locked)
+        self.keys = keys  # (channel, instId) planned this run
+        self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
         self.on_gap_id = on_gap_id
         self.status = status
         self.interval = interval
@@ -84,8 +94,11 @@ class Ledger(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - RedisError, OSError; never kill the thread
             self.errors += 1
             if self.redis_ok:
-                log.error("redis unavailable for the ledger (%s): buffering %d gaps and the "
-                          "watermarks", exc, len(self.pending_gaps))
+                log.error(
+                    "redis unavailable for the ledger (%s): buffering %d gaps and the watermarks",
+                    exc,
+                    len(self.pending_gaps),
+                )
             self.redis_ok = False
 
     def _flush(self, final: bool) -> None:
@@ -96,8 +109,11 @@ class Ledger(threading.Thread):
             for key in self.keys:
                 pipe.hgetall(keys.watermark_key(*key))
             res = pipe.execute()
-            self.old_marks = {key: {k.decode(): v.decode() for k, v in h.items()}
-                              for key, h in zip(self.keys, res) if h}
+            self.old_marks = {
+                key: {k.decode(): v.decode() for k, v in h.items()}
+                for key, h in zip(self.keys, res)
+                if h
+            }
         new_first = {k: v for k, v in self.first.items() if k not in self._checked}
         if new_first:
             self.add_gaps(startup_gaps(self.old_marks, new_first))
@@ -108,16 +124,27 @@ class Ledger(threading.Thread):
             self.pending_gaps.popleft()
             self.gaps_written += 1
             self.gap_ids.append(gap.id)
-            log.warning("gap %s: %s %s %s %s..%s ids %s..%s (%s)", gap.id, gap.cause,
-                        gap.channel, gap.instId, gap.start_ms, gap.end_ms, gap.start_id,
-                        gap.end_id, gap.reason)
+            log.warning(
+                "gap %s: %s %s %s %s..%s ids %s..%s (%s)",
+                gap.id,
+                gap.cause,
+                gap.channel,
+                gap.instId,
+                gap.start_ms,
+                gap.end_ms,
+                gap.start_id,
+                gap.end_id,
+                gap.reason,
+            )
             self.on_gap_id(gap.id)
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
         if changed:
             pipe = r.pipeline(transaction=False)
             for (channel, inst), (ts, rid, seen) in changed.items():
-                pipe.hset(keys.watermark_key(channel, inst),
-                          mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)})
+                pipe.hset(
+                    keys.watermark_key(channel, inst),
+                    mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)},
+                )
             pipe.execute()
             self._written_marks.update(changed)
         now = time.monotonic()
@@ -129,9 +156,15 @@ class Ledger(threading.Thread):
                 pipe.delete(hb_key)
                 pipe.srem(keys.FEEDERS, self.feeder_id)
             else:
-                pipe.hset(hb_key, mapping={"heartbeat_ms": str(now_ms), "pid": str(os.getpid()),
-                                        "started_ms": str(self.started_ms),
-                                        "connections": orjson.dumps(self.status()).decode()})
+                pipe.hset(
+                    hb_key,
+                    mapping={
+                        "heartbeat_ms": str(now_ms),
+                        "pid": str(os.getpid()),
+                        "started_ms": str(self.started_ms),
+                        "connections": orjson.dumps(self.status()).decode(),
+                    },
+                )
                 pipe.expire(hb_key, keys.HEARTBEAT_TTL_S)
                 pipe.sadd(keys.FEEDERS, self.feeder_id)
             pipe.execute()

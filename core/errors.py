@@ -26,17 +26,41 @@ The classes that okx/ raises live in okx/errors.py (okx/ imports nothing of the 
 project's own live here. Their old homes (okx.rest.client, okx.book, okx.ws.frames,
 core.contract, tasks.documents, tasks.backfill.plan, tasks.backfill.source) re-export them.
 """
+
 from __future__ import annotations
 
 from okx.errors import (
-    AuthFailed, BadReply, BadRequest, BookInvalid, CollectorError, NetworkError, ProtocolError,
-    RateLimited, Rejected, RestError, Unavailable,
+    AuthFailed,
+    BadReply,
+    BadRequest,
+    BookInvalid,
+    CollectorError,
+    NetworkError,
+    ProtocolError,
+    RateLimited,
+    Rejected,
+    RestError,
+    Unavailable,
 )
 
 __all__ = [
-    "AuthFailed", "BadBatch", "BadGap", "BadRecord", "BadReply", "BadRequest", "BookInvalid",
-    "CollectorError", "ConfigError", "NetworkError", "NoCredentials", "PlanError",
-    "ProtocolError", "RateLimited", "Rejected", "RestError", "Unavailable",
+    "AuthFailed",
+    "BadBatch",
+    "BadGap",
+    "BadRecord",
+    "BadReply",
+    "BadRequest",
+    "BookInvalid",
+    "CollectorError",
+    "ConfigError",
+    "NetworkError",
+    "NoCredentials",
+    "PlanError",
+    "ProtocolError",
+    "RateLimited",
+    "Rejected",
+    "RestError",
+    "Unavailable",
 ]
 
 

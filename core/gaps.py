@@ -17,10 +17,12 @@ Stored layout (keys in core/keys.py, one Redis hash per gap, every value a strin
 This format is what running deployments hold: `to_fields` writes exactly the fields the ledger
 wrote before the value existed, and `from_fields` reads every hash ever stored.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from core import contract, keys
 from core.errors import BadGap
@@ -28,15 +30,36 @@ from core.errors import BadGap
 __all__ = ["BadGap", "Gap", "RECORD_FIELDS", "record_gap"]
 
 # The fields a recorded gap's hash starts with, in the order the ledger has always written them.
-RECORD_FIELDS = ("id", "channel", "instId", "start_ms", "end_ms", "start_id", "end_id", "cause",
-                 "status", "reason", "feeder", "created_ms", "updated_ms")
+RECORD_FIELDS = (
+    "id",
+    "channel",
+    "instId",
+    "start_ms",
+    "end_ms",
+    "start_id",
+    "end_id",
+    "cause",
+    "status",
+    "reason",
+    "feeder",
+    "created_ms",
+    "updated_ms",
+)
 _INT_FIELDS = ("start_ms", "end_ms", "created_ms", "updated_ms")
-_STR_FIELDS = ("channel", "instId", "start_id", "end_id", "cause", "status", "reason", "id",
-               "feeder")
+_STR_FIELDS = (
+    "channel",
+    "instId",
+    "start_id",
+    "end_id",
+    "cause",
+    "status",
+    "reason",
+    "id",
+    "feeder",
+)
 # A hash without these is not a gap; the other recorded fields default (empty, 0) as the old
 # writer's `gap.get(..., "")` did.
 _REQUIRED = ("id", "channel", "instId", "start_ms", "end_ms", "cause", "status")
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,7 @@ class Gap:
     The ledger sets id, feeder (who recorded it), status and the times when it records the gap
     (`recorded`); `extra` holds the fields the workers add while repairing it, as stored.
     """
+
     channel: str
     instId: str
     start_ms: int
@@ -81,10 +105,17 @@ class Gap:
         if self.status not in contract.GAP_STATUSES:
             raise BadGap(f"gap status {self.status!r} is not one of {contract.GAP_STATUSES}")
         for pair in self.extra:
-            if (type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str
-                    or type(pair[1]) is not str or pair[0] in RECORD_FIELDS):
-                raise BadGap(f"gap extra field {pair!r} is not a (name, value) pair of strings "
-                             "outside the recorded fields")
+            if (
+                type(pair) is not tuple
+                or len(pair) != 2
+                or type(pair[0]) is not str
+                or type(pair[1]) is not str
+                or pair[0] in RECORD_FIELDS
+            ):
+                raise BadGap(
+                    f"gap extra field {pair!r} is not a (name, value) pair of strings "
+                    "outside the recorded fields"
+                )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,18 +124,29 @@ class Gap:
 
     def recorded(self, gap_id: str, feeder: str, now_ms: int) -> Gap:
         """This gap as the ledger stores it: a new open gap `gap_id`, recorded by `feeder` now."""
-        return replace(self, id=gap_id, feeder=feeder, status="open", created_ms=now_ms,
-                       updated_ms=now_ms)
+        return replace(
+            self, id=gap_id, feeder=feeder, status="open", created_ms=now_ms, updated_ms=now_ms
+        )
 
     def to_fields(self) -> dict[str, str]:
         """The gap's Redis hash (RECORD_FIELDS, then `extra`); only a recorded gap has one."""
         if not self.id:
             raise BadGap("a gap has a Redis hash only once recorded (no id yet)")
-        fields = {"id": self.id, "channel": self.channel, "instId": self.instId,
-                  "start_ms": str(self.start_ms), "end_ms": str(self.end_ms),
-                  "start_id": self.start_id, "end_id": self.end_id, "cause": self.cause,
-                  "status": self.status, "reason": self.reason, "feeder": self.feeder,
-                  "created_ms": str(self.created_ms), "updated_ms": str(self.updated_ms)}
+        fields = {
+            "id": self.id,
+            "channel": self.channel,
+            "instId": self.instId,
+            "start_ms": str(self.start_ms),
+            "end_ms": str(self.end_ms),
+            "start_id": self.start_id,
+            "end_id": self.end_id,
+            "cause": self.cause,
+            "status": self.status,
+            "reason": self.reason,
+            "feeder": self.feeder,
+            "created_ms": str(self.created_ms),
+            "updated_ms": str(self.updated_ms),
+        }
         fields.update(self.extra)
         return fields
 
@@ -123,10 +165,19 @@ class Gap:
             except ValueError:
                 raise BadGap(f"stored gap {h['id']}: {name} {raw!r} is not an integer") from None
         extra = tuple(sorted((k, v) for k, v in h.items() if k not in RECORD_FIELDS))
-        return cls(channel=h["channel"], instId=h["instId"], cause=h["cause"],
-                   start_id=h.get("start_id", ""), end_id=h.get("end_id", ""),
-                   reason=h.get("reason", ""), status=h["status"], id=h["id"],
-                   feeder=h.get("feeder", ""), extra=extra, **ints)
+        return cls(
+            channel=h["channel"],
+            instId=h["instId"],
+            cause=h["cause"],
+            start_id=h.get("start_id", ""),
+            end_id=h.get("end_id", ""),
+            reason=h.get("reason", ""),
+            status=h["status"],
+            id=h["id"],
+            feeder=h.get("feeder", ""),
+            extra=extra,
+            **ints,
+        )
 
 
 def _text(value: Any) -> str:
@@ -145,8 +196,7 @@ class _Redis(Protocol):
     def pipeline(self, transaction: bool = ...) -> Any: ...
 
 
-def record_gap(client: _Redis, gap: Gap, producer: str, now_ms: int, *,
-               atomic: bool) -> Gap:
+def record_gap(client: _Redis, gap: Gap, producer: str, now_ms: int, *, atomic: bool) -> Gap:
     """Store `gap` as a new open gap recorded by `producer`; returns it with its id.
 
     The id comes from gaps:seq (INCR), then the hash and both indexes are written in one round

@@ -103,24 +103,46 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     p.add_argument("--api-secret", default=d.api_secret, help="that key's secret")
     p.add_argument("--passphrase", default=d.passphrase, help="that key's passphrase")
     a = p.parse_args(argv)
-    return SimConfig(host=a.host, port=a.port, seed=a.seed,
-                     instruments=tuple(i.strip() for i in a.instruments.split(",") if i.strip()),
-                     rate=a.rate, checksum=a.checksum, ws_snapshot=a.ws_snapshot == "on",
-                     idle_timeout=a.idle_timeout, heartbeat_s=a.heartbeat,
-                     seq_reset_prob=a.seq_reset_prob, tick_ms=a.tick_ms,
-                     bot_interval_s=a.bot_interval, clock_speed=a.clock_speed,
-                     stagger=a.stagger,
-                     strict_limits=a.strict_limits == "on",
-                     api_key=a.api_key, api_secret=a.api_secret, passphrase=a.passphrase)
+    return SimConfig(
+        host=a.host,
+        port=a.port,
+        seed=a.seed,
+        instruments=tuple(i.strip() for i in a.instruments.split(",") if i.strip()),
+        rate=a.rate,
+        checksum=a.checksum,
+        ws_snapshot=a.ws_snapshot == "on",
+        idle_timeout=a.idle_timeout,
+        heartbeat_s=a.heartbeat,
+        seq_reset_prob=a.seq_reset_prob,
+        tick_ms=a.tick_ms,
+        bot_interval_s=a.bot_interval,
+        clock_speed=a.clock_speed,
+        stagger=a.stagger,
+        strict_limits=a.strict_limits == "on",
+        api_key=a.api_key,
+        api_secret=a.api_secret,
+        passphrase=a.passphrase,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s okxsim %(message)s")
-    logging.info("listening on ws://%s:%d/ws/v5/{public,business,private} and http://%s:%d/api/v5/",
-                 cfg.host, cfg.port, cfg.host, cfg.port)
-    web.run_app(Exchange(cfg).make_app(), host=cfg.host, port=cfg.port, access_log=None,
-                print=None, loop=asyncio.new_event_loop())
+    logging.info(
+        "listening on ws://%s:%d/ws/v5/{public,business,private} and http://%s:%d/api/v5/",
+        cfg.host,
+        cfg.port,
+        cfg.host,
+        cfg.port,
+    )
+    web.run_app(
+        Exchange(cfg).make_app(),
+        host=cfg.host,
+        port=cfg.port,
+        access_log=None,
+        print=None,
+        loop=asyncio.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -80,11 +80,7 @@ def test_no_seconds_runs_until_stopped(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "argv, file",
-    [
-        (["--replay"], str(demo.RECORDING)),
-        (["--replay", "my.jsonl"], "my.jsonl"),
-    ],
+    "argv, file", [(["--replay"], str(demo.RECORDING)), (["--replay", "my.jsonl"], "my.jsonl")]
 )
 def test_replay_takes_an_optional_file_and_starts_no_stack(monkeypatch, argv, file):
     import collector.cli

@@ -10,10 +10,18 @@ outbox, plus the bookkeeping that finds gaps. One job per module:
     resync.py     REST resync jobs for broken books: when to fetch, what a reply does
     loglimit.py   rate-limited logging of bad frames
 """
+
 from collector.pipeline.flow import Pipeline, Sink
 from collector.pipeline.loglimit import LogLimiter, error_category
 from collector.pipeline.ownership import data_key, record_mark
 from collector.pipeline.tracking import startup_gaps
 
-__all__ = ["LogLimiter", "Pipeline", "Sink", "data_key", "error_category", "record_mark",
-           "startup_gaps"]
+__all__ = [
+    "LogLimiter",
+    "Pipeline",
+    "Sink",
+    "data_key",
+    "error_category",
+    "record_mark",
+    "startup_gaps",
+]

@@ -12,43 +12,72 @@ it). Each helper returns to `feed`, which does the next step: no helper calls ba
 The hot path (about half of all frames on a busy public connection are book messages) keeps to
 local lookups and tests an empty dict before each rare branch.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
+from collector.pipeline.loglimit import error_category
+from collector.pipeline.ownership import (
+    Key,
+    Ownership,
+    TradeDedupe,
+    data_key,
+    record_mark,
+    subscription_key,
+)
+from collector.pipeline.resync import FAIL_CAUSE, REPAIRED, ResyncJob, Resyncs
+from collector.pipeline.tracking import GapTracker
 from core.gaps import Gap
 from okx.book import OK_STATUSES, BookStatus, OrderBook
 from okx.channels import INCREMENTAL_BOOK_CHANNELS, KIND_OF_CHANNEL, PRIVATE_CHANNELS
 from okx.parse import parse_frame
 from okx.records import (
-    Balance, BookData, Candle, Data, Event, Order, ParseError, Pong, Position, Ticker, Trade,
+    Balance,
+    BookData,
+    Candle,
+    Data,
+    Event,
+    Order,
+    ParseError,
+    Pong,
+    Position,
+    Ticker,
+    Trade,
     Unknown,
 )
 
-from collector.pipeline.loglimit import error_category
-from collector.pipeline.ownership import (
-    Key, Ownership, TradeDedupe, data_key, record_mark, subscription_key,
-)
-from collector.pipeline.resync import FAIL_CAUSE, REPAIRED, ResyncJob, Resyncs
-from collector.pipeline.tracking import GapTracker
-
 Sink = Callable[[str, str, str, int, str, dict[str, Any], float], None]
 
-KIND_OF_RECORD = {Trade: "trades", Ticker: "tickers", Candle: "candles", Order: "orders",
-                  Balance: "balances", Position: "positions"}
+KIND_OF_RECORD = {
+    Trade: "trades",
+    Ticker: "tickers",
+    Candle: "candles",
+    Order: "orders",
+    Balance: "balances",
+    Position: "positions",
+}
 BOOK_DEPTH = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 
 
 class Pipeline:
-    def __init__(self, sink: Sink, *, depth_stored: int = 25, full_every_ms: int = 60_000,
-                 resync_min_interval_ms: int = 1_000, verify_checksum: bool = True) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        depth_stored: int = 25,
+        full_every_ms: int = 60_000,
+        resync_min_interval_ms: int = 1_000,
+        verify_checksum: bool = True,
+    ) -> None:
         self.sink = sink
         self.depth_stored = depth_stored
         self.full_every_ms = full_every_ms
         self.verify_checksum = verify_checksum
         self.books: dict[Key, OrderBook] = {}
-        self.last_full: dict[Key, int] = {}       # ms of each book's last full-depth record
+        self.last_full: dict[Key, int] = {}  # ms of each book's last full-depth record
         self.ownership = Ownership()
         self.dedupe = TradeDedupe()
         self.tracking = GapTracker()
@@ -71,8 +100,9 @@ class Pipeline:
 
     # ----- frames --------------------------------------------------------------------------------
 
-    def feed(self, conn: Hashable, raw: str | bytes, now_ms: int, t_recv: float = 0.0
-             ) -> Data | Event | Pong | ParseError | Unknown:
+    def feed(
+        self, conn: Hashable, raw: str | bytes, now_ms: int, t_recv: float = 0.0
+    ) -> Data | Event | Pong | ParseError | Unknown:
         """Process one received frame; return the parse result (the caller routes events)."""
         self.frames += 1
         # Any: dispatched on type(result), which mypy cannot narrow (isinstance costs more here)
@@ -99,8 +129,9 @@ class Pipeline:
             return
         key = data_key(data)
         is_trade = type(first) is Trade
-        if (self._owner.get(key) is not conn
-                and not self._admits(key, conn, is_trade or channel in PRIVATE_CHANNELS, True)):
+        if self._owner.get(key) is not conn and not self._admits(
+            key, conn, is_trade or channel in PRIVATE_CHANNELS, True
+        ):
             return
         sink = self.sink
         seen = self._seen
@@ -121,13 +152,15 @@ class Pipeline:
     def _book(self, conn: Hashable, msg: BookData, now_ms: int, t_recv: float) -> None:
         channel = msg.channel
         key = (channel, msg.instId)
-        if self._owner.get(key) is not conn and not self._admits(key, conn, False,
-                                                                msg.action != "update"):
+        if self._owner.get(key) is not conn and not self._admits(
+            key, conn, False, msg.action != "update"
+        ):
             return  # a replacement's snapshot takes the book over; its updates wait for it
         book = self.books.get(key)
         if book is None:
-            book = self.books[key] = OrderBook(channel, msg.instId, BOOK_DEPTH.get(channel),
-                                               verify_checksum=self.verify_checksum)
+            book = self.books[key] = OrderBook(
+                channel, msg.instId, BOOK_DEPTH.get(channel), verify_checksum=self.verify_checksum
+            )
         result = book.apply(msg)
         status = result.status
         counts = self.book_status
@@ -153,15 +186,31 @@ class Pipeline:
         self._book_seen(key, ts, seq, sid, now_ms)
         if self._jobs:
             self.resync.ws_repaired(key)
-        payload = {"instId": key[1], "channel": key[0], "ts": str(ts), "seqId": seq,
-                   "asks": asks, "bids": bids, "depth": depth, "full": False}
+        payload = {
+            "instId": key[1],
+            "channel": key[0],
+            "ts": str(ts),
+            "seqId": seq,
+            "asks": asks,
+            "bids": bids,
+            "depth": depth,
+            "full": False,
+        }
         self.sink("books", key[0], key[1], ts, sid, payload, t_recv)
         self.records_out += 1
         if self.full_every_ms and now_ms - self.last_full.get(key, -1 << 62) >= self.full_every_ms:
             self.last_full[key] = now_ms
             bids, asks = book.top(None)
-            full = {"instId": key[1], "channel": key[0], "ts": str(ts), "seqId": seq,
-                    "asks": asks, "bids": bids, "depth": max(len(bids), len(asks)), "full": True}
+            full = {
+                "instId": key[1],
+                "channel": key[0],
+                "ts": str(ts),
+                "seqId": seq,
+                "asks": asks,
+                "bids": bids,
+                "depth": max(len(bids), len(asks)),
+                "full": True,
+            }
             self.sink("books", key[0], key[1], ts, sid, full, t_recv)
             self.records_out += 1
 
@@ -178,8 +227,9 @@ class Pipeline:
     def next_resync_due(self) -> int | None:
         return self.resync.next_due()
 
-    def offer_snapshot(self, key: Key, snap: dict[str, Any] | None, epoch: int, now_ms: int,
-                       t_recv: float = 0.0) -> str:
+    def offer_snapshot(
+        self, key: Key, snap: dict[str, Any] | None, epoch: int, now_ms: int, t_recv: float = 0.0
+    ) -> str:
         """Hand a REST snapshot ({asks, bids, seqId, ts}) or None (fetch failed) to the book.
         Returns "done", "again" (fetch another) or "fallback" (resubscribe the arg instead)."""
         outcome = self.resync.offer(key, snap, epoch, now_ms)
@@ -193,8 +243,13 @@ class Pipeline:
     def replacing(self, old: Hashable, new: Hashable) -> None:
         self.ownership.replacing(old, new)
 
-    def conn_closed(self, conn: Hashable, now_ms: int, replaced_by: Hashable | None = None,
-                    keys: tuple[tuple[Any, ...], ...] = ()) -> None:
+    def conn_closed(
+        self,
+        conn: Hashable,
+        now_ms: int,
+        replaced_by: Hashable | None = None,
+        keys: tuple[tuple[Any, ...], ...] = (),
+    ) -> None:
         """`conn` is gone. Its subscriptions move to the replacement, or become reconnect gaps.
         `keys`: its subscriptions' (channel, instId, instType, ...) tuples."""
         owned = self.ownership.conn_closed(conn, replaced_by)

@@ -1,4 +1,5 @@
 """Rate-limited logging of bad frames: one line per category per interval, the rest counted."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -6,9 +6,11 @@ connection (64008) takes over a book when it delivers a snapshot (its chain star
 channels on its first push; trades and private channels are taken from every connection, trades
 deduplicated by tradeId, which loses nothing while both overlap.
 """
+
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from okx.records import Balance, Candle, Data, Order, Ticker, Trade
 
@@ -46,7 +48,7 @@ class Ownership:
 
     def __init__(self) -> None:
         self.owner: dict[Key, Hashable] = {}
-        self.successor: dict[Hashable, Hashable] = {}   # old conn -> its replacement
+        self.successor: dict[Hashable, Hashable] = {}  # old conn -> its replacement
         self.overlap_dropped = 0
 
     def admits(self, key: Key, conn: Hashable, shared: bool, takes_over: bool) -> bool:

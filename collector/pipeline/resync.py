@@ -7,12 +7,14 @@ offered back (`offer`). A reply that does not repair the book is fetched again, 
 RESYNC_ATTEMPTS times; then the book falls back to unsubscribe/subscribe (`resubscribe`). A WS
 snapshot that repairs the book first cancels the job (`ws_repaired`).
 """
+
 from __future__ import annotations
 
 import logging
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from okx.book import BookStatus, OrderBook
 
@@ -20,8 +22,12 @@ Key = tuple[str, str]
 RESYNC_ATTEMPTS = 5
 REST_DEPTH = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 # Book statuses that invalidate a book, and the gap cause each one records.
-FAIL_CAUSE = {BookStatus.GAP: "seq_gap", BookStatus.CHECKSUM_MISMATCH: "checksum",
-              BookStatus.CROSSED: "crossed", BookStatus.BAD_LEVEL: "bad_data"}
+FAIL_CAUSE = {
+    BookStatus.GAP: "seq_gap",
+    BookStatus.CHECKSUM_MISMATCH: "checksum",
+    BookStatus.CROSSED: "crossed",
+    BookStatus.BAD_LEVEL: "bad_data",
+}
 # `offer`: the snapshot repaired the book, which the caller now publishes.
 REPAIRED = "repaired"
 log = logging.getLogger("collector.pipeline")
@@ -29,22 +35,23 @@ log = logging.getLogger("collector.pipeline")
 
 @dataclass(slots=True)
 class ResyncJob:
-    due: int            # ms when the fetch should start
+    due: int  # ms when the fetch should start
     cause: str
     attempts: int = 0
     fetching: bool = False
 
 
 class Resyncs:
-    def __init__(self, books: Mapping[Key, OrderBook], book_status: Counter[Any],
-                 min_interval_ms: int) -> None:
-        self.books = books                  # the pipeline's books (read only)
-        self.book_status = book_status      # the pipeline's counter: REST outcomes go there too
+    def __init__(
+        self, books: Mapping[Key, OrderBook], book_status: Counter[Any], min_interval_ms: int
+    ) -> None:
+        self.books = books  # the pipeline's books (read only)
+        self.book_status = book_status  # the pipeline's counter: REST outcomes go there too
         self.min_interval_ms = min_interval_ms
-        self.jobs: dict[Key, ResyncJob] = {}       # in flight, one per book
-        self.last: dict[Key, int] = {}             # ms of each book's last finished resync
-        self.count: Counter[str] = Counter()       # jobs started, by cause
-        self.resubscribe: deque[Key] = deque()     # books for the resubscribe fallback
+        self.jobs: dict[Key, ResyncJob] = {}  # in flight, one per book
+        self.last: dict[Key, int] = {}  # ms of each book's last finished resync
+        self.count: Counter[str] = Counter()  # jobs started, by cause
+        self.resubscribe: deque[Key] = deque()  # books for the resubscribe fallback
 
     def request(self, key: Key, now_ms: int, cause: str, begin: bool = True) -> None:
         """Resync one book from REST: at most one in flight per book, and not more often than
@@ -99,13 +106,14 @@ class Resyncs:
         status = None
         if snap is not None:
             try:
-                result = book.offer_snapshot(snap["asks"], snap["bids"], int(snap["seqId"]),
-                                             int(snap["ts"]), epoch=epoch)
+                result = book.offer_snapshot(
+                    snap["asks"], snap["bids"], int(snap["seqId"]), int(snap["ts"]), epoch=epoch
+                )
             except (ValueError, TypeError, KeyError) as exc:
                 # A hostile REST reply: count it, keep bootstrapping, fetch again (or fall back).
                 log.error("REST snapshot for %s %s unusable: %s", key[0], key[1], exc)
                 self.book_status["rest_unusable"] += 1
-                book.begin_bootstrap()   # it may have been half replaced
+                book.begin_bootstrap()  # it may have been half replaced
                 snap = None
         if snap is not None:
             status = result.status

@@ -12,6 +12,7 @@ A window opens when a connection is lost or goes stale (`mark_lost`) or a book b
 (`book_failed`), and closes with the stream's next record (`seen`, `book_seen`), when a private
 subscription is acked again (`subscribed`), or at shutdown (`close_open`).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -52,9 +53,18 @@ class GapTracker:
             fail = self.book_fail.pop(key, None)
             if fail is not None:
                 cause, reason, fts, fseq = fail
-                self.gaps.append(Gap(key[0], key[1], fts, ts, cause,
-                                     start_id="" if fseq is None else str(fseq), end_id=sid,
-                                     reason=reason or cause))
+                self.gaps.append(
+                    Gap(
+                        key[0],
+                        key[1],
+                        fts,
+                        ts,
+                        cause,
+                        start_id="" if fseq is None else str(fseq),
+                        end_id=sid,
+                        reason=reason or cause,
+                    )
+                )
 
     def book_failed(self, key: Key, cause: str, reason: str | None, ts: int) -> None:
         """The book of `key` broke (seq gap, checksum, ...): a window opens at its last valid
@@ -76,10 +86,18 @@ class GapTracker:
             if first_covered == int(last_id) + 1:
                 return  # contiguous: nothing was missed
             end_id = str(first_covered)
-        self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, ts, cause, start_id=last_id,
-                             end_id=end_id,
-                             reason=f"{cause}: no data from {key[0]} {key[1]} between these "
-                                    "bounds"))
+        self.gaps.append(
+            Gap(
+                key[0],
+                key[1],
+                last_ts or since_ms,
+                ts,
+                cause,
+                start_id=last_id,
+                end_id=end_id,
+                reason=f"{cause}: no data from {key[0]} {key[1]} between these bounds",
+            )
+        )
 
     # ----- connections -------------------------------------------------------------------------
 
@@ -100,20 +118,38 @@ class GapTracker:
         for key in keys:
             if key[0] in PRIVATE_CHANNELS and key in self.lost:
                 cause, last_ts, last_id, since_ms = self.lost.pop(key)
-                self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, now_ms, cause,
-                                     start_id=last_id,
-                                     reason=f"{cause}: {key[0]} not subscribed in this window"))
+                self.gaps.append(
+                    Gap(
+                        key[0],
+                        key[1],
+                        last_ts or since_ms,
+                        now_ms,
+                        cause,
+                        start_id=last_id,
+                        reason=f"{cause}: {key[0]} not subscribed in this window",
+                    )
+                )
 
     def close_open(self, now_ms: int) -> None:
         """At shutdown: windows still open end now (what follows is the next run's startup gap)."""
         for key in list(self.lost):
             cause, last_ts, last_id, since_ms = self.lost.pop(key)
-            self.gaps.append(Gap(key[0], key[1], last_ts or since_ms, now_ms, cause,
-                                 start_id=last_id, reason=f"{cause}: still open at shutdown"))
+            self.gaps.append(
+                Gap(
+                    key[0],
+                    key[1],
+                    last_ts or since_ms,
+                    now_ms,
+                    cause,
+                    start_id=last_id,
+                    reason=f"{cause}: still open at shutdown",
+                )
+            )
 
 
-def startup_gaps(old_marks: dict[Key, dict[str, str]], first: dict[Key, tuple[int, str, int]]
-                 ) -> list[Gap]:
+def startup_gaps(
+    old_marks: dict[Key, dict[str, str]], first: dict[Key, tuple[int, str, int]]
+) -> list[Gap]:
     """Gaps between the previous run's watermarks (their Redis hashes) and this run's first
     records."""
     gaps = []
@@ -130,6 +166,16 @@ def startup_gaps(old_marks: dict[Key, dict[str, str]], first: dict[Key, tuple[in
             if first_covered <= int(old_id) + 1:
                 continue
             end_id = str(first_covered)
-        gaps.append(Gap(key[0], key[1], old_ts, ts, "startup", start_id=old_id, end_id=end_id,
-                        reason="no data between the previous run's watermark and this run"))
+        gaps.append(
+            Gap(
+                key[0],
+                key[1],
+                old_ts,
+                ts,
+                "startup",
+                start_id=old_id,
+                end_id=end_id,
+                reason="no data between the previous run's watermark and this run",
+            )
+        )
     return gaps
