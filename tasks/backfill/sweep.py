@@ -40,7 +40,7 @@ def failed_gaps_due(gaps: list[dict], now_ms: int, requeue_after_ms: int) -> lis
         if g.get("status") != "failed":
             continue
         retry_at, sent = _int(g.get("retry_at")), _int(g.get("enqueued_ms"))
-        if retry_at <= now_ms and (sent <= retry_at or now_ms - sent >= requeue_after_ms):
+        if retry_at <= now_ms and (sent < retry_at or now_ms - sent >= requeue_after_ms):
             out.append(g["id"])
     return out
 
