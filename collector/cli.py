@@ -1,4 +1,7 @@
-"""Command line: argument parsing only; each command lives in its own module."""
+"""Command line: argument parsing only; each command lives in its own module.
+
+Errors follow core/cli_errors.py, the policy of every command: a bad setting or an unreachable
+Redis is one line on stderr and exit 2 or 1, a bug a (redacted) traceback."""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ import threading
 from typing import TYPE_CHECKING
 
 import orjson
+
+from core.cli_errors import EXIT_CODES_EPILOG, feeder_targets, run_cli
+
+PROG = "python -m collector"
 
 if TYPE_CHECKING:
     from core.settings import FeederSettings
@@ -29,18 +36,14 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_settings(args: argparse.Namespace) -> FeederSettings | None:
-    """The feeder's settings, applied to this process (the book loop); None after printing the
-    one-line reason when the configuration cannot work."""
-    from core.settings import ConfigError, load
+def _load_settings(args: argparse.Namespace) -> FeederSettings:
+    """The feeder's settings, applied to this process (the book loop)."""
+    from core.settings import load
 
-    try:
-        settings = load(
-            config_path=getattr(args, "config", None), record_path=getattr(args, "record", None)
-        )
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return None
+    # a ConfigError goes to core/cli_errors.py's one line (exit 2)
+    settings = load(
+        config_path=getattr(args, "config", None), record_path=getattr(args, "record", None)
+    )
     if settings.book_pure:
         from okx.book import use_pure_python
 
@@ -48,25 +51,17 @@ def _load_settings(args: argparse.Namespace) -> FeederSettings | None:
     return settings
 
 
-def _setup_logging(args: argparse.Namespace) -> bool:
+def _setup_logging(args: argparse.Namespace) -> None:
     from core.logs import setup
-    from core.settings import ConfigError, load_logging
+    from core.settings import load_logging
 
-    try:
-        configured = load_logging()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return False
+    configured = load_logging()
     setup(args.log_level or configured.level, configured.fmt, secrets=configured.secrets)
-    return True
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not _setup_logging(args):
-        return 2
+    _setup_logging(args)
     settings = _load_settings(args)
-    if settings is None:
-        return 2
     from collector.feeder import Feeder
 
     stop = threading.Event()
@@ -86,21 +81,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import redis
-
     from collector.status import format_status, gather
-    from core.logs import Redactor
-    from core.settings import load_logging
 
     settings = _load_settings(args)
-    if settings is None:
-        return 2
-    try:
-        st = gather(settings.redis_url)
-    except redis.RedisError as exc:
-        redact = Redactor(load_logging().secrets)  # REDIS_URL may carry a password
-        print(redact(f"status: cannot read Redis at {settings.redis_url}: {exc}"), file=sys.stderr)
-        return 1
+    st = gather(settings.redis_url)  # Redis down: one line naming REDIS_URL, redacted (exit 1)
     print(orjson.dumps(st).decode() if args.json else format_status(st))
     return 0
 
@@ -117,19 +101,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m collector", description="OKX v5 data collector (feeder)"
+        prog=PROG, description="OKX v5 data collector (feeder)", epilog=EXIT_CODES_EPILOG
     )
     _add_run_options(parser)
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the feeder (the default)")
+    run = sub.add_parser("run", help="run the feeder (the default)", epilog=EXIT_CODES_EPILOG)
     _add_run_options(run)
     run.set_defaults(func=_run)
-    status = sub.add_parser("status", help="connections, last-message ages, open gaps, backlog")
+    status = sub.add_parser(
+        "status",
+        help="connections, last-message ages, open gaps, backlog",
+        epilog=EXIT_CODES_EPILOG,
+    )
     status.add_argument("--config", help="TOML settings file (also OKX_CONFIG)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
-    replay = sub.add_parser("replay", help="replay a recording through the parser and the books")
+    replay = sub.add_parser(
+        "replay",
+        help="replay a recording through the parser and the books",
+        epilog=EXIT_CODES_EPILOG,
+    )
     replay.add_argument("file", help='one frame per line, raw or {"ts":..,"frame":".."}')
     replay.add_argument("--json", action="store_true", help="print one JSON object (last line)")
     replay.set_defaults(func=_replay)
@@ -138,5 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args = parser.parse_args(argv)  # usage errors: argparse's message, exit 2
+    return run_cli(
+        PROG,
+        lambda: int(args.func(args)),
+        lambda: feeder_targets(getattr(args, "config", None)),
+        # the feeder sets up its own logging (LOG_LEVEL, --log-level); status and replay only
+        # show errors besides their output
+        log_level=None if args.func is _run else "ERROR",
+    )

@@ -122,4 +122,9 @@ GAP_CAUSES = (
 )
 # manual: `celery call backfill` or the backfill CLI; bad_data: a book level whose price is not a
 # number (the book resyncs, the window in between is a gap)
-GAP_STATUSES = ("open", "filling", "filled", "unrepairable")
+# failed: a repair attempt failed (MongoDB or OKX unreachable, OKX refusing, Ctrl-C); terminal
+# for that attempt, not for the gap: the beat sweep retries it with backoff (`retry_at`) until
+# BACKFILL_MAX_ATTEMPTS failures make it unrepairable. filled and unrepairable are final.
+GAP_STATUSES = ("open", "filling", "filled", "unrepairable", "failed")
+# The statuses after which nothing repairs a gap again.
+GAP_FINAL_STATUSES = ("filled", "unrepairable")

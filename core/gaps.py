@@ -10,12 +10,16 @@ Stored layout (keys in core/keys.py, one Redis hash per gap, every value a strin
     gap:<id>   id, channel, instId, start_ms, end_ms, start_id, end_id, cause, status, reason,
                feeder, created_ms, updated_ms    (written by record_gap, `Gap.to_fields`)
                + owner, lease_until, attempts, cursor, written, pages, enqueued_ms, done_ms,
-                 last_error, failures            (added by the workers' Lua scripts: `extra`)
-    gaps:open  zset of the ids of open or filling gaps, score start_ms
+                 last_error, failures, retry_at  (added by the workers' Lua scripts: `extra`)
+    gaps:open  zset of the ids of gaps still to repair (open, filling, failed), score start_ms
     gaps:all   zset of every id, score created_ms, trimmed to GAPS_KEEP
 
 This format is what running deployments hold: `to_fields` writes exactly the fields the ledger
 wrote before the value existed, and `from_fields` reads every hash ever stored.
+
+Statuses (core/contract.py GAP_STATUSES): open -> filling -> filled | unrepairable, and
+filling -> failed (an attempt failed; `reason` says why, `retry_at` when the sweep tries again)
+-> filling. A hash stored before `failed` existed reads as it always did.
 """
 
 from __future__ import annotations

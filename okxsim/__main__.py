@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from aiohttp import web
 
@@ -125,8 +126,24 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 stopped, 1 cannot listen (one line on stderr), 2 bad arguments, 130
+    interrupted before listening: the policy of the product's commands (core/cli_errors.py),
+    restated here because okxsim imports nothing of the product."""
+    cfg = parse_args(argv)  # usage errors: argparse's message, exit 2
+    try:
+        _serve(cfg)
+    except OSError as exc:  # the port is taken, the address is not this machine's...
+        detail = " ".join(str(exc.strerror or exc).split())
+        print(f"okxsim: cannot listen on {cfg.host}:{cfg.port}: {detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("okxsim: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _serve(cfg: SimConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s okxsim %(message)s")
     logging.info(
         "listening on ws://%s:%d/ws/v5/{public,business,private} and http://%s:%d/api/v5/",
@@ -146,4 +163,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,8 +38,29 @@ sys.modules[__name__].__class__ = _Package
 def __getattr__(name: str) -> Any:
     if name not in ("app", "celery"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    celery_app = importlib.import_module("tasks.app").app
-    globals()["app"] = celery_app
-    for module in _TASK_MODULES:
-        importlib.import_module(module)
+    from core.errors import ConfigError
+
+    try:
+        celery_app = importlib.import_module("tasks.app").app
+        globals()["app"] = celery_app
+        for module in _TASK_MODULES:
+            importlib.import_module(module)
+    except ConfigError as exc:
+        _exit_from_celery_command(exc)
+        raise
     return celery_app
+
+
+def _exit_from_celery_command(exc: Exception) -> None:
+    """Under `celery -A tasks worker|beat|flower|call`, a setting that cannot work is one line
+    and exit 2 (core/cli_errors.py), not the traceback Celery prints for any exception while it
+    loads an app; elsewhere (tests, a program importing tasks) the ConfigError propagates."""
+    click = sys.modules.get("click")
+    if click is None or click.get_current_context(silent=True) is None:
+        return
+    from core.cli_errors import EXIT_USAGE, describe, report
+
+    verdict = describe(exc)
+    assert verdict is not None  # a ConfigError always has its line
+    report("celery -A tasks", verdict[1])
+    raise SystemExit(EXIT_USAGE) from None

@@ -138,7 +138,7 @@ def test_cli_json_and_unreachable_redis_without_leaking_the_password(r, monkeypa
     monkeypatch.setattr(status, "redis_client", refuse)
     assert main(["status"]) == 1
     err = capsys.readouterr().err
-    assert "cannot read Redis" in err and "hunter2-secret" not in err and "***" in err
+    assert "cannot reach Redis" in err and "hunter2-secret" not in err and "***" in err
 
 
 def test_rediss_url_accepts_a_self_signed_certificate():

@@ -10,8 +10,11 @@
     python -m tasks.backfill sweep | audit [INSTID]                    (one beat job, here)
 
 A run records a `manual` gap in the ledger first, so its progress (cursor, records written,
-status) is visible there like any other gap, and a killed run resumes with `repair GAP_ID`.
-Exit status: 0 filled (or unrepairable with a reason), 1 failed/released, 2 bad arguments.
+status) is visible there like any other gap. A run that fails (MongoDB or OKX unreachable, OKX
+refusing, Ctrl-C) marks its gap `failed` with the reason, which the beat sweep retries with
+backoff and `repair GAP_ID` retries at once; the command says so in one line on stderr.
+Exit status: 0 filled (or unrepairable with a reason), 1 failed or a service unreachable,
+2 bad arguments or settings, 130 interrupted (core/cli_errors.py: every command's policy).
 Settings and credentials come from the environment, read by core/settings.py (WorkerSettings).
 """
 
@@ -24,14 +27,35 @@ from typing import Any
 
 import orjson
 
+from core.cli_errors import (
+    EXIT_CODES_EPILOG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    describe,
+    redacted_traceback,
+    report,
+    run_cli,
+    worker_targets,
+)
 from core.contract import BACKFILL_QUEUE, BACKFILL_TASK
 from okx.clock import now_ms
+
+PROG = "python -m tasks.backfill"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m tasks.backfill",
+        prog=PROG,
         description="Backfill OKX data from REST (docs/backfill.md)",
+        epilog=EXIT_CODES_EPILOG,
+    )
+    p.add_argument(
+        "--log-level",
+        default="ERROR",
+        help="log lines shown on stderr: DEBUG, INFO, WARNING, ERROR (default: ERROR, the "
+        "command reports a failure itself in one line)",
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="backfill a channel over a time range")
@@ -104,72 +128,98 @@ class Progress:
         self.bar.close()
 
 
-def _repair(gap_id: str, show: bool) -> int:
+def _outcome(res: Any, records: int) -> int:
+    """Print the result (stdout, one JSON line) and, unless it is done, one line on stderr."""
+    out = {"gap": res.gap_id, "status": res.status, "reason": res.reason, "records": records}
+    if res.status == "failed":
+        out["retry_at_ms"] = res.retry_at_ms
+    print(orjson.dumps(out).decode(), flush=True)
+    if res.status in ("filled", "unrepairable"):
+        return EXIT_OK
+    if res.status == "failed":
+        verdict = describe(res.error, worker_targets()) if res.error is not None else None
+        if verdict is None and res.error is not None:  # not an operator error: a bug, shown
+            print(redacted_traceback(res.error), end="", file=sys.stderr)
+        why = verdict[1] if verdict else res.reason
+        report(
+            PROG,
+            f"gap {res.gap_id} failed: {why}; the beat sweep retries it, "
+            f"`{PROG} repair {res.gap_id}` retries it now",
+        )
+    else:
+        report(PROG, f"gap {res.gap_id} not repaired ({res.status}): {res.reason}")
+    return EXIT_FAILURE
+
+
+def _repair(gap_id: str, show: bool, repairer: Any = None) -> int:
+    """Repair one gap here; a failure leaves it `failed` with the reason (never open)."""
     from tasks.backfill import context
     from tasks.backfill.tasks import make_repairer
 
     gap = context.ledger().get(gap_id)
     if not gap:
-        print(f"no gap {gap_id}", file=sys.stderr)
-        return 2
+        report(PROG, f"no gap {gap_id} in the ledger (`{PROG} gaps --all` lists them)")
+        return EXIT_USAGE
+    repairer = repairer or make_repairer()
     progress = Progress(gap, show)
-    res = make_repairer(on_page=progress).run(gap_id, owner=f"cli:{time.time_ns()}")
+    repairer.on_page = progress
+    try:
+        res = repairer.run(gap_id, owner=f"cli:{time.time_ns()}", fail=True)
+    except KeyboardInterrupt:
+        progress.close(False)
+        report(
+            PROG,
+            f"interrupted: gap {gap_id} is marked failed with its cursor saved; "
+            f"`{PROG} repair {gap_id}` resumes it, or the beat sweep does",
+        )
+        return EXIT_INTERRUPTED
     progress.close(res.status == "filled")
-    print(
-        orjson.dumps(
-            {
-                "gap": res.gap_id,
-                "status": res.status,
-                "reason": res.reason,
-                "records": progress.records,
-            }
-        ).decode()
-    )
-    return 0 if res.status in ("filled", "unrepairable") else 1
+    return _outcome(res, progress.records)
+
+
+GAP_FIELDS = (
+    "id",
+    "status",
+    "channel",
+    "instId",
+    "start_ms",
+    "end_ms",
+    "cause",
+    "reason",
+    "written",
+    "attempts",
+    "failures",
+    "retry_at",
+    "last_error",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # usage errors: argparse's message, exit 2
+    return run_cli(PROG, lambda: _dispatch(args), worker_targets, log_level=args.log_level)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from tasks.backfill import context, plan
 
     if args.cmd == "gaps":
         ledger = context.ledger()
         rows = ledger.recent(args.limit) if args.all else ledger.open_gaps(args.limit)
         for g in rows:
-            print(
-                orjson.dumps(
-                    {
-                        k: g.get(k, "")
-                        for k in (
-                            "id",
-                            "status",
-                            "channel",
-                            "instId",
-                            "start_ms",
-                            "end_ms",
-                            "cause",
-                            "reason",
-                            "written",
-                            "attempts",
-                            "failures",
-                            "last_error",
-                        )
-                    }
-                ).decode()
-            )
-        return 0
+            print(orjson.dumps({k: g.get(k, "") for k in GAP_FIELDS}).decode())
+        return EXIT_OK
     if args.cmd == "repair":
         return _repair(args.gap_id, not args.no_progress)
     if args.cmd == "sweep":
         from tasks.backfill.tasks import sweep
 
         print(orjson.dumps(sweep()).decode())
-        return 0
+        return EXIT_OK
     if args.cmd == "audit":
         from tasks.backfill.tasks import audit
 
         print(orjson.dumps(audit(instId=args.instId)).decode())
-        return 0
+        return EXIT_OK
     now = now_ms()
     try:
         end = plan.parse_time(args.end, "--end") if args.end else now
@@ -186,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             }
             result = app.send_task(BACKFILL_TASK, kwargs=kwargs, queue=BACKFILL_QUEUE)
             print(f"sent {BACKFILL_TASK} {result.id}")
-            return 0
-        from tasks.backfill.tasks import create_manual_gap
+            return EXIT_OK
+        from tasks.backfill.tasks import create_manual_gap, make_repairer
 
+        # The repairer (its MongoDB client) before the gap: one that cannot be built leaves none.
+        repairer = make_repairer()
         gap_id = create_manual_gap(args.channel, args.instId, start, end, args.bar)
     except plan.PlanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return _repair(gap_id, not args.no_progress)
+        report(PROG, f"error: {exc}")
+        return EXIT_USAGE
+    return _repair(gap_id, not args.no_progress, repairer)

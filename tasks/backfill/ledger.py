@@ -5,14 +5,19 @@ the feeder records its own: core/gaps.py).
 Every transition is one Lua script, so it is atomic against other workers and the sweep:
 
     open ──claim──> filling ──finish──> filled | unrepairable (reason)
-                       │  └──release (transient error)──> open
-                       └──lease expired──> claimable again (a killed worker's gap)
+      failed ──claim──┘  │ │ └──release (transient error, a time limit)──> open
+                         │ └──fail (reason, retry_at)──> failed (the sweep retries it)
+                         └──lease expired──> claimable again (a killed worker's gap)
 
 A claim writes `owner` (a random token per run) and `lease_until`; `progress` and `finish` only
 apply while the caller still owns the gap, so a worker that lost its lease (it stalled past the
 expiry and someone else took over) stops instead of writing over the new owner's cursor.
 Fields added to the feeder's gap hash: owner, lease_until, attempts, cursor, written, pages,
-enqueued_ms, done_ms, last_error, failures.
+enqueued_ms, done_ms, last_error, failures, retry_at.
+
+`failed` (a manual backfill's failed attempt, or a failed retry of a failed gap) is terminal for
+the attempt, not for the gap: it stays in gaps:open with the failure as its `reason` and the
+time the beat sweep may try again as `retry_at` (sweep.py), until BACKFILL_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -65,6 +70,18 @@ redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id') or '')
 return 1
 """
 
+# ARGV owner, now, reason, count (1: a failure, 0: an interrupt), retry_at: failed, cursor kept,
+# still in gaps:open (the sweep's list of what to repair)
+FAIL = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'status') ~= 'filling' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[3], 'last_error', ARGV[3],
+           'updated_ms', ARGV[2], 'retry_at', ARGV[5])
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'failures', 1) end
+return 1
+"""
+
 # ARGV owner, now, error, count (1: a failure, 0: a planned pause such as a time limit):
 # back to open, cursor kept
 RELEASE = """
@@ -91,12 +108,14 @@ class GapLedger:
         self._progress = client.register_script(PROGRESS)
         self._finish = client.register_script(FINISH)
         self._release = client.register_script(RELEASE)
+        self._fail = client.register_script(FAIL)
 
     def get(self, gap_id: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(keys.gap_key(gap_id)).items()}
 
     def claim(self, gap_id: str, owner: str, now_ms: int) -> tuple[bool, str]:
-        """(True, attempt number) or (False, why: missing | filled | unrepairable | busy)."""
+        """(True, attempt number) or (False, why: missing | filled | unrepairable | busy).
+        An open, a failed and an expired filling gap are claimable."""
         ok, info = self._claim(
             keys=[keys.gap_key(gap_id), keys.GAPS_OPEN], args=[owner, now_ms, self.lease_ms]
         )
@@ -132,6 +151,27 @@ class GapLedger:
                 self._release(
                     keys=[keys.gap_key(gap_id)],
                     args=[owner, now_ms, error[:500], "1" if failure else "0"],
+                )
+            )
+        )
+
+    def fail(
+        self,
+        gap_id: str,
+        owner: str,
+        now_ms: int,
+        reason: str,
+        *,
+        retry_at_ms: int,
+        failure: bool = True,
+    ) -> bool:
+        """filling -> failed with `reason`, retried by the sweep from `retry_at_ms`; `failure`
+        False (an interrupt) leaves the failure count alone. False if the lease was lost."""
+        return bool(
+            int(
+                self._fail(
+                    keys=[keys.gap_key(gap_id)],
+                    args=[owner, now_ms, reason[:500], "1" if failure else "0", retry_at_ms],
                 )
             )
         )

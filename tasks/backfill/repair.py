@@ -11,7 +11,14 @@ fakes); tasks.py only turns the result into Celery retries.
                   unrepairable at once;
                   anything else -> released (open again, cursor kept) and retried later,
                   unrepairable after BACKFILL_MAX_ATTEMPTS failures (a time
-                  limit is no failure: the task continues from its cursor)
+                  limit is no failure: the task continues from its cursor);
+                  with fail=True (a manual backfill, or a gap that failed before) -> failed
+                  (reason, cursor kept, `retry_at` after a backoff): the beat sweep retries it
+    Ctrl-C        -> failed ("interrupted", not counted as a failure, retry_at now), re-raised
+
+A manual backfill has no Celery retry behind it (the command line, or a task whose caller
+waits for its outcome), so releasing its gap would leave it open with nobody working on it:
+`failed` says what happened and hands the retry to the sweep.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
 from core.errors import BadRequest, PlanError
+from core.logs import Redactor
+from okx.backoff import backoff_delay
 from okx.clock import now_ms
 from tasks.backfill import plan as planning
 from tasks.backfill import snapshots
@@ -46,13 +55,20 @@ STORE_KIND = {
 }
 
 
+# Backoff of a failed gap's retries by the sweep: BACKFILL_RETRY_S doubled per failure, capped.
+FAILED_RETRY_CAP_MS = 30 * 60_000
+
+
 @dataclass
 class Result:
     gap_id: str
-    status: str  # filled | unrepairable | released | skipped | lost
+    status: str  # filled | unrepairable | failed | released | skipped | lost
     reason: str = ""
     written: int = 0
     attempts: int = 0
+    # what made the attempt fail (failed, released), for a command line's message; never stored
+    error: BaseException | None = None
+    retry_at_ms: int = 0  # failed: when the sweep may try again
 
     @property
     def retry(self) -> bool:
@@ -70,6 +86,7 @@ class Repairer:
         inst_types: tuple[str, ...] = planning.INST_TYPES,
         orders_lookback_ms: int = 86_400_000,
         max_attempts: int = 8,
+        retry_base_ms: int = 15_000,
         clock: Callable[[], int] = now_ms,
         on_page: Callable[[Step, Any, int], None] | None = None,
     ) -> None:
@@ -80,16 +97,35 @@ class Repairer:
         self.inst_types = inst_types
         self.orders_lookback_ms = orders_lookback_ms
         self.max_attempts = max_attempts
+        self.retry_base_ms = retry_base_ms
         self.clock = clock
         self.on_page = on_page
 
-    def run(self, gap_id: str, owner: str | None = None) -> Result:
+    def run(self, gap_id: str, owner: str | None = None, *, fail: bool = False) -> Result:
+        """Repair `gap_id`; `fail`: a failed attempt ends `failed` (see the module doc) instead
+        of released. A gap that failed before (it has `retry_at`) fails again either way."""
         owner = owner or uuid.uuid4().hex
         ok, info = self.ledger.claim(gap_id, owner, self.clock())
         if not ok:
             return Result(gap_id, "skipped", info)
         attempts = int(info)
         gap = self.ledger.get(gap_id)
+        fail = fail or "retry_at" in gap
+        try:
+            return self._run(gap, owner, attempts, fail)
+        except KeyboardInterrupt:
+            # Ctrl-C: the cursor is saved; say so in the ledger instead of holding the lease
+            now = self.clock()
+            if fail:
+                self.ledger.fail(
+                    gap_id, owner, now, "interrupted (Ctrl-C)", retry_at_ms=now, failure=False
+                )
+            else:
+                self.ledger.release(gap_id, owner, now, "interrupted", failure=False)
+            raise
+
+    def _run(self, gap: dict, owner: str, attempts: int, fail: bool) -> Result:
+        gap_id = gap["id"]
         try:
             plan = planning.plan_gap(
                 gap, inst_types=self.inst_types, orders_lookback_ms=self.orders_lookback_ms
@@ -115,7 +151,8 @@ class Repairer:
                 gap, owner, "unrepairable", f"OKX rejected: {exc}", written, attempts
             )
         except Exception as exc:  # noqa: BLE001 - every failure ends in a ledger state
-            reason = f"{type(exc).__name__}: {exc}"
+            # stored and shown (`gaps`, Flower): a URL in a library's message loses its password
+            reason = Redactor()(f"{type(exc).__name__}: {exc}")
             failures = int(gap.get("failures") or 0) + 1
             if failures >= self.max_attempts:
                 return self._finish(
@@ -126,6 +163,8 @@ class Repairer:
                     written,
                     attempts,
                 )
+            if fail:
+                return self._fail(gap, owner, reason, exc, failures, attempts)
             log.warning(
                 "gap %s (%s %s): attempt %d failed, released for a retry: %s",
                 gap_id,
@@ -135,12 +174,34 @@ class Repairer:
                 reason,
             )
             self.ledger.release(gap_id, owner, self.clock(), reason)
-            return Result(gap_id, "released", reason, attempts=attempts)
+            return Result(gap_id, "released", reason, attempts=attempts, error=exc)
         if plan.unrepairable:
             return self._finish(gap, owner, "unrepairable", plan.unrepairable, written, attempts)
         if ended:
             return self._finish(gap, owner, "unrepairable", ended, written, attempts)
         return self._finish(gap, owner, "filled", plan.note, written, attempts)
+
+    def _fail(
+        self, gap: dict, owner: str, reason: str, exc: BaseException, failures: int, attempts: int
+    ) -> Result:
+        gid = gap["id"]
+        now = self.clock()
+        delay = backoff_delay(failures - 1, base=self.retry_base_ms, cap=FAILED_RETRY_CAP_MS)
+        retry_at = now + int(delay)
+        if not self.ledger.fail(gid, owner, now, reason, retry_at_ms=retry_at):
+            return Result(gid, "lost", "lease lost before failing", attempts=attempts, error=exc)
+        GAPS_DONE.labels(gap.get("channel", ""), "failed").inc()
+        log.warning(
+            "gap %s (%s %s): attempt failed (%d of %d), the sweep retries it in %.0f s: %s",
+            gid,
+            gap.get("channel"),
+            gap.get("instId"),
+            failures,
+            self.max_attempts,
+            delay / 1000,
+            reason,
+        )
+        return Result(gid, "failed", reason, attempts=attempts, error=exc, retry_at_ms=retry_at)
 
     def _finish(
         self, gap: dict, owner: str, status: str, reason: str, written: int, attempts: int

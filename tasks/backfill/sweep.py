@@ -1,7 +1,9 @@
 """The beat sweep (every BACKFILL_SWEEP_S): what the feeder could not report itself.
 
 1. Open gaps nobody touched for BACKFILL_REQUEUE_AFTER_S (their repair task was lost) and
-   filling gaps whose lease expired (their worker died) are sent again.
+   filling gaps whose lease expired (their worker died) are sent again; so are failed gaps whose
+   `retry_at` has come (the backoff their last failure set, repair.py), at most once per
+   BACKFILL_REQUEUE_AFTER_S each. BACKFILL_MAX_ATTEMPTS failures end a gap unrepairable.
 2. Public streams whose watermark is older than BACKFILL_STALE_S (the feeder is dead, stuck, or
    lost a subscription without noticing) get a `stale` gap from their last record to now.
 3. A feeder whose heartbeat is older than FEEDER_DEAD_S (or gone), or no live feeder at all while
@@ -28,6 +30,26 @@ log = logging.getLogger(__name__)
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def failed_gaps_due(gaps: list[dict], now_ms: int, requeue_after_ms: int) -> list[str]:
+    """Failed gaps whose backoff is over, not sent again within `requeue_after_ms` (that
+    repair may still be queued behind other work). Pure."""
+    out = []
+    for g in gaps:
+        if g.get("status") != "failed":
+            continue
+        retry_at, sent = _int(g.get("retry_at")), _int(g.get("enqueued_ms"))
+        if retry_at <= now_ms and (sent < retry_at or now_ms - sent >= requeue_after_ms):
+            out.append(g["id"])
+    return out
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v or 0)
+    except (TypeError, ValueError):
+        return 0  # a hand-edited hash: due now rather than never
 
 
 def read_watermarks(r: Any) -> dict[tuple[str, str], dict]:
@@ -61,12 +83,18 @@ def sweep(
 ) -> dict:
     r = ledger.r
     gaps = ledger.open_gaps()
-    due = planning.gaps_to_enqueue(gaps, now_ms, int(settings.backfill_requeue_after_s * 1000))
-    for gid in due:
+    requeue_ms = int(settings.backfill_requeue_after_s * 1000)
+    due = planning.gaps_to_enqueue(gaps, now_ms, requeue_ms)
+    retried = failed_gaps_due(gaps, now_ms, requeue_ms)
+    for gid in due + retried:
         send_repair(gid)
-    if due:
-        ledger.mark_enqueued(due, now_ms)
-        log.info("sweep: re-sent %d gaps (lost task or expired lease)", len(due))
+    if due or retried:
+        ledger.mark_enqueued(due + retried, now_ms)
+        log.info(
+            "sweep: re-sent %d gaps (lost task or expired lease), retried %d failed gaps",
+            len(due),
+            len(retried),
+        )
 
     marks = read_watermarks(r)
     covered_names = [keys.backfill_stale(*k) for k in marks]
@@ -99,6 +127,7 @@ def sweep(
         send_snapshot()
     return {
         "resent": len(due),
+        "retried_failed": len(retried),
         "stale_gaps": len(stale),
         "dead_feeders": dead,
         "snapshot": snapshot,

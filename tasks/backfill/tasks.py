@@ -64,6 +64,7 @@ def make_repairer(on_page: Any = None) -> Repairer:
         inst_types=s.backfill_inst_types,
         orders_lookback_ms=s.orders_lookback_s * 1000,
         max_attempts=s.backfill_max_attempts,
+        retry_base_ms=int(s.backfill_retry_s * 1000),
         on_page=on_page,
     )
 
@@ -118,13 +119,16 @@ def backfill(
     bar: Any = None,
     **_ignored: Any,
 ) -> dict[str, Any]:
-    """On demand: record a `manual` gap (visible in the ledger) and fill it."""
+    """On demand: record a `manual` gap (visible in the ledger) and fill it. A failed attempt
+    leaves the gap `failed` with its reason, for the sweep to retry (repair.py)."""
+    # The repairer (its MongoDB client) first: a store that cannot even be built leaves no gap.
+    repairer = make_repairer()
     try:
         gap_id = create_manual_gap(channel, instId, start, end, bar)
     except planning.PlanError as exc:
         log.error("backfill request refused: %s", exc)  # counted by Celery as a failure
         return {"gap": None, "status": "refused", "reason": str(exc), "written": 0}
-    res = make_repairer().run(gap_id)
+    res = repairer.run(gap_id, fail=True)
     if res.retry:  # continue in a repair task; this request's gap stays the same
         app.send_task(
             REPAIR_GAP_TASK,

@@ -18,6 +18,9 @@ Commands (Heroku: `heroku run python -m tasks.deadletters ...`):
     python -m tasks.deadletters replay --all [--include-bad]   # every `new` one (bad_batch skipped)
     python -m tasks.deadletters drain                          # spool in Redis -> MongoDB
 
+Exit status: 0 done, 1 MongoDB or Redis unreachable (one line on stderr), 2 bad arguments or
+settings (core/cli_errors.py, the policy of every command).
+
 Replaying sends the stored args to the stored task name with `send_task`, so task_routes pick the
 queue, and marks the document `replayed`. Writers are idempotent, so a replay of something that
 was in fact stored is harmless.
@@ -35,6 +38,8 @@ from typing import Any
 from core import keys
 
 log = logging.getLogger(__name__)
+
+PROG = "python -m tasks.deadletters"
 
 
 def make_doc(
@@ -110,6 +115,11 @@ class DeadLetters:
             self.db[keys.DEAD_LETTERS].find(query, {"args": 0}).sort("time", -1).limit(limit)
         )
 
+    def missing(self, ids: builtins.list[str]) -> builtins.list[str]:
+        """The ids among `ids` that no stored dead letter has."""
+        coll = self.db[keys.DEAD_LETTERS]
+        return sorted(i for i in set(ids) if coll.find_one({"_id": i}, {"_id": 1}) is None)
+
     def replay(
         self, app: Any, *, ids: builtins.list[str] | None = None, include_bad: bool = False
     ) -> builtins.list[str]:
@@ -118,7 +128,7 @@ class DeadLetters:
         if ids:
             docs = [d for d in (coll.find_one({"_id": i}) for i in ids) if d is not None]
             missing = set(ids) - {d["_id"] for d in docs}
-            if missing:
+            if missing:  # the command line checks first (`missing`), with its one line
                 raise SystemExit(f"no dead letter with id {', '.join(sorted(missing))}")
         else:
             query: dict[str, Any] = {"status": "new"}
@@ -143,8 +153,10 @@ class DeadLetters:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.cli_errors import EXIT_CODES_EPILOG
+
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.deadletters", description=__doc__.split("\n")[0]
+        prog=PROG, description=__doc__.split("\n")[0], epilog=EXIT_CODES_EPILOG
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_list = sub.add_parser("list", help="show dead letters")
@@ -159,7 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("drain", help="move dead letters spooled in Redis into MongoDB")
     args = parser.parse_args(argv)
+    from core.cli_errors import run_cli, worker_targets
 
+    return run_cli(PROG, lambda: _dispatch(args), worker_targets)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from core.cli_errors import EXIT_USAGE, report
     from tasks import clients
     from tasks.app import app
 
@@ -174,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "drain":
         print(f"moved {store.drain()} spooled dead letters into MongoDB")
         return 0
+    missing = store.missing(args.ids or [])
+    if missing:
+        report(PROG, f"no dead letter with id {', '.join(missing)} (`{PROG} list --status all`)")
+        return EXIT_USAGE
     moved = store.drain()
     sent = store.replay(app, ids=args.ids, include_bad=args.include_bad)
     print(f"drained {moved} from the spool; replayed {len(sent)}: {' '.join(sent)}")
