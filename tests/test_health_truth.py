@@ -277,3 +277,50 @@ def feeder_factory():
     for f in feeders:
         if not f.stopping.is_set():
             f.stop(5.0)
+
+
+@pytest.mark.integration
+def test_a_frame_that_makes_the_pipeline_raise_costs_a_reconnect_not_the_thread(
+    sim_factory, redis_url
+):
+    # Given a pipeline with a bug: the 30th frame raises, as int("12a") did in the pipeline
+    sim = sim_factory(clock_speed=5, instruments=("BTC-USDT",))
+    from localrun.redis_server import free_port
+
+    f = Feeder(
+        load(
+            env={},
+            redis_url=redis_url,
+            ws_url=sim.ws_url,
+            rest_url=sim.rest_url,
+            instruments="BTC-USDT",
+            channels="trades",
+            health_port=free_port(),
+            feeder_id="hostile",
+        )
+    )
+    real_feed, calls = f.pipeline.feed, []
+
+    def feed(*args, **kw):
+        calls.append(1)
+        if len(calls) == 30:
+            raise ValueError("invalid literal for int() with base 10: '12a'")
+        return real_feed(*args, **kw)
+
+    f.pipeline.feed = feed  # type: ignore[method-assign]
+    f.start()
+    try:
+        [d] = f.drivers
+        wait_for(lambda: len(calls) > 30 and d.state.phase == "live", 20, what="past the frame")
+        before = f.publisher.published
+        # Then the same thread carries on: restarted once, reconnected, publishing again; the
+        # feeder's lock and the outbox's burst hold were released by the crash
+        wait_for(lambda: f.publisher.published > before + 5, 20, what="publishing again")
+        [t] = [t for t in f.snapshot().threads if t.name == d.name]
+        assert d.is_alive() and t.restarts == 1 and "12a" in (t.last_error or "")
+        assert f.lock.acquire(timeout=1)
+        f.lock.release()
+        assert not f.outbox._holders
+        assert d.state.reconnects >= 1
+    finally:
+        f.stop(5.0)
