@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import websocket
@@ -24,6 +25,7 @@ from collector.outbox import Outbox
 from collector.pipeline import Pipeline
 from collector.recorder import Recorder
 from collector.snapshot import ConnectionSnapshot, SubscriptionAge
+from collector.supervisor import Supervisor
 from core.settings import FeederSettings as Settings
 from okx.clock import now_ms
 from okx.records import Data, Event, Pong
@@ -39,6 +41,10 @@ TICK_EVERY_S = 0.1
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+def _no_fault() -> None:
+    pass
+
+
 class DriverHost(Protocol):
     """The process a Driver runs in: shared settings, lock, data path and connection budget."""
 
@@ -50,6 +56,7 @@ class DriverHost(Protocol):
     outbox: Outbox
     recorder: Recorder | None
     reconnects: int
+    supervisor: Supervisor
 
     def next_id(self) -> int: ...
 
@@ -96,23 +103,50 @@ class Driver(threading.Thread):
         self.successor: Driver | None = None
         self.retired = False
         self.frames = 0
+        # Since when this connection is not live (None while live): health reports a connection
+        # down for longer than FEEDER_UNHEALTHY_AFTER, whatever the reason (a crash included).
+        self.down_since: float | None = time.monotonic()
+        self._checkpoint: Callable[[], None] = _no_fault  # the supervisor's, once running
 
     def snapshot(self, now: float) -> ConnectionSnapshot:
         """This connection's state for health and the heartbeat (read without the lock: each
-        value is a single attribute read, and a scrape may be a moment behind)."""
+        value is a single attribute read, and a scrape may be a moment behind). A thread that
+        ended without being retired (it cannot, under the supervisor, but a bug in the supervisor
+        itself is possible) is reported "dead": a configured connection never drops out."""
         state = self.state
         ages = tuple(
             SubscriptionAge(key[0] or "", key[1] or key[2] or "", now - t)
             for key, t in list(state.last_msg.items())
         )
+        phase = state.phase
+        dead = not self.is_alive() and not self.retired and self.ident is not None
+        if dead:
+            phase = "dead"
+        if phase == "live":
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = now
+        stale = []
+        for key, sub in list(state.subs.items()):
+            limit = state.stale_limit(key[0])
+            if phase != "live" or sub.status != "acked" or limit is None:
+                continue
+            silent = now - max(state.last_msg.get(key, 0.0), sub.acked_at)
+            if silent >= limit:
+                stale.append(f"{':'.join(str(p) for p in key if p)} ({silent:.0f} s)")
+        view = state.snapshot(now)
+        if dead:
+            view["state"] = "dead"
         return ConnectionSnapshot(
             name=self.name,
             endpoint=self.endpoint,
-            phase=state.phase,
+            phase=phase,
             retired=self.retired,
             frames=self.frames,
             ages=ages,
-            state=state.snapshot(now),
+            state=view,
+            down_s=None if self.down_since is None else max(0.0, now - self.down_since),
+            stale=tuple(stale),
         )
 
     def resubscribe(self, key: tuple) -> None:
@@ -122,15 +156,34 @@ class Driver(threading.Thread):
     # ----- thread --------------------------------------------------------------------------------
 
     def run(self) -> None:
-        stop = self.feeder.stopping
+        supervisor = self.feeder.supervisor
+        self._checkpoint = supervisor.handle(self.name)
         try:
-            while not stop.is_set() and not self.retired:
-                if self.ws is None:
-                    self._connect()
-                else:
-                    self._read()
+            supervisor.run(self.name, self._loop, on_crash=self._crashed)
         finally:
             self._shutdown_socket()
+            if self.retired:
+                supervisor.forget(self.name)
+
+    def _loop(self) -> None:
+        stop = self.feeder.stopping
+        while not stop.is_set() and not self.retired:
+            if self.ws is None:
+                self._connect()
+            else:
+                self._read()
+
+    def _crashed(self, exc: BaseException) -> None:
+        """The supervisor caught `exc` in this thread: whatever the connection's state was, it
+        is lost now. Closing it through the state machine makes its subscriptions' window a gap
+        (pipeline.conn_closed -> mark_lost), and the restarted loop reconnects."""
+        reason = f"reader thread crashed: {type(exc).__name__}"
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        if self.ws is not None:
+            self._closed(None, reason)
+        elif self.state.phase != "down" and not self.feeder.stopping.is_set():
+            self._do(self.state.on_closed(None, time.monotonic()))
 
     def _connect(self) -> None:
         feeder = self.feeder
@@ -176,7 +229,9 @@ class Driver(threading.Thread):
         # and the loop below closes the connection like any read error.
         reader = FrameReader(ws.sock)  # type: ignore[arg-type]
         next_tick = mono() + TICK_EVERY_S
+        checkpoint = self._checkpoint
         while self.ws is ws and not feeder.stopping.is_set():
+            checkpoint()  # a test's injected fault (an attribute read otherwise)
             try:
                 frames = reader.read()  # every complete frame one recv() delivered
             except TimeoutError:
@@ -274,6 +329,8 @@ class Driver(threading.Thread):
                 log.warning("%s", a.reason)
                 self.feeder.replace(self)
             elif t is Live:
+                if self.state.phase == "live":
+                    self.down_since = None
                 with self.feeder.lock:
                     self.feeder.pipeline.subscribed(a.keys, now_ms())
                 if self.state.phase == "live" and self.predecessor is not None:
@@ -297,6 +354,8 @@ class Driver(threading.Thread):
         """The socket is gone (or we dropped it): tell the state machine, then reconnect later."""
         if self.ws is None:
             return
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         self._shutdown_socket()
         if not initiated:
             log.warning(

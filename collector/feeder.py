@@ -8,6 +8,8 @@ Threads:
     rest                 REST book snapshots for resyncs, off the reader threads (resync.py)
     health               HTTP /healthz and /metrics (health.py), from `Feeder.snapshot()`
 The main thread (cli.py) waits for SIGTERM/SIGINT and then calls `stop()`.
+Every one of them runs under `self.supervisor` (supervisor.py): an unexpected exception is
+logged, counted and the thread restarted with backoff; `snapshot()` reports each thread.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from collector.pipeline import LogLimiter, Pipeline
 from collector.publisher import Publisher
 from collector.recorder import Recorder
 from collector.resync import BookResync
-from collector.snapshot import FeederSnapshot
+from collector.snapshot import FeederSnapshot, RateWindow
+from collector.supervisor import Supervisor
 from core.rest_limits import shared_limits
 from core.settings import FeederSettings as Settings
 from okx.backoff import new_connection_limit
@@ -50,6 +53,7 @@ class Feeder:
         self.rng = random.Random()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.supervisor = Supervisor(self.stopping)
         self._ids = itertools.count(1)
         self._conn_limit = new_connection_limit()
         self._conn_lock = threading.Lock()
@@ -82,6 +86,8 @@ class Feeder:
         self._bad_log = LogLimiter(10.0)
         self._resync: BookResync | None = None
         self.metrics: Metrics | None = None
+        self._parse_rate = RateWindow(60.0)
+        self._parse_rate.add(self.started, 0)
 
     # ----- what the connection threads ask of the process (driver.DriverHost) ---------------------
 
@@ -140,6 +146,7 @@ class Feeder:
             on_gaps=self._overflow_gaps,
             latency=self.metrics.latency,
             linger_max_s=s.linger_max_ms / 1000,
+            supervisor=self.supervisor,
         )
         the_plan = plan(s.channels, s.instruments)
         keys = []
@@ -153,10 +160,16 @@ class Feeder:
             pull=self._pull,
             on_gap_id=self.publisher.request_repair,
             status=self.status,
+            supervisor=self.supervisor,
         )
         self.publisher.start()
         self._resync = BookResync(
-            self.pipeline, self.lock, self.rest, self.stopping, resubscribe=self._resubscribe
+            self.pipeline,
+            self.lock,
+            self.rest,
+            self.stopping,
+            resubscribe=self._resubscribe,
+            supervisor=self.supervisor,
         )
         self._resync.start()
         for endpoint in the_plan.endpoints():
@@ -175,7 +188,9 @@ class Feeder:
         # previous run's watermarks before comparing them with this run's first records.
         self.ledger.start()
         if s.health_port:
-            self.health = HealthServer(s.health_host, s.health_port, self.snapshot, self.metrics)
+            self.health = HealthServer(
+                s.health_host, s.health_port, self.snapshot, self.metrics, self.supervisor
+            )
             self.health.start()
         log.info(
             "feeder %s started: %d connections, %d subscriptions",
@@ -217,11 +232,13 @@ class Feeder:
             p = self.pipeline
             gaps = list(p.gaps)
             p.gaps.clear()
-            marks = dict(p.marks)
             first = dict(p.first)
         if gaps:
             ledger.add_gaps(gaps)
-        ledger.marks = marks
+        # The watermarks of what the broker accepted, not of what the pipeline saw: a record
+        # still in the outbox at a crash or a stop is then inside the next start's startup gap.
+        pub = self.publisher
+        ledger.marks = dict(pub.marks) if pub is not None else {}
         ledger.first = first
 
     def _resubscribe(self, key: tuple) -> None:
@@ -245,7 +262,14 @@ class Feeder:
             unknown = dict(p.unknown)
             resyncs = dict(p.resync_count)
             duplicates = p.duplicates
-        conns = tuple(d.snapshot(now) for d in list(self.drivers) if d.is_alive())
+            parse_last_min = self._parse_rate.add(now, sum(parse_errors.values()))
+        # Every configured connection: a retired one (64008, replaced) only while it winds
+        # down; one whose thread ended any other way stays in the list as "dead".
+        conns = tuple(
+            d.snapshot(now)
+            for d in list(self.drivers)
+            if d.is_alive() or (not d.retired and not self.stopping.is_set())
+        )
         pub, led = self.publisher, self.ledger
         return FeederSnapshot(
             feeder_id=self.settings.feeder_id,
@@ -266,6 +290,11 @@ class Feeder:
             broker_ok=pub.broker_ok if pub else True,
             gaps_written=led.gaps_written if led else 0,
             ledger_redis_ok=led.redis_ok if led else True,
+            threads=self.supervisor.snapshot(),
+            parse_errors_last_min=parse_last_min,
+            parse_errors_per_min_max=self.settings.parse_errors_per_min,
+            unhealthy_after_s=self.settings.unhealthy_after_s,
+            broker_error=None if pub is None or pub.broker_ok else pub.last_error,
         )
 
     def status(self) -> dict[str, Any]:

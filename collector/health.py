@@ -1,8 +1,11 @@
 """HTTP /healthz (JSON) and /metrics (Prometheus text) for the feeder, on a stdlib server thread.
 
-/healthz answers 200 with `"status": "ok"` when every connection is live and the broker and the
-ledger's Redis answer, else 503 with `"status": "degraded"` and the problems, so an uptime check
-or an orchestrator can use the status code alone. Its `data` block says whether data is flowing:
+/healthz answers 200 with `"status": "ok"` when the snapshot has no problems (snapshot.py's
+`problems()`: every configured connection live or back within FEEDER_UNHEALTHY_AFTER, no
+subscription silent past its staleness window, every supervised thread up and not restarting in
+a loop, the broker and the ledger's Redis answering, parse errors under their rate), else 503
+with `"status": "degraded"` and the problems, so an uptime check or an orchestrator can use the
+status code alone. Its `data` block says whether data is flowing:
 the age of the freshest message over all subscriptions, frames received, records published.
 
 Both read one `FeederSnapshot`, taken when the request comes (the feeder hands in the callable
@@ -13,6 +16,7 @@ Metrics are the snapshot's counters, plus a publish-latency histogram observed o
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +27,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector.snapshot import FeederSnapshot
+from collector.supervisor import Supervisor
+
+log = logging.getLogger("collector.health")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30)
 
@@ -106,6 +113,27 @@ def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
     yield _gauge(
         "feeder_broker_up", "1 when the last publish succeeded", 1.0 if snap.broker_ok else 0.0
     )
+    up = GaugeMetricFamily(
+        "feeder_thread_up", "1 when the supervised thread is running", labels=["thread"]
+    )
+    restarts = CounterMetricFamily(
+        "feeder_thread_restarts", "Restarts after an unexpected exception", labels=["thread"]
+    )
+    looping = GaugeMetricFamily(
+        "feeder_thread_looping", "1 when the thread is restarting in a loop", labels=["thread"]
+    )
+    for t in snap.threads:
+        up.add_metric([t.name], 1.0 if t.up else 0.0)
+        restarts.add_metric([t.name], t.restarts)
+        looping.add_metric([t.name], 1.0 if t.looping else 0.0)
+    yield up
+    yield restarts
+    yield looping
+    yield _gauge(
+        "feeder_parse_errors_last_minute",
+        "Parse errors over the last minute (health degrades past FEEDER_PARSE_ERRORS_PER_MIN)",
+        snap.parse_errors_last_min,
+    )
 
 
 class _SnapshotCollector:
@@ -151,12 +179,11 @@ def data_summary(status: dict[str, Any], frames: int, published: int) -> dict[st
 
 
 def healthz(snap: FeederSnapshot) -> dict[str, Any]:
-    problems = snap.problems()
-    status = snap.status()
+    status = snap.status()  # includes "problems": the verdict's reasons
+    problems = status["problems"]
     frames = sum(c.get("frames", 0) for c in status["connections"])
     return {
         "status": "degraded" if problems else "ok",
-        "problems": problems,
         "feeder": snap.feeder_id,
         "uptime_s": round(snap.uptime_s, 1),
         "backlog": snap.backlog,
@@ -165,12 +192,45 @@ def healthz(snap: FeederSnapshot) -> dict[str, Any]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    """The stdlib server, with the supervisor's checkpoint in its loop and request errors
+    logged (rate-limited by the supervisor's logger, counted) instead of printed to stderr."""
+
+    daemon_threads = True
+    checkpoint: Callable[[], None] = staticmethod(lambda: None)
+    request_errors = 0
+
+    def service_actions(self) -> None:
+        self.checkpoint()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.request_errors += 1
+        if self.request_errors == 1 or self.request_errors % 100 == 0:
+            log.exception(
+                "health request from %s failed (%d so far)", client_address[0], self.request_errors
+            )
+
+
 class HealthServer:
-    def __init__(self, host: str, port: int, source: SnapshotSource, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        source: SnapshotSource,
+        metrics: Metrics,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.source, self.metrics = source, metrics
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.supervisor = supervisor or Supervisor(self._stopping)
+
+    def _serve(self) -> None:
+        server = self._server
+        assert server is not None, "start() binds the server before the thread runs"
+        self.supervisor.run("health", server.serve_forever, stopping=self._stopping)
 
     def start(self) -> None:
         source, metrics = self.source, self.metrics
@@ -194,14 +254,14 @@ class HealthServer:
             def log_message(self, *args: Any) -> None:  # quiet: no line per scrape
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server = _Server((self.host, self.port), Handler)
+        self._server.checkpoint = self.supervisor.handle("health")
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="health", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name="health", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

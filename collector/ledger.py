@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from collector.pipeline import startup_gaps
+from collector.supervisor import Supervisor
 from core import keys
 from core.gaps import Gap, record_gap
 from core.redis_clients import tls_kwargs
@@ -43,6 +44,7 @@ class Ledger(threading.Thread):
         status: Callable[[], dict],
         interval: float = 1.0,
         heartbeat_every: float = HEARTBEAT_EVERY_S,
+        supervisor: Supervisor | None = None,
     ) -> None:
         super().__init__(name="ledger", daemon=True)
         self.client = redis.Redis.from_url(
@@ -68,6 +70,8 @@ class Ledger(threading.Thread):
         self.gaps_written = 0
         self.gap_ids: list[str] = []
         self.errors = 0
+        self.supervisor = supervisor or Supervisor(self.stopping)
+        self._checkpoint = self.supervisor.handle(self.name)
 
     def add_gaps(self, gaps: list[Gap]) -> None:
         if len(self.pending_gaps) + len(gaps) > GAPS_BUFFER:
@@ -76,10 +80,18 @@ class Ledger(threading.Thread):
 
     def run(self) -> None:
         # A first cycle at once: the heartbeat tells `collector status` the feeder is up.
+        self.supervisor.run(self.name, self._loop, stopping=self.stopping)
+        self.cycle(final=True)
+
+    def _loop(self) -> None:
+        # cycle() catches what Redis raises; a bug anywhere else is the supervisor's (and the
+        # pending gaps and watermarks stay in this object across the restart).
+        checkpoint = self._checkpoint
+        checkpoint()
         self.cycle()
         while not self.stopping.wait(self.interval):
+            checkpoint()
             self.cycle()
-        self.cycle(final=True)
 
     def cycle(self, final: bool = False) -> None:
         try:

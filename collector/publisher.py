@@ -10,8 +10,14 @@ into fewer, larger tasks. That costs nothing in latency (they would have waited 
 anyway) and the workers spend their time on records instead of per-task overhead.
 
 Broker down: the failed batch goes back into the outbox, the thread retries with a capped
-backoff on a fresh connection; the socket readers never notice. Records dropped past the bound
-come back from the outbox as publish_overflow gaps (handed to `on_gaps`).
+backoff on a fresh connection; the socket readers never notice. A line is logged at the first
+failure and then every RETRY_LOG_EVERY_S while it lasts (with the backlog). Records dropped past
+the bound come back from the outbox as publish_overflow gaps (handed to `on_gaps`).
+
+Watermarks follow what was PUBLISHED: `marks` holds, per (channel, instId), the last record an
+LPUSH accepted, and that is what the ledger writes to Redis. Records still in the outbox when
+the feeder stops (broker down or hung) are then inside the next start's startup gap, never
+behind a watermark that claims them (docs/supervision.md).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import redis
 
 from collector.celery_message import task_message
 from collector.outbox import Outbox
+from collector.supervisor import Supervisor
 from core import contract
 from core.redis_clients import tls_kwargs
 from okx.backoff import Backoff
@@ -35,6 +42,7 @@ from okx.clock import now_ms as clock_ms
 log = logging.getLogger("collector.publisher")
 
 LINGER_PER_WAITING_TASK_S = 0.001  # about one small task's cost in a worker (bench/workers.py)
+RETRY_LOG_EVERY_S = 5.0  # while the broker is down: a line at least this often
 
 
 def broker_client(redis_url: str) -> redis.Redis:
@@ -59,6 +67,7 @@ class Publisher(threading.Thread):
         on_gaps: Callable[[list], None] | None = None,
         latency=None,
         linger_max_s: float = 0.02,
+        supervisor: Supervisor | None = None,
     ) -> None:
         super().__init__(name="publisher", daemon=True)
         self.outbox = outbox
@@ -83,6 +92,12 @@ class Publisher(threading.Thread):
         self._rng = random.Random()
         self._next_overflow_check = 0.0
         self.deadline: float | None = None  # set by flush(): stop retrying after this
+        self.supervisor = supervisor or Supervisor(self.stopping)
+        self._checkpoint = self.supervisor.handle(self.name)
+        # (channel, instId) -> (ts, id, published_ms) of the last record the broker accepted
+        self.marks: dict[tuple[str, str], tuple[int, str, int]] = {}
+        self.down_since: float | None = None
+        self._next_retry_log = 0.0
 
     # ----- connection ----------------------------------------------------------------------------
 
@@ -102,11 +117,25 @@ class Publisher(threading.Thread):
     # ----- loop ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        # A crash in a cycle: its batch may be lost in flight (never behind a watermark: marks
+        # move only after a successful LPUSH), the loop restarts after the backoff.
+        self.supervisor.run(self.name, self._loop, stopping=self.stopping)
+        if self.outbox.backlog():
+            log.error(
+                "shutdown: %d records not published (broker unavailable): the next start's "
+                "startup gap covers them (watermarks stop at the last published record)",
+                self.outbox.backlog(),
+            )
+        self._reset()
+
+    def _loop(self) -> None:
         outbox = self.outbox
         batch_max = outbox.batch_max
         kinds = contract.KINDS
         queues = outbox.queues
+        checkpoint = self._checkpoint
         while True:
+            checkpoint()  # a test's injected fault (an attribute read otherwise)
             if self._linger_until:
                 # The workers were behind at the last publish: let records gather a little.
                 wait = self._linger_until - time.monotonic()
@@ -136,13 +165,9 @@ class Publisher(threading.Thread):
                 if not outbox.backlog() and not self.repairs:
                     break
                 if self.deadline is not None and now > self.deadline:
-                    log.error(
-                        "shutdown: %d records not published (broker unavailable)", outbox.backlog()
-                    )
                     break
             if did is False:
                 outbox.wait(0.25)
-        self._reset()
 
     def _publish(self, taken: list[tuple[str, list]]) -> bool:
         """The cycle's records in one LPUSH (one round trip): one task per kind, or, when the
@@ -203,11 +228,30 @@ class Publisher(threading.Thread):
             if self.latency is not None:
                 self.latency.observe(done - items[0][0])
         self.published += n
+        self._advance_marks(taken)
         if not self.broker_ok:
-            log.warning("broker back: publishing again (backlog %d)", self.outbox.backlog())
+            down = done - self.down_since if self.down_since is not None else 0.0
+            log.warning(
+                "broker back after %.0f s: publishing again (backlog %d)",
+                down,
+                self.outbox.backlog(),
+            )
         self.broker_ok = True
+        self.down_since = None
         self._backoff.reset()
         return True
+
+    def _advance_marks(self, taken: list[tuple[str, list]]) -> None:
+        """The watermarks of what the broker just accepted: the last record per (channel,
+        instId) of each kind's batch (a queue is in order; across kinds the later ts wins)."""
+        marks = self.marks
+        stamp = clock_ms()
+        for _kind, items in taken:
+            last = {(it[1], it[2]): it for it in items}
+            for key, it in last.items():
+                old = marks.get(key)
+                if old is None or it[3] >= old[0]:
+                    marks[key] = (it[3], it[4], stamp)
 
     def _send_repairs(self) -> None:
         gap_ids = list(self.repairs)
@@ -226,9 +270,20 @@ class Publisher(threading.Thread):
 
     def _failed(self) -> None:
         self.failures += 1
+        now = time.monotonic()
         if self.broker_ok:
+            self.down_since = now
+            self._next_retry_log = now + RETRY_LOG_EVERY_S
             log.error(
                 "broker unavailable (%s): keeping records in the outbox (backlog %d)",
+                self.last_error,
+                self.outbox.backlog(),
+            )
+        elif now >= self._next_retry_log:
+            self._next_retry_log = now + RETRY_LOG_EVERY_S
+            log.warning(
+                "broker still unavailable after %.0f s (%s): retrying; backlog %d records",
+                now - (self.down_since or now),
                 self.last_error,
                 self.outbox.backlog(),
             )

@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.supervisor import ThreadSnapshot
+
+# Defaults of the health thresholds (core/settings.py: FEEDER_UNHEALTHY_AFTER,
+# FEEDER_PARSE_ERRORS_PER_MIN); a snapshot built by hand gets these.
+UNHEALTHY_AFTER_S = 5.0
+PARSE_ERRORS_PER_MIN = 60
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionAge:
@@ -24,7 +31,8 @@ class SubscriptionAge:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSnapshot:
-    """One running connection thread (a thread that has ended is not in the snapshot)."""
+    """One configured connection: its thread runs (or is being restarted by the supervisor);
+    a thread that ended without being retired is listed with phase "dead", never left out."""
 
     name: str  # thread name: conn-<endpoint>[-n]
     endpoint: str  # public, business, private
@@ -35,6 +43,11 @@ class ConnectionSnapshot:
     # ConnState.snapshot(): endpoint, state, conn_id, reconnects, last_close, subscriptions
     # (status, error, age_s rounded to ms). The heartbeat and /healthz carry it unchanged.
     state: Mapping[str, Any] = field(default_factory=dict)
+    # seconds since the connection stopped being live (None: live). Health allows a short
+    # reconnect (UNHEALTHY_AFTER_S) before calling it a problem.
+    down_s: float | None = None
+    # acked subscriptions silent past their staleness window ("books:BTC-USDT (47 s)")
+    stale: tuple[str, ...] = ()
 
     @property
     def live(self) -> bool:
@@ -69,6 +82,13 @@ class FeederSnapshot:
     # ledger
     gaps_written: int = 0
     ledger_redis_ok: bool = True
+    # supervision (collector/supervisor.py): every supervised thread
+    threads: tuple[ThreadSnapshot, ...] = ()
+    # parse errors in the last minute, and the thresholds the verdict uses (settings)
+    parse_errors_last_min: int = 0
+    parse_errors_per_min_max: int = PARSE_ERRORS_PER_MIN
+    unhealthy_after_s: float = UNHEALTHY_AFTER_S
+    broker_error: str | None = None
 
     @property
     def backlog(self) -> int:
@@ -76,16 +96,70 @@ class FeederSnapshot:
         return sum(self.backlog_by_kind.values())
 
     def status(self) -> dict[str, Any]:
-        """Connection states for /healthz and the heartbeat (`collector status` reads it)."""
-        return {"connections": [c.status() for c in self.connections]}
+        """Connection states, threads and the verdict's reasons for /healthz and the heartbeat
+        (`collector status` reads it from Redis: it reports the same problems)."""
+        return {
+            "connections": [c.status() for c in self.connections],
+            "threads": [t.status() for t in self.threads],
+            "problems": self.problems(),
+        }
 
     def problems(self) -> list[str]:
         """Why the feeder is not healthy; empty when it is."""
-        problems = [
-            f"{c.name} is {c.phase}" for c in self.connections if not c.retired and not c.live
-        ]
+        problems = []
+        for c in self.connections:
+            if c.retired or c.live:
+                continue
+            if c.phase == "dead":
+                problems.append(f"{c.name} is dead (its thread ended)")
+            elif c.down_s is None or c.down_s > self.unhealthy_after_s:
+                down = "" if c.down_s is None else f" for {c.down_s:.1f} s"
+                problems.append(f"{c.name} is {c.phase}{down}")
+        for c in self.connections:
+            if c.live:
+                problems += [f"{c.name}: no data from {sub}" for sub in c.stale]
+        for t in self.threads:
+            if t.looping:
+                problems.append(
+                    f"thread {t.name} is restarting in a loop ({t.restarts} restarts; "
+                    f"last: {t.last_error})"
+                )
+            elif not t.up:
+                problems.append(f"thread {t.name} is down (last: {t.last_error})")
+            elif t.last_crash_age_s is not None and t.last_crash_age_s < self.unhealthy_after_s:
+                # A crash is a bug and, for a reader, a gap: visible for a while even when the
+                # restart was quick (a poll every few seconds would miss the restart itself).
+                problems.append(
+                    f"thread {t.name} crashed {t.last_crash_age_s:.1f} s ago and was restarted "
+                    f"({t.last_error})"
+                )
         if not self.broker_ok:
-            problems.append("broker unavailable")
+            why = f" ({self.broker_error})" if self.broker_error else ""
+            problems.append(f"broker unavailable{why}; {self.backlog} records waiting")
         if not self.ledger_redis_ok:
             problems.append("redis unavailable for the ledger")
+        if self.parse_errors_last_min > self.parse_errors_per_min_max:
+            problems.append(
+                f"{self.parse_errors_last_min} parse errors in the last minute "
+                f"(more than {self.parse_errors_per_min_max})"
+            )
         return problems
+
+
+class RateWindow:
+    """How much a cumulative counter grew over the last `window_s`, from samples taken at each
+    snapshot (the ledger takes one every heartbeat, /healthz at every request). Pure."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.window_s = window_s
+        self._samples: list[tuple[float, int]] = []
+
+    def add(self, now: float, total: int) -> int:
+        """Record `total` at `now`; return its growth since the oldest sample in the window."""
+        samples = self._samples
+        samples.append((now, total))
+        cut = 0
+        while cut < len(samples) - 1 and samples[cut + 1][0] <= now - self.window_s:
+            cut += 1
+        del samples[:cut]
+        return total - samples[0][1]

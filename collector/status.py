@@ -46,7 +46,8 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
             feeders.append({"id": fid, "alive": False})
             continue
         beat_age = (now_ms - int(h.get("heartbeat_ms", "0"))) / 1000
-        conns = orjson.loads(h.get("connections", "{}")).get("connections", [])
+        reported = orjson.loads(h.get("connections", "{}"))
+        conns = reported.get("connections", [])
         for c in conns:  # ages were measured at the heartbeat: bring them to now
             for s in c.get("subscriptions", {}).values():
                 if s.get("age_s") is not None:
@@ -58,6 +59,10 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
                 "heartbeat_age_s": round(beat_age, 1),
                 "pid": h.get("pid"),
                 "connections": conns,
+                # the feeder's own verdict (snapshot.problems(), as /healthz), and its threads;
+                # None: a heartbeat from a feeder older than these fields
+                "problems": reported.get("problems"),
+                "threads": reported.get("threads", []),
             }
         )
     open_ids = [str(g) for g in r.zrange(keys.GAPS_OPEN, 0, -1)]
@@ -86,8 +91,13 @@ def assess(st: dict) -> list[str]:
             continue
         if f["heartbeat_age_s"] > HEARTBEAT_LATE_S:
             problems.append(f"feeder {f['id']}: last heartbeat {f['heartbeat_age_s']:.0f} s ago")
+        own = f.get("problems")
+        if own is not None:
+            # The feeder's verdict: connections down past FEEDER_UNHEALTHY_AFTER, dead or
+            # crash-looping threads, silent subscriptions, the broker, the parse-error rate.
+            problems += [f"feeder {f['id']}: {p}" for p in own]
         for c in f["connections"]:
-            if c.get("state") != "live":
+            if own is None and c.get("state") != "live":
                 problems.append(
                     f"feeder {f['id']}: {c.get('name', c.get('endpoint'))} is {c.get('state')}"
                 )
@@ -130,6 +140,12 @@ def format_status(st: dict) -> str:
                 age = "never" if s["age_s"] is None else f"{s['age_s']:.1f} s ago"
                 err = f" [{s['error']}]" if s.get("error") else ""
                 lines.append(f"    {sub:<32} {s['status']:<8} last message {age}{err}")
+        for t in f.get("threads", ()):
+            if t.get("restarts") or not t.get("up", True):
+                lines.append(
+                    f"  thread {t.get('name')}: {'up' if t.get('up') else 'DOWN'}, "
+                    f"{t.get('restarts', 0)} restarts" + _optional(", last: ", t.get("last_error"))
+                )
     lines.append(f"open gaps: {st['open_gaps']}")
     for g in st["recent_open_gaps"]:
         words = [g.get(k) for k in ("cause", "channel", "instId")]

@@ -167,6 +167,10 @@ class FeederSettings:
     # the share of OKX's REST limits the whole deployment uses; each process's share without Redis
     rest_rate_factor: float = setting("OKX_REST_RATE_FACTOR", DEFAULT_RATE_FACTOR, parse_share)
     rest_fallback_share: float = setting("OKX_REST_FALLBACK_SHARE", FALLBACK_SHARE, parse_share)
+    # /healthz 503 (and `collector status` DEGRADED) when a connection is not live this long
+    unhealthy_after_s: float = setting("FEEDER_UNHEALTHY_AFTER", 5.0)
+    # ... or when more parse errors than this arrived over the last minute
+    parse_errors_per_min: int = setting("FEEDER_PARSE_ERRORS_PER_MIN", 60)
 
     @property
     def private_channels(self) -> tuple[str, ...]:

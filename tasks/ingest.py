@@ -9,8 +9,12 @@ without a worker); the Celery task only turns its answer into `self.retry(...)`.
                                 then dead letter (reason retries_exhausted)
     bad envelope (BadBatch)  -> dead letter at once (bad_batch); never retried
     bad records in a batch   -> the good ones are written, the bad ones dead-lettered (bad_records)
-    any other error          -> dead letter at once (error)
-    dead letter not storable -> retry at the longest backoff (the message is kept, not acked away)
+    any other writer error   -> dead letter at once (error)
+    a bug anywhere else      -> dead letter at once (internal_error): a batch that makes the
+                                handling itself raise is never a crashed task or a retry loop
+    dead letter not storable -> MongoDB/Redis down: retry at the longest backoff (the message is
+                                kept, not acked away); the document itself refused (a value
+                                BSON/JSON cannot hold): stored again with its args as text
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from okx.backoff import backoff_delay
 from tasks import clients, documents
 from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
+from tasks.ingest_dead import put_dead
 from tasks.writers import Store
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,33 @@ def handle_batches(
     retries: int,
     write_many: Callable[..., list] | None = None,
 ) -> Outcome:
+    """`_handle_batches`, and whatever it raises unexpectedly dead-lettered (internal_error)."""
+    kw = dict(store=store, dead=dead, settings=settings, retries=retries, write_many=write_many)
+    try:
+        return _handle_batches(items, **kw)
+    except Exception as exc:  # noqa: BLE001 - a bug must not crash the task or loop on retries
+        log.exception("%s: handling the batch failed unexpectedly", items[0][2] if items else "?")
+        out = Outcome(exc=exc)
+        for kind, batch, task_name, task_id in items:
+            doc = make_doc(task=task_name, task_id=task_id, args=[batch], reason="internal_error",
+                           exc=exc, retries=retries)  # fmt: skip
+            refused = put_dead(dead, doc, TRANSIENT)
+            if refused is not None:
+                return Outcome(retry_in=settings.retry_cap_s, exc=refused)
+            DEAD.labels(kind, "internal_error").inc()
+            out.dead_letters.append(doc["_id"])
+        return out
+
+
+def _handle_batches(
+    items: list[Item],
+    *,
+    store: Any,
+    dead: DeadLetters,
+    settings: Settings,
+    retries: int,
+    write_many: Callable[..., list] | None = None,
+) -> Outcome:
     """Validate several envelopes and store their good records together: every kind's state in
     one Redis round trip, then history per kind. Each envelope's bad input is dead-lettered
     on its own, under its own task name and id. A transient error retries them all (every write
@@ -140,17 +172,14 @@ def handle_batches(
             retries=retries,
             suffix=suffix,
         )
-        try:
-            where = dead.put(doc)
-        except Exception as put_exc:  # noqa: BLE001 - nowhere to put it: keep the message
-            log.error("cannot store dead letter %s (%r); keeping the message", doc["_id"], put_exc)
-            return Outcome(retry_in=settings.retry_cap_s, exc=put_exc)
+        refused = put_dead(dead, doc, TRANSIENT)
+        if refused is not None:
+            return Outcome(retry_in=settings.retry_cap_s, exc=refused)
         DEAD.labels(kind, reason).inc()
         log.error(
-            "dead letter %s (%s) -> %s: %s records of %s, %s: %s",
+            "dead letter %s (%s): %s records of %s, %s: %s",
             doc["_id"],
             reason,
-            where,
             doc["records"],
             task_name,
             doc["exc_type"],

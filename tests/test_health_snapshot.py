@@ -99,7 +99,7 @@ def test_all_live_is_ok_with_the_data_block():
     "kw, problem",
     [
         ({}, "conn-public is connecting"),
-        ({"broker_ok": False}, "broker unavailable"),
+        ({"broker_ok": False}, "broker unavailable; 9 records waiting"),
         ({"ledger_redis_ok": False}, "redis unavailable for the ledger"),
     ],
 )
