@@ -111,18 +111,31 @@ class Account:
                 return
         self._ord_seq += 1
         ord_id = str(700_000_000_000_000_000 + self._ord_seq * 7919)
+        quote = m.spec.quote
         rec = {
+            # the orders channel's documented field set; "" where a field does not apply (a
+            # spot order has no TP/SL, no options prices, no fill before its first fill)
             "instType": "MARGIN" if margin else "SPOT", "instId": m.inst_id, "tgtCcy": "",
             "ccy": "", "ordId": ord_id, "clOrdId": f"sim{self._ord_seq}", "tag": "",
-            "px": dstr(px) if px is not None else "", "sz": dstr(sz), "pnl": "0",
-            "ordType": ord_type, "side": "buy" if is_buy else "sell",
+            "px": dstr(px) if px is not None else "", "pxUsd": "", "pxVol": "", "pxType": "",
+            "sz": dstr(sz), "notionalUsd": dstr((sz * Decimal(m.fpx(ba))).quantize(
+                Decimal("1e-8")).normalize()) if quote in ("USDT", "USDC") else "",
+            "pnl": "0", "ordType": ord_type, "side": "buy" if is_buy else "sell",
             "posSide": "net" if margin else "", "tdMode": "cross" if margin else "cash",
-            "accFillSz": "0", "fillNotionalUsd": "", "avgPx": "", "state": "live", "lever": "3" if margin else "",
-            "tpTriggerPx": "", "slTriggerPx": "", "feeCcy": m.spec.base if is_buy else m.spec.quote,
-            "fee": "0", "rebateCcy": m.spec.quote, "rebate": "0", "source": "", "category": "normal",
-            "fillPx": "", "tradeId": "", "fillSz": "0", "fillTime": "", "fillFee": "0",
-            "fillFeeCcy": "", "execType": "", "reduceOnly": "false", "cancelSource": "",
-            "amendResult": "", "reqId": "", "code": "0", "msg": "", "uTime": str(ts), "cTime": str(ts),
+            "accFillSz": "0", "fillNotionalUsd": "", "avgPx": "", "state": "live",
+            "lever": "3" if margin else "",
+            "attachAlgoClOrdId": "", "tpTriggerPx": "", "tpTriggerPxType": "", "tpOrdPx": "",
+            "slTriggerPx": "", "slTriggerPxType": "", "slOrdPx": "", "attachAlgoOrds": [],
+            "linkedAlgoOrd": {"algoId": ""}, "stpId": "", "stpMode": "cancel_maker",
+            "feeCcy": m.spec.base if is_buy else quote, "fee": "0", "rebateCcy": quote,
+            "rebate": "0", "source": "", "category": "normal", "isTpLimit": "false",
+            "fillPx": "", "tradeId": "", "fillSz": "0", "fillPnl": "0", "fillTime": "",
+            "fillFee": "0", "fillFeeCcy": "", "fillPxVol": "", "fillPxUsd": "",
+            "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "", "fillIdxPx": "",
+            "execType": "", "reduceOnly": "false", "cancelSource": "", "cancelSourceReason": "",
+            "amendSource": "", "amendResult": "", "reqId": "", "quickMgnType": "",
+            "algoClOrdId": "", "algoId": "", "lastPx": m.fpx(m.last_px),
+            "tradeQuoteCcy": quote, "code": "0", "msg": "", "uTime": str(ts), "cTime": str(ts),
         }
         o = Order(rec, px, sz, is_buy, m, margin)
         self.live[ord_id] = o
@@ -160,21 +173,29 @@ class Account:
         self._freeze(m, o.is_buy, o.remaining, o.px, o.margin, +1)
         self._req_seq += 1
         o.rec.update({"px": dstr(new_px), "amendResult": "0", "reqId": f"amend{self._req_seq}",
-                      "uTime": str(ts), "fillSz": "0", "fillPx": "", "tradeId": "", "fillTime": "",
-                      "fillFee": "0", "fillFeeCcy": "", "execType": ""})
+                      "amendSource": "1", "uTime": str(ts), "fillSz": "0", "fillPx": "",
+                      "tradeId": "", "fillTime": "", "fillFee": "0", "fillFeeCcy": "",
+                      "fillPnl": "0", "execType": "", "lastPx": m.fpx(m.last_px)})
         self._emit(o)
-        o.rec.update({"amendResult": "", "reqId": ""})
+        o.rec.update({"amendResult": "", "reqId": "", "amendSource": ""})
 
     def _cancel(self, o: Order, ts: int) -> None:
-        self._finish(o, "canceled", ts)
+        # One bot cancel in ten ends as OKX's market-maker-protection cancel, so the terminal
+        # state `mmp_canceled` is on the wire too; chosen from the order number, not the bot's
+        # Random, so the seed's sequence of actions stays what it was.
+        mmp = int(o.rec["clOrdId"][3:]) % 10 == 7
+        self._finish(o, "mmp_canceled" if mmp else "canceled", ts)
 
     def _finish(self, o: Order, state: str, ts: int) -> None:
         self.live.pop(o.rec["ordId"], None)
         if o.remaining > 0 and o.px is not None:
             self._freeze(o.market, o.is_buy, o.remaining, o.px, o.margin, -1)
+        reason = {"canceled": ("1", "Order canceled by user"),
+                  "mmp_canceled": ("20", "Order canceled by market maker protection")}
+        source, why = reason.get(state, ("", ""))
         o.rec.update({"state": state, "uTime": str(ts), "fillSz": "0", "fillPx": "", "tradeId": "",
-                      "fillTime": "", "fillFee": "0", "fillFeeCcy": "", "execType": "",
-                      "cancelSource": "1" if state == "canceled" else ""})
+                      "fillTime": "", "fillFee": "0", "fillFeeCcy": "", "fillPnl": "0",
+                      "execType": "", "cancelSource": source, "cancelSourceReason": why})
         self._emit(o)
         self.done.append(dict(o.rec))
 
@@ -223,6 +244,10 @@ class Account:
         avg = ((Decimal(rec["avgPx"] or 0) * Decimal(rec["accFillSz"])) + px * sz) / acc
         o.remaining -= sz
         state = "filled" if o.remaining <= 0 else "partially_filled"
+        notional = (sz * px * self.usd_px(quote)).quantize(Decimal("1e-8")).normalize()
+        rec.update({"fillNotionalUsd": dstr(notional), "fillPnl": dstr(pnl),
+                    "fillMarkPx": dstr(px) if o.margin else "", "lastPx": dstr(px),
+                    "fillIdxPx": dstr(px) if o.margin else ""})
         rec.update({"fillPx": dstr(px), "fillSz": dstr(sz), "tradeId": trade_id, "fillTime": str(ts),
                     "fillFee": dstr(fee), "fillFeeCcy": fee_ccy, "execType": exec_type,
                     "accFillSz": dstr(acc), "avgPx": dstr(avg.quantize(Decimal(1).scaleb(-m.spec.px_dp - 4)).normalize()),
@@ -255,6 +280,16 @@ class Account:
                 "mmr": "", "liab": "", "liabCcy": m.spec.quote, "interest": "0", "tradeId": "",
                 "notionalUsd": "", "optVal": "", "adl": "1", "ccy": m.spec.quote, "last": "",
                 "realizedPnl": "0", "pnl": "0", "fee": "0", "cTime": str(ts), "uTime": str(ts), "pTime": str(ts),
+                # the rest of the documented set: "" where it does not apply to a spot margin
+                # position (options greeks, funding, spot hedging), [] for the close algos
+                "baseBorrowed": "", "baseInterest": "", "quoteBorrowed": "", "quoteInterest": "",
+                "bePx": "", "bizRefId": "", "bizRefType": "", "closeOrderAlgo": [],
+                "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "", "thetaBS": "",
+                "thetaPA": "", "vegaBS": "", "vegaPA": "", "fundingFee": "0", "idxPx": "",
+                "liqPenalty": "0", "maxSpotInUseAmt": "", "clSpotInUseAmt": "",
+                "spotInUseAmt": "", "spotInUseCcy": "", "nonSettleAvgPx": "", "settledPnl": "",
+                "pendingCloseOrdLiabVal": "", "uplLastPx": "0", "uplRatioLastPx": "0",
+                "usdPx": "", "realizedPnlRatio": "",
             }
         pos = Decimal(p["pos"])
         avg = Decimal(p["avgPx"] or 0)
@@ -283,7 +318,8 @@ class Account:
         last = Decimal(m.fpx(m.last_px))
         pos = Decimal(p["pos"])
         upl = (last - Decimal(p["avgPx"] or 0)) * pos if pos else Decimal(0)
-        p.update({"markPx": dstr(last), "last": dstr(last), "upl": dstr(upl.quantize(Decimal("1e-8")).normalize()),
+        upl_s = dstr(upl.quantize(Decimal("1e-8")).normalize())
+        p.update({"markPx": dstr(last), "last": dstr(last), "upl": upl_s, "uplLastPx": upl_s,
                   "notionalUsd": dstr((abs(pos) * last).quantize(Decimal("1e-8")).normalize())})
 
     def _emit(self, o: Order) -> None:
@@ -302,24 +338,38 @@ class Account:
         cash = self.balances[ccy]
         frozen = self.frozen.get(ccy, Decimal(0))
         avail = cash - frozen
+        eq_usd = dstr((cash * self.usd_px(ccy)).quantize(Decimal("1e-8")).normalize())
+        # The documented detail set of a spot-mode account: "" where OKX marks a field
+        # inapplicable to the account level, and the two JSON booleans OKX sends in every
+        # detail (collateralEnabled, and the deprecated collateralRestrict).
         return {"ccy": ccy, "eq": dstr(cash), "cashBal": dstr(cash), "availBal": dstr(avail),
-                "frozenBal": dstr(frozen), "ordFrozen": dstr(frozen), "availEq": dstr(avail),
-                "liab": "", "upl": "0", "uplLiab": "", "crossLiab": "", "isoLiab": "",
-                "mgnRatio": "", "interest": "", "twap": "0", "maxLoan": "", "eqUsd":
-                dstr((cash * self.usd_px(ccy)).quantize(Decimal("1e-8")).normalize()),
-                "notionalLever": "", "stgyEq": "0", "isoEq": "0", "disEq": "", "spotInUseAmt": "",
-                "uTime": str(self.bal_utime[ccy])}
+                "frozenBal": dstr(frozen), "ordFrozen": dstr(frozen), "availEq": "",
+                "isoEq": "", "disEq": eq_usd, "fixedBal": "0", "liab": "", "upl": "",
+                "uplLiab": "", "crossLiab": "", "rewardBal": "0", "isoLiab": "",
+                "mgnRatio": "", "imr": "", "mmr": "", "interest": "", "twap": "0",
+                "frpType": "0", "maxLoan": "", "eqUsd": eq_usd, "borrowFroz": "",
+                "notionalLever": "", "stgyEq": "0", "isoUpl": "", "spotInUseAmt": "",
+                "clSpotInUseAmt": "", "maxSpotInUse": "", "spotIsoBal": "0", "smtSyncEq": "0",
+                "spotCopyTradingEq": "0", "spotBal": dstr(cash), "openAvgPx": "",
+                "accAvgPx": "", "spotUpl": "", "spotUplRatio": "", "totalPnl": "",
+                "totalPnlRatio": "", "colRes": "0", "colBorrAutoConversion": "0",
+                "collateralRestrict": False, "collateralEnabled": False,
+                "autoLendStatus": "unsupported" if ccy in ("PEPE", "TON") else "off",
+                "autoLendMtAmt": "0", "uTime": str(self.bal_utime[ccy])}
 
     def balance_record(self, ccys: Any = None, now: int | None = None) -> dict:
         names = [c for c in sorted(self.balances) if self.balances[c] != 0 and (not ccys or c in ccys)]
         details = [self.balance_detail(c) for c in names]
         total = sum((Decimal(d["eqUsd"]) for d in details), Decimal(0))
         frozen = sum((self.frozen.get(c, Decimal(0)) * self.usd_px(c) for c in names), Decimal(0))
-        return {"uTime": str(now or self.clock.now_ms()), "totalEq": dstr(total.quantize(Decimal("1e-8")).normalize()),
-                "isoEq": "0", "adjEq": dstr(total.quantize(Decimal("1e-8")).normalize()),
-                "availEq": "", "ordFroz": dstr(frozen.quantize(Decimal("1e-8")).normalize()), "imr": "0",
-                "mmr": "0", "borrowFroz": "", "mgnRatio": "", "notionalUsd": "0", "upl": "0",
-                "details": details}
+        total_s = dstr(total.quantize(Decimal("1e-8")).normalize())
+        return {"uTime": str(now or self.clock.now_ms()), "totalEq": total_s, "isoEq": "",
+                "adjEq": total_s, "availEq": "",
+                "ordFroz": dstr(frozen.quantize(Decimal("1e-8")).normalize()), "imr": "0",
+                "mmr": "0", "borrowFroz": "0", "mgnRatio": "", "notionalUsd": "0",
+                "notionalUsdForBorrow": "0", "notionalUsdForSwap": "",
+                "notionalUsdForFutures": "", "notionalUsdForOption": "0", "upl": "",
+                "delta": "", "deltaLever": "", "deltaNeutralStatus": "0", "details": details}
 
     def open_positions(self) -> list[dict]:
         out = []
