@@ -4,13 +4,22 @@ Values come from core.settings.current() (WorkerSettings; core/settings.py is th
 the environment). Each setting says why it has its value; the no-data-loss ones follow /docs
 celery-conventions (measured on Celery / kombu 5.7 with a Redis broker).
 """
+
 from __future__ import annotations
 
 import ssl
 
 from core import keys
-from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK_GLOB,
-                           FILLS_TASK, INGEST_QUEUE, INGEST_TASK_GLOB, SWEEP_TASK)
+from core.contract import (
+    AUDIT_TASK,
+    BACKFILL_ALIAS_TASK,
+    BACKFILL_QUEUE,
+    BACKFILL_TASK_GLOB,
+    FILLS_TASK,
+    INGEST_QUEUE,
+    INGEST_TASK_GLOB,
+    SWEEP_TASK,
+)
 from core.settings import current
 
 _s = current()
@@ -85,8 +94,12 @@ task_time_limit = 300
 # 5.7 retries a publish 3 times in about 1 s and then raises. A task's self.retry() must not fail
 # over a short broker blip, or the batch ends up dead-lettered: retry for up to ~30 s.
 task_publish_retry = True
-task_publish_retry_policy = {"max_retries": 12, "interval_start": 0.2, "interval_step": 0.5,
-                             "interval_max": 3.0}
+task_publish_retry_policy = {
+    "max_retries": 12,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 3.0,
+}
 
 # ----- queues and routes --------------------------------------------------------------------------------------------
 # Short ingest tasks and long backfill tasks get separate queues (and Procfile processes), so a
@@ -96,7 +109,7 @@ task_default_queue = INGEST_QUEUE
 task_routes = {
     INGEST_TASK_GLOB: {"queue": INGEST_QUEUE},
     BACKFILL_TASK_GLOB: {"queue": BACKFILL_QUEUE},
-    BACKFILL_ALIAS_TASK: {"queue": BACKFILL_QUEUE},   # `celery -A tasks call backfill`
+    BACKFILL_ALIAS_TASK: {"queue": BACKFILL_QUEUE},  # `celery -A tasks call backfill`
 }
 task_create_missing_queues = True
 
@@ -108,7 +121,7 @@ task_send_sent_event = False
 
 # ----- beat: RedBeat (schedule and lock in Redis; exactly one beat process) ------------------------------------
 beat_scheduler = "redbeat.RedBeatScheduler"
-redbeat_redis_url = _s.redis_url        # explicit: the broker_url fallback is deprecated (gone in 2.5)
+redbeat_redis_url = _s.redis_url  # explicit: the broker_url fallback is deprecated (gone in 2.5)
 redbeat_key_prefix = keys.REDBEAT_PREFIX
 # The lock says "a beat is running". RedBeat's default (25 min) would keep a SIGKILLed beat's
 # replacement idle that long; the live beat renews it every loop (at most beat_max_loop_interval).
@@ -118,14 +131,23 @@ redbeat_lock_timeout = 90
 # (workers down) never piles up runs of the same job; the next one does the work anyway.
 beat_schedule: dict = {
     # open gaps whose task was lost or whose worker died, stale watermarks, dead feeders
-    "backfill-sweep": {"task": SWEEP_TASK, "schedule": _s.backfill_sweep_s,
-                       "options": {"queue": BACKFILL_QUEUE, "expires": _s.backfill_sweep_s * 0.9}},
+    "backfill-sweep": {
+        "task": SWEEP_TASK,
+        "schedule": _s.backfill_sweep_s,
+        "options": {"queue": BACKFILL_QUEUE, "expires": _s.backfill_sweep_s * 0.9},
+    },
     # stored trades against REST history, per instrument, over a trailing window
-    "trades-audit": {"task": AUDIT_TASK, "schedule": _s.audit_every_s,
-                     "options": {"queue": BACKFILL_QUEUE, "expires": _s.audit_every_s * 0.9}},
+    "trades-audit": {
+        "task": AUDIT_TASK,
+        "schedule": _s.audit_every_s,
+        "options": {"queue": BACKFILL_QUEUE, "expires": _s.audit_every_s * 0.9},
+    },
     # fills have no live source (the WS fills channel needs VIP4+): page them from REST
-    "fills-sync": {"task": FILLS_TASK, "schedule": _s.fills_every_s,
-                   "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9}},
+    "fills-sync": {
+        "task": FILLS_TASK,
+        "schedule": _s.fills_every_s,
+        "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9},
+    },
 }
 
 timezone = "UTC"

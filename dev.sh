@@ -4,7 +4,10 @@
 #   ./dev.sh test   - the test suite
 #   ./dev.sh lint   - ruff (lint and format check) over the tree, mypy over the production packages
 #   ./dev.sh setup  - only install: .venv with the project and its test tools, a redis-server
-# Idempotent: a second run reuses what the first installed.
+#   ./dev.sh lock   - refresh requirements.lock after changing pyproject.toml's dependencies
+# Idempotent: a second run reuses what the first installed. Installs are locked: the exact
+# versions in requirements.lock (plain pip, from PyPI), then the project itself with --no-deps.
+# VENV=/path/.venv uses another venv (reinstalled only when what it was installed from differs).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,25 +44,57 @@ ensure_build_tools() {
   return 1
 }
 
+# Stop before installing stale pins: the lock must be the lock of pyproject.toml's dependencies
+# (localrun/lockfile.py compares a digest of them with the one recorded in the lock).
+ensure_lock_current() {
+  "$PY" localrun/lockfile.py check || exit 1
+}
+
+# What the venv was installed from: the lock, the C extension's sources and pyproject.toml
+# (entry points, packages). By content, not mtime: a fresh clone of the same commit reuses a venv
+# (VENV=...) without reinstalling. To rebuild the extension (a compiler installed since), remove
+# $VENV/.installed.
+install_digest() {
+  cat requirements.lock setup.py okx/_bookaccel.c pyproject.toml | "$PY" -c \
+    'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
 ensure_venv() {
-  local stamp="$VENV/.installed"
+  local stamp="$VENV/.installed" digest
+  ensure_lock_current
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV"
     "$PY" -m venv "$VENV"
   fi
-  # Reinstall when the dependency list or the C extension's sources changed (after installing
-  # a compiler on a machine that had none, `touch setup.py` rebuilds the extension).
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-      || [ okx/_bookaccel.c -nt "$stamp" ]; then
+  digest=$(install_digest)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     ensure_build_tools || true
-    log "installing the project and its test tools into $VENV"
+    log "installing the locked dependencies (requirements.lock) and the project into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install -q -e '.[dev]'
-    touch "$stamp"
+    "$VENV/bin/python" -m pip install -q -r requirements.lock
+    # --no-deps: every dependency is already there at its locked version; this builds
+    # okx/_bookaccel.c (setup.py) and links the tree into the venv.
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
+    echo "$digest" >"$stamp"
     if ! "$VENV/bin/python" -c 'import okx._bookaccel' 2>/dev/null; then
       log "warning: okx._bookaccel was not built: the order book uses its pure-Python loop"
     fi
   fi
+}
+
+# uv resolves (pip cannot write a lock); only this command needs it, installs read the lock with pip.
+# Extra arguments go to uv, e.g. `./dev.sh lock --upgrade` (newest versions the ranges allow;
+# without it the pins already in the lock are kept where they still fit).
+lock() {
+  if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV"; fi
+  if ! "$VENV/bin/python" -m uv --version >/dev/null 2>&1; then
+    log "installing uv into $VENV (for the lock only)"
+    "$VENV/bin/python" -m pip install -q uv
+  fi
+  "$VENV/bin/python" -m uv pip compile pyproject.toml --extra dev --universal \
+    --python-version 3.11 --custom-compile-command './dev.sh lock' -o requirements.lock -q "$@"
+  "$PY" localrun/lockfile.py stamp
+  log "requirements.lock refreshed; commit it with pyproject.toml"
 }
 
 ensure_redis() {
@@ -80,6 +115,8 @@ setup() { ensure_python; ensure_venv; ensure_redis; }
 cmd=${1:-help}; shift || true
 case "$cmd" in
   setup) setup ;;
+  lock)
+    ensure_python; lock "$@" ;;
   test)
     setup
     exec "$VENV/bin/python" -m pytest "$@" ;;
@@ -92,5 +129,5 @@ case "$cmd" in
     setup
     exec "$VENV/bin/python" -m localrun.demo "$@" ;;
   *)
-    sed -n '2,7p' "$0"; exit 2 ;;
+    sed -n '2,10p' "$0"; exit 2 ;;
 esac

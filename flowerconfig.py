@@ -14,6 +14,7 @@ Even with authentication, Flower answers /healthcheck and /metrics (Prometheus: 
 worker hostnames, runtimes) to anyone. With WEB_NO_AUTH=1 the pages are open but Flower still
 refuses its /api/ to anonymous callers unless FLOWER_UNAUTHENTICATED_API=1.
 """
+
 import sys
 
 from core.config_parsers import web_basic_auth  # noqa: F401  (the rule; tests read it from here)

@@ -4,6 +4,7 @@ All metadata lives in pyproject.toml; this file only declares the C extension. T
 best effort: without a C compiler or the Python headers, installation still succeeds with a
 warning, and okx.book uses its pure-Python loop (okx.book.ACCELERATED is then False).
 """
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -25,16 +26,17 @@ class OptionalBuildExt(build_ext):
 
     @staticmethod
     def _skip(exc, name="extensions"):
-        msg = (f"WARNING: building {name} failed ({type(exc).__name__}: {exc}); "
-               "installing without it: okx.book falls back to pure Python")
+        msg = (
+            f"WARNING: building {name} failed ({type(exc).__name__}: {exc}); "
+            "installing without it: okx.book falls back to pure Python"
+        )
         # setuptools' own log may be silenced (pip -q); stderr reaches pip's verbose output.
         import sys
+
         print(msg, file=sys.stderr)
 
 
 setup(
-    ext_modules=[
-        Extension("okx._bookaccel", ["okx/_bookaccel.c"], optional=True),
-    ],
+    ext_modules=[Extension("okx._bookaccel", ["okx/_bookaccel.c"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

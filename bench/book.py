@@ -29,6 +29,7 @@ Variants:
 The book* variants use the compiled loop (okx._bookaccel) when it is built; the header line
 says which. Without the extension, book and pure measure the same code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ TICK = 10  # prices are integer ticks of 0.1
 
 
 # ----- naive baseline: the reference the stream's checksums come from ---------------------------
+
 
 class NaiveBook:
     """dict price-string -> level, sorted in full after each message."""
@@ -147,6 +149,7 @@ class DictOnly:
 
 # ----- stream generator ---------------------------------------------------------------------------
 
+
 def _px(tick: int) -> str:
     return f"{tick // TICK}.{tick % TICK}"
 
@@ -181,8 +184,17 @@ def stream(seed: int, changes: int = 20):
     ref = NaiveBook(checksum=True)
     seq = 1000
     ts = 1_700_000_000_000
-    snap = BookData("books", "BTC-USDT", "snapshot", [asks[k] for k in ask_ticks],
-                    [bids[k] for k in bid_ticks], ts, seq, -1, 0)
+    snap = BookData(
+        "books",
+        "BTC-USDT",
+        "snapshot",
+        [asks[k] for k in ask_ticks],
+        [bids[k] for k in bid_ticks],
+        ts,
+        seq,
+        -1,
+        0,
+    )
     ref.apply(snap)
     yield dataclasses.replace(snap, checksum=naive_checksum(ref.sorted_bids, ref.sorted_asks))
     while True:
@@ -195,8 +207,9 @@ def stream(seed: int, changes: int = 20):
             if len(bid_changes) + len(ask_changes) >= n:
                 break
             is_bid = rng.random() < 0.5
-            side, ch, ticks = (bids, bid_changes, bid_ticks) if is_bid else (asks, ask_changes,
-                                                                               ask_ticks)
+            side, ch, ticks = (
+                (bids, bid_changes, bid_ticks) if is_bid else (asks, ask_changes, ask_ticks)
+            )
             r = rng.random()
             if r < 0.55:  # size change of a held level, biased to the top of the book
                 tick = ticks[min(int(rng.expovariate(1 / 40)), len(ticks) - 1)]
@@ -219,7 +232,9 @@ def stream(seed: int, changes: int = 20):
                     if tick not in ch:
                         ch[tick] = [_px(tick), "0", "0", "0"]
             else:  # delete of a price never held (normal on OKX)
-                tick = (best_ask - rng.randint(1, 800)) if is_bid else (best_bid + rng.randint(1, 800))
+                tick = (
+                    (best_ask - rng.randint(1, 800)) if is_bid else (best_bid + rng.randint(1, 800))
+                )
                 if tick not in side and tick not in ch:
                     ch[tick] = [_px(tick), "0", "0", "0"]
         for side, ch in ((bids, bid_changes), (asks, ask_changes)):
@@ -239,8 +254,17 @@ def stream(seed: int, changes: int = 20):
         ask_ticks = sorted(asks)
         prev, seq = seq, seq + rng.randint(1, 4)
         ts += rng.randint(1, 100)
-        m = BookData("books", "BTC-USDT", "update", list(ask_changes.values()),
-                     list(bid_changes.values()), ts, seq, prev, 0)
+        m = BookData(
+            "books",
+            "BTC-USDT",
+            "update",
+            list(ask_changes.values()),
+            list(bid_changes.values()),
+            ts,
+            seq,
+            prev,
+            0,
+        )
         ref.apply(m)
         yield dataclasses.replace(m, checksum=naive_checksum(ref.sorted_bids, ref.sorted_asks))
 
@@ -305,7 +329,7 @@ def measure_hot(n_updates: int, seed: int, chunk: int) -> tuple[dict, dict]:
         for m in msgs:
             n_changes += len(m.bids) + len(m.asks)
             n_deletes += sum(1 for lv in m.bids + m.asks if lv[1] == "0")
-        order = names[i % len(names):] + names[:i % len(names)]  # rotate: no fixed cache order
+        order = names[i % len(names) :] + names[: i % len(names)]  # rotate: no fixed cache order
         i += 1
         for name in order:
             dt = _timed(books[name].apply, msgs if VARIANTS[name][1] else msgs0)
@@ -318,8 +342,11 @@ def measure_hot(n_updates: int, seed: int, chunk: int) -> tuple[dict, dict]:
     for name in CHECKED:
         if books[name].top() != (ref.sorted_bids, ref.sorted_asks):
             raise SystemExit(f"{name}: final book differs from the baseline")
-    stats = {"changes_per_update": n_changes / done, "deletes_per_update": n_deletes / done,
-             "aggregate_msg_per_s": {k: done / v for k, v in totals.items()}}
+    stats = {
+        "changes_per_update": n_changes / done,
+        "deletes_per_update": n_deletes / done,
+        "aggregate_msg_per_s": {k: done / v for k, v in totals.items()},
+    }
     return {k: statistics.median(v) for k, v in rates.items()}, stats
 
 
@@ -344,17 +371,26 @@ def measure_replay(n_updates: int, seed: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--updates", type=int, default=20000)
-    ap.add_argument("--chunk", type=int, default=200, help="messages generated, then timed, at once")
+    ap.add_argument(
+        "--chunk", type=int, default=200, help="messages generated, then timed, at once"
+    )
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--replay-repeats", type=int, default=3,
-                    help="runs of the pre-generated replay (0 = skip it)")
+    ap.add_argument(
+        "--replay-repeats",
+        type=int,
+        default=3,
+        help="runs of the pre-generated replay (0 = skip it)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     rates, stats = measure_hot(args.updates, args.seed, args.chunk)
-    cold = (measure_replay(args.updates, args.seed, args.replay_repeats)
-            if args.replay_repeats else None)
+    cold = (
+        measure_replay(args.updates, args.seed, args.replay_repeats)
+        if args.replay_repeats
+        else None
+    )
     result = {
         "python": sys.version.split()[0],
         "updates": args.updates,
@@ -375,11 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"stream: {args.updates} updates, {stats['changes_per_update']:.1f} level changes each "
-          f"({stats['deletes_per_update']:.1f} of them deletes), 400 levels a side, seed "
-          f"{args.seed}; median over chunks of {args.chunk}")
-    print("book* variants: " + ("compiled loop (okx._bookaccel)" if ACCELERATED else
-                                "pure-Python loop (extension not built or OKX_BOOK_PURE=1)"))
+    print(
+        f"stream: {args.updates} updates, {stats['changes_per_update']:.1f} level changes each "
+        f"({stats['deletes_per_update']:.1f} of them deletes), 400 levels a side, seed "
+        f"{args.seed}; median over chunks of {args.chunk}"
+    )
+    print(
+        "book* variants: "
+        + (
+            "compiled loop (okx._bookaccel)"
+            if ACCELERATED
+            else "pure-Python loop (extension not built or OKX_BOOK_PURE=1)"
+        )
+    )
     head = f"{'variant':<14}{'msg/s':>11}{'us/msg':>9}{'vs baseline':>13}"
     print(head + (f"{'replay msg/s':>14}{'vs baseline':>13}" if cold else ""))
     for name, rate in rates.items():

@@ -12,6 +12,7 @@ redis-server publishes a keyspace notification for every HSET and ZADD (`notify-
 Khz`), and the bench's probe reads the hash's exchange `ts` with that stamp and compares it with
 when okxsim sent the frame (bench/sim_server.py logs it on CLOCK_MONOTONIC). See LatencyProbe.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -32,13 +33,22 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.write_stamp import FIELD as STAMP_FIELD  # noqa: E402
 from localrun.mongo_standin import CLIENT_FACTORY  # noqa: E402
 from localrun.processes import stop_process as _stop_process  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
-from bench.write_stamp import FIELD as STAMP_FIELD  # noqa: E402
 
-INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
-               "UNI-USDT", "PEPE-USDT")
+INSTRUMENTS = (
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "DOGE-USDT",
+    "TON-USDT",
+    "ETH-USDC",
+    "BTC-USDC",
+    "UNI-USDT",
+    "PEPE-USDT",
+)
 # The feeder's default public channels (core.settings.DEFAULT_PUBLIC_CHANNELS).
 CHANNELS = "books,books5,trades-all,tickers,candle1m"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -46,6 +56,7 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 # ----- /proc -------------------------------------------------------------------------------------
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads), in seconds; 0 if it is gone."""
@@ -85,11 +96,12 @@ def machine_busy_seconds() -> float:
     this minus ours."""
     with open("/proc/stat") as fh:
         vals = [int(v) for v in fh.readline().split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)      # idle + iowait
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
     return (sum(vals[:8]) - idle) / CLK_TCK
 
 
 # ----- HTTP --------------------------------------------------------------------------------------
+
 
 def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
     data = None if body is None else orjson.dumps(body)
@@ -149,24 +161,50 @@ def histogram_quantiles(before: dict[str, float], after: dict[str, float], name:
 
 # ----- processes -----------------------------------------------------------------------------------
 
+
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM, wait, then SIGKILL: only the process we started."""
-    _stop_process(proc, " ".join(map(str, proc.args[:3])) if isinstance(proc.args, list) else "process",
-                  timeout)
+    _stop_process(
+        proc,
+        " ".join(map(str, proc.args[:3])) if isinstance(proc.args, list) else "process",
+        timeout,
+    )
 
 
 class Sim:
     """bench.sim_server in its own process."""
 
-    def __init__(self, rate: float, logdir: Path, trade_history: int = 2_000_000,
-                 tick_ms: int = 100, seed: int = 1, stagger: bool = True):
+    def __init__(
+        self,
+        rate: float,
+        logdir: Path,
+        trade_history: int = 2_000_000,
+        tick_ms: int = 100,
+        seed: int = 1,
+        stagger: bool = True,
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "bench.sim_server", "--port", str(self.port), "--rate", str(rate),
-               "--tick-ms", str(tick_ms), "--seed", str(seed), "--bot-interval", "0",
-               "--trade-history", str(trade_history)] + (["--stagger"] if stagger else [])
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(logdir / "okxsim.log", "ab"),
-                                     stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.sim_server",
+            "--port",
+            str(self.port),
+            "--rate",
+            str(rate),
+            "--tick-ms",
+            str(tick_ms),
+            "--seed",
+            str(seed),
+            "--bot-interval",
+            "0",
+            "--trade-history",
+            str(trade_history),
+        ] + (["--stagger"] if stagger else [])
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=open(logdir / "okxsim.log", "ab"), stderr=subprocess.STDOUT
+        )
         wait_http(self.base + "/api/v5/public/time", self.proc, "okxsim")
         self.rate = rate
         # okxsim's clock = offset + CLOCK_MONOTONIC (bench/sim_server.py)
@@ -198,8 +236,9 @@ class Sim:
 def start_redis(logdir: Path, appendonly: bool = True) -> RedisServer:
     # Khz: keyspace events for hash and sorted-set commands, so the bench sees each state write
     # (ticker:, books5:, trades:)
-    return RedisServer(appendonly=appendonly, workdir=str(logdir),
-                       extra_args=["--notify-keyspace-events", "Khz"]).start()
+    return RedisServer(
+        appendonly=appendonly, workdir=str(logdir), extra_args=["--notify-keyspace-events", "Khz"]
+    ).start()
 
 
 def start_mongo(logdir: Path, standin: bool = False) -> tuple[str, str, subprocess.Popen | None]:
@@ -209,62 +248,97 @@ def start_mongo(logdir: Path, standin: bool = False) -> tuple[str, str, subproce
     if uri and not standin:
         return uri, "real MongoDB (MONGODB_URI)", None
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
-                            cwd=ROOT, stdout=open(logdir / "mongo_standin.log", "ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
+        cwd=ROOT,
+        stdout=open(logdir / "mongo_standin.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("the MongoDB stand-in exited at start")
         with contextlib.suppress(OSError):
             import socket
+
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
         time.sleep(0.1)
-    return (f"mongostandin://127.0.0.1:{port}",
-            "STAND-IN: mongomock behind a socket (localrun/mongo_standin.py), NOT MongoDB", proc)
+    return (
+        f"mongostandin://127.0.0.1:{port}",
+        "STAND-IN: mongomock behind a socket (localrun/mongo_standin.py), NOT MongoDB",
+        proc,
+    )
 
 
-def base_env(redis_url: str, mongo_uri: str, sim: Sim, instruments: str, channels: str,
-             db_name: str) -> dict[str, str]:
+def base_env(
+    redis_url: str, mongo_uri: str, sim: Sim, instruments: str, channels: str, db_name: str
+) -> dict[str, str]:
     """The environment localrun/demo.py gives the feeder and the worker (public channels only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKX_API_")}
-    env.update({
-        "PYTHONPATH": str(ROOT),
-        "REDIS_URL": redis_url,
-        "MONGODB_URI": mongo_uri,
-        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,   # the stand-in for mongostandin://, else pymongo
-        "MONGODB_DB": db_name,
-        "OKX_WS_URL": sim.ws_url,
-        "OKX_REST_URL": sim.base,
-        "OKX_INSTRUMENTS": instruments,
-        "OKX_CHANNELS": channels,
-        "REMAP_SIGTERM": "SIGQUIT",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "REDIS_URL": redis_url,
+            "MONGODB_URI": mongo_uri,
+            "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,  # the stand-in for mongostandin://, else pymongo
+            "MONGODB_DB": db_name,
+            "OKX_WS_URL": sim.ws_url,
+            "OKX_REST_URL": sim.base,
+            "OKX_INSTRUMENTS": instruments,
+            "OKX_CHANNELS": channels,
+            "REMAP_SIGTERM": "SIGQUIT",
+        }
+    )
     return env
 
 
-def start_worker(env: dict[str, str], logdir: Path, app: str, queues: str, pool: str,
-                 concurrency: int, name: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-P", pool,
-           "-c", str(concurrency), "-l", "WARNING", "--without-gossip", "--without-mingle",
-           "--without-heartbeat", "-n", f"{name}@%h"]
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(logdir / f"{name}.log", "ab"),
-                            stderr=subprocess.STDOUT)
+def start_worker(
+    env: dict[str, str], logdir: Path, app: str, queues: str, pool: str, concurrency: int, name: str
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-l",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"{name}@%h",
+    ]
+    return subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=open(logdir / f"{name}.log", "ab"), stderr=subprocess.STDOUT
+    )
 
 
 def start_feeder(env: dict[str, str], logdir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(env, FEEDER_HEALTH_PORT=str(port), FEEDER_ID="bench-feeder")
-    proc = subprocess.Popen([sys.executable, "-m", "collector", "--log-level", "WARNING"], env=env,
-                            cwd=ROOT, stdout=open(logdir / "feeder.log", "ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "--log-level", "WARNING"],
+        env=env,
+        cwd=ROOT,
+        stdout=open(logdir / "feeder.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/healthz", proc, "feeder")
     return proc, url
 
 
 # ----- latency: okxsim ts -> Redis state write ------------------------------------------------------
+
 
 @dataclass
 class LatencyProbe:
@@ -294,22 +368,28 @@ class LatencyProbe:
     trade_samples: list[tuple[float, str, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "LatencyProbe":
+    def start(self) -> LatencyProbe:
         import redis
 
         from core import keys
+
         self._offset = wall_minus_monotonic()
         self._sub = redis.Redis.from_url(self.redis_url)
         self._get = redis.Redis.from_url(self.redis_url)
         self._ps = self._sub.pubsub(ignore_subscribe_messages=True)
-        self._ps.psubscribe(*(f"__keyspace@0__:{p}" for p in (
-            keys.TICKER_PATTERN, keys.BOOKS5_PATTERN, keys.TRADES_PATTERN)))
+        self._ps.psubscribe(
+            *(
+                f"__keyspace@0__:{p}"
+                for p in (keys.TICKER_PATTERN, keys.BOOKS5_PATTERN, keys.TRADES_PATTERN)
+            )
+        )
         self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
         from core.keys import TRADES_PREFIX
+
         trades_prefix = TRADES_PREFIX.encode()
         prefix = len("__keyspace@0__:")
         offset = self._offset
@@ -317,14 +397,16 @@ class LatencyProbe:
             msg = self._ps.get_message(timeout=0.2)
             if msg is None:
                 continue
-            t = time.monotonic()                        # first: when the write became visible
+            t = time.monotonic()  # first: when the write became visible
             now = self.sim.now_ms()
             key = msg["channel"][prefix:]
             if key.startswith(trades_prefix):
                 if msg["data"] == b"zadd":
                     newest = self._get.zrange(key, -1, -1)
                     if newest:
-                        self.trade_samples.append((t, key.decode(), int(orjson.loads(newest[0])["tradeId"])))
+                        self.trade_samples.append(
+                            (t, key.decode(), int(orjson.loads(newest[0])["tradeId"]))
+                        )
                 continue
             ts, channel, stamp = self._get.hmget(key, "ts", "channel", STAMP_FIELD)
             if ts is None or (channel is not None and channel == b"bbo-tbt"):
@@ -334,17 +416,21 @@ class LatencyProbe:
 
     def writes(self, t0: float, t1: float) -> list[tuple[float, str, int]]:
         """(written, key, ts) of the stamped writes made in [t0, t1)."""
-        return [(w, key, ts) for _t, key, ts, _lat, w in self.samples
-                if w is not None and t0 <= w < t1]
+        return [
+            (w, key, ts) for _t, key, ts, _lat, w in self.samples if w is not None and t0 <= w < t1
+        ]
 
     def window(self, t0: float, t1: float) -> dict:
         """Latency of the writes made in [t0, t1): {"write": ..., "seen": ..., "from_ts": ...}."""
         rows = [s for s in self.samples if t0 <= s[0] < t1]
-        return {"write": since_send(self.sim, t0, self.writes(t0, t1)),
-                "seen": since_send(self.sim, t0, [(t, key, ts) for t, key, ts, *_ in rows]),
-                "from_ts": latency_summary([s[3] for s in rows]),
-                "trades_seen": since_send(self.sim, t0, [s for s in self.trade_samples
-                                                         if t0 <= s[0] < t1])}
+        return {
+            "write": since_send(self.sim, t0, self.writes(t0, t1)),
+            "seen": since_send(self.sim, t0, [(t, key, ts) for t, key, ts, *_ in rows]),
+            "from_ts": latency_summary([s[3] for s in rows]),
+            "trades_seen": since_send(
+                self.sim, t0, [s for s in self.trade_samples if t0 <= s[0] < t1]
+            ),
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -388,12 +474,13 @@ class StageMonitor:
 
     redis_url: str
     sim: Sim
-    writes: list[tuple[float, str, int]] = field(default_factory=list)   # (mono, key, ts)
-    pushes: dict[str, float] = field(default_factory=dict)               # delivery tag -> mono
-    fetches: list[tuple[float, str]] = field(default_factory=list)      # (mono, delivery tag)
+    writes: list[tuple[float, str, int]] = field(default_factory=list)  # (mono, key, ts)
+    pushes: dict[str, float] = field(default_factory=dict)  # delivery tag -> mono
+    fetches: list[tuple[float, str]] = field(default_factory=list)  # (mono, delivery tag)
 
-    def start(self) -> "StageMonitor":
+    def start(self) -> StageMonitor:
         import redis
+
         self._offset = wall_minus_monotonic()
         self._client = redis.Redis.from_url(self.redis_url)
         self._monitor = self._client.monitor()
@@ -451,7 +538,7 @@ class StageMonitor:
     def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(Exception):
-            self._client.connection_pool.disconnect()   # ends listen() in the thread
+            self._client.connection_pool.disconnect()  # ends listen() in the thread
         self._thread.join(2)
         with contextlib.suppress(Exception):
             self._monitor.__exit__(None, None, None)
@@ -464,8 +551,10 @@ _DELIVERY_TAG = re.compile(r'"delivery_tag":"([^"]+)"')
 def send_times(sim: Sim, t0: float) -> dict[tuple, float]:
     """(state key prefix, instId, ts or tradeId) -> when okxsim sent that tickers, books5 or
     trades frame."""
-    return {("ticker" if channel == "tickers" else channel, inst, ts): t
-            for channel, inst, ts, t in sim.sent_since(t0 - 5.0)}
+    return {
+        ("ticker" if channel == "tickers" else channel, inst, ts): t
+        for channel, inst, ts, t in sim.sent_since(t0 - 5.0)
+    }
 
 
 def _send_key(key: str, ts: int) -> tuple:
@@ -492,11 +581,17 @@ def latency_summary(values: list[float]) -> dict:
         return {"n": 0}
     v = sorted(values)
     pct = lambda q: round(v[min(len(v) - 1, int(q * len(v)))], 2)  # noqa: E731
-    return {"n": len(v), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
-            "max_ms": round(v[-1], 2)}
+    return {
+        "n": len(v),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(v[-1], 2),
+    }
 
 
 # ----- memory of every process ------------------------------------------------------------------
+
 
 def process_table(named: dict[str, int | None]) -> dict[str, int]:
     """{name: pid} for the given processes plus each one's children (prefork pool, ...)."""

@@ -16,6 +16,7 @@ replay source.
 --soak-faults N injects N drop/stall/notice faults (cycled) into a feeder run and checks that it
 recovers from each one and that every trade is published or inside a ledger gap.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,17 @@ import websocket  # noqa: E402
 
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
 
-INSTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
-         "UNI-USDT", "PEPE-USDT")
+INSTS = (
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "DOGE-USDT",
+    "TON-USDT",
+    "ETH-USDC",
+    "BTC-USDC",
+    "UNI-USDT",
+    "PEPE-USDT",
+)
 CHANNELS = "books,books5,bbo-tbt,trades,tickers"
 
 
@@ -56,13 +66,27 @@ def pin(pid: int, core: int | None) -> None:
         os.sched_setaffinity(pid, {core})
 
 
-def start_sim(rate: float, tick_ms: int = 100, core: int | None = 1,
-              stagger: bool = False) -> tuple[subprocess.Popen, str]:
+def start_sim(
+    rate: float, tick_ms: int = 100, core: int | None = 1, stagger: bool = False
+) -> tuple[subprocess.Popen, str]:
     """okxsim in its own process. `stagger`: the instruments' pushes spread over each tick (as
     OKX's are) instead of one burst of all nine per tick (the shape for full-rate throughput)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "okxsim", "--port", str(port), "--rate", str(rate),
-           "--tick-ms", str(tick_ms), "--bot-interval", "0", "--strict-limits", "off"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "okxsim",
+        "--port",
+        str(port),
+        "--rate",
+        str(rate),
+        "--tick-ms",
+        str(tick_ms),
+        "--bot-interval",
+        "0",
+        "--strict-limits",
+        "off",
+    ]
     if stagger:
         cmd.append("--stagger")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,11 +123,19 @@ def run_feeder(addr: str, redis_url: str, seconds: float, **kw) -> dict:
     from collector.feeder import Feeder
     from core.settings import load
 
-    s = load(env={}, redis_url=redis_url, ws_url=f"ws://{addr}", rest_url=f"http://{addr}",
-             instruments=",".join(INSTS), channels=kw.pop("channels", CHANNELS), health_port=0,
-             feeder_id="bench", **kw)
+    s = load(
+        env={},
+        redis_url=redis_url,
+        ws_url=f"ws://{addr}",
+        rest_url=f"http://{addr}",
+        instruments=",".join(INSTS),
+        channels=kw.pop("channels", CHANNELS),
+        health_port=0,
+        feeder_id="bench",
+        **kw,
+    )
     f = Feeder(s).start()
-    time.sleep(2.0)                       # connect, subscribe, snapshots
+    time.sleep(2.0)  # connect, subscribe, snapshots
     frames0 = sum(d.frames for d in f.drivers)
     pub0 = f.publisher.published
     batches0 = f.publisher.batches
@@ -121,11 +153,18 @@ def run_feeder(addr: str, redis_url: str, seconds: float, **kw) -> dict:
     books = {k: b.sizes() for k, b in f.pipeline.books.items() if b.valid and k[0] == "books"}
     f.stop(9.0)
     pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None
-    return {"frames_per_s": round(frames / dt), "records_published_per_s": round(published / dt),
-            "batches_per_s": round(batches / dt), "avg_batch": round(published / max(1, batches), 1),
-            "cpu_share": round(cpu / dt, 2), "frames_per_cpu_s": round(frames / max(cpu, 1e-9)),
-            "latency_ms_p50": pct(0.5), "latency_ms_p99": pct(0.99),
-            "rss_mb": round(mem, 1), "books_400": sum(1 for b in books.values() if min(b) >= 400)}
+    return {
+        "frames_per_s": round(frames / dt),
+        "records_published_per_s": round(published / dt),
+        "batches_per_s": round(batches / dt),
+        "avg_batch": round(published / max(1, batches), 1),
+        "cpu_share": round(cpu / dt, 2),
+        "frames_per_cpu_s": round(frames / max(cpu, 1e-9)),
+        "latency_ms_p50": pct(0.5),
+        "latency_ms_p99": pct(0.99),
+        "rss_mb": round(mem, 1),
+        "books_400": sum(1 for b in books.values() if min(b) >= 400),
+    }
 
 
 def run_naive(addr: str, redis_url: str, seconds: float) -> dict:
@@ -136,8 +175,9 @@ def run_naive(addr: str, redis_url: str, seconds: float) -> dict:
     app.conf.task_serializer = "json"
     wss = []
     for endpoint in ("public",):
-        ws = websocket.create_connection(f"ws://{addr}/ws/v5/{endpoint}", timeout=5,
-                                         skip_utf8_validation=True)
+        ws = websocket.create_connection(
+            f"ws://{addr}/ws/v5/{endpoint}", timeout=5, skip_utf8_validation=True
+        )
         args = [{"channel": c, "instId": i} for c in CHANNELS.split(",") for i in INSTS]
         ws.send(json.dumps({"op": "subscribe", "args": args}))
         wss.append(ws)
@@ -161,15 +201,29 @@ def run_naive(addr: str, redis_url: str, seconds: float) -> dict:
     return {"frames_per_s": round(frames / dt)}
 
 
-def start_replay(sim_addr: str, seconds: float, total: int, core: int | None = 1
-                 ) -> tuple[subprocess.Popen, str, int]:
+def start_replay(
+    sim_addr: str, seconds: float, total: int, core: int | None = 1
+) -> tuple[subprocess.Popen, str, int]:
     """bench/replay_source.py recording okxsim for `seconds`, then serving `total` frames."""
     port = free_port()
     args = [{"channel": c, "instId": i} for c in CHANNELS.split(",") for i in INSTS]
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "replay_source.py"),
-                             "--port", str(port), "--capture", f"ws://{sim_addr}/ws/v5/public",
-                             "--subscribe", json.dumps(args), "--seconds", str(seconds),
-                             "--total", str(total)], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, "bench", "replay_source.py"),
+            "--port",
+            str(port),
+            "--capture",
+            f"ws://{sim_addr}/ws/v5/public",
+            "--subscribe",
+            json.dumps(args),
+            "--seconds",
+            str(seconds),
+            "--total",
+            str(total),
+        ],
+        stdout=subprocess.PIPE,
+    )
     pin(proc.pid, core)
     line = proc.stdout.readline().split()
     if not line or line[0] != b"ready":
@@ -180,8 +234,9 @@ def start_replay(sim_addr: str, seconds: float, total: int, core: int | None = 1
 
 def sim_rate(addr: str) -> int:
     """Frames/s okxsim pushes to one subscriber of CHANNELS (measured with a bare reader)."""
-    ws = websocket.create_connection(f"ws://{addr}/ws/v5/public", timeout=5,
-                                     skip_utf8_validation=True)
+    ws = websocket.create_connection(
+        f"ws://{addr}/ws/v5/public", timeout=5, skip_utf8_validation=True
+    )
     args = [{"channel": c, "instId": i} for c in CHANNELS.split(",") for i in INSTS]
     ws.send(json.dumps({"op": "subscribe", "args": args}))
     time.sleep(1.0)
@@ -200,15 +255,24 @@ def sim_rate(addr: str) -> int:
 
 def soak(n_faults: int, redis_url: str) -> dict:
     """N faults (drop, stall, notice, cycled) against an in-process okxsim; recovery + no loss."""
-    from okxsim.config import SimConfig
-    from okxsim.server import OkxSim
     from collector.feeder import Feeder
     from core.settings import load
+    from okxsim.config import SimConfig
+    from okxsim.server import OkxSim
 
     sim = OkxSim(SimConfig(port=0, instruments=INSTS[:2], bot_interval_s=0)).start()
-    s = load(env={}, redis_url=redis_url, ws_url=sim.ws_url, rest_url=sim.rest_url,
-             instruments=",".join(INSTS[:2]), channels="books,trades,trades-all",
-             ping_after_s=1.0, pong_timeout_s=1.0, health_port=0, feeder_id="soak")
+    s = load(
+        env={},
+        redis_url=redis_url,
+        ws_url=sim.ws_url,
+        rest_url=sim.rest_url,
+        instruments=",".join(INSTS[:2]),
+        channels="books,trades,trades-all",
+        ping_after_s=1.0,
+        pong_timeout_s=1.0,
+        health_port=0,
+        feeder_id="soak",
+    )
     f = Feeder(s).start()
     r = redis.Redis.from_url(redis_url)
     published = set()
@@ -227,8 +291,10 @@ def soak(n_faults: int, redis_url: str) -> dict:
 
     def drain():
         from core.contract import INGEST_QUEUE
+
         while (raw := r.rpop(INGEST_QUEUE)) is not None:
             import base64
+
             m = orjson.loads(raw)
             batch = orjson.loads(base64.b64decode(m["body"]))[0][0]
             if batch["kind"] == "trades":
@@ -245,12 +311,14 @@ def soak(n_faults: int, redis_url: str) -> dict:
         if kind != "drop":
             body["seconds"] = 3
         before, nd = f.reconnects, len(f.drivers)
-        req = urllib.request.Request(sim.rest_url + "/sim/faults", data=orjson.dumps(body),
-                                     method="POST")
+        req = urllib.request.Request(
+            sim.rest_url + "/sim/faults", data=orjson.dumps(body), method="POST"
+        )
         urllib.request.urlopen(req, timeout=5).read()
         if kind == "notice":
             ok = wait(lambda: len(f.drivers) > nd, 5) and wait(
-                lambda: all(not d.is_alive() for d in f.drivers[:-1] if d.endpoint == "public"), 8)
+                lambda: all(not d.is_alive() for d in f.drivers[:-1] if d.endpoint == "public"), 8
+            )
         else:
             ok = wait(lambda: f.reconnects > before, 8)
         n = f.pipeline.records_out
@@ -263,6 +331,7 @@ def soak(n_faults: int, redis_url: str) -> dict:
     drain()
     gaps = []
     from core import keys
+
     for gid in r.zrange(keys.GAPS_ALL, 0, -1):
         h = {k.decode(): v.decode() for k, v in r.hgetall(keys.gap_key(gid.decode())).items()}
         if h["channel"] == "trades-all" and h["start_id"] and h["end_id"]:
@@ -279,9 +348,14 @@ def soak(n_faults: int, redis_url: str) -> dict:
     elapsed = time.monotonic() - t_start
     f.stop(9.0)
     sim.stop()
-    return {"faults": n_faults, "recovered": recovered, "gaps": len(gaps),
-            "trades_published": len(published), "trades_lost_outside_gaps": unexplained,
-            "seconds": round(elapsed, 1)}
+    return {
+        "faults": n_faults,
+        "recovered": recovered,
+        "gaps": len(gaps),
+        "trades_published": len(published),
+        "trades_lost_outside_gaps": unexplained,
+        "seconds": round(elapsed, 1),
+    }
 
 
 def against(source: subprocess.Popen, run, *args) -> dict:
@@ -316,7 +390,9 @@ def measure(args: argparse.Namespace, redis_url: str, results: dict) -> None:
     results["naive_replay"] = against(src2, run_naive, raddr2, redis_url, args.seconds)
     redis.Redis.from_url(redis_url).flushall()
     results["ratio_replay_feeder_vs_naive"] = round(
-        results["feeder_replay"]["frames_per_s"] / max(1, results["naive_replay"]["frames_per_s"]), 1)
+        results["feeder_replay"]["frames_per_s"] / max(1, results["naive_replay"]["frames_per_s"]),
+        1,
+    )
     # latency at about 2,000 msg/s: a calmer market, pushes spread over each tick as on OKX
     rate = args.latency_rate or max(1.0, args.rate * 2000 / max(1, results["sim_frames_per_s"]))
     sim, addr = start_sim(rate, stagger=True)
@@ -332,13 +408,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=100.0)
-    ap.add_argument("--latency-rate", type=float, default=0.0,
-                    help="okxsim rate for the ~2,000 msg/s latency run (0: calibrate)")
+    ap.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        help="okxsim rate for the ~2,000 msg/s latency run (0: calibrate)",
+    )
     ap.add_argument("--soak-faults", type=int, default=0)
-    ap.add_argument("--capture-seconds", type=float, default=6.0,
-                    help="okxsim traffic captured for the replay-source run")
+    ap.add_argument(
+        "--capture-seconds",
+        type=float,
+        default=6.0,
+        help="okxsim traffic captured for the replay-source run",
+    )
     args = ap.parse_args()
-    pin(0, 0)                                   # the feeder (and the naive loop) on one core
+    pin(0, 0)  # the feeder (and the naive loop) on one core
     results: dict = {}
     with RedisServer() as rs:
         rs_proc = rs.proc

@@ -12,6 +12,7 @@ five levels of each books frame as sent), versioning, retries, gaps. It is a bas
 way to run the collector. It imports nothing from tasks/ (whose app installs orjson for JSON);
 its Redis key names come from core/keys.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,20 @@ from core import keys
 
 NAIVE_QUEUE = "naive"
 NAIVE_TASK = "bench.naive.frame"
-FRAMES_KEY = "naive:frames"          # frames the naive feeder has read (for the benchmark)
+FRAMES_KEY = "naive:frames"  # frames the naive feeder has read (for the benchmark)
 
-app = Celery("naive", broker=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-             set_as_current=False)
-app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
-                result_backend=None, task_default_queue=NAIVE_QUEUE,
-                broker_connection_retry_on_startup=True, worker_prefetch_multiplier=4)
+app = Celery(
+    "naive", broker=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), set_as_current=False
+)
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    result_backend=None,
+    task_default_queue=NAIVE_QUEUE,
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=4,
+)
 
 _clients: dict[str, Any] = {}
 
@@ -40,6 +48,7 @@ _clients: dict[str, Any] = {}
 def _redis() -> Any:
     if "redis" not in _clients or _clients["pid"] != os.getpid():
         import redis
+
         _clients.clear()
         _clients["pid"] = os.getpid()
         _clients["redis"] = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -50,15 +59,17 @@ def _mongo() -> Any:
     _redis()  # resets the cache after a fork
     if "mongo" not in _clients:
         uri = os.environ["MONGODB_URI"]
-        if uri.startswith("benchsink://"):      # bench/e2e.py --mongo sink: encode, keep nothing
+        if uri.startswith("benchsink://"):  # bench/e2e.py --mongo sink: encode, keep nothing
             client: Any = {"okex": _BsonSinkDb()}
             _clients["mongo"] = client["okex"]
             return _clients["mongo"]
         if uri.startswith("mongostandin://"):
             from localrun.mongo_standin import StandinClient
+
             client = StandinClient(uri)
         else:
             from pymongo import MongoClient
+
             client = MongoClient(uri)
         _clients["mongo"] = client[os.environ.get("MONGODB_DB", "okex")]
     return _clients["mongo"]
@@ -67,16 +78,18 @@ def _mongo() -> Any:
 class _BsonSinkDb:
     """MongoDB replaced by its client-side cost: BSON-encode each document, keep nothing."""
 
-    def __getitem__(self, name: str) -> "_BsonSinkDb":
+    def __getitem__(self, name: str) -> _BsonSinkDb:
         return self
 
     def insert_one(self, doc: dict) -> None:
         import bson
+
         bson.encode(doc)
 
 
 def _insert(collection: str, doc: dict) -> None:
     import pymongo.errors
+
     try:
         _mongo()[collection].insert_one(doc)
     except pymongo.errors.DuplicateKeyError:
@@ -99,12 +112,21 @@ def frame(msg: dict) -> int:
             r.hset(keys.ticker(inst), mapping={k: str(v) for k, v in rec.items()})
         elif channel.startswith("books") or channel == "bbo-tbt":
             asks, bids = rec.get("asks", [])[:5], rec.get("bids", [])[:5]
-            r.hset(keys.books5(inst), mapping={"asks": json.dumps(asks), "bids": json.dumps(bids),
-                                              "ts": rec.get("ts", ""), "seqId": str(rec.get("seqId", "")),
-                                              "channel": channel})
+            r.hset(
+                keys.books5(inst),
+                mapping={
+                    "asks": json.dumps(asks),
+                    "bids": json.dumps(bids),
+                    "ts": rec.get("ts", ""),
+                    "seqId": str(rec.get("seqId", "")),
+                    "channel": channel,
+                },
+            )
         elif channel.startswith("candle"):
-            bar = channel[len("candle"):]
-            fields = dict(zip(("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"), rec))
+            bar = channel[len("candle") :]
+            fields = dict(
+                zip(("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"), rec)
+            )
             r.hset(keys.candle(inst, bar), mapping=fields)
             if fields.get("confirm") == "1":
                 _insert("candles", {"_id": f"{inst}:{bar}:{fields['ts']}", **fields})
@@ -112,6 +134,7 @@ def frame(msg: dict) -> int:
 
 
 # ----- the naive feeder ------------------------------------------------------------------------------
+
 
 def _endpoint(channel: str) -> str:
     return "business" if channel.startswith("candle") or channel == "trades-all" else "public"
@@ -131,8 +154,9 @@ def publish(stop: threading.Event) -> None:
     lock = threading.Lock()
 
     def reader(endpoint: str, args: list[dict]) -> None:
-        ws = websocket.create_connection(f"{base}/ws/v5/{endpoint}", timeout=5,
-                                         skip_utf8_validation=True)
+        ws = websocket.create_connection(
+            f"{base}/ws/v5/{endpoint}", timeout=5, skip_utf8_validation=True
+        )
         ws.send(json.dumps({"op": "subscribe", "args": args}))
         ws.settimeout(0.5)
         while not stop.is_set():
@@ -147,7 +171,9 @@ def publish(stop: threading.Event) -> None:
                 counts["frames"] += 1
         ws.close()
 
-    threads = [threading.Thread(target=reader, args=item, daemon=True) for item in by_endpoint.items()]
+    threads = [
+        threading.Thread(target=reader, args=item, daemon=True) for item in by_endpoint.items()
+    ]
     for t in threads:
         t.start()
     r = _redis()
@@ -165,6 +191,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     import signal
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

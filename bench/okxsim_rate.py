@@ -3,6 +3,7 @@ sim's CPU. Reports figures only (no pass/fail).
 
     .venv/bin/python bench/okxsim_rate.py [--rates 1,20,60,120] [--seconds 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,17 @@ import aiohttp
 
 from localrun.redis_server import free_port
 
-INSTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT", "ETH-USDC", "BTC-USDC",
-         "UNI-USDT", "PEPE-USDT")
+INSTS = (
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "DOGE-USDT",
+    "TON-USDT",
+    "ETH-USDC",
+    "BTC-USDC",
+    "UNI-USDT",
+    "PEPE-USDT",
+)
 PUBLIC = ("books", "books5", "bbo-tbt", "trades", "tickers")
 BUSINESS = ("trades-all", "candle1s", "candle1m")
 
@@ -29,7 +39,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def consume(url: str, channels: tuple[str, ...], counter: list[int], stop: asyncio.Event) -> None:
+async def consume(
+    url: str, channels: tuple[str, ...], counter: list[int], stop: asyncio.Event
+) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.ws_connect(url, max_msg_size=0, autoping=True) as ws:
             args = [{"channel": c, "instId": i} for c in channels for i in INSTS]
@@ -45,9 +57,11 @@ async def measure(port: int, pid: int, seconds: float) -> tuple[float, float]:
     counter = [0]
     stop = asyncio.Event()
     base = f"ws://127.0.0.1:{port}/ws/v5/"
-    tasks = [asyncio.create_task(consume(base + "public", PUBLIC, counter, stop)),
-             asyncio.create_task(consume(base + "business", BUSINESS, counter, stop))]
-    await asyncio.sleep(2.0)                      # warm-up: snapshots and acks
+    tasks = [
+        asyncio.create_task(consume(base + "public", PUBLIC, counter, stop)),
+        asyncio.create_task(consume(base + "business", BUSINESS, counter, stop)),
+    ]
+    await asyncio.sleep(2.0)  # warm-up: snapshots and acks
     n0, c0, t0 = counter[0], cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(seconds)
     n1, c1, t1 = counter[0], cpu_seconds(pid), time.monotonic()
@@ -66,9 +80,21 @@ def main() -> None:
     print(f"{'rate':>6} {'msgs/s':>10} {'sim CPU (cores)':>16} {'msgs per CPU-s':>15}")
     for rate in [float(r) for r in a.rates.split(",")]:
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "okxsim", "--port", str(port), "--rate",
-                                 str(rate), "--strict-limits", "off"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "okxsim",
+                "--port",
+                str(port),
+                "--rate",
+                str(rate),
+                "--strict-limits",
+                "off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 15
             while True:

@@ -20,6 +20,7 @@ capture starts with its books snapshots, and tradeIds are shifted per loop, so b
 trades are new records in every loop (`Loops`, built one loop ahead of the sender, so any
 number of frames costs the memory of two loops).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,7 +80,7 @@ class Loops:
             if part is not None:
                 before, tid, after = part
                 f = before + str(tid + shift).encode() + after
-            elif _TID in f:                     # several trades in one frame
+            elif _TID in f:  # several trades in one frame
                 obj = orjson.loads(f)
                 for item in obj["data"]:
                     item["tradeId"] = str(int(item["tradeId"]) + shift)
@@ -147,8 +148,10 @@ def _serve(conn: socket.socket, loops: Loops, total: int) -> None:
         if line.lower().startswith(b"sec-websocket-key:"):
             key = line.split(b":", 1)[1].strip()
     accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
     send_lock = threading.Lock()
     started = threading.Event()
 
@@ -172,9 +175,9 @@ def _serve(conn: socket.socket, loops: Loops, total: int) -> None:
                 view = memoryview(blob)
                 for i in range(0, len(view), step):
                     with send_lock:
-                        conn.sendall(view[i:i + step])
+                        conn.sendall(view[i : i + step])
         except OSError:
-            return                      # the client went away: the benchmark run is over
+            return  # the client went away: the benchmark run is over
 
     threading.Thread(target=build, daemon=True).start()
     threading.Thread(target=blast, daemon=True).start()
@@ -187,9 +190,14 @@ def _serve(conn: socket.socket, loops: Loops, total: int) -> None:
                     conn.sendall(server_frame(b"pong"))
                 continue
             req = orjson.loads(payload)
-            acks = b"".join(server_frame(orjson.dumps(
-                {"id": req.get("id"), "event": req["op"], "arg": a, "connId": "replay"}))
-                for a in req.get("args", []))
+            acks = b"".join(
+                server_frame(
+                    orjson.dumps(
+                        {"id": req.get("id"), "event": req["op"], "arg": a, "connId": "replay"}
+                    )
+                )
+                for a in req.get("args", [])
+            )
             with send_lock:
                 conn.sendall(acks)
             started.set()

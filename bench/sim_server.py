@@ -18,6 +18,7 @@ GET  /bench/sent?since=T      {"sent": [[channel, instId, ts, t], ...]}: when (C
 
 okxsim itself is not changed: the routes are added to its application from outside.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,16 +39,17 @@ async def _set_rate(request: web.Request) -> web.Response:
     ex: Exchange = request.app[EXCHANGE]
     try:
         rate = float(orjson.loads(await request.read())["rate"])
-        ex.cfg = replace(ex.cfg, rate=rate)       # Exchange.step reads cfg.rate every tick
+        ex.cfg = replace(ex.cfg, rate=rate)  # Exchange.step reads cfg.rate every tick
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        return web.json_response({"error": f"body must be {{\"rate\": number > 0}}: {exc}"},
-                                 status=400)
+        return web.json_response(
+            {"error": f'body must be {{"rate": number > 0}}: {exc}'}, status=400
+        )
     return web.json_response({"rate": ex.cfg.rate})
 
 
 async def _clock(request: web.Request) -> web.Response:
     clock = request.app[EXCHANGE].clock
-    if getattr(clock, "speed", 1.0) != 1.0:   # offset + monotonic holds only at real-time speed
+    if getattr(clock, "speed", 1.0) != 1.0:  # offset + monotonic holds only at real-time speed
         return web.json_response({"error": "clock speed must be 1 for latency"}, status=409)
     return web.json_response({"offset": clock._wall0 - clock._mono0})  # noqa: SLF001 - see docstring
 
@@ -60,7 +62,7 @@ class SendLog:
     frames."""
 
     CHANNELS = ("tickers", "books5")
-    TRADE_CHANNELS = ("trades", "trades-all")    # logged as ("trades", instId, tradeId, t)
+    TRADE_CHANNELS = ("trades", "trades-all")  # logged as ("trades", instId, tradeId, t)
 
     def __init__(self, hub, cap: int = 500_000) -> None:
         self.entries: deque = deque(maxlen=cap)
@@ -81,7 +83,7 @@ class SendLog:
                 pending.append(("trades", key[1], int(obj["data"][0]["tradeId"])))
             else:
                 return
-            if hub._corked is None:              # noqa: SLF001 - written at once: stamp now
+            if hub._corked is None:  # noqa: SLF001 - written at once: stamp now
                 logged_uncork_done()
 
         def logged_uncork_done() -> None:
@@ -104,8 +106,9 @@ class SendLog:
 async def _sent(request: web.Request) -> web.Response:
     log: SendLog = request.app[SEND_LOG]
     since = float(request.query.get("since", "0"))
-    return web.Response(body=orjson.dumps({"sent": log.since(since)}),
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"sent": log.since(since)}), content_type="application/json"
+    )
 
 
 SEND_LOG = web.AppKey("send_log", SendLog)
@@ -139,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
         for m in ex.markets.values():
             m.trade_history = extra.trade_history
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(app, host=host, port=port, access_log=None, print=None,
-                loop=asyncio.new_event_loop())
+    web.run_app(
+        app, host=host, port=port, access_log=None, print=None, loop=asyncio.new_event_loop()
+    )
 
 
 if __name__ == "__main__":

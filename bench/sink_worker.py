@@ -9,6 +9,7 @@ writers, Redis state, Celery settings) is the production code, plus bench/write_
 own time in each state hash, for the latency figure). Each worker process writes the trade ids
 it stored to DIR/trades-<pid>.txt as it goes.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,10 @@ from typing import Any
 import bson
 
 from bench import write_stamp
-from tasks import app  # noqa: F401  (the production app and its tasks: `celery -A bench.sink_worker`)
-from tasks import clients
+from tasks import (
+    app,  # noqa: F401  (the production app and its tasks: `celery -A bench.sink_worker`)
+    clients,
+)
 
 write_stamp.install()
 
@@ -32,7 +35,7 @@ class _Sink:
         self._log: Any = None
         self._pid = 0
 
-    def __getitem__(self, name: str) -> "_Collection":
+    def __getitem__(self, name: str) -> _Collection:
         return _Collection(self, name)
 
     def log_trades(self, docs: list[dict]) -> None:
@@ -41,7 +44,7 @@ class _Sink:
         out = os.environ.get("BENCH_SINK_DIR")
         if not out:
             return
-        if self._pid != os.getpid():             # first use, or a forked pool child
+        if self._pid != os.getpid():  # first use, or a forked pool child
             self._pid = os.getpid()
             self._log = open(os.path.join(out, f"trades-{self._pid}.txt"), "ab", buffering=0)
         self._log.write("".join(f"{d['instId']} {d['tradeId']}\n" for d in docs).encode())
@@ -84,4 +87,4 @@ class _SinkClient:
 
 
 SINK = _SinkClient()
-clients.install(mongo=SINK)   # before the pool forks: every child gets its own copy
+clients.install(mongo=SINK)  # before the pool forks: every child gets its own copy

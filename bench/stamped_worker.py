@@ -2,6 +2,7 @@
 state hash, for the latency figure. `celery -A bench.stamped_worker worker ...` is what bench.e2e
 runs against a real MongoDB (MONGODB_URI) or the stand-in; `--mongo sink` runs bench.sink_worker,
 which installs the same stamp."""
+
 from __future__ import annotations
 
 from bench import write_stamp

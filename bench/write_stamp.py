@@ -18,6 +18,7 @@ split whose absolute figures it says are inflated.
 
 Bench only: production state hashes carry no such field.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,11 +27,13 @@ FIELD = "_bench_written_us"
 
 _WRITE = "redis.call('HSET', KEYS[1], unpack(ARGV, 3 + 2 * n))\n"
 # One HSET still (one keyspace notification per write, as without the stamp).
-_STAMPED = ("local fields = {unpack(ARGV, 3 + 2 * n)}\n"
-            "local now = redis.call('TIME')\n"
-            f"fields[#fields + 1] = '{FIELD}'\n"
-            "fields[#fields + 1] = now[1] .. string.format('%06d', now[2])\n"
-            "redis.call('HSET', KEYS[1], unpack(fields))\n")
+_STAMPED = (
+    "local fields = {unpack(ARGV, 3 + 2 * n)}\n"
+    "local now = redis.call('TIME')\n"
+    f"fields[#fields + 1] = '{FIELD}'\n"
+    "fields[#fields + 1] = now[1] .. string.format('%06d', now[2])\n"
+    "redis.call('HSET', KEYS[1], unpack(fields))\n"
+)
 
 
 def stamped_script(src: str) -> str:
@@ -42,10 +45,11 @@ def stamped_script(src: str) -> str:
 def install() -> str:
     """Make this process's RedisState call the stamped script; returns its SHA."""
     from tasks.writers import redis_state
+
     src = stamped_script(redis_state.VERSIONED_HSET)
     sha = hashlib.sha1(src.encode()).hexdigest()
     scripts = {s: v for s, v in redis_state.SCRIPTS.items() if s != redis_state.VERSIONED_SHA}
     scripts[sha] = src
-    redis_state.SCRIPTS = scripts          # what RedisState loads after a NOSCRIPT reply
-    redis_state.VERSIONED_SHA = sha        # what RedisState._hset calls
+    redis_state.SCRIPTS = scripts  # what RedisState loads after a NOSCRIPT reply
+    redis_state.VERSIONED_SHA = sha  # what RedisState._hset calls
     return sha

@@ -14,12 +14,14 @@ with the default exchange (routing key = queue name, kombu's key for priority 0 
 name itself), JSON body, no result wanted. tests/test_celery_message.py compares it with
 Celery's own message and runs it through a real worker.
 """
+
 from __future__ import annotations
 
 import base64
 import os
 import socket
 import uuid
+
 import orjson
 
 # The body's third element: no callbacks, errbacks, chain or chord.
@@ -27,28 +29,53 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"feeder{os.getpid()}@{socket.gethostname()}"
 
 
-def task_message(name: str, args: list, queue: str, *, argsrepr: str,
-                 task_id: str | None = None, kwargs: dict | None = None,
-                 origin: str = _ORIGIN) -> bytes:
+def task_message(
+    name: str,
+    args: list,
+    queue: str,
+    *,
+    argsrepr: str,
+    task_id: str | None = None,
+    kwargs: dict | None = None,
+    origin: str = _ORIGIN,
+) -> bytes:
     """One task message, as kombu's Redis transport stores it in the list named `queue`."""
     tid = task_id or str(uuid.uuid4())
     body = orjson.dumps([args, kwargs or {}, _EMBED])
-    return orjson.dumps({
-        "body": base64.b64encode(body).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py", "task": name, "id": tid, "shadow": None, "eta": None,
-            "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": tid, "parent_id": None,
-            "argsrepr": argsrepr, "kwargsrepr": "{}" if not kwargs else repr(kwargs)[:200],
-            "origin": origin, "ignore_result": True, "replaced_task_nesting": 0,
-            "stamped_headers": None, "stamps": {},
-        },
-        "properties": {
-            "correlation_id": tid, "reply_to": "", "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
-        },
-    })
-
+    return orjson.dumps(
+        {
+            "body": base64.b64encode(body).decode("ascii"),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": name,
+                "id": tid,
+                "shadow": None,
+                "eta": None,
+                "expires": None,
+                "group": None,
+                "group_index": None,
+                "retries": 0,
+                "timelimit": [None, None],
+                "root_id": tid,
+                "parent_id": None,
+                "argsrepr": argsrepr,
+                "kwargsrepr": "{}" if not kwargs else repr(kwargs)[:200],
+                "origin": origin,
+                "ignore_result": True,
+                "replaced_task_nesting": 0,
+                "stamped_headers": None,
+                "stamps": {},
+            },
+            "properties": {
+                "correlation_id": tid,
+                "reply_to": "",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )

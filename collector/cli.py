@@ -1,4 +1,5 @@
 """Command line: argument parsing only; each command lives in its own module."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,15 @@ def _load_settings(args: argparse.Namespace) -> FeederSettings | None:
     from core.settings import ConfigError, load
 
     try:
-        settings = load(config_path=getattr(args, "config", None),
-                        record_path=getattr(args, "record", None))
+        settings = load(
+            config_path=getattr(args, "config", None), record_path=getattr(args, "record", None)
+        )
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return None
     if settings.book_pure:
         from okx.book import use_pure_python
+
         use_pure_python()
     return settings
 
@@ -85,9 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import redis
 
+    from collector.status import format_status, gather
     from core.logs import Redactor
     from core.settings import load_logging
-    from collector.status import format_status, gather
 
     settings = _load_settings(args)
     if settings is None:
@@ -95,7 +98,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = gather(settings.redis_url)
     except redis.RedisError as exc:
-        redact = Redactor(load_logging().secrets)   # REDIS_URL may carry a password
+        redact = Redactor(load_logging().secrets)  # REDIS_URL may carry a password
         print(redact(f"status: cannot read Redis at {settings.redis_url}: {exc}"), file=sys.stderr)
         return 1
     print(orjson.dumps(st).decode() if args.json else format_status(st))
@@ -105,13 +108,17 @@ def _status(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (also OKX_CONFIG)")
     p.add_argument("--record", metavar="FILE", help="write every received frame to FILE")
-    p.add_argument("--log-level", default=None,
-                   help="DEBUG, INFO, WARNING... (also LOG_LEVEL); LOG_FORMAT=logfmt|json")
+    p.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING... (also LOG_LEVEL); LOG_FORMAT=logfmt|json",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m collector",
-                                     description="OKX v5 data collector (feeder)")
+    parser = argparse.ArgumentParser(
+        prog="python -m collector", description="OKX v5 data collector (feeder)"
+    )
     _add_run_options(parser)
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="command")
@@ -123,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
     replay = sub.add_parser("replay", help="replay a recording through the parser and the books")
-    replay.add_argument("file", help="one frame per line, raw or {\"ts\":..,\"frame\":\"..\"}")
+    replay.add_argument("file", help='one frame per line, raw or {"ts":..,"frame":".."}')
     replay.add_argument("--json", action="store_true", help="print one JSON object (last line)")
     replay.set_defaults(func=_replay)
     return parser

@@ -8,6 +8,7 @@ actions. Thread name: conn-<endpoint>[-n] (a 64008 replacement gets its own -n).
 What it needs from the process around it is `DriverHost` (feeder.py's Feeder provides it), so
 this module imports nothing of the feeder's wiring.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,9 @@ from collector.snapshot import ConnectionSnapshot, SubscriptionAge
 from core.settings import FeederSettings as Settings
 from okx.clock import now_ms
 from okx.records import Data, Event, Pong
+from okx.ws.actions import Alert, Close, Live, Lost, Replace, Send, Stale
 from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_PING, FrameReader
-from okx.ws.session import Alert, Close, ConnState, Live, Lost, Replace, Send, Stale
+from okx.ws.session import ConnState
 from okx.ws.subscriptions import arg_key
 
 log = logging.getLogger("collector.driver")
@@ -55,27 +57,41 @@ class DriverHost(Protocol):
 
     def bad_frame(self, res: Any, now: float) -> None: ...
 
-    def replace(self, old: "Driver") -> None: ...
+    def replace(self, old: Driver) -> None: ...
 
 
 class Driver(threading.Thread):
     """One OKX WebSocket connection and its reconnects. Moves bytes; ConnState decides."""
 
-    def __init__(self, feeder: DriverHost, endpoint: str, args: list[dict], login: bool,
-                 name: str, predecessor: "Driver | None" = None) -> None:
+    def __init__(
+        self,
+        feeder: DriverHost,
+        endpoint: str,
+        args: list[dict],
+        login: bool,
+        name: str,
+        predecessor: Driver | None = None,
+    ) -> None:
         super().__init__(name=name, daemon=True)
         s = feeder.settings
         self.feeder = feeder
         self.endpoint = endpoint
         self.url = f"{s.ws_url}/ws/v5/{endpoint}"
-        self.state = ConnState(endpoint, args, login=login, credentials=s.credentials,
-                               ping_after=s.ping_after_s, pong_timeout=s.pong_timeout_s,
-                               stale_after=s.stale_after_s, healthy_after=s.healthy_after_s,
-                               rng=feeder.rng,
-                               id_prefix=endpoint[:2] + str(feeder.next_id()))
+        self.state = ConnState(
+            endpoint,
+            args,
+            login=login,
+            credentials=s.credentials,
+            ping_after=s.ping_after_s,
+            pong_timeout=s.pong_timeout_s,
+            stale_after=s.stale_after_s,
+            healthy_after=s.healthy_after_s,
+            rng=feeder.rng,
+            id_prefix=endpoint[:2] + str(feeder.next_id()),
+        )
         self.ws: websocket.WebSocket | None = None
-        self.token: int | None = None          # identity of the current socket for the pipeline
-        self.inbox: deque[tuple] = deque()     # ("retire",) | ("resub", key), from other threads
+        self.token: int | None = None  # identity of the current socket for the pipeline
+        self.inbox: deque[tuple] = deque()  # ("retire",) | ("resub", key), from other threads
         self.predecessor = predecessor
         self.successor: Driver | None = None
         self.retired = False
@@ -85,11 +101,19 @@ class Driver(threading.Thread):
         """This connection's state for health and the heartbeat (read without the lock: each
         value is a single attribute read, and a scrape may be a moment behind)."""
         state = self.state
-        ages = tuple(SubscriptionAge(key[0] or "", key[1] or key[2] or "", now - t)
-                     for key, t in list(state.last_msg.items()))
-        return ConnectionSnapshot(name=self.name, endpoint=self.endpoint, phase=state.phase,
-                                  retired=self.retired, frames=self.frames, ages=ages,
-                                  state=state.snapshot(now))
+        ages = tuple(
+            SubscriptionAge(key[0] or "", key[1] or key[2] or "", now - t)
+            for key, t in list(state.last_msg.items())
+        )
+        return ConnectionSnapshot(
+            name=self.name,
+            endpoint=self.endpoint,
+            phase=state.phase,
+            retired=self.retired,
+            frames=self.frames,
+            ages=ages,
+            state=state.snapshot(now),
+        )
 
     def resubscribe(self, key: tuple) -> None:
         """Ask this thread to resubscribe (channel, instId): the book resync's last resort."""
@@ -116,8 +140,9 @@ class Driver(threading.Thread):
             feeder.stopping.wait(min(wait, 0.5))
             return
         try:
-            ws = websocket.create_connection(self.url, timeout=5, skip_utf8_validation=True,
-                                             enable_multithread=False)
+            ws = websocket.create_connection(
+                self.url, timeout=5, skip_utf8_validation=True, enable_multithread=False
+            )
         except Exception as exc:  # noqa: BLE001 - refused, DNS, TLS, handshake...
             log.warning("%s: cannot connect to %s: %s", self.endpoint, self.url, exc)
             self._do(self.state.on_closed(None, time.monotonic()))
@@ -146,14 +171,14 @@ class Driver(threading.Thread):
         token = self.token
         mono = time.monotonic
         wall = time.time
-        last_msg = state.last_msg   # the staleness watchdog's per-subscription times
+        last_msg = state.last_msg  # the staleness watchdog's per-subscription times
         # ws.sock is None only if the socket was closed meanwhile: the first read() then fails
         # and the loop below closes the connection like any read error.
         reader = FrameReader(ws.sock)  # type: ignore[arg-type]
         next_tick = mono() + TICK_EVERY_S
         while self.ws is ws and not feeder.stopping.is_set():
             try:
-                frames = reader.read()         # every complete frame one recv() delivered
+                frames = reader.read()  # every complete frame one recv() delivered
             except TimeoutError:
                 frames = []
             except Exception as exc:  # noqa: BLE001 - reset, closed, protocol error
@@ -166,7 +191,7 @@ class Driver(threading.Thread):
                 t_wall = wall()
                 now_ms = int(t_wall * 1000)
                 got_data = False
-                outbox.hold(self)       # one publisher wake-up for the whole burst
+                outbox.hold(self)  # one publisher wake-up for the whole burst
                 try:
                     for opcode, data in frames:
                         if opcode > OP_BINARY:
@@ -260,13 +285,13 @@ class Driver(threading.Thread):
                     self.feeder.pipeline.mark_lost(key, "stale", now_ms())
             elif t is Lost:
                 succ = self.successor
-                replaced_by = (succ.token if succ is not None and succ.state.phase == "live"
-                               else None)
+                replaced_by = (
+                    succ.token if succ is not None and succ.state.phase == "live" else None
+                )
                 with self.feeder.lock:
-                    self.feeder.pipeline.conn_closed(self.token, now_ms(),
-                                                     replaced_by, a.keys)
+                    self.feeder.pipeline.conn_closed(self.token, now_ms(), replaced_by, a.keys)
                 if succ is not None:
-                    self.retired = True   # the replacement carries on; no reconnect
+                    self.retired = True  # the replacement carries on; no reconnect
 
     def _closed(self, code: int | None, reason: str, initiated: bool = False) -> None:
         """The socket is gone (or we dropped it): tell the state machine, then reconnect later."""
@@ -274,8 +299,12 @@ class Driver(threading.Thread):
             return
         self._shutdown_socket()
         if not initiated:
-            log.warning("%s: connection closed (%s) %s", self.endpoint,
-                        code if code is not None else "no close frame", reason)
+            log.warning(
+                "%s: connection closed (%s) %s",
+                self.endpoint,
+                code if code is not None else "no close frame",
+                reason,
+            )
         if self.feeder.stopping.is_set():
             return
         self._do(self.state.on_closed(code, time.monotonic()))
@@ -287,8 +316,9 @@ class Driver(threading.Thread):
         succ = self.successor
         self._shutdown_socket()
         with self.feeder.lock:
-            self.feeder.pipeline.conn_closed(self.token, now_ms(),
-                                             succ.token if succ is not None else None)
+            self.feeder.pipeline.conn_closed(
+                self.token, now_ms(), succ.token if succ is not None else None
+            )
         self.retired = True
 
     def _shutdown_socket(self) -> None:

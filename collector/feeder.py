@@ -9,6 +9,7 @@ Threads:
     health               HTTP /healthz and /metrics (health.py), from `Feeder.snapshot()`
 The main thread (cli.py) waits for SIGTERM/SIGINT and then calls `stop()`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,11 +29,11 @@ from collector.publisher import Publisher
 from collector.recorder import Recorder
 from collector.resync import BookResync
 from collector.snapshot import FeederSnapshot
+from core.rest_limits import shared_limits
 from core.settings import FeederSettings as Settings
 from okx.backoff import new_connection_limit
 from okx.channels import endpoint_for
 from okx.records import ParseError
-from core.rest_limits import shared_limits
 from okx.rest.client import RestClient
 from okx.ws.subscriptions import plan
 
@@ -53,8 +54,11 @@ class Feeder:
         self._conn_limit = new_connection_limit()
         self._conn_lock = threading.Lock()
         self.outbox = Outbox(settings.batch_max, settings.buffer_max)
-        self.pipeline = Pipeline(self.outbox.put, depth_stored=settings.book_depth_stored,
-                                 full_every_ms=int(settings.full_book_every_s * 1000))
+        self.pipeline = Pipeline(
+            self.outbox.put,
+            depth_stored=settings.book_depth_stored,
+            full_every_ms=int(settings.full_book_every_s * 1000),
+        )
         self.recorder: Recorder | None = None
         self.drivers: list[Driver] = []
         self.publisher: Publisher | None = None
@@ -62,11 +66,17 @@ class Feeder:
         self.health: HealthServer | None = None
         # Book bootstraps are paced with every other process on this Redis (OKX counts per IP),
         # and retried once only: the pipeline has its own retry and resubscribe fallback.
-        self.rest = RestClient(settings.rest_url, credentials=settings.credentials,
-                               demo=settings.demo, limits=shared_limits(
-                                   settings.redis_url, factor=settings.rest_rate_factor,
-                                   fallback_share=settings.rest_fallback_share),
-                               max_retries=1)
+        self.rest = RestClient(
+            settings.rest_url,
+            credentials=settings.credentials,
+            demo=settings.demo,
+            limits=shared_limits(
+                settings.redis_url,
+                factor=settings.rest_rate_factor,
+                fallback_share=settings.rest_fallback_share,
+            ),
+            max_retries=1,
+        )
         self.reconnects = 0
         self.started = time.monotonic()
         self._bad_log = LogLimiter(10.0)
@@ -99,15 +109,21 @@ class Feeder:
         if old.successor is not None and old.successor.is_alive():
             return
         args = [sub.arg for sub in old.state.subs.values()]
-        new = Driver(self, old.endpoint, args, old.state.login,
-                     f"conn-{old.endpoint}-{self.next_id()}", predecessor=old)
+        new = Driver(
+            self,
+            old.endpoint,
+            args,
+            old.state.login,
+            f"conn-{old.endpoint}-{self.next_id()}",
+            predecessor=old,
+        )
         old.successor = new
         self.drivers.append(new)
         new.start()
 
     # ----- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "Feeder":
+    def start(self) -> Feeder:
         s = self.settings
         # The readers rarely block while frames are queued in the socket; a shorter GIL switch
         # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish
@@ -117,23 +133,40 @@ class Feeder:
         self.metrics = Metrics(self.snapshot)
         if s.record_path:
             self.recorder = Recorder(s.record_path)
-        self.publisher = Publisher(self.outbox, s.redis_url, s.feeder_id,
-                                   on_gaps=self._overflow_gaps, latency=self.metrics.latency,
-                                   linger_max_s=s.linger_max_ms / 1000)
+        self.publisher = Publisher(
+            self.outbox,
+            s.redis_url,
+            s.feeder_id,
+            on_gaps=self._overflow_gaps,
+            latency=self.metrics.latency,
+            linger_max_s=s.linger_max_ms / 1000,
+        )
         the_plan = plan(s.channels, s.instruments)
         keys = []
         for endpoint in the_plan.endpoints():
             for a in the_plan.args[endpoint]:
                 keys.append((a["channel"], a.get("instId") or a.get("instType") or ""))
-        self.ledger = Ledger(s.redis_url, s.feeder_id, keys, pull=self._pull,
-                             on_gap_id=self.publisher.request_repair, status=self.status)
+        self.ledger = Ledger(
+            s.redis_url,
+            s.feeder_id,
+            keys,
+            pull=self._pull,
+            on_gap_id=self.publisher.request_repair,
+            status=self.status,
+        )
         self.publisher.start()
-        self._resync = BookResync(self.pipeline, self.lock, self.rest, self.stopping,
-                                  resubscribe=self._resubscribe)
+        self._resync = BookResync(
+            self.pipeline, self.lock, self.rest, self.stopping, resubscribe=self._resubscribe
+        )
         self._resync.start()
         for endpoint in the_plan.endpoints():
-            d = Driver(self, endpoint, the_plan.args[endpoint], the_plan.login[endpoint],
-                       f"conn-{endpoint}")
+            d = Driver(
+                self,
+                endpoint,
+                the_plan.args[endpoint],
+                the_plan.login[endpoint],
+                f"conn-{endpoint}",
+            )
             self.drivers.append(d)
             d.start()
         # After the connections: the ledger's first cycle writes the heartbeat at once, and
@@ -144,8 +177,12 @@ class Feeder:
         if s.health_port:
             self.health = HealthServer(s.health_host, s.health_port, self.snapshot, self.metrics)
             self.health.start()
-        log.info("feeder %s started: %d connections, %d subscriptions", s.feeder_id,
-                 len(self.drivers), len(keys))
+        log.info(
+            "feeder %s started: %d connections, %d subscriptions",
+            s.feeder_id,
+            len(self.drivers),
+            len(keys),
+        )
         return self
 
     def stop(self, timeout: float = 9.0) -> None:
@@ -163,8 +200,10 @@ class Feeder:
             self.ledger.stop(max(0.5, deadline - time.monotonic()))
         if self.health is not None:
             self.health.stop()
-        log.info("feeder stopped: %d records published", self.publisher.published
-                 if self.publisher else 0)
+        log.info(
+            "feeder stopped: %d records published",
+            self.publisher.published if self.publisher else 0,
+        )
 
     # ----- wiring between the parts --------------------------------------------------------------
 
@@ -209,17 +248,25 @@ class Feeder:
         conns = tuple(d.snapshot(now) for d in list(self.drivers) if d.is_alive())
         pub, led = self.publisher, self.ledger
         return FeederSnapshot(
-            feeder_id=self.settings.feeder_id, uptime_s=now - self.started, connections=conns,
-            frames=frames, messages_by_channel=by_channel, parse_errors=parse_errors,
-            unknown_frames=unknown, book_resyncs=resyncs, duplicate_trades=duplicates,
+            feeder_id=self.settings.feeder_id,
+            uptime_s=now - self.started,
+            connections=conns,
+            frames=frames,
+            messages_by_channel=by_channel,
+            parse_errors=parse_errors,
+            unknown_frames=unknown,
+            book_resyncs=resyncs,
+            duplicate_trades=duplicates,
             reconnects=self.reconnects,
-            backlog_by_kind=self.outbox.backlog_by_kind(), dropped_records=self.outbox.dropped,
+            backlog_by_kind=self.outbox.backlog_by_kind(),
+            dropped_records=self.outbox.dropped,
             published_records=pub.published if pub else 0,
             broker_queue_depth=pub.queue_depth if pub else 0,
             publish_lingers=pub.lingers if pub else 0,
             broker_ok=pub.broker_ok if pub else True,
             gaps_written=led.gaps_written if led else 0,
-            ledger_redis_ok=led.redis_ok if led else True)
+            ledger_redis_ok=led.redis_ok if led else True,
+        )
 
     def status(self) -> dict[str, Any]:
         return self.snapshot().status()

@@ -10,6 +10,7 @@ that takes it), so the hot path pays nothing and this module knows none of the f
 Metrics are the snapshot's counters, plus a publish-latency histogram observed once per batch
 (socket receive of the batch's oldest record -> publish done).
 """
+
 from __future__ import annotations
 
 import threading
@@ -42,11 +43,14 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
     """Every feeder metric but the latency histogram, from one snapshot."""
-    age = GaugeMetricFamily("feeder_subscription_last_message_age_seconds",
-                            "Seconds since the last data frame of a subscription",
-                            labels=["endpoint", "channel", "inst"])
-    state = GaugeMetricFamily("feeder_connection_live", "1 when the connection is live",
-                              labels=["connection"])
+    age = GaugeMetricFamily(
+        "feeder_subscription_last_message_age_seconds",
+        "Seconds since the last data frame of a subscription",
+        labels=["endpoint", "channel", "inst"],
+    )
+    state = GaugeMetricFamily(
+        "feeder_connection_live", "1 when the connection is live", labels=["connection"]
+    )
     for conn in snap.connections:
         state.add_metric([conn.name], 1.0 if conn.live else 0.0)
         for a in conn.ages:
@@ -54,13 +58,15 @@ def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
     yield age
     yield state
     yield _counter("feeder_frames", "WebSocket frames received", snap.frames)
-    c = CounterMetricFamily("feeder_messages", "Data frames received per channel",
-                            labels=["channel"])
+    c = CounterMetricFamily(
+        "feeder_messages", "Data frames received per channel", labels=["channel"]
+    )
     for ch, n in snap.messages_by_channel.items():
         c.add_metric([ch], n)
     yield c
-    c = CounterMetricFamily("feeder_bad_frames", "Malformed or unknown frames by reason",
-                            labels=["kind", "reason"])
+    c = CounterMetricFamily(
+        "feeder_bad_frames", "Malformed or unknown frames by reason", labels=["kind", "reason"]
+    )
     for r, n in snap.parse_errors.items():
         c.add_metric(["parse_error", r], n)
     for r, n in snap.unknown_frames.items():
@@ -70,28 +76,36 @@ def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
     for r, n in snap.book_resyncs.items():
         c.add_metric([r], n)
     yield c
-    yield _counter("feeder_duplicate_trades", "Trades dropped as duplicates",
-                   snap.duplicate_trades)
-    yield _counter("feeder_reconnects", "Connection losses followed by a reconnect",
-                   snap.reconnects)
+    yield _counter("feeder_duplicate_trades", "Trades dropped as duplicates", snap.duplicate_trades)
+    yield _counter(
+        "feeder_reconnects", "Connection losses followed by a reconnect", snap.reconnects
+    )
     yield _counter("feeder_gaps", "Gaps written to the ledger", snap.gaps_written)
-    g = GaugeMetricFamily("feeder_publish_backlog", "Records waiting in the outbox",
-                          labels=["kind"])
+    g = GaugeMetricFamily(
+        "feeder_publish_backlog", "Records waiting in the outbox", labels=["kind"]
+    )
     for k, n in snap.backlog_by_kind.items():
         g.add_metric([k], n)
     yield g
-    yield _counter("feeder_published_records", "Records published to the broker",
-                   snap.published_records)
-    yield _counter("feeder_dropped_records", "Records dropped past the outbox bound",
-                   snap.dropped_records)
-    yield _gauge("feeder_broker_queue_depth",
-                 "Ingest tasks in the broker queue right after the last publish",
-                 snap.broker_queue_depth)
-    yield _counter("feeder_publish_lingers",
-                   "Publish cycles delayed to batch more because workers lagged",
-                   snap.publish_lingers)
-    yield _gauge("feeder_broker_up", "1 when the last publish succeeded",
-                 1.0 if snap.broker_ok else 0.0)
+    yield _counter(
+        "feeder_published_records", "Records published to the broker", snap.published_records
+    )
+    yield _counter(
+        "feeder_dropped_records", "Records dropped past the outbox bound", snap.dropped_records
+    )
+    yield _gauge(
+        "feeder_broker_queue_depth",
+        "Ingest tasks in the broker queue right after the last publish",
+        snap.broker_queue_depth,
+    )
+    yield _counter(
+        "feeder_publish_lingers",
+        "Publish cycles delayed to batch more because workers lagged",
+        snap.publish_lingers,
+    )
+    yield _gauge(
+        "feeder_broker_up", "1 when the last publish succeeded", 1.0 if snap.broker_ok else 0.0
+    )
 
 
 class _SnapshotCollector:
@@ -107,9 +121,12 @@ class _SnapshotCollector:
 class Metrics:
     def __init__(self, source: SnapshotSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.latency = Histogram("feeder_publish_latency_seconds",
-                                 "Socket receive -> published, oldest record of each batch",
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.latency = Histogram(
+            "feeder_publish_latency_seconds",
+            "Socket receive -> published, oldest record of each batch",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_SnapshotCollector(source))
 
     def render(self) -> bytes:
@@ -119,20 +136,33 @@ class Metrics:
 def data_summary(status: dict[str, Any], frames: int, published: int) -> dict[str, Any]:
     """Is data flowing? The freshest last-message age over every subscription (None: no data
     yet)."""
-    ages = [s["age_s"] for c in status.get("connections", ())
-            for s in c.get("subscriptions", {}).values() if s.get("age_s") is not None]
-    return {"last_message_age_s": min(ages) if ages else None,
-            "subscriptions_with_data": len(ages), "frames": frames, "published_records": published}
+    ages = [
+        s["age_s"]
+        for c in status.get("connections", ())
+        for s in c.get("subscriptions", {}).values()
+        if s.get("age_s") is not None
+    ]
+    return {
+        "last_message_age_s": min(ages) if ages else None,
+        "subscriptions_with_data": len(ages),
+        "frames": frames,
+        "published_records": published,
+    }
 
 
 def healthz(snap: FeederSnapshot) -> dict[str, Any]:
     problems = snap.problems()
     status = snap.status()
     frames = sum(c.get("frames", 0) for c in status["connections"])
-    return {"status": "degraded" if problems else "ok", "problems": problems,
-            "feeder": snap.feeder_id, "uptime_s": round(snap.uptime_s, 1),
-            "backlog": snap.backlog,
-            "data": data_summary(status, frames, snap.published_records), **status}
+    return {
+        "status": "degraded" if problems else "ok",
+        "problems": problems,
+        "feeder": snap.feeder_id,
+        "uptime_s": round(snap.uptime_s, 1),
+        "backlog": snap.backlog,
+        "data": data_summary(status, frames, snap.published_records),
+        **status,
+    }
 
 
 class HealthServer:
@@ -166,8 +196,9 @@ class HealthServer:
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="health", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

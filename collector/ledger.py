@@ -1,10 +1,12 @@
-"""The feeder's Redis state: gap ledger, watermarks, heartbeat (keys in contract.py). A thread
+"""The feeder's Redis state: its gaps, watermarks, heartbeat (keys in core/keys.py). A thread
 that writes periodically and pipelined, never per message; when Redis is down everything stays
-buffered (gaps in a bounded queue, watermarks as latest values) and is retried.
+buffered (gaps in a bounded queue, watermarks as latest values) and is retried. How a gap is
+stored is core/gaps.py's (the workers record theirs the same way).
 
 Startup gap: before writing any watermark this run, the previous run's watermarks are read; the
 first record of each (channel, instId) in this run is compared with them (pipeline.startup_gaps).
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,46 +14,48 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 import redis
 
+from collector.pipeline import startup_gaps
 from core import keys
+from core.gaps import Gap, record_gap
+from core.redis_clients import tls_kwargs
 from core.settings import HEARTBEAT_EVERY_S
 from okx.clock import now_ms as clock_ms
-from collector.pipeline import startup_gaps
-from core.redis_clients import tls_kwargs
 
 log = logging.getLogger("collector.ledger")
 
 GAPS_BUFFER = 50_000
 
 
-def gap_fields(gap_id: str, gap: dict, feeder_id: str, now_ms: int) -> dict:
-    return {"id": gap_id, "channel": gap["channel"], "instId": gap["instId"],
-            "start_ms": str(gap["start_ms"]), "end_ms": str(gap["end_ms"]),
-            "start_id": str(gap.get("start_id") or ""), "end_id": str(gap.get("end_id") or ""),
-            "cause": gap["cause"], "status": "open", "reason": gap.get("reason", ""),
-            "feeder": feeder_id, "created_ms": str(now_ms), "updated_ms": str(now_ms)}
-
-
 class Ledger(threading.Thread):
-    def __init__(self, redis_url: str, feeder_id: str, keys: list[tuple], *,
-                 pull: Callable[["Ledger"], None], on_gap_id: Callable[[str], None],
-                 status: Callable[[], dict], interval: float = 1.0,
-                 heartbeat_every: float = HEARTBEAT_EVERY_S) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        feeder_id: str,
+        keys: list[tuple],
+        *,
+        pull: Callable[[Ledger], None],
+        on_gap_id: Callable[[str], None],
+        status: Callable[[], dict],
+        interval: float = 1.0,
+        heartbeat_every: float = HEARTBEAT_EVERY_S,
+    ) -> None:
         super().__init__(name="ledger", daemon=True)
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2,
-                                           **tls_kwargs(redis_url))
+        self.client = redis.Redis.from_url(
+            redis_url, socket_timeout=2, socket_connect_timeout=2, **tls_kwargs(redis_url)
+        )
         self.feeder_id = feeder_id
-        self.keys = keys                   # (channel, instId) planned this run
-        self.pull = pull                   # fills gaps/marks/first from the pipeline (locked)
+        self.keys = keys  # (channel, instId) planned this run
+        self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
         self.on_gap_id = on_gap_id
         self.status = status
         self.interval = interval
         self.heartbeat_every = heartbeat_every
-        self.pending_gaps: deque = deque(maxlen=GAPS_BUFFER)
+        self.pending_gaps: deque[Gap] = deque(maxlen=GAPS_BUFFER)
         self.marks: dict[tuple, tuple] = {}
         self._written_marks: dict[tuple, tuple] = {}
         self.first: dict[tuple, tuple] = {}
@@ -65,7 +69,7 @@ class Ledger(threading.Thread):
         self.gap_ids: list[str] = []
         self.errors = 0
 
-    def add_gaps(self, gaps: list[dict]) -> None:
+    def add_gaps(self, gaps: list[Gap]) -> None:
         if len(self.pending_gaps) + len(gaps) > GAPS_BUFFER:
             log.error("gap buffer full while Redis is down: oldest gap records lost")
         self.pending_gaps.extend(gaps)
@@ -90,8 +94,11 @@ class Ledger(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - RedisError, OSError; never kill the thread
             self.errors += 1
             if self.redis_ok:
-                log.error("redis unavailable for the ledger (%s): buffering %d gaps and the "
-                          "watermarks", exc, len(self.pending_gaps))
+                log.error(
+                    "redis unavailable for the ledger (%s): buffering %d gaps and the watermarks",
+                    exc,
+                    len(self.pending_gaps),
+                )
             self.redis_ok = False
 
     def _flush(self, final: bool) -> None:
@@ -102,50 +109,63 @@ class Ledger(threading.Thread):
             for key in self.keys:
                 pipe.hgetall(keys.watermark_key(*key))
             res = pipe.execute()
-            self.old_marks = {key: {k.decode(): v.decode() for k, v in h.items()}
-                              for key, h in zip(self.keys, res) if h}
+            self.old_marks = {
+                key: {k.decode(): v.decode() for k, v in h.items()}
+                for key, h in zip(self.keys, res)
+                if h
+            }
         new_first = {k: v for k, v in self.first.items() if k not in self._checked}
         if new_first:
             self.add_gaps(startup_gaps(self.old_marks, new_first))
             self._checked.update(new_first)
         while self.pending_gaps:
-            gap = self.pending_gaps[0]
-            gap_id = str(r.incr(keys.GAPS_SEQ))
-            pipe = r.pipeline(transaction=False)
-            pipe.hset(keys.gap_key(gap_id), mapping=gap_fields(gap_id, gap, self.feeder_id,
-                                                                    now_ms))
-            pipe.zadd(keys.GAPS_OPEN, {gap_id: gap["start_ms"]})
-            pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
-            pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
-            pipe.execute()
+            # The only writer of this feeder's gaps: no MULTI needed (the id is from INCR).
+            gap = record_gap(r, self.pending_gaps[0], self.feeder_id, now_ms, atomic=False)
             self.pending_gaps.popleft()
             self.gaps_written += 1
-            self.gap_ids.append(gap_id)
-            log.warning("gap %s: %s %s %s %s..%s ids %s..%s (%s)", gap_id, gap["cause"],
-                        gap["channel"], gap["instId"], gap["start_ms"], gap["end_ms"],
-                        gap.get("start_id"), gap.get("end_id"), gap.get("reason", ""))
-            self.on_gap_id(gap_id)
+            self.gap_ids.append(gap.id)
+            log.warning(
+                "gap %s: %s %s %s %s..%s ids %s..%s (%s)",
+                gap.id,
+                gap.cause,
+                gap.channel,
+                gap.instId,
+                gap.start_ms,
+                gap.end_ms,
+                gap.start_id,
+                gap.end_id,
+                gap.reason,
+            )
+            self.on_gap_id(gap.id)
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
         if changed:
             pipe = r.pipeline(transaction=False)
             for (channel, inst), (ts, rid, seen) in changed.items():
-                pipe.hset(keys.watermark_key(channel, inst),
-                          mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)})
+                pipe.hset(
+                    keys.watermark_key(channel, inst),
+                    mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)},
+                )
             pipe.execute()
             self._written_marks.update(changed)
         now = time.monotonic()
         if final or now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_every
-            key = keys.feeder_key(self.feeder_id)
+            hb_key = keys.feeder_key(self.feeder_id)
             pipe = r.pipeline(transaction=False)
             if final:
-                pipe.delete(key)
+                pipe.delete(hb_key)
                 pipe.srem(keys.FEEDERS, self.feeder_id)
             else:
-                pipe.hset(key, mapping={"heartbeat_ms": str(now_ms), "pid": str(os.getpid()),
-                                        "started_ms": str(self.started_ms),
-                                        "connections": orjson.dumps(self.status()).decode()})
-                pipe.expire(key, keys.HEARTBEAT_TTL_S)
+                pipe.hset(
+                    hb_key,
+                    mapping={
+                        "heartbeat_ms": str(now_ms),
+                        "pid": str(os.getpid()),
+                        "started_ms": str(self.started_ms),
+                        "connections": orjson.dumps(self.status()).decode(),
+                    },
+                )
+                pipe.expire(hb_key, keys.HEARTBEAT_TTL_S)
                 pipe.sadd(keys.FEEDERS, self.feeder_id)
             pipe.execute()
 

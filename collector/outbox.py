@@ -13,6 +13,7 @@ overflow gap (`drain_overflow`), never lost silently.
 
 Item layout (a tuple, for speed): (t_recv, channel, instId, ts_ms, id, payload).
 """
+
 from __future__ import annotations
 
 import threading
@@ -20,13 +21,15 @@ import time
 from collections import deque
 
 from core.contract import KINDS
+from core.gaps import Gap
 
-SETTLE_MAX_S = 0.002   # longest wait for another reader's burst before publishing
+SETTLE_MAX_S = 0.002  # longest wait for another reader's burst before publishing
 
 
 class Outbox:
-    def __init__(self, batch_max: int = 500, buffer_max: int = 200_000,
-                 settle_max_s: float = SETTLE_MAX_S) -> None:
+    def __init__(
+        self, batch_max: int = 500, buffer_max: int = 200_000, settle_max_s: float = SETTLE_MAX_S
+    ) -> None:
         self.batch_max = batch_max
         self.buffer_max = buffer_max
         self.settle_max_s = settle_max_s
@@ -34,13 +37,14 @@ class Outbox:
         self._wake = threading.Event()
         self._waiting = False
         self._lock = threading.Lock()
-        self._overflow: dict[tuple, list] = {}   # (kind, channel, instId) -> [n, ts0, ts1, id0, id1]
-        self._holders: set = set()               # readers in the middle of a burst
+        self._overflow: dict[tuple, list] = {}  # (kind, channel, instId) -> [n, ts0, ts1, id0, id1]
+        self._holders: set = set()  # readers in the middle of a burst
         self.dropped = 0
         self.put_count = 0
 
-    def put(self, kind: str, channel: str, inst_id: str, ts: int, rid: str, payload: dict,
-            t_recv: float) -> None:
+    def put(
+        self, kind: str, channel: str, inst_id: str, ts: int, rid: str, payload: dict, t_recv: float
+    ) -> None:
         q = self.queues[kind]
         q.append((t_recv, channel, inst_id, ts, rid, payload))
         self.put_count += 1
@@ -92,7 +96,7 @@ class Outbox:
                     if rid and acc[4] and _lt(acc[4], rid):
                         acc[4] = rid
 
-    def drain_overflow(self) -> list[dict]:
+    def drain_overflow(self) -> list[Gap]:
         """Gap records for everything dropped since the last call."""
         with self._lock:
             ov, self._overflow = self._overflow, {}
@@ -103,10 +107,18 @@ class Outbox:
                 start_id, end_id = str(int(id0) - 1), str(int(id1) + 1)  # exclusive bounds
             elif id0:
                 start_id, end_id = id0, id1
-            gaps.append({"channel": channel, "instId": inst_id, "start_ms": ts0, "end_ms": ts1,
-                         "start_id": start_id, "end_id": end_id, "cause": "publish_overflow",
-                         "reason": f"broker unavailable: {n} {kind} records dropped past the "
-                                   "outbox bound"})
+            gaps.append(
+                Gap(
+                    channel,
+                    inst_id,
+                    ts0,
+                    ts1,
+                    "publish_overflow",
+                    start_id=start_id,
+                    end_id=end_id,
+                    reason=f"broker unavailable: {n} {kind} records dropped past the outbox bound",
+                )
+            )
         return gaps
 
     def take(self, kind: str, n: int) -> list:
@@ -153,11 +165,11 @@ class Outbox:
         burst of its own finish it: the sockets often deliver together (a trade burst on one,
         the book and ticker of the same moment on another), and one task for both is stored in
         one worker round trip instead of two tasks queued one behind the other."""
-        time.sleep(0)                   # yield the GIL: a reader waiting for it takes its burst
+        time.sleep(0)  # yield the GIL: a reader waiting for it takes its burst
         if not self._holders:
             return
         self._waiting = True
-        if self._holders:               # (release() wakes us only while _waiting is set)
+        if self._holders:  # (release() wakes us only while _waiting is set)
             self._wake.wait(self.settle_max_s)
         self._wake.clear()
         self._waiting = False

@@ -13,6 +13,7 @@ Broker down: the failed batch goes back into the outbox, the thread retries with
 backoff on a fresh connection; the socket readers never notice. Records dropped past the bound
 come back from the outbox as publish_overflow gaps (handed to `on_gaps`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,48 +21,60 @@ import random
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
-from core import contract
-from okx.backoff import Backoff
-from okx.clock import now_ms as clock_ms
 from collector.celery_message import task_message
 from collector.outbox import Outbox
+from core import contract
 from core.redis_clients import tls_kwargs
+from okx.backoff import Backoff
+from okx.clock import now_ms as clock_ms
 
 log = logging.getLogger("collector.publisher")
 
-LINGER_PER_WAITING_TASK_S = 0.001   # about one small task's cost in a worker (bench/workers.py)
+LINGER_PER_WAITING_TASK_S = 0.001  # about one small task's cost in a worker (bench/workers.py)
 
 
 def broker_client(redis_url: str) -> redis.Redis:
     # No retries inside the client: a failed cycle goes back to the outbox and the thread's own
     # backoff decides when to try again (the readers never wait on this).
-    return redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=2,
-                                retry_on_timeout=False, **tls_kwargs(redis_url))
+    return redis.Redis.from_url(
+        redis_url,
+        socket_timeout=3,
+        socket_connect_timeout=2,
+        retry_on_timeout=False,
+        **tls_kwargs(redis_url),
+    )
 
 
 class Publisher(threading.Thread):
-    def __init__(self, outbox: Outbox, redis_url: str, producer_id: str, *,
-                 on_gaps: Callable[[list], None] | None = None, latency=None,
-                 linger_max_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        redis_url: str,
+        producer_id: str,
+        *,
+        on_gaps: Callable[[list], None] | None = None,
+        latency=None,
+        linger_max_s: float = 0.02,
+    ) -> None:
         super().__init__(name="publisher", daemon=True)
         self.outbox = outbox
         self.redis_url = redis_url
         self.producer_id = producer_id
         self.on_gaps = on_gaps or (lambda gaps: None)
-        self.latency = latency              # prometheus Histogram (optional)
+        self.latency = latency  # prometheus Histogram (optional)
         self.latencies: deque = deque(maxlen=200_000)  # per-record socket->publish seconds
-        self.repairs: deque = deque()       # gap ids whose repair task is still to send
+        self.repairs: deque = deque()  # gap ids whose repair task is still to send
         self.stopping = threading.Event()
         self.linger_max_s = linger_max_s
         self._client: redis.Redis | None = None
         self.batches = 0
         self.published = 0
         self.failures = 0
-        self.queue_depth = 0                # ingest tasks waiting, as of the last publish
+        self.queue_depth = 0  # ingest tasks waiting, as of the last publish
         self.lingers = 0
         self.broker_ok = True
         self.last_error: str | None = None
@@ -69,7 +82,7 @@ class Publisher(threading.Thread):
         self._backoff = Backoff(initial=0.1, factor=2.0, cap=5.0)
         self._rng = random.Random()
         self._next_overflow_check = 0.0
-        self.deadline: float | None = None   # set by flush(): stop retrying after this
+        self.deadline: float | None = None  # set by flush(): stop retrying after this
 
     # ----- connection ----------------------------------------------------------------------------
 
@@ -100,7 +113,7 @@ class Publisher(threading.Thread):
                 self._linger_until = 0.0
                 if wait > 0 and outbox.backlog() < batch_max and not self.stopping.is_set():
                     self.stopping.wait(wait)
-            did: bool | None = False   # None: a publish failed this cycle
+            did: bool | None = False  # None: a publish failed this cycle
             taken = [(kind, outbox.take(kind, batch_max)) for kind in kinds if queues[kind]]
             taken = [t for t in taken if t[1]]
             if taken:
@@ -123,8 +136,9 @@ class Publisher(threading.Thread):
                 if not outbox.backlog() and not self.repairs:
                     break
                 if self.deadline is not None and now > self.deadline:
-                    log.error("shutdown: %d records not published (broker unavailable)",
-                              outbox.backlog())
+                    log.error(
+                        "shutdown: %d records not published (broker unavailable)", outbox.backlog()
+                    )
                     break
             if did is False:
                 outbox.wait(0.25)
@@ -138,27 +152,45 @@ class Publisher(threading.Thread):
         batches = []
         for kind, items in taken:
             self.batches += 1
-            batches.append(contract.make_batch(kind, [it[5] for it in items], source="ws",
-                                               producer=self.producer_id, batch=self.batches,
-                                               sent_ms=now_ms))
+            batches.append(
+                contract.make_batch(
+                    kind,
+                    [it[5] for it in items],
+                    source="ws",
+                    producer=self.producer_id,
+                    batch=self.batches,
+                    sent_ms=now_ms,
+                )
+            )
         total = sum(len(items) for _kind, items in taken)
         if len(batches) > 1 and total <= self.outbox.batch_max:
             label = ", ".join(f"{kind} {len(items)}" for kind, items in taken)
-            messages = [task_message(contract.INGEST_MIXED_TASK, [batches], contract.INGEST_QUEUE,
-                                     argsrepr=f"[<batches {batches[0]['batch']}-"
-                                              f"{self.batches}: {label}>]")]
+            messages = [
+                task_message(
+                    contract.INGEST_MIXED_TASK,
+                    [batches],
+                    contract.INGEST_QUEUE,
+                    argsrepr=f"[<batches {batches[0]['batch']}-{self.batches}: {label}>]",
+                )
+            ]
         else:
             # argsrepr: a short label instead of a repr of the whole batch (shown by Flower).
-            messages = [task_message(contract.INGEST_TASKS[kind], [b], contract.INGEST_QUEUE,
-                                     argsrepr=f"[<{kind} batch {b['batch']}: {len(items)} records>]")
-                        for (kind, items), b in zip(taken, batches)]
+            messages = [
+                task_message(
+                    contract.INGEST_TASKS[kind],
+                    [b],
+                    contract.INGEST_QUEUE,
+                    argsrepr=f"[<{kind} batch {b['batch']}: {len(items)} records>]",
+                )
+                for (kind, items), b in zip(taken, batches)
+            ]
         try:
             depth = self._broker().lpush(contract.INGEST_QUEUE, *messages)
         except Exception as exc:  # noqa: BLE001 - redis raises many types when down
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         done = time.monotonic()
-        waiting = int(depth) - len(messages)   # tasks that were already queued before ours
+        waiting = int(depth) - len(messages)  # tasks that were already queued before ours
         self.queue_depth = int(depth)
         if waiting > 0:
             self.lingers += 1
@@ -179,8 +211,10 @@ class Publisher(threading.Thread):
 
     def _send_repairs(self) -> None:
         gap_ids = list(self.repairs)
-        messages = [task_message(contract.REPAIR_GAP_TASK, [g], contract.BACKFILL_QUEUE,
-                                 argsrepr=repr([g])) for g in gap_ids]
+        messages = [
+            task_message(contract.REPAIR_GAP_TASK, [g], contract.BACKFILL_QUEUE, argsrepr=repr([g]))
+            for g in gap_ids
+        ]
         try:
             self._broker().lpush(contract.BACKFILL_QUEUE, *messages)
         except Exception as exc:  # noqa: BLE001
@@ -193,8 +227,11 @@ class Publisher(threading.Thread):
     def _failed(self) -> None:
         self.failures += 1
         if self.broker_ok:
-            log.error("broker unavailable (%s): keeping records in the outbox (backlog %d)",
-                      self.last_error, self.outbox.backlog())
+            log.error(
+                "broker unavailable (%s): keeping records in the outbox (backlog %d)",
+                self.last_error,
+                self.outbox.backlog(),
+            )
         self.broker_ok = False
         self._reset()
         delay = self._backoff.next_delay(self._rng)

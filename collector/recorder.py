@@ -2,6 +2,7 @@
 {"ts": receive time (Unix s), "endpoint": "public", "frame": "<raw text>"}. Buffered in memory
 (written in large chunks by whichever reader fills the buffer), flushed on exit.
 """
+
 from __future__ import annotations
 
 import threading

@@ -4,18 +4,20 @@ thin file reader.
 A recording has one received frame per line, either exactly as received, or as a JSON object
 {"ts": receive time, "frame": "<raw text>"} (what `--record` writes). Blank lines are skipped.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO
 
 import orjson
 
 from okx.book import BookStatus, OrderBook
 from okx.channels import BOOK_CHANNELS
-from okx.records import BookData, Data, Event, ParseError, Pong, Unknown
 from okx.parse import parse_frame
+from okx.records import BookData, Data, Event, ParseError, Pong, Unknown
 
 _WRAPPER_KEYS = {"ts", "frame", "endpoint"}
 
@@ -27,7 +29,11 @@ def unwrap(line: bytes) -> tuple[float | None, bytes | str]:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             return None, line
-        if isinstance(obj, dict) and isinstance(obj.get("frame"), str) and set(obj) <= _WRAPPER_KEYS:
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get("frame"), str)
+            and set(obj) <= _WRAPPER_KEYS
+        ):
             ts = obj.get("ts")
             return (float(ts) if isinstance(ts, (int, float)) else None), obj["frame"]
     return None, line
@@ -116,17 +122,25 @@ def replay_file(path: str) -> dict:
 
 
 def format_summary(path: str, s: dict) -> str:
-    lines = [f"replayed {s['frames']} frames from {path}",
-             f"  parse errors: {s['parse_errors']}   unknown: {s['unknown']}   pongs: {s['pongs']}"]
+    lines = [
+        f"replayed {s['frames']} frames from {path}",
+        f"  parse errors: {s['parse_errors']}   unknown: {s['unknown']}   pongs: {s['pongs']}",
+    ]
     if s["by_channel"]:
-        lines.append("  data frames by channel: " + ", ".join(f"{k} {v}" for k, v in s["by_channel"].items()))
+        lines.append(
+            "  data frames by channel: " + ", ".join(f"{k} {v}" for k, v in s["by_channel"].items())
+        )
     if s["events"]:
         lines.append("  events: " + ", ".join(f"{k} {v}" for k, v in s["events"].items()))
-    lines.append(f"  books: {s['books']}   checksums verified: {s['books_checked']} "
-                 f"(ok {s['checksum_ok']}, mismatch {s['checksum_mismatch']})")
-    lines.append(f"  seq gaps: {s['seq_gaps']}   crossed: {s['crossed']}   heartbeats: "
-                 f"{s['heartbeats']}   seq resets: {s['seq_resets']}   dropped while invalid: "
-                 f"{s['dropped_invalid']}")
+    lines.append(
+        f"  books: {s['books']}   checksums verified: {s['books_checked']} "
+        f"(ok {s['checksum_ok']}, mismatch {s['checksum_mismatch']})"
+    )
+    lines.append(
+        f"  seq gaps: {s['seq_gaps']}   crossed: {s['crossed']}   heartbeats: "
+        f"{s['heartbeats']}   seq resets: {s['seq_resets']}   dropped while invalid: "
+        f"{s['dropped_invalid']}"
+    )
     for reason, count in s["error_reasons"].items():
         lines.append(f"  {count} x {reason}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ snapshots and offers them back (`offer_snapshot`, which judges them). Books the 
 up on come back as `resubscribe` keys, handed to the connection that carries them.
 Thread name: rest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,18 +21,24 @@ from okx.rest.endpoints import book as rest_book
 
 log = logging.getLogger("collector.resync")
 
-POLL_S = 0.05      # how often due resyncs are looked for: well inside the 2 s resync bound
+POLL_S = 0.05  # how often due resyncs are looked for: well inside the 2 s resync bound
 
 
 class BookResync(threading.Thread):
-    def __init__(self, pipeline: Pipeline, lock: threading.Lock, rest: RestClient,
-                 stopping: threading.Event, resubscribe: Callable[[tuple], None]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        lock: threading.Lock,
+        rest: RestClient,
+        stopping: threading.Event,
+        resubscribe: Callable[[tuple], None],
+    ) -> None:
         super().__init__(name="rest", daemon=True)
         self.pipeline = pipeline
-        self.lock = lock                  # the feeder's lock: the pipeline is not thread-safe
+        self.lock = lock  # the feeder's lock: the pipeline is not thread-safe
         self.rest = rest
         self.stopping = stopping
-        self.resubscribe = resubscribe    # (channel, instId) -> its connection resubscribes
+        self.resubscribe = resubscribe  # (channel, instId) -> its connection resubscribes
 
     def run(self) -> None:
         p = self.pipeline
@@ -47,9 +54,13 @@ class BookResync(threading.Thread):
                     log.warning("resync %s %s: REST books failed: %s", key[0], key[1], exc)
                     snap = None
                 with self.lock:
-                    outcome = p.offer_snapshot(key, snap, epoch, now_ms(),
-                                               time.monotonic())
-                log.log(logging.INFO if outcome == "done" else logging.WARNING,
-                        "resync %s %s from REST: %s", key[0], key[1], outcome)
+                    outcome = p.offer_snapshot(key, snap, epoch, now_ms(), time.monotonic())
+                log.log(
+                    logging.INFO if outcome == "done" else logging.WARNING,
+                    "resync %s %s from REST: %s",
+                    key[0],
+                    key[1],
+                    outcome,
+                )
             for key in fallback:
                 self.resubscribe(key)

@@ -5,6 +5,7 @@ scrape never sees them half-updated); health.py renders it and imports nothing e
 The values are plain data, so a test can build one by hand and check the rendering without a
 feeder, sockets or a broker. Everything here is pure.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ class SubscriptionAge:
     """Seconds since the last data frame of one subscription of one connection."""
 
     channel: str
-    inst: str        # instId, or instType/instFamily for a subscription without an instId
+    inst: str  # instId, or instType/instFamily for a subscription without an instId
     age_s: float
 
 
@@ -25,11 +26,11 @@ class SubscriptionAge:
 class ConnectionSnapshot:
     """One running connection thread (a thread that has ended is not in the snapshot)."""
 
-    name: str                       # thread name: conn-<endpoint>[-n]
-    endpoint: str                   # public, business, private
-    phase: str                      # ConnState.phase: "live" when subscribed and reading
-    retired: bool                   # replaced (64008) and on its way out: not a health problem
-    frames: int                     # frames this connection received
+    name: str  # thread name: conn-<endpoint>[-n]
+    endpoint: str  # public, business, private
+    phase: str  # ConnState.phase: "live" when subscribed and reading
+    retired: bool  # replaced (64008) and on its way out: not a health problem
+    frames: int  # frames this connection received
     ages: tuple[SubscriptionAge, ...] = ()
     # ConnState.snapshot(): endpoint, state, conn_id, reconnects, last_close, subscriptions
     # (status, error, age_s rounded to ms). The heartbeat and /healthz carry it unchanged.
@@ -50,11 +51,11 @@ class FeederSnapshot:
     uptime_s: float
     connections: tuple[ConnectionSnapshot, ...] = ()
     # pipeline counters
-    frames: int = 0                                       # every frame fed to the pipeline
+    frames: int = 0  # every frame fed to the pipeline
     messages_by_channel: Mapping[str, int] = field(default_factory=dict)
-    parse_errors: Mapping[str, int] = field(default_factory=dict)    # by reason category
+    parse_errors: Mapping[str, int] = field(default_factory=dict)  # by reason category
     unknown_frames: Mapping[str, int] = field(default_factory=dict)  # by reason category
-    book_resyncs: Mapping[str, int] = field(default_factory=dict)    # by cause
+    book_resyncs: Mapping[str, int] = field(default_factory=dict)  # by cause
     duplicate_trades: int = 0
     reconnects: int = 0
     # outbox
@@ -80,8 +81,9 @@ class FeederSnapshot:
 
     def problems(self) -> list[str]:
         """Why the feeder is not healthy; empty when it is."""
-        problems = [f"{c.name} is {c.phase}" for c in self.connections
-                    if not c.retired and not c.live]
+        problems = [
+            f"{c.name} is {c.phase}" for c in self.connections if not c.retired and not c.live
+        ]
         if not self.broker_ok:
             problems.append("broker unavailable")
         if not self.ledger_redis_ok:

@@ -5,6 +5,7 @@ subscription), the gap ledger's open gaps, and the broker backlog: tasks waiting
 and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`).
 `gather` does the reading, `assess` and `format_status` are pure.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,18 +14,19 @@ import orjson
 import redis
 
 from core import contract, keys
+from core.redis_clients import tls_kwargs
 from core.settings import HEARTBEAT_LATE_S
 from okx.clock import now_ms as clock_ms
-from core.redis_clients import tls_kwargs
 
-BACKLOG_WARN = 10_000         # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)
+BACKLOG_WARN = 10_000  # tasks waiting in one queue (each carries up to FEEDER_BATCH_MAX records)
 
 
 def redis_client(url: str) -> redis.Redis:
     """A short-timeout client; rediss:// without an explicit ssl_cert_reqs accepts the
     self-signed certificate of Heroku's Key-Value Store, as Celery's own connection does."""
-    return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3,
-                                decode_responses=True, **tls_kwargs(url))
+    return redis.Redis.from_url(
+        url, socket_timeout=3, socket_connect_timeout=3, decode_responses=True, **tls_kwargs(url)
+    )
 
 
 def gather(redis_url: str, max_gaps: int = 20, now_ms: int | None = None) -> dict:
@@ -49,13 +51,24 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
             for s in c.get("subscriptions", {}).values():
                 if s.get("age_s") is not None:
                     s["age_s"] = round(s["age_s"] + max(beat_age, 0.0), 1)
-        feeders.append({"id": fid, "alive": True, "heartbeat_age_s": round(beat_age, 1),
-                        "pid": h.get("pid"), "connections": conns})
+        feeders.append(
+            {
+                "id": fid,
+                "alive": True,
+                "heartbeat_age_s": round(beat_age, 1),
+                "pid": h.get("pid"),
+                "connections": conns,
+            }
+        )
     open_ids = [str(g) for g in r.zrange(keys.GAPS_OPEN, 0, -1)]
     gaps = [r.hgetall(keys.gap_key(gid)) for gid in open_ids[-max_gaps:]]
-    st = {"feeders": feeders, "open_gaps": len(open_ids), "recent_open_gaps": gaps,
-          "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
-          "unacked": r.hlen(keys.KOMBU_UNACKED)}
+    st = {
+        "feeders": feeders,
+        "open_gaps": len(open_ids),
+        "recent_open_gaps": gaps,
+        "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
+        "unacked": r.hlen(keys.KOMBU_UNACKED),
+    }
     st["problems"] = assess(st)
     st["healthy"] = not st["problems"]
     return st
@@ -75,8 +88,9 @@ def assess(st: dict) -> list[str]:
             problems.append(f"feeder {f['id']}: last heartbeat {f['heartbeat_age_s']:.0f} s ago")
         for c in f["connections"]:
             if c.get("state") != "live":
-                problems.append(f"feeder {f['id']}: {c.get('name', c.get('endpoint'))} is "
-                                f"{c.get('state')}")
+                problems.append(
+                    f"feeder {f['id']}: {c.get('name', c.get('endpoint'))} is {c.get('state')}"
+                )
             for sub, s in c.get("subscriptions", {}).items():
                 if s.get("error"):
                     problems.append(f"feeder {f['id']}: {sub}: {s['error']}")
@@ -84,6 +98,16 @@ def assess(st: dict) -> list[str]:
         if n > BACKLOG_WARN:
             problems.append(f"queue {q}: {n} tasks waiting (add workers?)")
     return problems
+
+
+def _known(value: Any) -> bool:
+    """A value worth printing: the feeder or the ledger left out or blanked what it did not know."""
+    return value is not None and value != ""
+
+
+def _optional(label: str, value: Any) -> str:
+    """`label value`, or nothing when the value is unknown (never `None` on an operator's screen)."""
+    return f"{label}{value}" if _known(value) else ""
 
 
 def format_status(st: dict) -> str:
@@ -95,19 +119,30 @@ def format_status(st: dict) -> str:
         if not f["alive"]:
             lines.append(f"feeder {f['id']}: no heartbeat (stopped or expired)")
             continue
-        lines.append(f"feeder {f['id']} (pid {f['pid']}): heartbeat {f['heartbeat_age_s']:.1f} s ago")
+        pid = f" (pid {f['pid']})" if _known(f.get("pid")) else ""
+        lines.append(f"feeder {f['id']}{pid}: heartbeat {f['heartbeat_age_s']:.1f} s ago")
         for c in f["connections"]:
-            lines.append(f"  {c.get('name', c['endpoint'])}: {c['state']}, "
-                         f"{c['reconnects']} reconnects, last close: {c.get('last_close')}")
+            lines.append(
+                f"  {c.get('name', c['endpoint'])}: {c['state']}, "
+                f"{c['reconnects']} reconnects" + _optional(", last close: ", c.get("last_close"))
+            )
             for sub, s in sorted(c["subscriptions"].items()):
                 age = "never" if s["age_s"] is None else f"{s['age_s']:.1f} s ago"
                 err = f" [{s['error']}]" if s.get("error") else ""
                 lines.append(f"    {sub:<32} {s['status']:<8} last message {age}{err}")
     lines.append(f"open gaps: {st['open_gaps']}")
     for g in st["recent_open_gaps"]:
-        lines.append(f"  gap {g.get('id')}: {g.get('cause')} {g.get('channel')} {g.get('instId')} "
-                     f"{g.get('start_ms')}..{g.get('end_ms')} ids {g.get('start_id')}..{g.get('end_id')}"
-                     f" [{g.get('status')}]")
-    lines.append("broker backlog: " + ", ".join(f"{q} {n}" for q, n in st["queues"].items())
-                 + f"; fetched by workers, not yet acknowledged: {st.get('unacked', 0)}")
+        words = [g.get(k) for k in ("cause", "channel", "instId")]
+        if _known(g.get("start_ms")) or _known(g.get("end_ms")):
+            words.append(f"{g.get('start_ms') or '?'}..{g.get('end_ms') or '?'}")
+        if _known(g.get("start_id")) or _known(g.get("end_id")):
+            words.append(f"ids {g.get('start_id') or '?'}..{g.get('end_id') or '?'}")
+        if _known(g.get("status")):
+            words.append(f"[{g['status']}]")
+        lines.append(f"  gap {g.get('id', '?')}: " + " ".join(str(w) for w in words if _known(w)))
+    lines.append(
+        "broker backlog: "
+        + ", ".join(f"{q} {n}" for q, n in st["queues"].items())
+        + f"; fetched by workers, not yet acknowledged: {st.get('unacked', 0)}"
+    )
     return "\n".join(lines)

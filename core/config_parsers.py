@@ -4,20 +4,37 @@ Pure: this module never reads the environment; core/settings.py does, and hands 
 here with the name of the variable it came from. Every failure is a `ConfigError` whose message is
 one line, names the variable and never echoes a password (URLs are shown redacted).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 from okx.signing import Credentials
 
 __all__ = [
-    "CREDENTIAL_VARS", "DEFAULT_REDIS_URL", "is_blank", "parse_bool", "parse_credentials",
-    "parse_duration", "parse_float", "parse_int", "parse_list", "parse_share", "parse_str",
-    "parse_url", "redact_url", "web_basic_auth", "parse_redis_url", "parse_ws_url",
-    "parse_http_url", "parse_mongo_uri", "parse_factory",
+    "CREDENTIAL_VARS",
+    "DEFAULT_REDIS_URL",
+    "is_blank",
+    "parse_bool",
+    "parse_credentials",
+    "parse_duration",
+    "parse_float",
+    "parse_int",
+    "parse_list",
+    "parse_share",
+    "parse_str",
+    "parse_url",
+    "redact_url",
+    "web_basic_auth",
+    "parse_redis_url",
+    "parse_ws_url",
+    "parse_http_url",
+    "parse_mongo_uri",
+    "parse_factory",
 ]
 
 # One default for every process: the broker, RedBeat, the feeder's ledger and the REST limiter.
@@ -88,7 +105,7 @@ def parse_share(name: str, value: Any) -> float:
 
 
 def parse_list(name: str, value: Any) -> tuple[str, ...]:
-    """"a, b,a" or a TOML list -> ("a", "b"): stripped, de-duplicated, order kept."""
+    """ "a, b,a" or a TOML list -> ("a", "b"): stripped, de-duplicated, order kept."""
     items = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
 
@@ -144,16 +161,18 @@ def web_basic_auth(env: Mapping[str, str]) -> tuple[list[str] | None, str | None
         return None, None  # Flower applies its own variables
     if env.get("WEB_NO_AUTH", "").strip().lower() in ("1", "true", "yes"):
         return None, None
-    return None, ("web: refusing to start Flower without authentication. Set WEB_USER and "
-                  "WEB_PASSWORD (or FLOWER_BASIC_AUTH=user:password), or WEB_NO_AUTH=1 to run it "
-                  "open on purpose.")
+    return None, (
+        "web: refusing to start Flower without authentication. Set WEB_USER and "
+        "WEB_PASSWORD (or FLOWER_BASIC_AUTH=user:password), or WEB_NO_AUTH=1 to run it "
+        "open on purpose."
+    )
 
 
 # ----- URL kinds --------------------------------------------------------------------------------
 def parse_redis_url(name: str, value: Any) -> str:
     url = parse_url(name, value, ("redis", "rediss", "unix"), host_required=False)
     if not url.lower().startswith("unix://"):
-        parse_url(name, url, ("redis", "rediss"))     # a TCP Redis needs a host
+        parse_url(name, url, ("redis", "rediss"))  # a TCP Redis needs a host
     return url
 
 
@@ -173,15 +192,16 @@ def parse_mongo_uri(name: str, value: Any, *, any_scheme: bool = False) -> str:
     if not sep or not scheme:
         raise ConfigError(f"{name} is not a URI: {redact_url(uri)!r}")
     if not any_scheme and scheme.lower() not in ("mongodb", "mongodb+srv"):
-        raise ConfigError(f"{name} must start with mongodb:// or mongodb+srv://, "
-                          f"got {redact_url(uri)!r}")
+        raise ConfigError(
+            f"{name} must start with mongodb:// or mongodb+srv://, got {redact_url(uri)!r}"
+        )
     if not rest.rsplit("@", 1)[-1].split("/", 1)[0]:
         raise ConfigError(f"{name} has no host: {redact_url(uri)!r}")
     return uri
 
 
 def parse_factory(name: str, value: Any) -> str:
-    """"package.module:callable" (only checked for form here; resolved by its user)."""
+    """ "package.module:callable" (only checked for form here; resolved by its user)."""
     text = str(value).strip()
     module, sep, attr = text.partition(":")
     if not sep or not module or not attr.isidentifier():

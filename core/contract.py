@@ -24,6 +24,7 @@ Record payloads per kind (all values strings as OKX sends them unless noted):
 
 Nothing secret ever goes into a payload: Flower shows them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,7 +40,7 @@ BACKFILL_QUEUE = "backfill"
 # celeryconfig.task_routes sends each glob to its queue.
 INGEST_TASK_PREFIX = "tasks.ingest."
 BACKFILL_TASK_PREFIX = "tasks.backfill."
-INGEST_TASK_GLOB = f"{INGEST_TASK_PREFIX}*"      # -> INGEST_QUEUE
+INGEST_TASK_GLOB = f"{INGEST_TASK_PREFIX}*"  # -> INGEST_QUEUE
 BACKFILL_TASK_GLOB = f"{BACKFILL_TASK_PREFIX}*"  # -> BACKFILL_QUEUE
 
 KINDS = ("trades", "tickers", "candles", "books", "orders", "balances", "positions")
@@ -66,12 +67,26 @@ FILLS_TASK = "tasks.backfill.sync_fills"
 SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
 
 
-def make_batch(kind: str, records: list[dict[str, Any]], *, source: str, producer: str,
-               batch: int, sent_ms: int) -> dict[str, Any]:
+def make_batch(
+    kind: str,
+    records: list[dict[str, Any]],
+    *,
+    source: str,
+    producer: str,
+    batch: int,
+    sent_ms: int,
+) -> dict[str, Any]:
     if kind not in INGEST_TASKS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
-    return {"v": VERSION, "kind": kind, "source": source, "producer": producer, "batch": batch,
-            "sent_ms": sent_ms, "records": records}
+    return {
+        "v": VERSION,
+        "kind": kind,
+        "source": source,
+        "producer": producer,
+        "batch": batch,
+        "sent_ms": sent_ms,
+        "records": records,
+    }
 
 
 def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
@@ -79,7 +94,9 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
     if not isinstance(payload, dict):
         raise BadBatch(f"batch must be an object, got {type(payload).__name__}")
     if payload.get("v") != VERSION:
-        raise BadBatch(f"unsupported batch version {payload.get('v')!r} (this worker speaks {VERSION})")
+        raise BadBatch(
+            f"unsupported batch version {payload.get('v')!r} (this worker speaks {VERSION})"
+        )
     if payload.get("kind") != kind:
         raise BadBatch(f"batch of kind {payload.get('kind')!r} sent to the {kind!r} task")
     records = payload.get("records")
@@ -91,8 +108,18 @@ def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
 # ----- the gap record's values ------------------------------------------------------------------
 # What a gap in the ledger can say (its Redis keys are in core/keys.py). These are values of the
 # record that feeder, backfill and status all read, part of this contract, not key names.
-GAP_CAUSES = ("reconnect", "seq_gap", "checksum", "crossed", "stale", "publish_overflow",
-              "startup", "audit", "manual", "bad_data")
+GAP_CAUSES = (
+    "reconnect",
+    "seq_gap",
+    "checksum",
+    "crossed",
+    "stale",
+    "publish_overflow",
+    "startup",
+    "audit",
+    "manual",
+    "bad_data",
+)
 # manual: `celery call backfill` or the backfill CLI; bad_data: a book level whose price is not a
 # number (the book resyncs, the window in between is a gap)
 GAP_STATUSES = ("open", "filling", "filled", "unrepairable")

@@ -14,6 +14,7 @@
      |    +-- BadReply                  a reply OKX does not document; never stored
      +-- ConfigError                    a setting cannot work; the message names it (ValueError)
      +-- PlanError                      a gap or request that cannot be planned (ValueError)
+     +-- BadGap                         a gap value that cannot be stored, or a hash that is no gap
      +-- BadBatch                       a task argument that is no batch envelope (ValueError)
           +-- BadRecord                 one record of a valid envelope cannot be stored
 
@@ -25,17 +26,41 @@ The classes that okx/ raises live in okx/errors.py (okx/ imports nothing of the 
 project's own live here. Their old homes (okx.rest.client, okx.book, okx.ws.frames,
 core.contract, tasks.documents, tasks.backfill.plan, tasks.backfill.source) re-export them.
 """
+
 from __future__ import annotations
 
 from okx.errors import (
-    AuthFailed, BadReply, BadRequest, BookInvalid, CollectorError, NetworkError, ProtocolError,
-    RateLimited, Rejected, RestError, Unavailable,
+    AuthFailed,
+    BadReply,
+    BadRequest,
+    BookInvalid,
+    CollectorError,
+    NetworkError,
+    ProtocolError,
+    RateLimited,
+    Rejected,
+    RestError,
+    Unavailable,
 )
 
 __all__ = [
-    "AuthFailed", "BadBatch", "BadRecord", "BadReply", "BadRequest", "BookInvalid",
-    "CollectorError", "ConfigError", "NetworkError", "NoCredentials", "PlanError",
-    "ProtocolError", "RateLimited", "Rejected", "RestError", "Unavailable",
+    "AuthFailed",
+    "BadBatch",
+    "BadGap",
+    "BadRecord",
+    "BadReply",
+    "BadRequest",
+    "BookInvalid",
+    "CollectorError",
+    "ConfigError",
+    "NetworkError",
+    "NoCredentials",
+    "PlanError",
+    "ProtocolError",
+    "RateLimited",
+    "Rejected",
+    "RestError",
+    "Unavailable",
 ]
 
 
@@ -45,6 +70,11 @@ class ConfigError(CollectorError, ValueError):
 
 class PlanError(CollectorError, ValueError):
     """A gap or request that cannot be planned; the message says why (stored as the reason)."""
+
+
+class BadGap(CollectorError, ValueError):
+    """A gap value that cannot be stored, or a stored hash that is not a gap; the message says
+    which field and why."""
 
 
 class BadBatch(CollectorError, ValueError):

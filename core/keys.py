@@ -43,6 +43,7 @@ Redis keys other software owns, named here so nothing else spells them: kombu's 
 (its Redis transport's default) and RedBeat's `redbeat:` prefix (celeryconfig.py sets it).
 Backfill's own keys (backfill:*, audit:*) and the REST rate limits close the file.
 """
+
 from __future__ import annotations
 
 # ----- MongoDB collections ------------------------------------------------------------------------
@@ -54,13 +55,12 @@ BOOKS = "books"
 TICKERS = "tickers"
 CANDLES = "candles"
 GAPS = "gaps"
-FILLS = "fills"            # REST only: /trade/fills rows (backfill), natural key billId
+FILLS = "fills"  # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
 
 # Every collection name. Not Redis keys: tests/test_layout_keys.py leaves these words alone
 # (they double as record kinds and channel names everywhere).
-COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS,
-               DEAD_LETTERS)
+COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS, DEAD_LETTERS)
 
 # record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
@@ -76,7 +76,7 @@ COLLECTION_BY_KIND = {
 
 
 # ----- Redis keys: the workers' current state ---------------------------------------------------
-ORDER_PREFIX = "order"            # order<N>, as in the original design
+ORDER_PREFIX = "order"  # order<N>, as in the original design
 ORDER_COUNTER = f"{ORDER_PREFIX}:counter"
 ORDER_EVENT_PREFIX = f"{ORDER_PREFIX}:event:"
 BALANCE_PREFIX = "balance:"
@@ -169,7 +169,7 @@ def parse_watermark_key(name: str) -> tuple[str, str]:
     """(channel, instId) of a watermark key (instIds may not hold ':' but stay whole if so)."""
     if not name.startswith(WATERMARK_PREFIX):
         raise ValueError(f"not a watermark key: {name!r}")
-    channel, _, inst_id = name[len(WATERMARK_PREFIX):].partition(":")
+    channel, _, inst_id = name[len(WATERMARK_PREFIX) :].partition(":")
     return channel, inst_id
 
 
@@ -178,8 +178,8 @@ def feeder_key(feeder_id: str) -> str:
 
 
 # ----- Redis keys that Celery's parts own ---------------------------------------------------------
-KOMBU_UNACKED = "unacked"         # kombu's Redis transport: delivered, not yet acknowledged
-REDBEAT_PREFIX = "redbeat:"       # RedBeat's schedule and lock (celeryconfig.redbeat_key_prefix)
+KOMBU_UNACKED = "unacked"  # kombu's Redis transport: delivered, not yet acknowledged
+REDBEAT_PREFIX = "redbeat:"  # RedBeat's schedule and lock (celeryconfig.redbeat_key_prefix)
 
 
 # ----- backfill's own Redis keys (on the broker Redis, next to the feeder's gap ledger) -----------
@@ -187,6 +187,7 @@ REDBEAT_PREFIX = "redbeat:"       # RedBeat's schedule and lock (celeryconfig.re
 # backfill:fills:<instType>          exchange ms of the newest fill synced (fills sync cursor)
 # audit:<instId>                     hash: validated_until, missing, extra, confirmed,
 #                                    window_start, window_end, at_ms (last audit of instId)
+
 
 def backfill_stale(channel: str, inst_id: str) -> str:
     return f"backfill:stale:{channel}:{inst_id}"

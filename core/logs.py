@@ -20,30 +20,36 @@ environment's one reader; this module reads none. The feeder's entry point calls
 Celery workers and beat call it through the `setup_logging` signal (tasks/logging_setup.py);
 Flower through flowerconfig.py.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import sys
 import time
-from typing import IO, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import IO
 
 import orjson
 
 FORMATS = ("logfmt", "json")
 MASK = "***"
 # An environment variable whose name looks like one of these holds a secret.
-_SECRET_NAME = re.compile(r"SECRET|PASSW|PASSPHRASE|TOKEN|API_KEY|BASIC_AUTH|CREDENTIAL|PRIVATE",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"SECRET|PASSW|PASSPHRASE|TOKEN|API_KEY|BASIC_AUTH|CREDENTIAL|PRIVATE", re.IGNORECASE
+)
 # Variables that hold URLs with an optional password (their password is redacted by the URL rule,
 # and also taken as a literal, in case it shows up without its URL).
 _URL_VARS = ("REDIS_URL", "STATE_REDIS_URL", "MONGODB_URI", "BROKER_URL", "CELERY_BROKER_URL")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+(?=@)")
-_MIN_SECRET_LEN = 4   # shorter values ("0", "no") would redact half the line
+_MIN_SECRET_LEN = 4  # shorter values ("0", "no") would redact half the line
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
@@ -80,13 +86,21 @@ def _logfmt_value(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     if text and not any(c in text for c in ' ="\\\n\r\t'):
         return text
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 
 def _iso_utc(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1000):03d}Z"
+    )
 
 
 class StructuredFormatter(logging.Formatter):
@@ -100,8 +114,13 @@ class StructuredFormatter(logging.Formatter):
         self.redact = redactor or Redactor()
 
     def fields(self, record: logging.LogRecord) -> dict:
-        out = {"ts": _iso_utc(record.created), "level": record.levelname.lower(),
-               "logger": record.name, "pid": record.process, "msg": record.getMessage()}
+        out = {
+            "ts": _iso_utc(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
                 out[key] = value
@@ -122,8 +141,12 @@ class StructuredFormatter(logging.Formatter):
         return self.redact(line)
 
 
-def setup(level: str | int = "INFO", fmt: str = "logfmt", stream: IO[str] | None = None,
-          secrets: Iterable[str] = ()) -> logging.Handler:
+def setup(
+    level: str | int = "INFO",
+    fmt: str = "logfmt",
+    stream: IO[str] | None = None,
+    secrets: Iterable[str] = (),
+) -> logging.Handler:
     """Route every logger of this process through one structured handler on stderr (or `stream`).
 
     `fmt` and `secrets` (the literal values to redact) come from the process's settings

@@ -6,6 +6,7 @@ for that in celeryconfig.py; every other client (the feeder's ledger, the worker
 `collector status`, the shared REST rate limiter) takes its keyword arguments from here. A URL that
 sets `ssl_cert_reqs` itself keeps its own choice.
 """
+
 from __future__ import annotations
 
 from typing import Any

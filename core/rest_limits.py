@@ -12,6 +12,7 @@ share of the limits (`fallback_share`) until Redis answers again. Its keys: core
 else the in-process one. The rate factor and fallback share come from the caller's settings
 (OKX_REST_RATE_FACTOR, OKX_REST_FALLBACK_SHARE in core/settings.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,15 +21,23 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import Counter
 
 from core import keys
 from core.redis_clients import tls_kwargs
 from okx.rest.ratelimit import (
-    DEFAULT_LIMIT, DEFAULT_RATE_FACTOR, FALLBACK_SHARE, LIMITS, Pacer, RateLimits, endpoint_of,
-    process_limits, share_of,
+    DEFAULT_LIMIT,
+    DEFAULT_RATE_FACTOR,
+    FALLBACK_SHARE,
+    LIMITS,
+    Pacer,
+    RateLimits,
+    endpoint_of,
+    process_limits,
+    share_of,
 )
 
 log = logging.getLogger(__name__)
@@ -46,12 +55,16 @@ IN_FLIGHT_POLL_S = 0.02
 # costs one connection attempt per interval, not one per request.
 REDIS_RETRY_S = 5.0
 
-FALLBACK_GRANTS = Counter("okx_rest_ratelimit_fallback",
-                          "REST requests paced in-process because the shared Redis limiter "
-                          "could not be reached", ["endpoint"])
-REDIS_ERRORS = Counter("okx_rest_ratelimit_redis_errors",
-                       "Errors talking to the shared Redis rate limiter (each one starts or "
-                       "extends an in-process fallback period)")
+FALLBACK_GRANTS = Counter(
+    "okx_rest_ratelimit_fallback",
+    "REST requests paced in-process because the shared Redis limiter could not be reached",
+    ["endpoint"],
+)
+REDIS_ERRORS = Counter(
+    "okx_rest_ratelimit_redis_errors",
+    "Errors talking to the shared Redis rate limiter (each one starts or "
+    "extends an in-process fallback period)",
+)
 
 # KEYS[1] the endpoint's log (ZSET member -> time counted, in µs of Redis TIME; a request still
 # in flight is scored at grant + hold, i.e. in the future, so it counts in every window until its
@@ -111,12 +124,20 @@ class RedisRateLimits(Pacer):
     `account_label`) when one is given, since OKX counts those per user.
     """
 
-    def __init__(self, redis_client: Any, factor: float = DEFAULT_RATE_FACTOR,
-                 limits: dict[str, tuple[int, float]] | None = None, *,
-                 account: str | None = None, fallback_share: float = FALLBACK_SHARE,
-                 retry_after_s: float = REDIS_RETRY_S, hold_s: float = HOLD_S,
-                 prefix: str = KEY_PREFIX, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        redis_client: Any,
+        factor: float = DEFAULT_RATE_FACTOR,
+        limits: dict[str, tuple[int, float]] | None = None,
+        *,
+        account: str | None = None,
+        fallback_share: float = FALLBACK_SHARE,
+        retry_after_s: float = REDIS_RETRY_S,
+        hold_s: float = HOLD_S,
+        prefix: str = KEY_PREFIX,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 0 < factor <= 1:
             raise ValueError("factor must be in (0, 1]")
         if not 0 < fallback_share <= 1:
@@ -133,19 +154,26 @@ class RedisRateLimits(Pacer):
         self._pause_script = redis_client.register_script(_PAUSE_LUA)
         self._sleep = sleep
         self._clock = clock
-        self.fallback = RateLimits(factor, share_of(self.limits, fallback_share), clock=clock,
-                                   default=share_of({"": DEFAULT_LIMIT}, fallback_share)[""])
+        self.fallback = RateLimits(
+            factor,
+            share_of(self.limits, fallback_share),
+            clock=clock,
+            default=share_of({"": DEFAULT_LIMIT}, fallback_share)[""],
+        )
         self._state_lock = threading.Lock()
-        self._down_until = 0.0      # clock() before which Redis is not asked again
-        self._down = False          # in a fallback period (logged once per period)
+        self._down_until = 0.0  # clock() before which Redis is not asked again
+        self._down = False  # in a fallback period (logged once per period)
 
     @classmethod
-    def from_url(cls, url: str, factor: float = DEFAULT_RATE_FACTOR,
-                 **kwargs: Any) -> "RedisRateLimits":
+    def from_url(
+        cls, url: str, factor: float = DEFAULT_RATE_FACTOR, **kwargs: Any
+    ) -> RedisRateLimits:
         import redis
+
         # short timeouts: a hung Redis must cost a request a second or two, then the fallback
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                      **tls_kwargs(url))
+        client = redis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0, **tls_kwargs(url)
+        )
         return cls(client, factor, **kwargs)
 
     # ----- keys and limits ---------------------------------------------------------------------
@@ -156,8 +184,9 @@ class RedisRateLimits(Pacer):
     def _keys(self, endpoint: str) -> tuple[str, str]:
         parts = endpoint.split("/")
         group = parts[1] if len(parts) > 1 else ""
-        scope = f"{endpoint}@{self.account}" if self.account and group in PRIVATE_GROUPS \
-            else endpoint
+        scope = (
+            f"{endpoint}@{self.account}" if self.account and group in PRIVATE_GROUPS else endpoint
+        )
         # the hash tag keeps both keys of an endpoint in one slot (Redis Cluster)
         return keys.ratelimit_log(scope, self.prefix), keys.ratelimit_pause(scope, self.prefix)
 
@@ -180,11 +209,15 @@ class RedisRateLimits(Pacer):
             # a connection error's text may carry the URL, and with it a password: its class
             # only; a server's reply (OOM, read-only replica, script error) is worth reading
             from redis.exceptions import ResponseError
+
             reason = type(exc).__name__
             if isinstance(exc, ResponseError):
                 reason += f": {str(exc)[:200]}"
-            log.warning("shared REST rate limits: Redis unavailable (%s); pacing in-process at "
-                        "a share of the limits until it answers again", reason)
+            log.warning(
+                "shared REST rate limits: Redis unavailable (%s); pacing in-process at "
+                "a share of the limits until it answers again",
+                reason,
+            )
 
     def _redis_ok(self) -> None:
         if self._down:
@@ -197,12 +230,18 @@ class RedisRateLimits(Pacer):
     def _reserve(self, endpoint: str) -> tuple[tuple, float]:
         """Block until a request may start, count it in flight; return (token, seconds waited)."""
         from redis.exceptions import RedisError
+
         started = self._clock()
         limit, window = self._limit(endpoint)
         log_key, pause_key = self._keys(endpoint)
         member = f"{os.getpid()}:{uuid.uuid4().hex}"
-        args = [limit, int(window * 1e6), member, int(self.hold_s * 1e6),
-                int(IN_FLIGHT_POLL_S * 1e6)]
+        args = [
+            limit,
+            int(window * 1e6),
+            member,
+            int(self.hold_s * 1e6),
+            int(IN_FLIGHT_POLL_S * 1e6),
+        ]
         while self._redis_usable():
             try:
                 wait_us = int(self._acquire_script(keys=[log_key, pause_key], args=args))
@@ -219,13 +258,15 @@ class RedisRateLimits(Pacer):
 
     def _finish(self, token: tuple) -> None:
         from redis.exceptions import RedisError
+
         if token[0] == "local":
             self.fallback._finish(token[1])
             return
         _, log_key, member, window = token
         try:
-            self._finish_script(keys=[log_key],
-                                args=[member, int((window + self.hold_s) * 1000) + 1000])
+            self._finish_script(
+                keys=[log_key], args=[member, int((window + self.hold_s) * 1000) + 1000]
+            )
         except (RedisError, OSError) as exc:
             # the reservation stays counted as in flight until its hold runs out: safe
             self._redis_failed(exc)
@@ -234,6 +275,7 @@ class RedisRateLimits(Pacer):
         """The server said we are over (50011 / 429): hold every request to this endpoint, in every
         process sharing the Redis, for `seconds` (default: one stretched window)."""
         from redis.exceptions import RedisError
+
         endpoint = endpoint_of(path)
         if seconds is None:
             seconds = self._limit(endpoint)[1]
@@ -242,14 +284,14 @@ class RedisRateLimits(Pacer):
         if not self._redis_usable():
             return
         try:
-            self._pause_script(keys=[self._keys(endpoint)[1]],
-                               args=[max(1, int(seconds * 1000))])
+            self._pause_script(keys=[self._keys(endpoint)[1]], args=[max(1, int(seconds * 1000))])
         except (RedisError, OSError) as exc:
             self._redis_failed(exc)
 
     def paused_for(self, path: str) -> float:
         """Seconds left in a pause of this endpoint (0 when not paused)."""
         from redis.exceptions import RedisError
+
         endpoint = endpoint_of(path)
         local = self.fallback.paused_for(path)
         if not self._redis_usable():
@@ -266,9 +308,13 @@ _shared: dict[tuple, RateLimits | RedisRateLimits] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_limits(redis_url: str | None = None, api_key: str | None = None, *,
-                  factor: float = DEFAULT_RATE_FACTOR,
-                  fallback_share: float = FALLBACK_SHARE) -> RateLimits | RedisRateLimits:
+def shared_limits(
+    redis_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    factor: float = DEFAULT_RATE_FACTOR,
+    fallback_share: float = FALLBACK_SHARE,
+) -> RateLimits | RedisRateLimits:
     """The limiter of this process for `redis_url` (created on first use, with the factor and
     fallback share of that call; callers pass them from their settings): shared through Redis
     when a URL is given, else okx's in-process `process_limits()`, the one a RestClient given
@@ -281,5 +327,6 @@ def shared_limits(redis_url: str | None = None, api_key: str | None = None, *,
         limits = _shared.get(key)
         if limits is None:
             limits = _shared[key] = RedisRateLimits.from_url(
-                redis_url, factor, account=account, fallback_share=fallback_share)
+                redis_url, factor, account=account, fallback_share=fallback_share
+            )
         return limits

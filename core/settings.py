@@ -13,18 +13,33 @@ by core/config_parsers.py, one parser per kind of value, and every bad value is 
 with a one-line message naming the variable. Nothing else in okx/, core/, collector/ or tasks/
 reads os.environ: values flow from here as arguments (tests/test_layout_env.py checks it).
 """
+
 from __future__ import annotations
 
 import os
 import socket
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from core.config_parsers import (
-    DEFAULT_REDIS_URL, is_blank, parse_bool, parse_credentials, parse_duration, parse_factory,
-    parse_http_url, parse_int, parse_list, parse_mongo_uri, parse_redis_url, parse_share,
-    parse_str, parse_ws_url, redact_url, web_basic_auth,
+    DEFAULT_REDIS_URL,
+    is_blank,
+    parse_bool,
+    parse_credentials,
+    parse_duration,
+    parse_factory,
+    parse_http_url,
+    parse_int,
+    parse_list,
+    parse_mongo_uri,
+    parse_redis_url,
+    parse_share,
+    parse_str,
+    parse_ws_url,
+    redact_url,
+    web_basic_auth,
 )
 from core.errors import ConfigError
 from okx.channels import endpoint_for, needs_login
@@ -33,11 +48,21 @@ from okx.signing import Credentials
 from okx.ws import session
 
 __all__ = [
-    "ConfigError", "FeederSettings", "LogSettings", "WebSettings", "WorkerSettings", "current",
-    "load", "load_logging", "load_web", "replace", "use", "validate",
+    "ConfigError",
+    "FeederSettings",
+    "LogSettings",
+    "WebSettings",
+    "WorkerSettings",
+    "current",
+    "load",
+    "load_logging",
+    "load_web",
+    "replace",
+    "use",
+    "validate",
 ]
 
-PROD_WS_URL = "wss://ws.okx.com"        # port-less: :8443 closed on 2026-10-31
+PROD_WS_URL = "wss://ws.okx.com"  # port-less: :8443 closed on 2026-10-31
 DEMO_WS_URL = "wss://wspap.okx.com"
 PROD_REST_URL = "https://openapi.okx.com"
 
@@ -46,14 +71,19 @@ DEFAULT_PRIVATE_CHANNELS = ("orders", "balance_and_position", "positions", "acco
 DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
 
 # ----- the feeder's heartbeat (feeder:<id> in Redis; its TTL: core.keys.HEARTBEAT_TTL_S) ---
-HEARTBEAT_EVERY_S = 5.0                    # the feeder writes its heartbeat this often
-HEARTBEAT_LATE_S = 3 * HEARTBEAT_EVERY_S   # `collector status`: three beats missed = late
-FEEDER_DEAD_S = 6 * HEARTBEAT_EVERY_S      # backfill sweep: older than this = a dead feeder
+HEARTBEAT_EVERY_S = 5.0  # the feeder writes its heartbeat this often
+HEARTBEAT_LATE_S = 3 * HEARTBEAT_EVERY_S  # `collector status`: three beats missed = late
+FEEDER_DEAD_S = 6 * HEARTBEAT_EVERY_S  # backfill sweep: older than this = a dead feeder
 
 
 # ----- declaring and reading fields -------------------------------------------------------------
 _BY_TYPE: dict[type, Callable[[str, Any], Any]] = {
-    bool: parse_bool, int: parse_int, float: parse_duration, tuple: parse_list, str: parse_str}
+    bool: parse_bool,
+    int: parse_int,
+    float: parse_duration,
+    tuple: parse_list,
+    str: parse_str,
+}
 
 
 def setting(env: str, default: Any, parse: Callable[[str, Any], Any] | None = None) -> Any:
@@ -97,8 +127,11 @@ def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def _credentials(*sources: Mapping[str, Any]) -> Credentials | None:
-    names = (("OKX_API_KEY", "api_key"), ("OKX_API_SECRET", "api_secret"),
-             ("OKX_API_PASSPHRASE", "api_passphrase"))
+    names = (
+        ("OKX_API_KEY", "api_key"),
+        ("OKX_API_SECRET", "api_secret"),
+        ("OKX_API_PASSPHRASE", "api_passphrase"),
+    )
     picked = []
     for env_name, file_name in names:
         found = [s.get(env_name) or s.get(file_name) for s in sources]
@@ -114,21 +147,21 @@ class FeederSettings:
     rest_url: str = setting("OKX_REST_URL", PROD_REST_URL, parse_http_url)
     instruments: tuple[str, ...] = setting("OKX_INSTRUMENTS", DEFAULT_INSTRUMENTS)
     channels: tuple[str, ...] = setting("OKX_CHANNELS", DEFAULT_PUBLIC_CHANNELS)
-    credentials: Credentials | None = None     # OKX_API_KEY/_SECRET/_PASSPHRASE (or api_* in TOML)
+    credentials: Credentials | None = None  # OKX_API_KEY/_SECRET/_PASSPHRASE (or api_* in TOML)
     demo: bool = setting("OKX_DEMO", False)
     feeder_id: str = setting("FEEDER_ID", "")  # "" = feeder-<hostname>
     health_host: str = setting("FEEDER_HEALTH_HOST", "127.0.0.1")
-    health_port: int = setting("FEEDER_HEALTH_PORT", 8081)        # 0 = no health server
+    health_port: int = setting("FEEDER_HEALTH_PORT", 8081)  # 0 = no health server
     ping_after_s: float = setting("OKX_PING_AFTER", session.PING_AFTER_S)
     pong_timeout_s: float = setting("OKX_PONG_TIMEOUT", session.PONG_TIMEOUT_S)
     stale_after_s: float = setting("FEEDER_STALE_AFTER", session.STALE_AFTER_S)
     healthy_after_s: float = setting("FEEDER_HEALTHY_AFTER", session.HEALTHY_AFTER_S)
-    batch_max: int = setting("FEEDER_BATCH_MAX", 500)             # records per task at most
-    buffer_max: int = setting("FEEDER_BUFFER_MAX", 200_000)       # held while the broker is down
+    batch_max: int = setting("FEEDER_BATCH_MAX", 500)  # records per task at most
+    buffer_max: int = setting("FEEDER_BUFFER_MAX", 200_000)  # held while the broker is down
     linger_max_ms: float = setting("FEEDER_LINGER_MAX_MS", 20.0)  # longest wait for a batch
-    book_depth_stored: int = setting("FEEDER_BOOK_DEPTH", 25)     # top-N levels published
+    book_depth_stored: int = setting("FEEDER_BOOK_DEPTH", 25)  # top-N levels published
     full_book_every_s: float = setting("FEEDER_FULL_BOOK_EVERY", 60.0)  # 0 = never
-    record_path: str | None = setting("FEEDER_RECORD", None)      # --record FILE
+    record_path: str | None = setting("FEEDER_RECORD", None)  # --record FILE
     # OKX_BOOK_PURE=1: the pure-Python book loop instead of okx/_bookaccel.c (the CLI applies it)
     book_pure: bool = setting("OKX_BOOK_PURE", False)
     # the share of OKX's REST limits the whole deployment uses; each process's share without Redis
@@ -160,8 +193,9 @@ def _read_toml(path: str) -> dict[str, Any]:
     return from_file
 
 
-def load(env: Mapping[str, str] | None = None, config_path: str | None = None,
-         **overrides: Any) -> FeederSettings:
+def load(
+    env: Mapping[str, str] | None = None, config_path: str | None = None, **overrides: Any
+) -> FeederSettings:
     """Build and validate the feeder's settings. `overrides` (the command line) win over all."""
     env = _environ(env)
     path = config_path or env.get("OKX_CONFIG")
@@ -193,7 +227,8 @@ def validate(s: FeederSettings) -> None:
         if needs_login(channel) and s.credentials is None:
             raise ConfigError(
                 f"channel {channel!r} needs a login: set OKX_API_KEY, OKX_API_SECRET and "
-                "OKX_API_PASSPHRASE, or remove it from OKX_CHANNELS")
+                "OKX_API_PASSPHRASE, or remove it from OKX_CHANNELS"
+            )
     parse_redis_url("REDIS_URL", s.redis_url)
     parse_ws_url("OKX_WS_URL", s.ws_url)
     if "/ws/v5" in s.ws_url:
@@ -201,8 +236,10 @@ def validate(s: FeederSettings) -> None:
     parse_http_url("OKX_REST_URL", s.rest_url)
     idle = session.OKX_IDLE_CUTOFF_S
     if not 0 < s.ping_after_s < idle:
-        raise ConfigError(f"OKX_PING_AFTER must be between 0 and {idle:g} seconds (OKX drops a "
-                          f"silent connection after {idle:g} s)")
+        raise ConfigError(
+            f"OKX_PING_AFTER must be between 0 and {idle:g} seconds (OKX drops a "
+            f"silent connection after {idle:g} s)"
+        )
     if s.pong_timeout_s <= 0:
         raise ConfigError("OKX_PONG_TIMEOUT must be positive")
     if s.healthy_after_s <= 0:
@@ -215,8 +252,10 @@ def validate(s: FeederSettings) -> None:
         raise ConfigError("FEEDER_BOOK_DEPTH must be between 1 and 400")
     chans = set(s.channels)
     if {"books", "books-l2-tbt"} <= chans or {"books50-l2-tbt", "books-l2-tbt"} <= chans:
-        raise ConfigError("books-l2-tbt cannot share a connection with books/books50-l2-tbt for "
-                          "the same instrument (OKX error 64004); choose one")
+        raise ConfigError(
+            "books-l2-tbt cannot share a connection with books/books50-l2-tbt for "
+            "the same instrument (OKX error 64004); choose one"
+        )
 
 
 # ----- workers and beat ---------------------------------------------------------------------------
@@ -230,15 +269,15 @@ class WorkerSettings:
     # "package.module:callable" building the Mongo client from (uri, timeout_ms) instead of
     # pymongo: the hook for offline stand-ins (localrun sets its own); "" = pymongo
     mongo_client_factory: str = setting("MONGO_CLIENT_FACTORY", "", parse_factory)
-    mongodb_db: str = setting("MONGODB_DB", "okex")   # the original design's database name
+    mongodb_db: str = setting("MONGODB_DB", "okex")  # the original design's database name
     # server selection / connect timeout; short, because the task retries (pymongo's is 30 s)
     mongo_timeout_ms: int = setting("MONGODB_TIMEOUT_MS", 5000)
-    redis_timeout_s: float = setting("REDIS_TIMEOUT_S", 5.0)   # socket timeout, state client
+    redis_timeout_s: float = setting("REDIS_TIMEOUT_S", 5.0)  # socket timeout, state client
 
     # --- broker and worker -------------------------------------------------------------------
     visibility_timeout_s: int = setting("BROKER_VISIBILITY_TIMEOUT", 3600)
     unacked_restore_interval_s: int = setting("BROKER_RESTORE_INTERVAL", 10)  # kombu default
-    unacked_restore_throttle: int = setting("BROKER_RESTORE_THROTTLE", 10)    # kombu default
+    unacked_restore_throttle: int = setting("BROKER_RESTORE_THROTTLE", 10)  # kombu default
     # backfill workers: pass -O/--prefetch-multiplier 1
     prefetch_multiplier: int = setting("CELERY_PREFETCH_MULTIPLIER", 4)
     # Heroku's grace is 30 s, and the worker waits this long even when idle
@@ -246,16 +285,16 @@ class WorkerSettings:
 
     # --- retries of transient storage errors -------------------------------------------------
     retry_max: int = setting("INGEST_MAX_RETRIES", 10)
-    retry_base_s: float = setting("INGEST_RETRY_BASE_S", 2.0)   # first countdown, then doubled
-    retry_cap_s: float = setting("INGEST_RETRY_CAP_S", 300.0)   # longest (< visibility timeout)
+    retry_base_s: float = setting("INGEST_RETRY_BASE_S", 2.0)  # first countdown, then doubled
+    retry_cap_s: float = setting("INGEST_RETRY_CAP_S", 300.0)  # longest (< visibility timeout)
     task_soft_time_limit_s: int = setting("INGEST_SOFT_TIME_LIMIT", 60)  # a batch takes ms
-    task_time_limit_s: int = setting("INGEST_TIME_LIMIT", 90)   # hard limit, replaces the child
+    task_time_limit_s: int = setting("INGEST_TIME_LIMIT", 90)  # hard limit, replaces the child
 
     # --- Redis memory bounds (see docs/data-model.md, "Redis memory budget") -------------------
-    order_ttl_s: int = setting("ORDER_KEY_TTL_S", 7 * 86400)    # order<N> hashes, dedupe keys
-    state_ttl_s: int = setting("STATE_TTL_S", 86400)    # state keys of quiet instruments
-    account_ttl_s: int = setting("ACCOUNT_TTL_S", 0)    # balance:/position: keys (0 = keep)
-    trades_cap: int = setting("TRADES_CAP", 100)        # latest trades kept per instId
+    order_ttl_s: int = setting("ORDER_KEY_TTL_S", 7 * 86400)  # order<N> hashes, dedupe keys
+    state_ttl_s: int = setting("STATE_TTL_S", 86400)  # state keys of quiet instruments
+    account_ttl_s: int = setting("ACCOUNT_TTL_S", 0)  # balance:/position: keys (0 = keep)
+    trades_cap: int = setting("TRADES_CAP", 100)  # latest trades kept per instId
 
     # --- MongoDB history bounds ----------------------------------------------------------------
     # one books push kept per instId+channel per window (0 = every push; full snapshots always)
@@ -264,15 +303,15 @@ class WorkerSettings:
 
     # --- OKX REST (backfill, audit, snapshots); credentials only from the environment -----------
     okx_rest_url: str = setting("OKX_REST_URL", PROD_REST_URL, parse_http_url)
-    okx_demo: bool = setting("OKX_DEMO", False)          # send x-simulated-trading: 1
-    credentials: Credentials | None = None               # OKX_API_KEY/_SECRET/_PASSPHRASE
-    rest_timeout_s: float = setting("OKX_REST_TIMEOUT_S", 10.0)   # one REST request
+    okx_demo: bool = setting("OKX_DEMO", False)  # send x-simulated-trading: 1
+    credentials: Credentials | None = None  # OKX_API_KEY/_SECRET/_PASSPHRASE
+    rest_timeout_s: float = setting("OKX_REST_TIMEOUT_S", 10.0)  # one REST request
     rest_rate_factor: float = setting("OKX_REST_RATE_FACTOR", DEFAULT_RATE_FACTOR, parse_share)
     rest_fallback_share: float = setting("OKX_REST_FALLBACK_SHARE", FALLBACK_SHARE, parse_share)
 
     # --- backfill (docs/backfill.md) -------------------------------------------------------------
-    backfill_sweep_s: float = setting("BACKFILL_SWEEP_S", 60.0)     # beat sweep period
-    backfill_lease_s: float = setting("BACKFILL_LEASE_S", 120.0)    # renewed per page
+    backfill_sweep_s: float = setting("BACKFILL_SWEEP_S", 60.0)  # beat sweep period
+    backfill_lease_s: float = setting("BACKFILL_LEASE_S", 120.0)  # renewed per page
     # re-send an open gap untouched this long
     backfill_requeue_after_s: float = setting("BACKFILL_REQUEUE_AFTER_S", 120.0)
     backfill_max_attempts: int = setting("BACKFILL_MAX_ATTEMPTS", 8)  # then unrepairable
@@ -280,7 +319,8 @@ class WorkerSettings:
     backfill_stale_s: float = setting("BACKFILL_STALE_S", 300.0)  # silent stream -> stale gap
     feeder_dead_s: float = setting("FEEDER_DEAD_S", FEEDER_DEAD_S)  # older heartbeat = dead
     backfill_inst_types: tuple[str, ...] = setting(
-        "BACKFILL_INST_TYPES", ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"))
+        "BACKFILL_INST_TYPES", ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+    )
     # orders created this long before a gap may complete inside it
     orders_lookback_s: int = setting("BACKFILL_ORDERS_LOOKBACK_S", 86400)
     # fills sync period (REST is their only source); how far back the first sync reaches
@@ -288,22 +328,22 @@ class WorkerSettings:
     fills_first_window_s: int = setting("BACKFILL_FILLS_WINDOW_S", 3 * 86400)
 
     # --- audit -----------------------------------------------------------------------------------
-    audit_every_s: float = setting("AUDIT_EVERY_S", 600.0)   # audit period (beat)
-    audit_window_s: int = setting("AUDIT_WINDOW_S", 3600)    # trailing window audited at most
-    audit_lag_s: int = setting("AUDIT_LAG_S", 60)            # newest seconds left to the feed
+    audit_every_s: float = setting("AUDIT_EVERY_S", 600.0)  # audit period (beat)
+    audit_window_s: int = setting("AUDIT_WINDOW_S", 3600)  # trailing window audited at most
+    audit_lag_s: int = setting("AUDIT_LAG_S", 60)  # newest seconds left to the feed
     # "" = every instrument with a trades watermark
     audit_instruments: tuple[str, ...] = setting("AUDIT_INSTRUMENTS", ())
 
     # --- test-only hook (never set in production) ------------------------------------------------
-    test_pause_after: int = setting("OKX_TEST_PAUSE_AFTER", 0)   # pause a batch after N records
-    test_pause_file: str = setting("OKX_TEST_PAUSE_FILE", "")   # ...while this file exists
+    test_pause_after: int = setting("OKX_TEST_PAUSE_AFTER", 0)  # pause a batch after N records
+    test_pause_file: str = setting("OKX_TEST_PAUSE_FILE", "")  # ...while this file exists
 
     @property
     def state_url(self) -> str:
         return self.state_redis_url or self.redis_url
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = _environ(env)
         values = _read(cls, [(env, True)])
         uri = values.get("mongodb_uri", cls.mongodb_uri)
@@ -333,9 +373,9 @@ def use(settings: WorkerSettings | None) -> None:
 # ----- logging and the web process -------------------------------------------------------------
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = "INFO"                                        # LOG_LEVEL
-    fmt: str = "logfmt"                                        # LOG_FORMAT: logfmt | json
-    secrets: tuple[str, ...] = field(default=(), repr=False)   # values the logs redact
+    level: str = "INFO"  # LOG_LEVEL
+    fmt: str = "logfmt"  # LOG_FORMAT: logfmt | json
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # values the logs redact
 
 
 def load_logging(env: Mapping[str, str] | None = None) -> LogSettings:
@@ -352,8 +392,8 @@ def load_logging(env: Mapping[str, str] | None = None) -> LogSettings:
 @dataclass(frozen=True)
 class WebSettings:
     basic_auth: list[str] | None = field(default=None, repr=False)  # WEB_USER + WEB_PASSWORD
-    auth_error: str | None = None        # why Flower must not start (no authentication chosen)
-    max_tasks: int | None = 10_000       # None: FLOWER_MAX_TASKS is set, Flower applies it
+    auth_error: str | None = None  # why Flower must not start (no authentication chosen)
+    max_tasks: int | None = 10_000  # None: FLOWER_MAX_TASKS is set, Flower applies it
     purge_offline_workers: int | None = 600  # None: FLOWER_PURGE_OFFLINE_WORKERS is set
     log: LogSettings = LogSettings()
 
@@ -362,9 +402,11 @@ def load_web(env: Mapping[str, str] | None = None) -> WebSettings:
     env = _environ(env)
     auth, error = web_basic_auth(env)
     return WebSettings(
-        basic_auth=auth, auth_error=error,
+        basic_auth=auth,
+        auth_error=error,
         max_tasks=None if "FLOWER_MAX_TASKS" in env else WebSettings.max_tasks,
-        purge_offline_workers=(None if "FLOWER_PURGE_OFFLINE_WORKERS" in env
-                               else WebSettings.purge_offline_workers),
-        log=load_logging(env))
-
+        purge_offline_workers=(
+            None if "FLOWER_PURGE_OFFLINE_WORKERS" in env else WebSettings.purge_offline_workers
+        ),
+        log=load_logging(env),
+    )

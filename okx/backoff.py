@@ -8,12 +8,13 @@ each with its own bounds.
 OKX limits (okx-v5-protocol.md section 2): 3 new connections per second per IP; 480
 subscribe/unsubscribe/login requests per hour per connection.
 """
+
 from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Close codes OKX documents, and what the feeder should do about each.
 FATAL_CLOSE_CODES = {
@@ -42,15 +43,22 @@ def is_fatal_close(code: int | None) -> bool:
     return code in FATAL_CLOSE_CODES
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, factor: float = 2.0,
-                  floor: float = 0.5, rng: Callable[[], float] = random.random) -> float:
+def backoff_delay(
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    factor: float = 2.0,
+    floor: float = 0.5,
+    rng: Callable[[], float] = random.random,
+) -> float:
     """Delay before retry number `attempt` (0-based): the ceiling base * factor**attempt, capped
     at `cap`, times a random share of it in [floor, 1]. The jitter spreads many clients hitting
     the same outage; the floor keeps every delay a real backoff (never near zero). The default
     floor 0.5 is "equal jitter" (half fixed, half random)."""
     try:
-        ceiling = min(cap, base * factor ** attempt)
-    except OverflowError:   # a very long outage: factor**attempt is past any float
+        ceiling = min(cap, base * factor**attempt)
+    except OverflowError:  # a very long outage: factor**attempt is past any float
         ceiling = cap
     return ceiling * (floor + (1.0 - floor) * rng())
 
@@ -68,8 +76,14 @@ class Backoff:
     floor: float = 0.2
 
     def next_delay(self, rng: random.Random) -> float:
-        delay = backoff_delay(self.attempt, base=self.initial, cap=self.cap, factor=self.factor,
-                              floor=self.floor, rng=rng.random)
+        delay = backoff_delay(
+            self.attempt,
+            base=self.initial,
+            cap=self.cap,
+            factor=self.factor,
+            floor=self.floor,
+            rng=rng.random,
+        )
         self.attempt += 1
         return delay
 

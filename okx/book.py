@@ -13,6 +13,7 @@ delete of an unknown string is matched by value before being ignored.
 
 Reading an invalid book raises `BookInvalid` (check `valid` first); nothing returns stale state.
 """
+
 # Over 400 lines on purpose: OrderBook is one state machine (seqId chain, REST bootstrap buffer
 # and anchor, the books5 fast path) over one set of private fields that every transition
 # reads and writes. Cutting its methods into other modules would leave a mixin or functions
@@ -27,8 +28,15 @@ from okx.checksum import CHECKSUM_DEPTH, checksum_string, signed_crc32
 from okx.errors import BookInvalid
 from okx.records import BookData, Level
 
-__all__ = ["ACCELERATED", "OK_STATUSES", "BookInvalid", "BookResult", "BookStatus", "OrderBook",
-           "use_pure_python"]
+__all__ = [
+    "ACCELERATED",
+    "OK_STATUSES",
+    "BookInvalid",
+    "BookResult",
+    "BookStatus",
+    "OrderBook",
+    "use_pure_python",
+]
 
 # True while OrderBooks run the compiled per-side loop (okx/_bookaccel.c, see okx/book_sides.py);
 # `use_pure_python()` switches the whole process to the pure loop (the feeder's settings apply
@@ -51,7 +59,7 @@ _STALE = BookResult(BookStatus.STALE)
 # A buffered update, (prevSeqId, seqId, update): only updates carrying both ids are buffered
 # (they are what a REST snapshot is spliced with), so the ids are held as ints beside it.
 _Buffered = tuple[int, int, BookData]
-Sides = tuple[list[Level], list[Level]]   # (bids, asks), best first
+Sides = tuple[list[Level], list[Level]]  # (bids, asks), best first
 
 NO_SNAPSHOT = "no snapshot yet"
 BOOTSTRAPPING = "bootstrapping: waiting for a REST snapshot"
@@ -72,17 +80,47 @@ class OrderBook:
     seqId; the checksum is then the only check.
     """
 
-    __slots__ = ("channel", "inst_id", "depth", "verify_checksum", "allow_crossed", "max_buffer",
-                 "epoch", "_cap", "_blv", "_bkf", "_bk", "_bpx", "_alv", "_akf", "_ak", "_apx",
-                 "_seq", "_ts", "_valid", "_reason", "_fresh", "_bootstrapping", "_buffer",
-                 "_anchor", "_pushed")
+    __slots__ = (
+        "channel",
+        "inst_id",
+        "depth",
+        "verify_checksum",
+        "allow_crossed",
+        "max_buffer",
+        "epoch",
+        "_cap",
+        "_blv",
+        "_bkf",
+        "_bk",
+        "_bpx",
+        "_alv",
+        "_akf",
+        "_ak",
+        "_apx",
+        "_seq",
+        "_ts",
+        "_valid",
+        "_reason",
+        "_fresh",
+        "_bootstrapping",
+        "_buffer",
+        "_anchor",
+        "_pushed",
+    )
 
     # The compiled side loop, or None for the pure one (a subclass may set None to force it).
     _accel_side: SideLoop | None = compiled_side
 
-    def __init__(self, channel: str, inst_id: str, depth: int | None = 400, *,
-                 verify_checksum: bool = True, allow_crossed: bool = False,
-                 max_buffer: int = 2000) -> None:
+    def __init__(
+        self,
+        channel: str,
+        inst_id: str,
+        depth: int | None = 400,
+        *,
+        verify_checksum: bool = True,
+        allow_crossed: bool = False,
+        max_buffer: int = 2000,
+    ) -> None:
         self.channel = channel
         self.inst_id = inst_id
         self.depth = depth
@@ -93,11 +131,11 @@ class OrderBook:
         # Bumped when REST snapshots requested earlier can no longer be trusted (seqId reset while
         # bootstrapping); pass it back to offer_snapshot(epoch=...) to have such snapshots refused.
         self.epoch = 0
-        self._blv: dict[str, Level] = {}   # bids: px -> level
-        self._bkf: dict[str, float] = {}   # bids: px -> sort key (-float(px))
-        self._bk: list[float] = []         # bids: sort keys ascending = best first
-        self._bpx: list[str] = []          # bids: px strings in the order of _bk
-        self._alv: dict[str, Level] = {}   # asks: same, sort key float(px)
+        self._blv: dict[str, Level] = {}  # bids: px -> level
+        self._bkf: dict[str, float] = {}  # bids: px -> sort key (-float(px))
+        self._bk: list[float] = []  # bids: sort keys ascending = best first
+        self._bpx: list[str] = []  # bids: px strings in the order of _bk
+        self._alv: dict[str, Level] = {}  # asks: same, sort key float(px)
         self._akf: dict[str, float] = {}
         self._ak: list[float] = []
         self._apx: list[str] = []
@@ -105,7 +143,7 @@ class OrderBook:
         self._ts: int | None = None
         self._valid = False
         self._reason: str | None = NO_SNAPSHOT
-        self._fresh = True           # no snapshot and no update seen yet
+        self._fresh = True  # no snapshot and no update seen yet
         self._bootstrapping = False
         self._buffer: list[_Buffered] = []
         self._anchor: int | None = None  # REST snapshot seqId awaiting its first chained update
@@ -228,8 +266,9 @@ class OrderBook:
             if cs and self.verify_checksum:
                 got = self._checksum()
                 if got != cs:
-                    return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
-                                            f"checksum {cs} != local {got} at seqId {seq}")
+                    return self._invalidate(
+                        BookStatus.CHECKSUM_MISMATCH, f"checksum {cs} != local {got} at seqId {seq}"
+                    )
                 verified = True
             if not self.allow_crossed:
                 bk = self._bk
@@ -246,8 +285,9 @@ class OrderBook:
         except (ValueError, TypeError) as exc:
             # A price or size that is not a number (hostile or corrupt frame) may have left this
             # update half applied: the book can no longer be trusted, so it resyncs like a gap.
-            return self._invalidate(BookStatus.BAD_LEVEL,
-                                    f"unusable level at seqId {msg.seqId}: {exc}"[:200])
+            return self._invalidate(
+                BookStatus.BAD_LEVEL, f"unusable level at seqId {msg.seqId}: {exc}"[:200]
+            )
 
     def _apply_update(self, msg: BookData) -> BookResult:
         """Apply an update whose chaining the caller has already established (splices)."""
@@ -259,11 +299,16 @@ class OrderBook:
             self._materialize(self._pushed)
         blv = self._blv
         alv = self._alv
-        return signed_crc32(checksum_string([blv[p] for p in self._bpx[:CHECKSUM_DEPTH]],
-                                            [alv[p] for p in self._apx[:CHECKSUM_DEPTH]]))
+        return signed_crc32(
+            checksum_string(
+                [blv[p] for p in self._bpx[:CHECKSUM_DEPTH]],
+                [alv[p] for p in self._apx[:CHECKSUM_DEPTH]],
+            )
+        )
 
-    def _replace(self, asks: list[Level], bids: list[Level], seq: int | None, ts: int,
-                 cs: int | None) -> BookResult:
+    def _replace(
+        self, asks: list[Level], bids: list[Level], seq: int | None, ts: int, cs: int | None
+    ) -> BookResult:
         cap = self.depth
         self._pushed = None
         self._blv, self._bkf, self._bk, self._bpx = build_side(bids, -1.0, cap)
@@ -280,8 +325,10 @@ class OrderBook:
         if cs and self.verify_checksum:
             got = self._checksum()
             if got != cs:
-                return self._invalidate(BookStatus.CHECKSUM_MISMATCH,
-                                        f"snapshot checksum {cs} != local {got} at seqId {seq}")
+                return self._invalidate(
+                    BookStatus.CHECKSUM_MISMATCH,
+                    f"snapshot checksum {cs} != local {got} at seqId {seq}",
+                )
             verified = True
         if not self.allow_crossed:
             bk = self._bk
@@ -301,7 +348,7 @@ class OrderBook:
             return None
         best_bid = best_ask = None
         last = None
-        for lvl in bids:                       # descending prices
+        for lvl in bids:  # descending prices
             sz = lvl[1]
             if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
                 return None
@@ -312,7 +359,7 @@ class OrderBook:
             if best_bid is None:
                 best_bid = k
         last = None
-        for lvl in asks:                       # ascending prices
+        for lvl in asks:  # ascending prices
             sz = lvl[1]
             if sz == "0" or (sz[:1] == "0" and not sz.strip("0.")):
                 return None
@@ -332,11 +379,16 @@ class OrderBook:
         if self._buffer:
             self._buffer = []
         self._anchor = None
-        if (best_bid is not None and best_ask is not None and best_bid >= best_ask
-                and not self.allow_crossed):
-            return self._invalidate(BookStatus.CROSSED,
-                                    f"best bid {bids[0][0]} >= best ask {asks[0][0]} at seqId "
-                                    f"{self._seq}")
+        if (
+            best_bid is not None
+            and best_ask is not None
+            and best_bid >= best_ask
+            and not self.allow_crossed
+        ):
+            return self._invalidate(
+                BookStatus.CROSSED,
+                f"best bid {bids[0][0]} >= best ask {asks[0][0]} at seqId {self._seq}",
+            )
         return _SNAPSHOT
 
     def _materialize(self, pushed: Sides) -> None:
@@ -361,16 +413,18 @@ class OrderBook:
             self._materialize(self._pushed)
         bid = self._bpx[0]
         ask = self._apx[0]
-        return self._invalidate(BookStatus.CROSSED,
-                                f"best bid {bid} >= best ask {ask} at seqId {self._seq}")
+        return self._invalidate(
+            BookStatus.CROSSED, f"best bid {bid} >= best ask {ask} at seqId {self._seq}"
+        )
 
     def _update_not_valid(self, msg: BookData) -> BookResult:
         if self._bootstrapping:
             return self._buffer_update(msg)
         if self._fresh:
             self._fresh = False
-            return self._gap(f"update before any snapshot (prevSeqId {msg.prevSeqId}, "
-                             f"seqId {msg.seqId})")
+            return self._gap(
+                f"update before any snapshot (prevSeqId {msg.prevSeqId}, seqId {msg.seqId})"
+            )
         return BookResult(BookStatus.DROPPED_INVALID, False, self._reason)
 
     # ----- REST bootstrap ------------------------------------------------------------------------
@@ -388,29 +442,45 @@ class OrderBook:
         seq = msg.seqId
         prev = msg.prevSeqId
         if seq is None or prev is None:
-            return BookResult(BookStatus.DROPPED_INVALID, False, "update without "
-                              "seqId/prevSeqId cannot be spliced onto a REST snapshot")
+            return BookResult(
+                BookStatus.DROPPED_INVALID,
+                False,
+                "update without seqId/prevSeqId cannot be spliced onto a REST snapshot",
+            )
         buf = self._buffer
         if seq < prev:
             # A seqId reset (maintenance) while bootstrapping: nothing buffered and no snapshot
             # requested so far can be spliced with what follows. Start over.
             self.begin_bootstrap()
             self.epoch += 1
-            return BookResult(BookStatus.NEED_SNAPSHOT, False,
-                              f"seqId reset ({prev} -> {seq}) while bootstrapping; "
-                              f"fetch a new snapshot (epoch {self.epoch})")
+            return BookResult(
+                BookStatus.NEED_SNAPSHOT,
+                False,
+                f"seqId reset ({prev} -> {seq}) while bootstrapping; "
+                f"fetch a new snapshot (epoch {self.epoch})",
+            )
         if len(buf) >= self.max_buffer:
             dropped = len(buf)
             buf.clear()
             buf.append((prev, seq, msg))
-            return BookResult(BookStatus.BUFFER_OVERFLOW, False,
-                              f"bootstrap buffer full ({dropped} updates) before a usable REST "
-                              f"snapshot; restarted from seqId {seq}")
+            return BookResult(
+                BookStatus.BUFFER_OVERFLOW,
+                False,
+                f"bootstrap buffer full ({dropped} updates) before a usable REST "
+                f"snapshot; restarted from seqId {seq}",
+            )
         buf.append((prev, seq, msg))
         return _BUFFERED
 
-    def offer_snapshot(self, asks: list[Level], bids: list[Level], seq_id: int, ts: int, *,
-                       epoch: int | None = None) -> BookResult:
+    def offer_snapshot(
+        self,
+        asks: list[Level],
+        bids: list[Level],
+        seq_id: int,
+        ts: int,
+        *,
+        epoch: int | None = None,
+    ) -> BookResult:
         """Offer a REST snapshot (GET /api/v5/market/books: asks, bids, seqId, ts).
 
         Outside bootstrapping this acts as `begin_bootstrap()` followed by the offer (empty buffer).
@@ -422,15 +492,21 @@ class OrderBook:
         if not self._bootstrapping:
             self.begin_bootstrap()
         if epoch is not None and epoch != self.epoch:
-            return BookResult(BookStatus.NEED_SNAPSHOT, False,
-                              f"snapshot requested in epoch {epoch}, book is at epoch {self.epoch}")
+            return BookResult(
+                BookStatus.NEED_SNAPSHOT,
+                False,
+                f"snapshot requested in epoch {epoch}, book is at epoch {self.epoch}",
+            )
         buf = self._buffer
         if buf:
             first_prev = buf[0][0]
             if seq_id < first_prev:
-                return BookResult(BookStatus.NEED_SNAPSHOT, False,
-                                  f"REST snapshot seqId {seq_id} older than first buffered "
-                                  f"prevSeqId {first_prev}")
+                return BookResult(
+                    BookStatus.NEED_SNAPSHOT,
+                    False,
+                    f"REST snapshot seqId {seq_id} older than first buffered "
+                    f"prevSeqId {first_prev}",
+                )
             i = 0
             n = len(buf)
             while i < n and buf[i][1] <= seq_id:
@@ -440,9 +516,12 @@ class OrderBook:
                 kept_prev, kept_seq, _ = kept[0]
                 if not (kept_prev <= seq_id < kept_seq):
                     self._buffer = kept
-                    return BookResult(BookStatus.NEED_SNAPSHOT, False,
-                                      f"hole after REST snapshot seqId {seq_id}: first kept update "
-                                      f"has prevSeqId {kept_prev}, seqId {kept_seq}")
+                    return BookResult(
+                        BookStatus.NEED_SNAPSHOT,
+                        False,
+                        f"hole after REST snapshot seqId {seq_id}: first kept update "
+                        f"has prevSeqId {kept_prev}, seqId {kept_seq}",
+                    )
         else:
             kept = []
         result = self._replace(asks, bids, seq_id, ts, None)
@@ -456,8 +535,9 @@ class OrderBook:
         # The first kept update satisfies prevSeqId <= seq_id < seqId; the rest must chain exactly.
         for j, (u_prev, _, u) in enumerate(kept):
             if j and u_prev != self._seq:
-                reason = (f"gap inside buffered updates: prevSeqId {u_prev} != last seqId "
-                          f"{self._seq}")
+                reason = (
+                    f"gap inside buffered updates: prevSeqId {u_prev} != last seqId {self._seq}"
+                )
                 self.begin_bootstrap()
                 self._buffer = kept[j:]
                 return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
@@ -488,8 +568,9 @@ class OrderBook:
             self.epoch += 1
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)
         if prev > anchor:
-            reason = (f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, "
-                      f"seqId {seq}")
+            reason = (
+                f"hole after REST snapshot seqId {anchor}: update prevSeqId {prev}, seqId {seq}"
+            )
             self.begin_bootstrap()
             self._buffer.append((prev, seq, msg))
             return BookResult(BookStatus.NEED_SNAPSHOT, False, reason)

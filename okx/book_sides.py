@@ -7,6 +7,7 @@ A side is four structures (see okx/book.py and docs/book.md):
     keys  sort keys, ascending = best first (bisect works the same on both sides)
     pxs   price strings in the same order as keys
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left
@@ -17,8 +18,9 @@ from okx.records import Level
 __all__ = ["SideLoop", "apply_side_py", "build_side", "compiled_side", "is_zero"]
 
 # apply_side(levels, lv, kf, keys, pxs, negate, cap, kf_cap): the per-side update loop.
-SideLoop = Callable[[list[Level], dict[str, Level], dict[str, float], list[float], list[str],
-                     bool, int, int], None]
+SideLoop = Callable[
+    [list[Level], dict[str, Level], dict[str, float], list[float], list[str], bool, int, int], None
+]
 
 # The compiled per-side update loop (okx/_bookaccel.c), built by `pip install` when a C
 # compiler is available, else None. It works on the same structures with the same semantics as
@@ -38,8 +40,9 @@ def is_zero(sz: str) -> bool:
     return sz == "0" or (sz[:1] == "0" and not sz.strip("0."))
 
 
-def build_side(levels: list[Level], sign: float, cap: int | None
-               ) -> tuple[dict[str, Level], dict[str, float], list[float], list[str]]:
+def build_side(
+    levels: list[Level], sign: float, cap: int | None
+) -> tuple[dict[str, Level], dict[str, float], list[float], list[str]]:
     """(lv, kf, keys, pxs) of a snapshot side: zero sizes left out, keys = sign * float(px), at
     most `cap` levels (None = all)."""
     lv: dict[str, Level] = {}
@@ -67,8 +70,16 @@ def build_side(levels: list[Level], sign: float, cap: int | None
     return lv, kf, keys, pxs
 
 
-def apply_side_py(levels: list[Level], lv: dict[str, Level], kf: dict[str, float],
-                  keys: list[float], pxs: list[str], negate: bool, cap: int, kf_cap: int) -> None:
+def apply_side_py(
+    levels: list[Level],
+    lv: dict[str, Level],
+    kf: dict[str, float],
+    keys: list[float],
+    pxs: list[str],
+    negate: bool,
+    cap: int,
+    kf_cap: int,
+) -> None:
     """Apply one side of an update in place: the pure loop, and the reference for the compiled
     `okx._bookaccel.apply_side`, which has this signature and these semantics.
 

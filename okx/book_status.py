@@ -1,6 +1,7 @@
 """What one `OrderBook.apply` / `offer_snapshot` did (`BookResult`). Pure values: the feeder's
 pipeline and replay count and log them. (`BookInvalid`, raised when an invalid book is read, is
 in the error tree, okx/errors.py.)"""
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -41,14 +42,21 @@ class BookStatus(StrEnum):
 
 
 # Statuses after which the book is valid and readable.
-OK_STATUSES = frozenset({BookStatus.SNAPSHOT, BookStatus.APPLIED, BookStatus.HEARTBEAT,
-                         BookStatus.RESET, BookStatus.STALE})
+OK_STATUSES = frozenset(
+    {
+        BookStatus.SNAPSHOT,
+        BookStatus.APPLIED,
+        BookStatus.HEARTBEAT,
+        BookStatus.RESET,
+        BookStatus.STALE,
+    }
+)
 
 
 class BookResult(NamedTuple):
     status: BookStatus
     checksum_verified: bool = False  # a non-zero checksum was present and matched
-    reason: str | None = None        # why the book is invalid / why a snapshot is needed
+    reason: str | None = None  # why the book is invalid / why a snapshot is needed
 
     @property
     def ok(self) -> bool:

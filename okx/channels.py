@@ -3,6 +3,7 @@
 Source: okx-v5-protocol.md sections 1 and 4. Candles live only on /business since 2023 (64001 on
 /public); trades-all is /business too; the *-l2-tbt books need a login on /public plus a VIP tier.
 """
+
 from __future__ import annotations
 
 PUBLIC, BUSINESS, PRIVATE = "public", "business", "private"
@@ -15,8 +16,32 @@ INCREMENTAL_BOOK_CHANNELS = frozenset({"books", "books50-l2-tbt", "books-l2-tbt"
 LOGIN_BOOK_CHANNELS = frozenset({"books50-l2-tbt", "books-l2-tbt"})
 
 CANDLE_BARS = (
-    "1s", "1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D", "2D", "3D", "5D",
-    "1W", "1M", "3M", "6Hutc", "12Hutc", "1Dutc", "2Dutc", "3Dutc", "5Dutc", "1Wutc", "1Mutc",
+    "1s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1H",
+    "2H",
+    "4H",
+    "6H",
+    "12H",
+    "1D",
+    "2D",
+    "3D",
+    "5D",
+    "1W",
+    "1M",
+    "3M",
+    "6Hutc",
+    "12Hutc",
+    "1Dutc",
+    "2Dutc",
+    "3Dutc",
+    "5Dutc",
+    "1Wutc",
+    "1Mutc",
     "3Mutc",
 )
 CANDLE_CHANNELS = frozenset(f"candle{bar}" for bar in CANDLE_BARS)
@@ -29,9 +54,13 @@ BUSINESS_CHANNELS = CANDLE_CHANNELS | {"trades-all"}
 # Which record kind (core.contract.KINDS) each channel's records become.
 KIND_OF_CHANNEL: dict[str, str] = {
     **{c: "books" for c in BOOK_CHANNELS},
-    "trades": "trades", "trades-all": "trades", "tickers": "tickers",
+    "trades": "trades",
+    "trades-all": "trades",
+    "tickers": "tickers",
     **{c: "candles" for c in CANDLE_CHANNELS},
-    "orders": "orders", "account": "balances", "positions": "positions",
+    "orders": "orders",
+    "account": "balances",
+    "positions": "positions",
     # balance_and_position yields both balances and positions: the record type decides.
     "balance_and_position": "balances",
 }

@@ -8,6 +8,7 @@ shorter side (no padding), join every field with ``:`` using the strings exactly
 Since 2026-06-23 production sends ``checksum: 0`` (or no key at all): callers verify only when the
 field is present and non-zero; see ``okx.book``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ def checksum_string(bids: list[Level], asks: list[Level]) -> str:
 
 def signed_crc32(text: str) -> int:
     """zlib.crc32 of the UTF-8 bytes, as a signed int32 (OKX's representation)."""
-    return ((crc32(text.encode()) ^ 0x80000000) - 0x80000000)
+    return (crc32(text.encode()) ^ 0x80000000) - 0x80000000
 
 
 def okx_checksum(bids: list[Level], asks: list[Level]) -> int:

@@ -3,6 +3,7 @@
 The one `now_ms` of the project. Pure code takes the time as an argument; the code that calls it
 looks the time up here, so a test patches `okx.clock.now_ms` (or passes its own clock) once.
 """
+
 from __future__ import annotations
 
 import time

@@ -9,11 +9,21 @@ OKX's codes and HTTP statuses into these classes in one place (okx/rest/client.p
 Each class also derives from the builtin its callers caught before the tree existed
 (RuntimeError, ValueError), so an `except RuntimeError` written then still works.
 """
+
 from __future__ import annotations
 
 __all__ = [
-    "AuthFailed", "BadReply", "BadRequest", "BookInvalid", "CollectorError", "NetworkError",
-    "ProtocolError", "RateLimited", "Rejected", "RestError", "Unavailable",
+    "AuthFailed",
+    "BadReply",
+    "BadRequest",
+    "BookInvalid",
+    "CollectorError",
+    "NetworkError",
+    "ProtocolError",
+    "RateLimited",
+    "Rejected",
+    "RestError",
+    "Unavailable",
 ]
 
 
@@ -22,6 +32,7 @@ class CollectorError(Exception):
 
 
 # ----- WebSocket and book ------------------------------------------------------------------------
+
 
 class ProtocolError(CollectorError):
     """The server sent something no RFC 6455 server may send here (okx/ws/frames.py); the
@@ -33,6 +44,7 @@ class BookInvalid(CollectorError, RuntimeError):
 
 
 # ----- REST --------------------------------------------------------------------------------------
+
 
 class RestError(CollectorError, RuntimeError):
     """An HTTP or OKX-level error; `code` is OKX's code (or the HTTP status) when known.
@@ -68,8 +80,9 @@ class RateLimited(RestError):
 
     retryable = True
 
-    def __init__(self, message: str, code: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, code: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, code)
         self.retry_after = retry_after
 

@@ -10,6 +10,7 @@
 A data frame is all-or-nothing: if one item is malformed the whole frame is a ParseError, so a
 caller never stores half a frame and believes it complete.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -17,23 +18,49 @@ from typing import Any
 
 import orjson
 
-from okx.channels import CANDLE_BARS, BOOK_CHANNELS
+from okx.channels import BOOK_CHANNELS, CANDLE_BARS
+from okx.parse_fields import (
+    BadField,
+    clip,
+    levels_of,
+    ms_or_zero,
+    opt_int,
+    opt_str,
+    req_ms,
+    req_str,
+    strings_only,
+)
 from okx.records import (
-    Balance, BookData, Candle, Data, Event, JsonObject, Level, Order, ParseError, Pong, Position,
-    Record, Ticker, TICKER_FIELDS, Trade, Unknown,
+    TICKER_FIELDS,
+    Balance,
+    BookData,
+    Candle,
+    Data,
+    Event,
+    JsonObject,
+    Order,
+    ParseError,
+    Pong,
+    Position,
+    Record,
+    Ticker,
+    Trade,
+    Unknown,
 )
 
-KNOWN_EVENTS = frozenset({
-    "login", "subscribe", "unsubscribe", "error", "notice",
-    "channel-conn-count", "channel-conn-count-error",
-})
+KNOWN_EVENTS = frozenset(
+    {
+        "login",
+        "subscribe",
+        "unsubscribe",
+        "error",
+        "notice",
+        "channel-conn-count",
+        "channel-conn-count-error",
+    }
+)
 
-_RAW_LIMIT = 300  # how much of a bad frame to keep for the log line
 _PUSHED_BOOKS = frozenset({"books5", "bbo-tbt"})  # every push is the whole (short) book
-
-
-class _Bad(Exception):
-    """Internal: one item of a frame is malformed. Never escapes this module."""
 
 
 # (arg, item, frame) -> the item's record(s). `item` is a JSON object, except for candles (a
@@ -41,76 +68,11 @@ class _Bad(Exception):
 ItemParser = Callable[[JsonObject, Any, JsonObject], Record | Sequence[Record]]
 
 
-def _clip(raw: str | bytes) -> str:
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw = bytes(raw[:_RAW_LIMIT]).decode("utf-8", errors="replace")
-    return raw[:_RAW_LIMIT]
-
-
-# ----- field readers: each raises _Bad with a reason a person can act on -----------------------
-
-def _s(item: JsonObject, key: str) -> str:
-    value = item.get(key)
-    if type(value) is not str:
-        if value is None:
-            raise _Bad(f"missing field {key!r}")
-        raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _s_opt(item: JsonObject, key: str, default: str) -> str:
-    value = item.get(key, default)
-    if type(value) is not str:
-        raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _ms(item: JsonObject, key: str) -> int:
-    value = _s(item, key)
-    if not value.isdigit():
-        raise _Bad(f"field {key!r} must be integer milliseconds, got {value[:40]!r}")
-    return int(value)
-
-
-def _ms_or_zero(item: JsonObject, key: str) -> int:
-    """Times that OKX may send as "" (e.g. an order's fillTime before any fill)."""
-    value = item.get(key, "")
-    if value == "":
-        return 0
-    if type(value) is not str or not value.isdigit():
-        raise _Bad(f"field {key!r} must be integer milliseconds, got {str(value)[:40]!r}")
-    return int(value)
-
-
-def _int_opt(item: JsonObject, key: str) -> int | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if type(value) is not int:  # bool is not int here: type() is exact
-        raise _Bad(f"field {key!r} must be an integer, got {type(value).__name__}")
-    return value
-
-
-def _levels(item: JsonObject, key: str) -> list[Level]:
-    levels = item.get(key)
-    if type(levels) is not list:
-        raise _Bad(f"field {key!r} must be a list of levels")
-    for level in levels:
-        if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
-                or type(level[1]) is not str:
-            raise _Bad(f"bad level in {key!r}: {str(level)[:60]}")
-    return levels
-
-
-def _strings_only(item: JsonObject) -> JsonObject:
-    """Private records: keep every field, but they must be strings (or lists/dicts OKX nests)."""
-    for key, value in item.items():
-        if value is not None and not isinstance(value, (str, list, dict)):
-            raise _Bad(f"field {key!r} must be a string, got {type(value).__name__}")
-    return item
+# ----- field readers: each raises BadField with a reason a person can act on -----------------------
 
 
 # ----- per-channel item parsers ------------------------------------------------------------------
+
 
 def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     channel = arg["channel"]
@@ -118,11 +80,11 @@ def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     if channel in _PUSHED_BOOKS:
         action = None
     elif action != "update" and action != "snapshot":
-        raise _Bad(f"book frame action must be 'snapshot' or 'update', got {action!r}")
+        raise BadField(f"book frame action must be 'snapshot' or 'update', got {action!r}")
     get = item.get
     inst_id = get("instId") or arg.get("instId")
     if type(inst_id) is not str:
-        raise _Bad("book frame has no instId")
+        raise BadField("book frame has no instId")
     asks = get("asks")
     bids = get("bids")
     ts = get("ts")
@@ -130,21 +92,43 @@ def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     prev = get("prevSeqId")
     cs = get("checksum")
     # Fast path: everything well-typed (the checked readers below give the precise reason).
-    if (type(asks) is list and type(bids) is list and type(ts) is str and ts.isdigit()
-            and (seq is None or type(seq) is int) and (prev is None or type(prev) is int)
-            and (cs is None or type(cs) is int)):
+    if (
+        type(asks) is list
+        and type(bids) is list
+        and type(ts) is str
+        and ts.isdigit()
+        and (seq is None or type(seq) is int)
+        and (prev is None or type(prev) is int)
+        and (cs is None or type(cs) is int)
+    ):
         for level in asks:
-            if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
-                    or type(level[1]) is not str:
-                raise _Bad(f"bad level in 'asks': {str(level)[:60]}")
+            if (
+                type(level) is not list
+                or len(level) < 2
+                or type(level[0]) is not str
+                or type(level[1]) is not str
+            ):
+                raise BadField(f"bad level in 'asks': {str(level)[:60]}")
         for level in bids:
-            if type(level) is not list or len(level) < 2 or type(level[0]) is not str \
-                    or type(level[1]) is not str:
-                raise _Bad(f"bad level in 'bids': {str(level)[:60]}")
+            if (
+                type(level) is not list
+                or len(level) < 2
+                or type(level[0]) is not str
+                or type(level[1]) is not str
+            ):
+                raise BadField(f"bad level in 'bids': {str(level)[:60]}")
         return BookData(channel, inst_id, action, asks, bids, int(ts), seq, prev, cs)
-    return BookData(channel, inst_id, action, _levels(item, "asks"), _levels(item, "bids"),
-                    _ms(item, "ts"), _int_opt(item, "seqId"), _int_opt(item, "prevSeqId"),
-                    _int_opt(item, "checksum"))
+    return BookData(
+        channel,
+        inst_id,
+        action,
+        levels_of(item, "asks"),
+        levels_of(item, "bids"),
+        req_ms(item, "ts"),
+        opt_int(item, "seqId"),
+        opt_int(item, "prevSeqId"),
+        opt_int(item, "checksum"),
+    )
 
 
 def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
@@ -158,16 +142,31 @@ def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
     count = get("count", "1")
     source = get("source", "0")
     seq = get("seqId")
-    if (type(inst_id) is str and type(trade_id) is str and type(px) is str and type(sz) is str
-            and type(side) is str and type(ts) is str and ts.isdigit() and type(count) is str
-            and type(source) is str and (seq is None or type(seq) is int)):
+    if (
+        type(inst_id) is str
+        and type(trade_id) is str
+        and type(px) is str
+        and type(sz) is str
+        and type(side) is str
+        and type(ts) is str
+        and ts.isdigit()
+        and type(count) is str
+        and type(source) is str
+        and (seq is None or type(seq) is int)
+    ):
         return Trade(arg["channel"], inst_id, trade_id, px, sz, side, int(ts), count, source, seq)
     # Something is off: the checked readers name the field.
     return Trade(
-        channel=arg["channel"], instId=_s(item, "instId"), tradeId=_s(item, "tradeId"),
-        px=_s(item, "px"), sz=_s(item, "sz"), side=_s(item, "side"), ts=_ms(item, "ts"),
-        count=_s_opt(item, "count", "1"), source=_s_opt(item, "source", "0"),
-        seqId=_int_opt(item, "seqId"),
+        channel=arg["channel"],
+        instId=req_str(item, "instId"),
+        tradeId=req_str(item, "tradeId"),
+        px=req_str(item, "px"),
+        sz=req_str(item, "sz"),
+        side=req_str(item, "side"),
+        ts=req_ms(item, "ts"),
+        count=opt_str(item, "count", "1"),
+        source=opt_str(item, "source", "0"),
+        seqId=opt_int(item, "seqId"),
     )
 
 
@@ -175,8 +174,8 @@ def _ticker(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Ticker:
     fields = {}
     for key in TICKER_FIELDS:
         if key in item:
-            fields[key] = _s(item, key)
-    return Ticker(instId=_s(item, "instId"), ts=_ms(item, "ts"), fields=fields)
+            fields[key] = req_str(item, key)
+    return Ticker(instId=req_str(item, "instId"), ts=req_ms(item, "ts"), fields=fields)
 
 
 def _candle_parser(bar: str) -> ItemParser:
@@ -184,33 +183,52 @@ def _candle_parser(bar: str) -> ItemParser:
         # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]; older payloads had 7 fields, newer
         # ones may add more: read by index and ignore the rest.
         if type(item) is not list or len(item) < 7 or not all(type(v) is str for v in item):
-            raise _Bad(f"candle must be a list of at least 7 strings, got {str(item)[:80]}")
+            raise BadField(f"candle must be a list of at least 7 strings, got {str(item)[:80]}")
         if not item[0].isdigit():
-            raise _Bad(f"candle ts must be integer milliseconds, got {item[0][:40]!r}")
+            raise BadField(f"candle ts must be integer milliseconds, got {item[0][:40]!r}")
         inst_id = arg.get("instId")
         if type(inst_id) is not str:
-            raise _Bad("candle frame has no instId in arg")
+            raise BadField("candle frame has no instId in arg")
         return Candle(
-            instId=inst_id, bar=bar, ts=int(item[0]), o=item[1], h=item[2], l=item[3], c=item[4],
-            vol=item[5], volCcy=item[6], volCcyQuote=item[7] if len(item) > 7 else "",
+            instId=inst_id,
+            bar=bar,
+            ts=int(item[0]),
+            o=item[1],
+            h=item[2],
+            l=item[3],
+            c=item[4],
+            vol=item[5],
+            volCcy=item[6],
+            volCcyQuote=item[7] if len(item) > 7 else "",
             confirm=item[8] if len(item) > 8 else "0",
         )
+
     return parse
 
 
 def _order(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Order:
-    _strings_only(item)
+    strings_only(item)
     return Order(
-        instType=_s(item, "instType"), instId=_s(item, "instId"), ordId=_s(item, "ordId"),
-        state=_s(item, "state"), uTime=_ms(item, "uTime"), cTime=_ms(item, "cTime"), fields=item,
+        instType=req_str(item, "instType"),
+        instId=req_str(item, "instId"),
+        ordId=req_str(item, "ordId"),
+        state=req_str(item, "state"),
+        uTime=req_ms(item, "uTime"),
+        cTime=req_ms(item, "cTime"),
+        fields=item,
     )
 
 
 def _position(item: JsonObject, source: str) -> Position:
-    _strings_only(item)
+    strings_only(item)
     return Position(
-        posId=_s(item, "posId"), instId=_s(item, "instId"), instType=_s(item, "instType"),
-        pos=_s(item, "pos"), uTime=_ms(item, "uTime"), source=source, fields=item,
+        posId=req_str(item, "posId"),
+        instId=req_str(item, "instId"),
+        instType=req_str(item, "instType"),
+        pos=req_str(item, "pos"),
+        uTime=req_ms(item, "uTime"),
+        source=source,
+        fields=item,
     )
 
 
@@ -221,35 +239,48 @@ def _positions(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Position
 def _account(arg: JsonObject, item: JsonObject, frame: JsonObject) -> list[Balance]:
     details = item.get("details")
     if type(details) is not list:
-        raise _Bad("account item has no 'details' list")
-    account_utime = _ms_or_zero(item, "uTime")
+        raise BadField("account item has no 'details' list")
+    account_utime = ms_or_zero(item, "uTime")
     balances: list[Balance] = []
     for detail in details:
         if type(detail) is not dict:
-            raise _Bad("account detail must be an object")
-        _strings_only(detail)
-        utime = _ms_or_zero(detail, "uTime") or account_utime
+            raise BadField("account detail must be an object")
+        strings_only(detail)
+        utime = ms_or_zero(detail, "uTime") or account_utime
         if not utime:
-            raise _Bad("account detail has no uTime")
-        balances.append(Balance(ccy=_s(detail, "ccy"), cashBal=_s(detail, "cashBal"),
-                                uTime=utime, source="account", fields=detail))
+            raise BadField("account detail has no uTime")
+        balances.append(
+            Balance(
+                ccy=req_str(detail, "ccy"),
+                cashBal=req_str(detail, "cashBal"),
+                uTime=utime,
+                source="account",
+                fields=detail,
+            )
+        )
     return balances
 
 
-def _balance_and_position(arg: JsonObject, item: JsonObject, frame: JsonObject
-                          ) -> list[Record]:
+def _balance_and_position(arg: JsonObject, item: JsonObject, frame: JsonObject) -> list[Record]:
     records: list[Record] = []
-    p_time = _ms_or_zero(item, "pTime")
+    p_time = ms_or_zero(item, "pTime")
     for bal in item.get("balData") or ():
         if type(bal) is not dict:
-            raise _Bad("balData entry must be an object")
-        _strings_only(bal)
-        utime = _ms_or_zero(bal, "uTime") or p_time
-        records.append(Balance(ccy=_s(bal, "ccy"), cashBal=_s(bal, "cashBal"), uTime=utime,
-                               source="balance_and_position", fields=bal))
+            raise BadField("balData entry must be an object")
+        strings_only(bal)
+        utime = ms_or_zero(bal, "uTime") or p_time
+        records.append(
+            Balance(
+                ccy=req_str(bal, "ccy"),
+                cashBal=req_str(bal, "cashBal"),
+                uTime=utime,
+                source="balance_and_position",
+                fields=bal,
+            )
+        )
     for pos in item.get("posData") or ():
         if type(pos) is not dict:
-            raise _Bad("posData entry must be an object")
+            raise BadField("posData entry must be an object")
         records.append(_position(pos, "balance_and_position"))
     return records
 
@@ -268,6 +299,7 @@ _ITEM_PARSERS: dict[str, ItemParser] = {
 
 
 # ----- frames ------------------------------------------------------------------------------------
+
 
 def _event(obj: JsonObject) -> Event:
     code = obj.get("code")
@@ -288,30 +320,30 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
     try:
         obj = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError) as exc:
-        return ParseError(f"malformed JSON: {exc}", _clip(raw))
+        return ParseError(f"malformed JSON: {exc}", clip(raw))
     if type(obj) is not dict:
-        return ParseError(f"frame must be a JSON object, got {type(obj).__name__}", _clip(raw))
+        return ParseError(f"frame must be a JSON object, got {type(obj).__name__}", clip(raw))
 
     if "event" in obj:
         event = obj["event"]
         if type(event) is not str:
-            return ParseError("'event' must be a string", _clip(raw))
+            return ParseError("'event' must be a string", clip(raw))
         if event not in KNOWN_EVENTS:
-            return Unknown(f"unknown event {event!r}", _clip(raw))
+            return Unknown(f"unknown event {event!r}", clip(raw))
         return _event(obj)
 
     arg = obj.get("arg")
     if type(arg) is not dict:
-        return ParseError("frame has neither 'event' nor an 'arg' object", _clip(raw))
+        return ParseError("frame has neither 'event' nor an 'arg' object", clip(raw))
     channel = arg.get("channel")
     if type(channel) is not str:
-        return ParseError("arg has no channel", _clip(raw))
+        return ParseError("arg has no channel", clip(raw))
     parser = _ITEM_PARSERS.get(channel)
     if parser is None:
-        return Unknown(f"unknown channel {channel!r}", _clip(raw))
+        return Unknown(f"unknown channel {channel!r}", clip(raw))
     data = obj.get("data")
     if type(data) is not list:
-        return ParseError(f"{channel} frame has no 'data' list", _clip(raw))
+        return ParseError(f"{channel} frame has no 'data' list", clip(raw))
 
     try:
         if len(obj) == 2 and len(data) == 1 and type(data[0]) is dict:
@@ -321,8 +353,8 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
             parsed = parser(arg, data[0], obj)
             if type(parsed) is not list:
                 return Data(channel, arg, (parsed,), None, None, None)
-    except _Bad as bad:
-        return ParseError(f"{channel}: {bad}", _clip(raw))
+    except BadField as bad:
+        return ParseError(f"{channel}: {bad}", clip(raw))
     # Records; Any because mypy cannot narrow `parsed` to a Record in the else branch below
     # (`type(parsed) is list` narrows only its own branch, and isinstance() would cost a call
     # per item). Data.records is tuple[Any, ...] anyway (see okx/records.py).
@@ -330,7 +362,7 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
     try:
         for item in data:
             if type(item) is not dict and not channel.startswith("candle"):
-                raise _Bad("data item must be an object")
+                raise BadField("data item must be an object")
             parsed = parser(arg, item, obj)
             if type(parsed) is list:
                 records.extend(parsed)
@@ -338,15 +370,15 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
                 records.append(parsed)
         cur_page = obj.get("curPage")
         if cur_page is not None and type(cur_page) is not int:
-            cur_page = _int_opt(obj, "curPage")  # raises with the reason
+            cur_page = opt_int(obj, "curPage")  # raises with the reason
         last_page = obj.get("lastPage")
         if last_page is not None and type(last_page) is not bool:
-            raise _Bad("'lastPage' must be a boolean")
+            raise BadField("'lastPage' must be a boolean")
         event_type = obj.get("eventType")
         if event_type is None and channel == "balance_and_position" and data:
             event_type = data[0].get("eventType")
         if event_type is not None and type(event_type) is not str:
-            raise _Bad("'eventType' must be a string")
-    except _Bad as bad:
-        return ParseError(f"{channel}: {bad}", _clip(raw))
+            raise BadField("'eventType' must be a string")
+    except BadField as bad:
+        return ParseError(f"{channel}: {bad}", clip(raw))
     return Data(channel, arg, tuple(records), event_type, cur_page, last_page)

@@ -10,6 +10,7 @@ The classes are slotted dataclasses but not frozen: a frozen dataclass sets each
 0.4 us, and the feeder builds one or two per frame. Treat records as immutable all the same:
 nothing in the collector changes a record after the parser made it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 # price and size are strings (the only fields anything reads); the rest is OKX's, passed on.
 Level = list[str]
 JsonObject = dict[str, Any]  # one decoded JSON object as OKX sent it, its values not yet checked
-Payload = dict[str, Any]     # a record as a task payload: OKX's field names and string values
+Payload = dict[str, Any]  # a record as a task payload: OKX's field names and string values
 
 
 @dataclass(slots=True)
@@ -52,15 +53,35 @@ class Trade:
 
     def to_payload(self) -> Payload:
         return {
-            "instId": self.instId, "tradeId": self.tradeId, "px": self.px, "sz": self.sz,
-            "side": self.side, "ts": str(self.ts), "count": self.count, "source": self.source,
-            "seqId": self.seqId, "channel": self.channel,
+            "instId": self.instId,
+            "tradeId": self.tradeId,
+            "px": self.px,
+            "sz": self.sz,
+            "side": self.side,
+            "ts": str(self.ts),
+            "count": self.count,
+            "source": self.source,
+            "seqId": self.seqId,
+            "channel": self.channel,
         }
 
 
 TICKER_FIELDS = (
-    "instType", "instId", "last", "lastSz", "askPx", "askSz", "bidPx", "bidSz", "open24h",
-    "high24h", "low24h", "volCcy24h", "vol24h", "sodUtc0", "sodUtc8",
+    "instType",
+    "instId",
+    "last",
+    "lastSz",
+    "askPx",
+    "askSz",
+    "bidPx",
+    "bidSz",
+    "open24h",
+    "high24h",
+    "low24h",
+    "volCcy24h",
+    "vol24h",
+    "sodUtc0",
+    "sodUtc8",
 )
 
 
@@ -90,9 +111,17 @@ class Candle:
 
     def to_payload(self) -> Payload:
         return {
-            "instId": self.instId, "bar": self.bar, "ts": str(self.ts), "o": self.o, "h": self.h,
-            "l": self.l, "c": self.c, "vol": self.vol, "volCcy": self.volCcy,
-            "volCcyQuote": self.volCcyQuote, "confirm": self.confirm,
+            "instId": self.instId,
+            "bar": self.bar,
+            "ts": str(self.ts),
+            "o": self.o,
+            "h": self.h,
+            "l": self.l,
+            "c": self.c,
+            "vol": self.vol,
+            "volCcy": self.volCcy,
+            "volCcyQuote": self.volCcyQuote,
+            "confirm": self.confirm,
         }
 
 
@@ -119,8 +148,13 @@ class Balance:
     fields: JsonObject = field(repr=False)
 
     def to_payload(self) -> Payload:
-        return {**self.fields, "ccy": self.ccy, "cashBal": self.cashBal, "uTime": str(self.uTime),
-                "source": self.source}
+        return {
+            **self.fields,
+            "ccy": self.ccy,
+            "cashBal": self.cashBal,
+            "uTime": str(self.uTime),
+            "source": self.source,
+        }
 
 
 @dataclass(slots=True)
@@ -134,9 +168,15 @@ class Position:
     fields: JsonObject = field(repr=False)
 
     def to_payload(self) -> Payload:
-        return {**self.fields, "posId": self.posId, "instId": self.instId,
-                "instType": self.instType, "pos": self.pos, "uTime": str(self.uTime),
-                "source": self.source}
+        return {
+            **self.fields,
+            "posId": self.posId,
+            "instId": self.instId,
+            "instType": self.instType,
+            "pos": self.pos,
+            "uTime": str(self.uTime),
+            "source": self.source,
+        }
 
 
 # What a parser makes of one data item (account and balance_and_position items make several).
@@ -144,6 +184,7 @@ Record = BookData | Trade | Ticker | Candle | Order | Balance | Position
 
 
 # ----- results of parsing one frame -------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Data:
@@ -155,7 +196,9 @@ class Data:
     # look at records[0] once and read the rest as that type, which a union element type would
     # make them re-check per record on the hot path. `Record` names the possible types.
     records: tuple[Any, ...]
-    event_type: str | None = None  # account/positions/balance_and_position: snapshot, event_update, ...
+    event_type: str | None = (
+        None  # account/positions/balance_and_position: snapshot, event_update, ...
+    )
     cur_page: int | None = None
     last_page: bool | None = None
 

@@ -4,6 +4,7 @@ WebSocket login: timestamp = Unix seconds as a string; sign = Base64(HMAC-SHA256
 timestamp + "GET" + "/users/self/verify")). REST: timestamp = ISO-8601 UTC with milliseconds;
 sign = Base64(HMAC-SHA256(secret, timestamp + METHOD + requestPath(+query) + body)).
 """
+
 from __future__ import annotations
 
 import base64
@@ -11,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import orjson
@@ -46,15 +47,24 @@ def ws_login_message(creds: Credentials, now_s: float) -> str:
     30 s after its timestamp."""
     timestamp = str(int(now_s))
     sign = _sign(creds.secret, timestamp + "GET" + "/users/self/verify")
-    return orjson.dumps({"op": "login", "args": [{
-        "apiKey": creds.api_key, "passphrase": creds.passphrase,
-        "timestamp": timestamp, "sign": sign,
-    }]}).decode()
+    return orjson.dumps(
+        {
+            "op": "login",
+            "args": [
+                {
+                    "apiKey": creds.api_key,
+                    "passphrase": creds.passphrase,
+                    "timestamp": timestamp,
+                    "sign": sign,
+                }
+            ],
+        }
+    ).decode()
 
 
 def iso_ms(now_s: float) -> str:
     """2020-12-08T09:08:57.715Z"""
-    moment = datetime.fromtimestamp(now_s, tz=timezone.utc)
+    moment = datetime.fromtimestamp(now_s, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -65,18 +75,28 @@ def request_path(path: str, params: Mapping[str, str | None] | None) -> str:
     return path + "?" + urlencode([(k, v) for k, v in params.items() if v is not None])
 
 
-def rest_headers(creds: Credentials | None, method: str, path_with_query: str, body: str,
-                 now_s: float, demo: bool = False) -> dict[str, str]:
+def rest_headers(
+    creds: Credentials | None,
+    method: str,
+    path_with_query: str,
+    body: str,
+    now_s: float,
+    demo: bool = False,
+) -> dict[str, str]:
     """Headers for one REST request. Public requests (creds None) carry only the demo flag."""
     headers = {"Content-Type": "application/json"}
     if demo:
         headers["x-simulated-trading"] = "1"
     if creds is not None:
         timestamp = iso_ms(now_s)
-        headers.update({
-            "OK-ACCESS-KEY": creds.api_key,
-            "OK-ACCESS-SIGN": _sign(creds.secret, timestamp + method.upper() + path_with_query + body),
-            "OK-ACCESS-TIMESTAMP": timestamp,
-            "OK-ACCESS-PASSPHRASE": creds.passphrase,
-        })
+        headers.update(
+            {
+                "OK-ACCESS-KEY": creds.api_key,
+                "OK-ACCESS-SIGN": _sign(
+                    creds.secret, timestamp + method.upper() + path_with_query + body
+                ),
+                "OK-ACCESS-TIMESTAMP": timestamp,
+                "OK-ACCESS-PASSPHRASE": creds.passphrase,
+            }
+        )
     return headers

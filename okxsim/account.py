@@ -1,40 +1,29 @@
 """The simulated trading account and its bot: orders placed, amended, cancelled and filled
 against the simulated market, deterministically per seed. Pure: it records events, the
-publisher (account_pub.py) pushes them and REST reads them."""
+publisher (account_pub.py) pushes them and REST reads them. The records themselves, field by
+field as OKX documents them, are built in account_records.py."""
+
 from __future__ import annotations
 
 import random
 from decimal import Decimal
 from typing import Any
 
+from .account_records import (
+    MAKER_FEE,
+    MARGIN_INSTS,
+    START_BALANCES,
+    TAKER_FEE,
+    Order,
+    account_record,
+    balance_detail_record,
+    dstr,
+    order_record,
+    position_record,
+)
 from .clock import SimClock
 from .config import SimConfig
 from .market import Market
-
-START_BALANCES = {"USDT": "100000", "USDC": "50000", "BTC": "1.5", "ETH": "20", "SOL": "300",
-                  "DOGE": "200000", "TON": "5000", "UNI": "3000", "PEPE": "4000000000"}
-TAKER_FEE = Decimal("0.001")
-MAKER_FEE = Decimal("0.0008")
-MARGIN_INSTS = ("BTC-USDT", "ETH-USDT")
-
-
-def dstr(d: Decimal) -> str:
-    """Decimal -> OKX-style string: no exponent, no trailing zeros."""
-    s = format(d.normalize(), "f") if d else "0"
-    return s
-
-
-class Order:
-    __slots__ = ("rec", "remaining", "px", "is_buy", "market", "margin")
-
-    def __init__(self, rec: dict, px: Decimal | None, sz: Decimal, is_buy: bool, market: Market,
-                 margin: bool) -> None:
-        self.rec = rec
-        self.px = px
-        self.remaining = sz
-        self.is_buy = is_buy
-        self.market = market
-        self.margin = margin
 
 
 class Account:
@@ -47,20 +36,23 @@ class Account:
         self.balances: dict[str, Decimal] = {c: Decimal(v) for c, v in START_BALANCES.items()}
         self.frozen: dict[str, Decimal] = {c: Decimal(0) for c in START_BALANCES}
         self.bal_utime: dict[str, int] = {c: now for c in START_BALANCES}
-        self.positions: dict[str, dict] = {}      # instId -> position record (MARGIN, net)
-        self.live: dict[str, Order] = {}          # ordId -> open order
-        self.done: list[dict] = []                # final order states, in completion order
-        self.order_events: list[dict] = []        # every order event ever pushed (truth)
-        self.fills: list[dict] = []               # every fill (trade/fills shape)
+        self.positions: dict[str, dict] = {}  # instId -> position record (MARGIN, net)
+        self.live: dict[str, Order] = {}  # ordId -> open order
+        self.done: list[dict] = []  # final order states, in completion order
+        self.order_events: list[dict] = []  # every order event ever pushed (truth)
+        self.fills: list[dict] = []  # every fill (trade/fills shape)
         self._ord_seq = 1000 + self.rng.randrange(1000)
         self._bill_seq = 5000 + self.rng.randrange(1000)
         self._req_seq = 0
         # bot_interval_s is simulated time; ticks come every tick_ms of real time
-        self.every = (max(1, round(cfg.bot_interval_s * 1000 / (cfg.tick_ms * cfg.clock_speed)))
-                      if cfg.bot_interval_s > 0 else 0)
+        self.every = (
+            max(1, round(cfg.bot_interval_s * 1000 / (cfg.tick_ms * cfg.clock_speed)))
+            if cfg.bot_interval_s > 0
+            else 0
+        )
         # pending pushes for the publisher
         self.pending_orders: list[dict] = []
-        self.pending_bp: list[dict] = []          # balance_and_position events
+        self.pending_bp: list[dict] = []  # balance_and_position events
         self.changed_ccys: set[str] = set()
         self.changed_pos: set[str] = set()
 
@@ -92,9 +84,9 @@ class Account:
         kind = rng.random()
         if kind < 0.25:
             ord_type, px_units = "market", None
-        elif kind < 0.4:                                  # marketable limit: taker, may rest
+        elif kind < 0.4:  # marketable limit: taker, may rest
             ord_type, px_units = "limit", (ba + 2 if is_buy else bb - 2)
-        else:                                             # passive limit near the touch
+        else:  # passive limit near the touch
             ord_type = "limit"
             off = rng.randrange(0, 4)
             px_units = bb - off if is_buy else ba + off
@@ -104,39 +96,20 @@ class Account:
         px = Decimal(m.fpx(px_units)) if px_units is not None else None
         if px is not None and not self._freeze(m, is_buy, sz, px, margin, +1):
             return
-        if px is None:                                    # market: check funds, freeze nothing
+        if px is None:  # market: check funds, freeze nothing
             need = sz * Decimal(m.fpx(ba)) * 2 if is_buy else sz
             ccy = m.spec.quote if is_buy else m.spec.base
-            if not margin and self.balances.get(ccy, Decimal(0)) - self.frozen.get(ccy, Decimal(0)) < need:
+            if (
+                not margin
+                and self.balances.get(ccy, Decimal(0)) - self.frozen.get(ccy, Decimal(0)) < need
+            ):
                 return
         self._ord_seq += 1
         ord_id = str(700_000_000_000_000_000 + self._ord_seq * 7919)
         quote = m.spec.quote
-        rec = {
-            # the orders channel's documented field set; "" where a field does not apply (a
-            # spot order has no TP/SL, no options prices, no fill before its first fill)
-            "instType": "MARGIN" if margin else "SPOT", "instId": m.inst_id, "tgtCcy": "",
-            "ccy": "", "ordId": ord_id, "clOrdId": f"sim{self._ord_seq}", "tag": "",
-            "px": dstr(px) if px is not None else "", "pxUsd": "", "pxVol": "", "pxType": "",
-            "sz": dstr(sz), "notionalUsd": dstr((sz * Decimal(m.fpx(ba))).quantize(
-                Decimal("1e-8")).normalize()) if quote in ("USDT", "USDC") else "",
-            "pnl": "0", "ordType": ord_type, "side": "buy" if is_buy else "sell",
-            "posSide": "net" if margin else "", "tdMode": "cross" if margin else "cash",
-            "accFillSz": "0", "fillNotionalUsd": "", "avgPx": "", "state": "live",
-            "lever": "3" if margin else "",
-            "attachAlgoClOrdId": "", "tpTriggerPx": "", "tpTriggerPxType": "", "tpOrdPx": "",
-            "slTriggerPx": "", "slTriggerPxType": "", "slOrdPx": "", "attachAlgoOrds": [],
-            "linkedAlgoOrd": {"algoId": ""}, "stpId": "", "stpMode": "cancel_maker",
-            "feeCcy": m.spec.base if is_buy else quote, "fee": "0", "rebateCcy": quote,
-            "rebate": "0", "source": "", "category": "normal", "isTpLimit": "false",
-            "fillPx": "", "tradeId": "", "fillSz": "0", "fillPnl": "0", "fillTime": "",
-            "fillFee": "0", "fillFeeCcy": "", "fillPxVol": "", "fillPxUsd": "",
-            "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "", "fillIdxPx": "",
-            "execType": "", "reduceOnly": "false", "cancelSource": "", "cancelSourceReason": "",
-            "amendSource": "", "amendResult": "", "reqId": "", "quickMgnType": "",
-            "algoClOrdId": "", "algoId": "", "lastPx": m.fpx(m.last_px),
-            "tradeQuoteCcy": quote, "code": "0", "msg": "", "uTime": str(ts), "cTime": str(ts),
-        }
+        rec = order_record(
+            m, ord_id, self._ord_seq, ord_type, is_buy, margin, px, sz, Decimal(m.fpx(ba)), ts
+        )
         o = Order(rec, px, sz, is_buy, m, margin)
         self.live[ord_id] = o
         self._emit(o)
@@ -149,7 +122,9 @@ class Account:
             if ord_type == "market" and o.rec["ordId"] in self.live:
                 self._finish(o, "filled" if o.rec["accFillSz"] != "0" else "canceled", ts)
 
-    def _freeze(self, m: Market, is_buy: bool, sz: Decimal, px: Decimal, margin: bool, sign: int) -> bool:
+    def _freeze(
+        self, m: Market, is_buy: bool, sz: Decimal, px: Decimal, margin: bool, sign: int
+    ) -> bool:
         ccy = m.spec.quote if is_buy else m.spec.base
         amt = (sz * px if is_buy else sz) * (1 if not margin else Decimal("0.34"))
         if sign > 0 and self.balances.get(ccy, Decimal(0)) - self.frozen.get(ccy, Decimal(0)) < amt:
@@ -172,10 +147,24 @@ class Account:
         o.px = new_px
         self._freeze(m, o.is_buy, o.remaining, o.px, o.margin, +1)
         self._req_seq += 1
-        o.rec.update({"px": dstr(new_px), "amendResult": "0", "reqId": f"amend{self._req_seq}",
-                      "amendSource": "1", "uTime": str(ts), "fillSz": "0", "fillPx": "",
-                      "tradeId": "", "fillTime": "", "fillFee": "0", "fillFeeCcy": "",
-                      "fillPnl": "0", "execType": "", "lastPx": m.fpx(m.last_px)})
+        o.rec.update(
+            {
+                "px": dstr(new_px),
+                "amendResult": "0",
+                "reqId": f"amend{self._req_seq}",
+                "amendSource": "1",
+                "uTime": str(ts),
+                "fillSz": "0",
+                "fillPx": "",
+                "tradeId": "",
+                "fillTime": "",
+                "fillFee": "0",
+                "fillFeeCcy": "",
+                "fillPnl": "0",
+                "execType": "",
+                "lastPx": m.fpx(m.last_px),
+            }
+        )
         self._emit(o)
         o.rec.update({"amendResult": "", "reqId": "", "amendSource": ""})
 
@@ -190,12 +179,27 @@ class Account:
         self.live.pop(o.rec["ordId"], None)
         if o.remaining > 0 and o.px is not None:
             self._freeze(o.market, o.is_buy, o.remaining, o.px, o.margin, -1)
-        reason = {"canceled": ("1", "Order canceled by user"),
-                  "mmp_canceled": ("20", "Order canceled by market maker protection")}
+        reason = {
+            "canceled": ("1", "Order canceled by user"),
+            "mmp_canceled": ("20", "Order canceled by market maker protection"),
+        }
         source, why = reason.get(state, ("", ""))
-        o.rec.update({"state": state, "uTime": str(ts), "fillSz": "0", "fillPx": "", "tradeId": "",
-                      "fillTime": "", "fillFee": "0", "fillFeeCcy": "", "fillPnl": "0",
-                      "execType": "", "cancelSource": source, "cancelSourceReason": why})
+        o.rec.update(
+            {
+                "state": state,
+                "uTime": str(ts),
+                "fillSz": "0",
+                "fillPx": "",
+                "tradeId": "",
+                "fillTime": "",
+                "fillFee": "0",
+                "fillFeeCcy": "",
+                "fillPnl": "0",
+                "execType": "",
+                "cancelSource": source,
+                "cancelSourceReason": why,
+            }
+        )
         self._emit(o)
         self.done.append(dict(o.rec))
 
@@ -208,14 +212,19 @@ class Account:
                 if o.remaining <= 0:
                     break
                 if f[0] <= int(o.rec["tradeId"] or 0):
-                    continue                                   # its own taker fills
-                crossed = (f[3] == "sell" and f[1] <= px_units) if o.is_buy else \
-                          (f[3] == "buy" and f[1] >= px_units)
+                    continue  # its own taker fills
+                crossed = (
+                    (f[3] == "sell" and f[1] <= px_units)
+                    if o.is_buy
+                    else (f[3] == "buy" and f[1] >= px_units)
+                )
                 if crossed:
                     sz = min(o.remaining, Decimal(m.fsz(f[2])))
                     self._fill(o, o.px, sz, str(f[0]), f[4], "M")
 
-    def _fill(self, o: Order, px: Decimal, sz: Decimal, trade_id: str, ts: int, exec_type: str) -> None:
+    def _fill(
+        self, o: Order, px: Decimal, sz: Decimal, trade_id: str, ts: int, exec_type: str
+    ) -> None:
         m, rec = o.market, o.rec
         base, quote = m.spec.base, m.spec.quote
         fee_rate = TAKER_FEE if exec_type == "T" else MAKER_FEE
@@ -245,25 +254,67 @@ class Account:
         o.remaining -= sz
         state = "filled" if o.remaining <= 0 else "partially_filled"
         notional = (sz * px * self.usd_px(quote)).quantize(Decimal("1e-8")).normalize()
-        rec.update({"fillNotionalUsd": dstr(notional), "fillPnl": dstr(pnl),
-                    "fillMarkPx": dstr(px) if o.margin else "", "lastPx": dstr(px),
-                    "fillIdxPx": dstr(px) if o.margin else ""})
-        rec.update({"fillPx": dstr(px), "fillSz": dstr(sz), "tradeId": trade_id, "fillTime": str(ts),
-                    "fillFee": dstr(fee), "fillFeeCcy": fee_ccy, "execType": exec_type,
-                    "accFillSz": dstr(acc), "avgPx": dstr(avg.quantize(Decimal(1).scaleb(-m.spec.px_dp - 4)).normalize()),
-                    "fee": dstr(Decimal(rec["fee"]) + fee), "feeCcy": fee_ccy,
-                    "pnl": dstr(Decimal(rec["pnl"]) + pnl), "state": state, "uTime": str(ts)})
+        rec.update(
+            {
+                "fillNotionalUsd": dstr(notional),
+                "fillPnl": dstr(pnl),
+                "fillMarkPx": dstr(px) if o.margin else "",
+                "lastPx": dstr(px),
+                "fillIdxPx": dstr(px) if o.margin else "",
+            }
+        )
+        rec.update(
+            {
+                "fillPx": dstr(px),
+                "fillSz": dstr(sz),
+                "tradeId": trade_id,
+                "fillTime": str(ts),
+                "fillFee": dstr(fee),
+                "fillFeeCcy": fee_ccy,
+                "execType": exec_type,
+                "accFillSz": dstr(acc),
+                "avgPx": dstr(avg.quantize(Decimal(1).scaleb(-m.spec.px_dp - 4)).normalize()),
+                "fee": dstr(Decimal(rec["fee"]) + fee),
+                "feeCcy": fee_ccy,
+                "pnl": dstr(Decimal(rec["pnl"]) + pnl),
+                "state": state,
+                "uTime": str(ts),
+            }
+        )
         self._bill_seq += 1
-        self.fills.append({
-            "instType": rec["instType"], "instId": m.inst_id, "tradeId": trade_id,
-            "ordId": rec["ordId"], "clOrdId": rec["clOrdId"], "billId": str(900_000_000 + self._bill_seq),
-            "subType": "1" if o.is_buy else "2", "tag": "", "fillPx": dstr(px), "fillSz": dstr(sz),
-            "fillIdxPx": "", "fillPnl": dstr(pnl), "side": rec["side"], "posSide": rec["posSide"],
-            "execType": exec_type, "feeCcy": fee_ccy, "fee": dstr(fee), "ts": str(ts), "fillTime": str(ts),
-        })
+        self.fills.append(
+            {
+                "instType": rec["instType"],
+                "instId": m.inst_id,
+                "tradeId": trade_id,
+                "ordId": rec["ordId"],
+                "clOrdId": rec["clOrdId"],
+                "billId": str(900_000_000 + self._bill_seq),
+                "subType": "1" if o.is_buy else "2",
+                "tag": "",
+                "fillPx": dstr(px),
+                "fillSz": dstr(sz),
+                "fillIdxPx": "",
+                "fillPnl": dstr(pnl),
+                "side": rec["side"],
+                "posSide": rec["posSide"],
+                "execType": exec_type,
+                "feeCcy": fee_ccy,
+                "fee": dstr(fee),
+                "ts": str(ts),
+                "fillTime": str(ts),
+            }
+        )
         self._emit(o)
-        self.pending_bp.append({"ts": ts, "tradeId": trade_id, "instId": m.inst_id,
-                                "ccys": {base, quote}, "pos": m.inst_id if o.margin else None})
+        self.pending_bp.append(
+            {
+                "ts": ts,
+                "tradeId": trade_id,
+                "instId": m.inst_id,
+                "ccys": {base, quote},
+                "pos": m.inst_id if o.margin else None,
+            }
+        )
         if state == "filled":
             self.live.pop(rec["ordId"], None)
             self.done.append(dict(rec))
@@ -272,25 +323,7 @@ class Account:
         m = o.market
         p = self.positions.get(m.inst_id)
         if p is None:
-            p = self.positions[m.inst_id] = {
-                "instType": "MARGIN", "mgnMode": "cross", "posId": str(300_000_000 + len(self.positions) * 17 + 1),
-                "posSide": "net", "pos": "0", "baseBal": "", "quoteBal": "", "posCcy": m.spec.base,
-                "availPos": "0", "avgPx": "", "upl": "0", "uplRatio": "0", "instId": m.inst_id,
-                "lever": "3", "liqPx": "", "markPx": "", "imr": "", "margin": "", "mgnRatio": "",
-                "mmr": "", "liab": "", "liabCcy": m.spec.quote, "interest": "0", "tradeId": "",
-                "notionalUsd": "", "optVal": "", "adl": "1", "ccy": m.spec.quote, "last": "",
-                "realizedPnl": "0", "pnl": "0", "fee": "0", "cTime": str(ts), "uTime": str(ts), "pTime": str(ts),
-                # the rest of the documented set: "" where it does not apply to a spot margin
-                # position (options greeks, funding, spot hedging), [] for the close algos
-                "baseBorrowed": "", "baseInterest": "", "quoteBorrowed": "", "quoteInterest": "",
-                "bePx": "", "bizRefId": "", "bizRefType": "", "closeOrderAlgo": [],
-                "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "", "thetaBS": "",
-                "thetaPA": "", "vegaBS": "", "vegaPA": "", "fundingFee": "0", "idxPx": "",
-                "liqPenalty": "0", "maxSpotInUseAmt": "", "clSpotInUseAmt": "",
-                "spotInUseAmt": "", "spotInUseCcy": "", "nonSettleAvgPx": "", "settledPnl": "",
-                "pendingCloseOrdLiabVal": "", "uplLastPx": "0", "uplRatioLastPx": "0",
-                "usdPx": "", "realizedPnlRatio": "",
-            }
+            p = self.positions[m.inst_id] = position_record(m, len(self.positions), ts)
         pos = Decimal(p["pos"])
         avg = Decimal(p["avgPx"] or 0)
         signed = sz if o.is_buy else -sz
@@ -304,10 +337,19 @@ class Account:
             new = pos + signed
             if new != 0 and (new > 0) != (pos > 0):
                 avg = px
-        p.update({"pos": dstr(new), "availPos": dstr(abs(new)),
-                  "avgPx": dstr(avg.quantize(Decimal(1).scaleb(-m.spec.px_dp - 4)).normalize()) if new else "",
-                  "realizedPnl": dstr(Decimal(p["realizedPnl"]) + pnl), "tradeId": trade_id,
-                  "uTime": str(ts), "pTime": str(ts)})
+        p.update(
+            {
+                "pos": dstr(new),
+                "availPos": dstr(abs(new)),
+                "avgPx": dstr(avg.quantize(Decimal(1).scaleb(-m.spec.px_dp - 4)).normalize())
+                if new
+                else "",
+                "realizedPnl": dstr(Decimal(p["realizedPnl"]) + pnl),
+                "tradeId": trade_id,
+                "uTime": str(ts),
+                "pTime": str(ts),
+            }
+        )
         self.mark_position(m.inst_id)
         self.changed_pos.add(m.inst_id)
         return pnl
@@ -319,8 +361,15 @@ class Account:
         pos = Decimal(p["pos"])
         upl = (last - Decimal(p["avgPx"] or 0)) * pos if pos else Decimal(0)
         upl_s = dstr(upl.quantize(Decimal("1e-8")).normalize())
-        p.update({"markPx": dstr(last), "last": dstr(last), "upl": upl_s, "uplLastPx": upl_s,
-                  "notionalUsd": dstr((abs(pos) * last).quantize(Decimal("1e-8")).normalize())})
+        p.update(
+            {
+                "markPx": dstr(last),
+                "last": dstr(last),
+                "upl": upl_s,
+                "uplLastPx": upl_s,
+                "notionalUsd": dstr((abs(pos) * last).quantize(Decimal("1e-8")).normalize()),
+            }
+        )
 
     def _emit(self, o: Order) -> None:
         ev = dict(o.rec)
@@ -339,37 +388,17 @@ class Account:
         frozen = self.frozen.get(ccy, Decimal(0))
         avail = cash - frozen
         eq_usd = dstr((cash * self.usd_px(ccy)).quantize(Decimal("1e-8")).normalize())
-        # The documented detail set of a spot-mode account: "" where OKX marks a field
-        # inapplicable to the account level, and the two JSON booleans OKX sends in every
-        # detail (collateralEnabled, and the deprecated collateralRestrict).
-        return {"ccy": ccy, "eq": dstr(cash), "cashBal": dstr(cash), "availBal": dstr(avail),
-                "frozenBal": dstr(frozen), "ordFrozen": dstr(frozen), "availEq": "",
-                "isoEq": "", "disEq": eq_usd, "fixedBal": "0", "liab": "", "upl": "",
-                "uplLiab": "", "crossLiab": "", "rewardBal": "0", "isoLiab": "",
-                "mgnRatio": "", "imr": "", "mmr": "", "interest": "", "twap": "0",
-                "frpType": "0", "maxLoan": "", "eqUsd": eq_usd, "borrowFroz": "",
-                "notionalLever": "", "stgyEq": "0", "isoUpl": "", "spotInUseAmt": "",
-                "clSpotInUseAmt": "", "maxSpotInUse": "", "spotIsoBal": "0", "smtSyncEq": "0",
-                "spotCopyTradingEq": "0", "spotBal": dstr(cash), "openAvgPx": "",
-                "accAvgPx": "", "spotUpl": "", "spotUplRatio": "", "totalPnl": "",
-                "totalPnlRatio": "", "colRes": "0", "colBorrAutoConversion": "0",
-                "collateralRestrict": False, "collateralEnabled": False,
-                "autoLendStatus": "unsupported" if ccy in ("PEPE", "TON") else "off",
-                "autoLendMtAmt": "0", "uTime": str(self.bal_utime[ccy])}
+        return balance_detail_record(ccy, cash, frozen, avail, eq_usd, self.bal_utime[ccy])
 
     def balance_record(self, ccys: Any = None, now: int | None = None) -> dict:
-        names = [c for c in sorted(self.balances) if self.balances[c] != 0 and (not ccys or c in ccys)]
+        names = [
+            c for c in sorted(self.balances) if self.balances[c] != 0 and (not ccys or c in ccys)
+        ]
         details = [self.balance_detail(c) for c in names]
         total = sum((Decimal(d["eqUsd"]) for d in details), Decimal(0))
         frozen = sum((self.frozen.get(c, Decimal(0)) * self.usd_px(c) for c in names), Decimal(0))
         total_s = dstr(total.quantize(Decimal("1e-8")).normalize())
-        return {"uTime": str(now or self.clock.now_ms()), "totalEq": total_s, "isoEq": "",
-                "adjEq": total_s, "availEq": "",
-                "ordFroz": dstr(frozen.quantize(Decimal("1e-8")).normalize()), "imr": "0",
-                "mmr": "0", "borrowFroz": "0", "mgnRatio": "", "notionalUsd": "0",
-                "notionalUsdForBorrow": "0", "notionalUsdForSwap": "",
-                "notionalUsdForFutures": "", "notionalUsdForOption": "0", "upl": "",
-                "delta": "", "deltaLever": "", "deltaNeutralStatus": "0", "details": details}
+        return account_record(now or self.clock.now_ms(), total_s, frozen, details)
 
     def open_positions(self) -> list[dict]:
         out = []

@@ -1,10 +1,11 @@
 """Pushes the account's events on /ws/v5/private: orders, account, positions,
 balance_and_position (snapshots on subscribe where OKX sends them, then events)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from .account import dstr
+from .account_records import dstr
 from .conn import Conn
 from .context import ExchangeContext
 
@@ -22,18 +23,35 @@ class AccountPublisher:
         self.ex = ex
 
     def _conns(self, channel: str) -> list[Conn]:
-        return [c for c in self.ex.hub.conns
-                if not c.closed and c.logged_in and channel in c.private_args]
+        return [
+            c
+            for c in self.ex.hub.conns
+            if not c.closed and c.logged_in and channel in c.private_args
+        ]
 
     def _bal_data(self, ccys: Any) -> list[dict]:
         acct = self.ex.account
-        return [{"ccy": c, "cashBal": dstr(acct.balances[c]), "uTime": str(acct.bal_utime[c])}
-                for c in sorted(ccys) if c in acct.balances]
+        return [
+            {"ccy": c, "cashBal": dstr(acct.balances[c]), "uTime": str(acct.bal_utime[c])}
+            for c in sorted(ccys)
+            if c in acct.balances
+        ]
 
     @staticmethod
     def _pos_data(p: dict) -> dict:
-        keys = ("posId", "tradeId", "instId", "instType", "mgnMode", "posSide", "pos", "ccy",
-                "posCcy", "avgPx", "uTime")
+        keys = (
+            "posId",
+            "tradeId",
+            "instId",
+            "instType",
+            "mgnMode",
+            "posSide",
+            "pos",
+            "ccy",
+            "posCcy",
+            "avgPx",
+            "uTime",
+        )
         d = {k: p.get(k, "") for k in keys}
         d.update({"nonSettleAvgPx": "", "settledPnl": ""})
         return d
@@ -43,17 +61,45 @@ class AccountPublisher:
         now = self.ex.clock.now_ms()
         if channel == "account":
             ccy = arg.get("ccy")
-            conn.send_obj({"arg": arg, "eventType": "snapshot", "curPage": 1, "lastPage": True,
-                           "data": [acct.balance_record({ccy} if ccy else None, now)]}, channel)
+            conn.send_obj(
+                {
+                    "arg": arg,
+                    "eventType": "snapshot",
+                    "curPage": 1,
+                    "lastPage": True,
+                    "data": [acct.balance_record({ccy} if ccy else None, now)],
+                },
+                channel,
+            )
         elif channel == "positions":
-            conn.send_obj({"arg": arg, "eventType": "snapshot", "curPage": 1, "lastPage": True,
-                           "data": [p for p in acct.open_positions() if _matches(arg, p)]}, channel)
+            conn.send_obj(
+                {
+                    "arg": arg,
+                    "eventType": "snapshot",
+                    "curPage": 1,
+                    "lastPage": True,
+                    "data": [p for p in acct.open_positions() if _matches(arg, p)],
+                },
+                channel,
+            )
         elif channel == "balance_and_position":
-            conn.send_obj({"arg": {"channel": channel}, "data": [{
-                "pTime": str(now), "eventType": "snapshot",
-                "balData": self._bal_data(c for c in acct.balances if acct.balances[c] != 0),
-                "posData": [self._pos_data(p) for p in acct.open_positions()], "trades": []}]},
-                channel)
+            conn.send_obj(
+                {
+                    "arg": {"channel": channel},
+                    "data": [
+                        {
+                            "pTime": str(now),
+                            "eventType": "snapshot",
+                            "balData": self._bal_data(
+                                c for c in acct.balances if acct.balances[c] != 0
+                            ),
+                            "posData": [self._pos_data(p) for p in acct.open_positions()],
+                            "trades": [],
+                        }
+                    ],
+                },
+                channel,
+            )
 
     def flush(self, now_ms: int) -> None:
         acct = self.ex.account
@@ -69,10 +115,18 @@ class AccountPublisher:
             conns = self._conns("balance_and_position")
             for ev in acct.pending_bp if conns else ():
                 pos = [self._pos_data(acct.positions[ev["pos"]])] if ev["pos"] else []
-                msg = {"arg": {"channel": "balance_and_position"}, "data": [{
-                    "pTime": str(ev["ts"]), "eventType": "filled",
-                    "balData": self._bal_data(ev["ccys"]), "posData": pos,
-                    "trades": [{"instId": ev["instId"], "tradeId": ev["tradeId"]}]}]}
+                msg = {
+                    "arg": {"channel": "balance_and_position"},
+                    "data": [
+                        {
+                            "pTime": str(ev["ts"]),
+                            "eventType": "filled",
+                            "balData": self._bal_data(ev["ccys"]),
+                            "posData": pos,
+                            "trades": [{"instId": ev["instId"], "tradeId": ev["tradeId"]}],
+                        }
+                    ],
+                }
                 for c in conns:
                     c.send_obj(msg, "balance_and_position")
         if acct.changed_ccys:
@@ -80,8 +134,14 @@ class AccountPublisher:
                 arg = c.private_args["account"]
                 ccys = {arg["ccy"]} & acct.changed_ccys if arg.get("ccy") else acct.changed_ccys
                 if ccys:
-                    c.send_obj({"arg": arg, "eventType": "event_update",
-                                "data": [acct.balance_record(ccys, now_ms)]}, "account")
+                    c.send_obj(
+                        {
+                            "arg": arg,
+                            "eventType": "event_update",
+                            "data": [acct.balance_record(ccys, now_ms)],
+                        },
+                        "account",
+                    )
         if acct.changed_pos:
             for c in self._conns("positions"):
                 arg = c.private_args["positions"]

@@ -1,4 +1,5 @@
 """The aiohttp application key under which the Exchange is stored."""
+
 from typing import Any
 
 from aiohttp import web

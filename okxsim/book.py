@@ -1,4 +1,5 @@
 """The 400-level order book of one instrument, in integer units, with change tracking."""
+
 from __future__ import annotations
 
 from bisect import bisect_left, insort
@@ -14,7 +15,7 @@ class Side:
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
         self.prices: list[int] = []
-        self.levels: dict[int, list[int]] = {}   # px -> [size, order count]
+        self.levels: dict[int, list[int]] = {}  # px -> [size, order count]
         self.changed: set[int] = set()
 
     def best(self) -> int | None:
@@ -58,7 +59,7 @@ class Side:
     def top(self, n: int) -> list[int]:
         """The best n prices, best first."""
         if self.is_bid:
-            return self.prices[:-n - 1:-1] if n < len(self.prices) else self.prices[::-1]
+            return self.prices[: -n - 1 : -1] if n < len(self.prices) else self.prices[::-1]
         return self.prices[:n]
 
     def trim(self, depth: int = DEPTH) -> None:

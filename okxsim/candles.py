@@ -1,4 +1,5 @@
 """Candle series per bar, fed by per-tick trade runs; OKX bar names and alignment (§4.4)."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -9,12 +10,29 @@ _MONDAY = 3 * _D  # 1970-01-01 was a Thursday; OKX weeks start on Monday
 
 # bar -> (length ms, alignment offset ms). Non-utc bars of 6H and up open at UTC+8.
 BARS: dict[str, tuple[int, int]] = {
-    "1s": (_S, 0), "1m": (_M, 0), "3m": (3 * _M, 0), "5m": (5 * _M, 0), "15m": (15 * _M, 0),
-    "30m": (30 * _M, 0), "1H": (_H, 0), "2H": (2 * _H, 0), "4H": (4 * _H, 0),
-    "6H": (6 * _H, _UTC8), "12H": (12 * _H, _UTC8), "1D": (_D, _UTC8), "2D": (2 * _D, _UTC8),
-    "3D": (3 * _D, _UTC8), "5D": (5 * _D, _UTC8), "1W": (7 * _D, _UTC8 + _MONDAY),
-    "6Hutc": (6 * _H, 0), "12Hutc": (12 * _H, 0), "1Dutc": (_D, 0), "2Dutc": (2 * _D, 0),
-    "3Dutc": (3 * _D, 0), "5Dutc": (5 * _D, 0), "1Wutc": (7 * _D, _MONDAY),
+    "1s": (_S, 0),
+    "1m": (_M, 0),
+    "3m": (3 * _M, 0),
+    "5m": (5 * _M, 0),
+    "15m": (15 * _M, 0),
+    "30m": (30 * _M, 0),
+    "1H": (_H, 0),
+    "2H": (2 * _H, 0),
+    "4H": (4 * _H, 0),
+    "6H": (6 * _H, _UTC8),
+    "12H": (12 * _H, _UTC8),
+    "1D": (_D, _UTC8),
+    "2D": (2 * _D, _UTC8),
+    "3D": (3 * _D, _UTC8),
+    "5D": (5 * _D, _UTC8),
+    "1W": (7 * _D, _UTC8 + _MONDAY),
+    "6Hutc": (6 * _H, 0),
+    "12Hutc": (12 * _H, 0),
+    "1Dutc": (_D, 0),
+    "2Dutc": (2 * _D, 0),
+    "3Dutc": (3 * _D, 0),
+    "5Dutc": (5 * _D, 0),
+    "1Wutc": (7 * _D, _MONDAY),
 }
 KEEP_BARS = 2000
 
@@ -28,7 +46,7 @@ class CandleSeries:
         self.length, self.offset = BARS[bar]
         self.bars: deque[list[int]] = deque(maxlen=KEEP_BARS)
         self.dirty = False
-        self.closed: list[list[int]] = []   # bars closed since the last push (sent confirm "1")
+        self.closed: list[list[int]] = []  # bars closed since the last push (sent confirm "1")
 
     def start_of(self, ts: int) -> int:
         return (ts + self.offset) // self.length * self.length - self.offset

@@ -1,4 +1,5 @@
 """OKX's order book CRC32 checksum (own implementation; see protocol doc §5.3)."""
+
 from __future__ import annotations
 
 import zlib

@@ -4,6 +4,7 @@
 seconds). Exchange timestamps (trades, books, candles, orders) follow the simulated clock;
 signature checks use `wall_s()`, since clients sign with their own wall clock.
 """
+
 from __future__ import annotations
 
 import time

@@ -1,10 +1,20 @@
 """SimConfig: every knob of the simulated exchange, in one frozen dataclass (CLI and library)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT", "TON-USDT",
-                       "ETH-USDC", "BTC-USDC", "UNI-USDT", "PEPE-USDT")
+DEFAULT_INSTRUMENTS = (
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "DOGE-USDT",
+    "TON-USDT",
+    "ETH-USDC",
+    "BTC-USDC",
+    "UNI-USDT",
+    "PEPE-USDT",
+)
 
 CHECKSUM_MODES = ("crc", "zero", "absent")
 

@@ -1,4 +1,5 @@
 """One WebSocket client connection, written to with pre-built frames (serialize once, send many)."""
+
 from __future__ import annotations
 
 import struct
@@ -8,7 +9,7 @@ from typing import Any
 import orjson
 
 OP_TEXT, OP_BINARY = 0x1, 0x2
-MAX_BUFFER = 32 * 1024 * 1024   # past this the client is too slow: close 4005 as OKX does
+MAX_BUFFER = 32 * 1024 * 1024  # past this the client is too slow: close 4005 as OKX does
 
 
 def ws_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
@@ -25,18 +26,31 @@ def ws_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 class Conn:
     """State of one socket: endpoint, login, subscriptions, liveness and fault flags."""
 
-    __slots__ = ("ws", "transport", "conn_id", "endpoint", "logged_in", "subs", "private_args",
-                 "last_sent", "last_recv", "unsubscribed_since", "stalled_until", "sent",
-                 "closed", "stats")
+    __slots__ = (
+        "ws",
+        "transport",
+        "conn_id",
+        "endpoint",
+        "logged_in",
+        "subs",
+        "private_args",
+        "last_sent",
+        "last_recv",
+        "unsubscribed_since",
+        "stalled_until",
+        "sent",
+        "closed",
+        "stats",
+    )
 
     def __init__(self, ws: Any, transport: Any, conn_id: str, endpoint: str, stats: Any) -> None:
         self.ws = ws
         self.transport = transport
         self.conn_id = conn_id
-        self.endpoint = endpoint          # "public" | "business" | "private"
+        self.endpoint = endpoint  # "public" | "business" | "private"
         self.logged_in = False
-        self.subs: set[tuple] = set()     # market keys (channel, instId)
-        self.private_args: dict[str, dict] = {}   # channel -> arg
+        self.subs: set[tuple] = set()  # market keys (channel, instId)
+        self.private_args: dict[str, dict] = {}  # channel -> arg
         now = time.monotonic()
         self.last_sent = now
         self.last_recv = now

@@ -5,6 +5,7 @@ server.Exchange builds all of those modules, so they cannot import server.py bac
 under TYPE_CHECKING: that is still an import cycle). They import this leaf module instead, and
 Exchange satisfies `ExchangeContext` structurally.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol

@@ -1,4 +1,5 @@
 """What each fault kind does to the running exchange (see docs/okxsim.md, "Faults")."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,16 +13,21 @@ from .hostile import HostileFault, mutations_for
 JUNK_FRAMES = (
     ws_frame(b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"as'),
     ws_frame(b"\x00\xff\xfe junk \x13\x37", OP_BINARY),
-    ws_frame(b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":{"tradeId":123,'
-             b'"px":null,"sz":[1],"side":7,"ts":true}}'),
-    ws_frame(b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":'
-             b'"none","bids":[[1,2]],"ts":1,"checksum":"0","prevSeqId":"7","seqId":"8"}]}'),
+    ws_frame(
+        b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":{"tradeId":123,'
+        b'"px":null,"sz":[1],"side":7,"ts":true}}'
+    ),
+    ws_frame(
+        b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":'
+        b'"none","bids":[[1,2]],"ts":1,"checksum":"0","prevSeqId":"7","seqId":"8"}]}'
+    ),
     ws_frame(b"[1,2,3]"),
 )
 
 
-def _targets(ex: ExchangeContext, inst: str | None,
-             endpoints: tuple[str, ...] | None = None) -> list[Conn]:
+def _targets(
+    ex: ExchangeContext, inst: str | None, endpoints: tuple[str, ...] | None = None
+) -> list[Conn]:
     out = []
     for c in ex.hub.conns:
         if c.closed:
@@ -34,8 +40,9 @@ def _targets(ex: ExchangeContext, inst: str | None,
     return out
 
 
-def apply_fault(ex: ExchangeContext, kind: str, inst: str | None, seconds: float | None,
-                body: dict) -> dict[str, Any]:
+def apply_fault(
+    ex: ExchangeContext, kind: str, inst: str | None, seconds: float | None, body: dict
+) -> dict[str, Any]:
     now = time.monotonic()
     insts = [inst] if inst else list(ex.markets)
     if kind == "drop":
@@ -65,9 +72,16 @@ def apply_fault(ex: ExchangeContext, kind: str, inst: str | None, seconds: float
         delay = seconds if seconds is not None else 60.0
         loop = asyncio.get_running_loop()
         for c in conns:
-            c.send_obj({"event": "notice", "code": "64008",
-                        "msg": "The connection will soon be closed for a service upgrade. "
-                               "Please reconnect.", "connId": c.conn_id}, "notice")
+            c.send_obj(
+                {
+                    "event": "notice",
+                    "code": "64008",
+                    "msg": "The connection will soon be closed for a service upgrade. "
+                    "Please reconnect.",
+                    "connId": c.conn_id,
+                },
+                "notice",
+            )
             loop.call_later(delay, ex.close_later, c, 1012, "Service upgrade")
         return {"connections": len(conns)}
     if kind == "reject_login":
@@ -91,8 +105,9 @@ def apply_fault(ex: ExchangeContext, kind: str, inst: str | None, seconds: float
 HOSTILE_DEFAULT_CHANNELS = ("books", "trades", "trades-all", "tickers")
 
 
-def _hostile(ex: ExchangeContext, inst: str | None, seconds: float | None, body: dict,
-             now: float) -> dict[str, Any]:
+def _hostile(
+    ex: ExchangeContext, inst: str | None, seconds: float | None, body: dict, now: float
+) -> dict[str, Any]:
     """Start a hostile window (replacing a running one): `every` (default 3: one frame in
     three of the chosen channels gets a broken copy), `channels` (list or comma-separated),
     `seconds` (default 60)."""
@@ -107,7 +122,11 @@ def _hostile(ex: ExchangeContext, inst: str | None, seconds: float | None, body:
     if unknown:
         raise ValueError(f"hostile has no mutations for {', '.join(unknown)}")
     duration = seconds if seconds is not None else 60.0
-    ex.faults.hostile = HostileFault(every=every, until=now + duration,
-                                     channels=frozenset(channels), inst=inst,
-                                     records=ex.faults.hostile_log)
+    ex.faults.hostile = HostileFault(
+        every=every,
+        until=now + duration,
+        channels=frozenset(channels),
+        inst=inst,
+        records=ex.faults.hostile_log,
+    )
     return {"every": every, "channels": sorted(channels), "seconds": duration}

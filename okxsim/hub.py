@@ -1,5 +1,6 @@
 """Subscriptions and the market publisher: every frame is serialized once, then written to all
 subscribers of its (channel, instId) key."""
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,9 @@ def _frame(obj: dict) -> bytes:
 
 
 class Hub:
-    def __init__(self, cfg: SimConfig, markets: dict[str, Market], stats: Stats,
-                 faults: FaultState) -> None:
+    def __init__(
+        self, cfg: SimConfig, markets: dict[str, Market], stats: Stats, faults: FaultState
+    ) -> None:
         self.cfg = cfg
         self.markets = markets
         self.stats = stats
@@ -38,7 +40,7 @@ class Hub:
         self._last_b5: dict[str, tuple] = {}
         self._last_tick: dict[str, tuple] = {}
         self._last_bbo: dict[str, tuple] = {}
-        self.last_ticker: dict[str, dict] = {}     # instId -> the last ticker sent (truth)
+        self.last_ticker: dict[str, dict] = {}  # instId -> the last ticker sent (truth)
         self.heartbeat_ms = int(cfg.heartbeat_s * 1000)
         # While a market step runs, broadcast frames are collected per connection and written
         # with one socket write each when it ends (`uncork`): one system call per connection and
@@ -77,23 +79,49 @@ class Hub:
         """What a new subscriber gets at once: book snapshots, the current ticker and candle."""
         if channel == "books":
             if self.cfg.ws_snapshot:
-                conn.push(_frame(self._books_msg(m, "snapshot", m.levels(False, 400),
-                                                 m.levels(True, 400), -1, m.pub_seq,
-                                                 m.book_ts or now_ms)), channel)
+                conn.push(
+                    _frame(
+                        self._books_msg(
+                            m,
+                            "snapshot",
+                            m.levels(False, 400),
+                            m.levels(True, 400),
+                            -1,
+                            m.pub_seq,
+                            m.book_ts or now_ms,
+                        )
+                    ),
+                    channel,
+                )
         elif channel == "books5":
             conn.push(_frame(self._books5_msg(m, m.book_ts or now_ms)), channel)
         elif channel == "bbo-tbt":
-            conn.push(_frame(self._bbo_msg(m, m.book_ts or now_ms, m.pub_seq,
-                                           m.top_level(True), m.top_level(False))), channel)
+            conn.push(
+                _frame(
+                    self._bbo_msg(
+                        m, m.book_ts or now_ms, m.pub_seq, m.top_level(True), m.top_level(False)
+                    )
+                ),
+                channel,
+            )
         elif channel == "tickers":
             tick = self.last_ticker[m.inst_id] = views.ticker(m, now_ms)
-            conn.push(_frame({"arg": {"channel": "tickers", "instId": m.inst_id},
-                              "data": [tick]}), channel)
+            conn.push(
+                _frame({"arg": {"channel": "tickers", "instId": m.inst_id}, "data": [tick]}),
+                channel,
+            )
         elif channel.startswith("candle"):
             series = m.candles[channel[6:]]
             series.roll(now_ms, m.last_px)
-            conn.push(_frame({"arg": {"channel": channel, "instId": m.inst_id},
-                              "data": [views.candle_row(m, series.bars[-1], "0")]}), channel)
+            conn.push(
+                _frame(
+                    {
+                        "arg": {"channel": channel, "instId": m.inst_id},
+                        "data": [views.candle_row(m, series.bars[-1], "0")],
+                    }
+                ),
+                channel,
+            )
 
     # ------------------------------------------------------------ broadcasting
     def send(self, key: tuple, obj: dict) -> None:
@@ -149,8 +177,17 @@ class Hub:
                 c.push_many(frames)
 
     # ------------------------------------------------------------ message bodies
-    def _books_msg(self, m: Market, action: str, asks: list, bids: list, prev: int, seq: int,
-                   ts: int, corrupt: bool = False) -> dict:
+    def _books_msg(
+        self,
+        m: Market,
+        action: str,
+        asks: list,
+        bids: list,
+        prev: int,
+        seq: int,
+        ts: int,
+        corrupt: bool = False,
+    ) -> dict:
         data: dict = {"asks": asks, "bids": bids, "ts": str(ts)}
         mode = self.cfg.checksum
         if corrupt:
@@ -165,14 +202,25 @@ class Hub:
         return {"arg": {"channel": "books", "instId": m.inst_id}, "action": action, "data": [data]}
 
     def _books5_msg(self, m: Market, ts: int) -> dict:
-        return {"arg": {"channel": "books5", "instId": m.inst_id},
-                "data": [{"asks": m.levels(False, 5), "bids": m.levels(True, 5),
-                          "instId": m.inst_id, "ts": str(ts), "seqId": m.pub_seq}]}
+        return {
+            "arg": {"channel": "books5", "instId": m.inst_id},
+            "data": [
+                {
+                    "asks": m.levels(False, 5),
+                    "bids": m.levels(True, 5),
+                    "instId": m.inst_id,
+                    "ts": str(ts),
+                    "seqId": m.pub_seq,
+                }
+            ],
+        }
 
     @staticmethod
     def _bbo_msg(m: Market, ts: int, seq: int, bid: list, ask: list) -> dict:
-        return {"arg": {"channel": "bbo-tbt", "instId": m.inst_id},
-                "data": [{"asks": ask, "bids": bid, "ts": str(ts), "seqId": seq}]}
+        return {
+            "arg": {"channel": "bbo-tbt", "instId": m.inst_id},
+            "data": [{"asks": ask, "bids": bid, "ts": str(ts), "seqId": seq}],
+        }
 
     # ------------------------------------------------------------ per tick
     def publish_tick(self, m: Market, out: TickOut, now_ms: int) -> None:
@@ -183,22 +231,36 @@ class Hub:
                 self.send(("bbo-tbt", inst), self._bbo_msg(m, ts, seq, bid, ask))
         if out.aggs and ("trades", inst) in subs:
             for a in out.aggs:
-                self.send(("trades", inst), {"arg": {"channel": "trades", "instId": inst},
-                                             "data": [views.trade_agg(m, a)]})
+                self.send(
+                    ("trades", inst),
+                    {"arg": {"channel": "trades", "instId": inst}, "data": [views.trade_agg(m, a)]},
+                )
         if out.fills and ("trades-all", inst) in subs:
             for f in out.fills:
-                self.send(("trades-all", inst), {"arg": {"channel": "trades-all", "instId": inst},
-                                                 "data": [views.trade_all(m, f)]})
+                self.send(
+                    ("trades-all", inst),
+                    {
+                        "arg": {"channel": "trades-all", "instId": inst},
+                        "data": [views.trade_all(m, f)],
+                    },
+                )
         self._publish_books(m, now_ms)
         if ("tickers", inst) in subs:
             b, a = m.book.bids, m.book.asks
-            key = (b.best(), a.best(), m.next_trade_id,
-                   b.levels[b.best()][0] if b.prices else 0, a.levels[a.best()][0] if a.prices else 0)
+            key = (
+                b.best(),
+                a.best(),
+                m.next_trade_id,
+                b.levels[b.best()][0] if b.prices else 0,
+                a.levels[a.best()][0] if a.prices else 0,
+            )
             if key != self._last_tick.get(inst):
                 self._last_tick[inst] = key
                 tick = self.last_ticker[inst] = views.ticker(m, now_ms)
-                self.send(("tickers", inst), {"arg": {"channel": "tickers", "instId": inst},
-                                              "data": [tick]})
+                self.send(
+                    ("tickers", inst),
+                    {"arg": {"channel": "tickers", "instId": inst}, "data": [tick]},
+                )
 
     def _publish_books(self, m: Market, now_ms: int) -> None:
         inst = m.inst_id
@@ -207,34 +269,44 @@ class Hub:
         if bch or ach:
             prev = m.pub_seq
             if self.cfg.seq_reset_prob and m.rng.random() < self.cfg.seq_reset_prob:
-                m.seq = m.rng.randrange(0, max(1, prev // 100))   # restart lower, as after maintenance
+                m.seq = m.rng.randrange(
+                    0, max(1, prev // 100)
+                )  # restart lower, as after maintenance
             m.pub_seq = m.seq
             m.book_ts = now_ms
             if ("books", inst) in self.subs:
                 if inst in self.faults.gap:
-                    self.faults.gap.discard(inst)       # this update is never sent: a seqId gap
+                    self.faults.gap.discard(inst)  # this update is never sent: a seqId gap
                 else:
                     corrupt = inst in self.faults.corrupt
                     self.faults.corrupt.discard(inst)
                     asks = [m.level(False, p) for p in sorted(ach)]
                     bids = [m.level(True, p) for p in sorted(bch, reverse=True)]
-                    self.send(("books", inst), self._books_msg(m, "update", asks, bids, prev,
-                                                               m.pub_seq, now_ms, corrupt))
+                    self.send(
+                        ("books", inst),
+                        self._books_msg(m, "update", asks, bids, prev, m.pub_seq, now_ms, corrupt),
+                    )
         elif now_ms - m.book_ts >= self.heartbeat_ms:
             heartbeat = True
             m.book_ts = now_ms
-            self.send(("books", inst), self._books_msg(m, "update", [], [], m.pub_seq,
-                                                       m.pub_seq, now_ms))
+            self.send(
+                ("books", inst), self._books_msg(m, "update", [], [], m.pub_seq, m.pub_seq, now_ms)
+            )
         if ("books5", inst) in self.subs:
-            top = (tuple(m.book.bids.top(5)), tuple(m.book.asks.top(5)),
-                   tuple(m.book.bids.levels[p][0] for p in m.book.bids.top(5)),
-                   tuple(m.book.asks.levels[p][0] for p in m.book.asks.top(5)))
+            top = (
+                tuple(m.book.bids.top(5)),
+                tuple(m.book.asks.top(5)),
+                tuple(m.book.bids.levels[p][0] for p in m.book.bids.top(5)),
+                tuple(m.book.asks.levels[p][0] for p in m.book.asks.top(5)),
+            )
             if heartbeat or top != self._last_b5.get(inst):
                 self._last_b5[inst] = top
                 self.send(("books5", inst), self._books5_msg(m, now_ms))
         if heartbeat and ("bbo-tbt", inst) in self.subs:
-            self.send(("bbo-tbt", inst), self._bbo_msg(m, now_ms, m.pub_seq, m.top_level(True),
-                                                       m.top_level(False)))
+            self.send(
+                ("bbo-tbt", inst),
+                self._bbo_msg(m, now_ms, m.pub_seq, m.top_level(True), m.top_level(False)),
+            )
 
     def flush_candles(self, now_ms: int) -> None:
         """Once a second: roll every bar series; push closed bars (confirm 1) and the forming one."""
@@ -244,10 +316,20 @@ class Hub:
                 key = ("candle" + bar, m.inst_id)
                 if key in self.subs:
                     for closed in series.closed:
-                        self.send(key, {"arg": {"channel": key[0], "instId": m.inst_id},
-                                        "data": [views.candle_row(m, closed, "1")]})
+                        self.send(
+                            key,
+                            {
+                                "arg": {"channel": key[0], "instId": m.inst_id},
+                                "data": [views.candle_row(m, closed, "1")],
+                            },
+                        )
                     if series.dirty:
-                        self.send(key, {"arg": {"channel": key[0], "instId": m.inst_id},
-                                        "data": [views.candle_row(m, series.bars[-1], "0")]})
+                        self.send(
+                            key,
+                            {
+                                "arg": {"channel": key[0], "instId": m.inst_id},
+                                "data": [views.candle_row(m, series.bars[-1], "0")],
+                            },
+                        )
                 series.closed.clear()
                 series.dirty = False

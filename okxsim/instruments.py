@@ -1,4 +1,5 @@
 """Instrument specs and OKX-style decimal formatting from integer tick/lot units."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,11 +10,11 @@ class InstSpec:
     """A spot instrument. Prices are integers in units of 10**-px_dp, sizes in 10**-sz_dp."""
 
     inst_id: str
-    px_dp: int          # tickSz = 10**-px_dp
-    sz_dp: int          # lotSz = 10**-sz_dp
-    start_px: str       # starting mid price
-    unit_sz: str        # a typical order size
-    spacing: int = 1    # ticks between resting levels in the initial book
+    px_dp: int  # tickSz = 10**-px_dp
+    sz_dp: int  # lotSz = 10**-sz_dp
+    start_px: str  # starting mid price
+    unit_sz: str  # a typical order size
+    spacing: int = 1  # ticks between resting levels in the initial book
 
     @property
     def base(self) -> str:
@@ -70,7 +71,7 @@ def to_units(s: str, dp: int) -> int:
         if frac[dp:].strip("0"):
             raise ValueError(f"{s} has more than {dp} decimals")
         frac = frac[:dp]
-    v = int(whole or "0") * 10 ** dp + int((frac + "0" * dp)[:dp] or "0")
+    v = int(whole or "0") * 10**dp + int((frac + "0" * dp)[:dp] or "0")
     return -v if neg else v
 
 

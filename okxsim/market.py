@@ -3,6 +3,7 @@
 Pure and deterministic: events come from a Random seeded with (seed, instId); the caller passes
 the timestamps. Everything produced during a step is collected in ``out`` for the publisher.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,9 +19,9 @@ class TickOut:
     __slots__ = ("bbo", "aggs", "fills", "book_changed")
 
     def __init__(self) -> None:
-        self.bbo: list[tuple] = []                    # (ts, seqId, bid level, ask level) per BBO change
-        self.aggs: list[tuple] = []                   # (lastTradeId, px, sz, side, ts, count, seqId)
-        self.fills: list[tuple] = []                  # (tradeId, px, sz, side, ts)
+        self.bbo: list[tuple] = []  # (ts, seqId, bid level, ask level) per BBO change
+        self.aggs: list[tuple] = []  # (lastTradeId, px, sz, side, ts, count, seqId)
+        self.fills: list[tuple] = []  # (tradeId, px, sz, side, ts)
         self.book_changed = False
 
 
@@ -33,9 +34,9 @@ class Market:
         self.fsz = Formatter(spec.sz_dp)
         self.fquote = Formatter(spec.px_dp + spec.sz_dp)
         self.book = Book()
-        self.seq = self.rng.randrange(1_000, 5_000_000)     # engine seqId of the last book change
+        self.seq = self.rng.randrange(1_000, 5_000_000)  # engine seqId of the last book change
         self.next_trade_id = self.rng.randrange(10_000_000, 900_000_000)
-        self.trades: list[tuple] = []                        # ring of fills, oldest first
+        self.trades: list[tuple] = []  # ring of fills, oldest first
         self.trade_history = trade_history
         self.unit = spec.sz_units(spec.unit_sz)
         self.last_px = spec.px_units(spec.start_px)
@@ -43,9 +44,9 @@ class Market:
         self.candles = {bar: CandleSeries(bar) for bar in BARS}
         self.out = TickOut()
         self.paused_until = 0.0
-        self.want_bbo = False          # set by the publisher when someone is subscribed to bbo-tbt
-        self.pub_seq = self.seq        # seqId of the last books message (stream and REST agree on it)
-        self.book_ts = 0               # ts of the last books message
+        self.want_bbo = False  # set by the publisher when someone is subscribed to bbo-tbt
+        self.pub_seq = self.seq  # seqId of the last books message (stream and REST agree on it)
+        self.book_ts = 0  # ts of the last books message
         self._seed_book()
 
     # ---------------------------------------------------------------- book construction
@@ -93,8 +94,12 @@ class Market:
     def _bbo_key(self) -> tuple:
         b, a = self.book.bids, self.book.asks
         bb, ba = b.best(), a.best()
-        return (bb, b.levels[bb][0] if bb is not None else 0,
-                ba, a.levels[ba][0] if ba is not None else 0)
+        return (
+            bb,
+            b.levels[bb][0] if bb is not None else 0,
+            ba,
+            a.levels[ba][0] if ba is not None else 0,
+        )
 
     def _changed(self, ts: int, before: tuple) -> None:
         self.seq += 1
@@ -105,18 +110,20 @@ class Market:
     def _add(self, ts: int) -> None:
         rng = self.rng
         is_bid = rng.random() < 0.5
-        side, other = (self.book.bids, self.book.asks) if is_bid else (self.book.asks, self.book.bids)
+        side, other = (
+            (self.book.bids, self.book.asks) if is_bid else (self.book.asks, self.book.bids)
+        )
         best, obest = side.best(), other.best()
         if best is None or obest is None:
             return
         before = self._bbo_key()
         spread = abs(obest - best)
         if spread > 1 and rng.random() < 0.25:
-            px = best + 1 if is_bid else best - 1                  # improve the touch
+            px = best + 1 if is_bid else best - 1  # improve the touch
         else:
             d = min(len(side.prices) - 1, int(rng.expovariate(1 / 6)))
             px = side.nth_from_best(d)
-            if rng.random() < 0.3:                                 # a new price between levels
+            if rng.random() < 0.3:  # a new price between levels
                 px = px - 1 if is_bid else px + 1
                 if (is_bid and px >= obest) or (not is_bid and px <= obest) or px <= 0:
                     return

@@ -1,4 +1,5 @@
 """REST: /api/v5 market, public and private endpoints, plus /sim truth, faults and stats."""
+
 from __future__ import annotations
 
 import time
@@ -23,13 +24,17 @@ class ApiError(Exception):
 
 
 def ok(data: list) -> web.Response:
-    return web.Response(body=orjson.dumps({"code": "0", "msg": "", "data": data}),
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"code": "0", "msg": "", "data": data}), content_type="application/json"
+    )
 
 
 def fail(code: str, msg: str, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps({"code": code, "msg": msg, "data": []}), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"code": code, "msg": msg, "data": []}),
+        status=status,
+        content_type="application/json",
+    )
 
 
 def ex_of(request: web.Request) -> ExchangeContext:
@@ -70,7 +75,7 @@ async def envelope(request: web.Request, handler: Any) -> web.StreamResponse:
     path = request.path
     ex = ex_of(request)
     if path.startswith("/api/v5/"):
-        endpoint = path[len("/api/v5"):]
+        endpoint = path[len("/api/v5") :]
         if ex.faults.rate_limited():
             return fail("50011", "Too Many Requests", 429)
         who = request.remote or "?"
@@ -111,8 +116,7 @@ async def books(request: web.Request, full: bool = False) -> web.Response:
     assert sz is not None
     if sz <= 0 or sz > (5000 if full else 400):
         raise ApiError("51000", "Parameter sz error")
-    row: dict = {"asks": m.levels(False, sz), "bids": m.levels(True, sz),
-                 "ts": str(m.book_ts)}
+    row: dict = {"asks": m.levels(False, sz), "bids": m.levels(True, sz), "ts": str(m.book_ts)}
     if not full:
         row["seqId"] = m.pub_seq
     return ok([row])
@@ -165,7 +169,7 @@ async def history_trades(request: web.Request) -> web.Response:
                 hi = bisect_left(ring, after, key=lambda t: t[4])
             if before is not None:
                 lo = max(lo, bisect_right(ring, before, key=lambda t: t[4]))
-    page = ring[max(lo, hi - n):hi] if hi > lo else []
+    page = ring[max(lo, hi - n) : hi] if hi > lo else []
     return ok([views.trade_all(m, f) for f in reversed(page)])
 
 
@@ -243,21 +247,39 @@ async def faults(request: web.Request) -> web.Response:
         raise ApiError("51000", "seconds must be a number") from None
     try:
         result = apply_fault(ex, kind, inst, seconds, body)
-    except ValueError as exc:          # a bad parameter of one kind (hostile's every, channels)
+    except ValueError as exc:  # a bad parameter of one kind (hostile's every, channels)
         raise ApiError("51000", str(exc)) from None
-    ex.faults.history.append({"kind": kind, "instId": inst, "seconds": seconds,
-                              "at": time.time(), **result})
+    ex.faults.history.append(
+        {"kind": kind, "instId": inst, "seconds": seconds, "at": time.time(), **result}
+    )
     return ok([{"kind": kind, "instId": inst or "", "seconds": seconds, **result}])
 
 
 async def stats(request: web.Request) -> web.Response:
     ex = ex_of(request)
-    conns = [{"connId": c.conn_id, "endpoint": c.endpoint, "loggedIn": c.logged_in,
-              "subscriptions": len(c.subs) + len(c.private_args), "sent": c.sent}
-             for c in ex.hub.conns]
-    return ok([{"connections": len(conns), "connectionsTotal": ex.stats.connections_total,
-                "messagesSent": ex.stats.messages, "perChannel": dict(ex.stats.per_channel),
-                "ticks": ex.ticks, "conns": conns, "faults": ex.faults.history}])
+    conns = [
+        {
+            "connId": c.conn_id,
+            "endpoint": c.endpoint,
+            "loggedIn": c.logged_in,
+            "subscriptions": len(c.subs) + len(c.private_args),
+            "sent": c.sent,
+        }
+        for c in ex.hub.conns
+    ]
+    return ok(
+        [
+            {
+                "connections": len(conns),
+                "connectionsTotal": ex.stats.connections_total,
+                "messagesSent": ex.stats.messages,
+                "perChannel": dict(ex.stats.per_channel),
+                "ticks": ex.ticks,
+                "conns": conns,
+                "faults": ex.faults.history,
+            }
+        ]
+    )
 
 
 def add_routes(app: web.Application) -> None:

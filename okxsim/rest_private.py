@@ -1,4 +1,5 @@
 """Signed private REST endpoints (trade/, account/) and the account truth under /sim/truth."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,25 +13,40 @@ from .signing import check_rest
 
 
 def _resp(code: str, msg: str, data: list, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps({"code": code, "msg": msg, "data": data}),
-                        status=status, content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"code": code, "msg": msg, "data": data}),
+        status=status,
+        content_type="application/json",
+    )
 
 
 def verify(request: web.Request, body: str) -> web.Response | None:
     """None when OKX's signature headers check out, else the error response."""
     ex: ExchangeContext = request.app[EXCHANGE]
     cfg = ex.cfg
-    path_qs = request.raw_path   # path plus query string exactly as sent
-    code, msg, status = check_rest(request.headers, request.method, path_qs, body,
-                                   cfg.api_key, cfg.api_secret, cfg.passphrase, ex.clock.wall_s())
+    path_qs = request.raw_path  # path plus query string exactly as sent
+    code, msg, status = check_rest(
+        request.headers,
+        request.method,
+        path_qs,
+        body,
+        cfg.api_key,
+        cfg.api_secret,
+        cfg.passphrase,
+        ex.clock.wall_s(),
+    )
     return None if code == "0" else _resp(code, msg, [], status)
 
 
-def _page(records: list[dict], q: Any, cursor_key: str, time_key: str, limit_max: int = 100) -> list[dict]:
+def _page(
+    records: list[dict], q: Any, cursor_key: str, time_key: str, limit_max: int = 100
+) -> list[dict]:
     """Newest first; after/before are exclusive cursors on cursor_key; begin/end on time_key."""
+
     def num(name: str) -> int | None:
         v = q.get(name)
         return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
+
     after, before, begin, end = num("after"), num("before"), num("begin"), num("end")
     limit = min(max(1, num("limit") or 100), limit_max)
     out = []
@@ -48,7 +64,9 @@ def _page(records: list[dict], q: Any, cursor_key: str, time_key: str, limit_max
 
 def _filter(records: list[dict], q: Any) -> list[dict]:
     it, inst = q.get("instType"), q.get("instId")
-    return [r for r in records if (not it or r["instType"] == it) and (not inst or r["instId"] == inst)]
+    return [
+        r for r in records if (not it or r["instType"] == it) and (not inst or r["instId"] == inst)
+    ]
 
 
 def _acct(request: web.Request) -> Any:
@@ -60,7 +78,7 @@ async def orders_history(request: web.Request, archive: bool = False) -> web.Res
     if not q.get("instType"):
         return _resp("50014", "Parameter instType can not be empty.", [])
     recs = _filter(_acct(request).done, q)
-    if archive:   # the archive excludes orders cancelled without any fill
+    if archive:  # the archive excludes orders cancelled without any fill
         recs = [r for r in recs if not (r["state"] == "canceled" and r["accFillSz"] == "0")]
     if q.get("state"):
         recs = [r for r in recs if r["state"] == q["state"]]
@@ -98,8 +116,12 @@ async def balance(request: web.Request) -> web.Response:
 async def positions(request: web.Request) -> web.Response:
     q = request.query
     insts = set(q["instId"].split(",")) if q.get("instId") else None
-    recs = [p for p in _acct(request).open_positions()
-            if (not q.get("instType") or p["instType"] == q["instType"]) and (not insts or p["instId"] in insts)]
+    recs = [
+        p
+        for p in _acct(request).open_positions()
+        if (not q.get("instType") or p["instType"] == q["instType"])
+        and (not insts or p["instId"] in insts)
+    ]
     return _resp("0", "", recs)
 
 

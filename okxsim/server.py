@@ -1,4 +1,5 @@
 """Exchange (all state, one asyncio loop) and OkxSim (runs it in a background thread)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,9 @@ class Exchange:
         self.clock = SimClock(cfg.clock_speed)
         self.stats = Stats()
         self.faults = FaultState()
-        self.markets = {i: Market(spec_for(i), cfg.seed, cfg.trade_history) for i in cfg.instruments}
+        self.markets = {
+            i: Market(spec_for(i), cfg.seed, cfg.trade_history) for i in cfg.instruments
+        }
         now = self.clock.now_ms()
         for m in self.markets.values():
             m.book_ts = now
@@ -51,19 +54,21 @@ class Exchange:
         return f"{next(self._conn_ids) * 2654435761 % (1 << 32):08x}"
 
     def close_later(self, conn: Conn, code: int, message: str) -> None:
-        conn.closed = True   # nothing more is pushed
+        conn.closed = True  # nothing more is pushed
 
         async def _close() -> None:
             try:
                 await conn.ws.close(code=code, message=message.encode())
-            except Exception:   # noqa: BLE001 - the peer may be gone already
+            except Exception:  # noqa: BLE001 - the peer may be gone already
                 conn.abort()
+
         self._tasks.append(asyncio.get_running_loop().create_task(_close()))
         self._tasks = [t for t in self._tasks if not t.done()]
 
     # ------------------------------------------------------------ loops
-    def step(self, t0: int, t1: int, markets: list[Market] | None = None,
-             first: bool = True) -> None:
+    def step(
+        self, t0: int, t1: int, markets: list[Market] | None = None, first: bool = True
+    ) -> None:
         """One market tick over (t0, t1] of `markets` (default: all): bot, market events,
         publishing. `first`: this is the tick's first phase (the bot acts once per tick)."""
         self.hub.cork()
@@ -89,7 +94,7 @@ class Exchange:
             if self.account is not None and out.fills:
                 self.account.on_market_fills(m, out.fills)
             self.hub.publish_tick(m, out, t1)
-        if first and t1 // 1000 != t0 // 1000:   # phase 0's windows cross each second once
+        if first and t1 // 1000 != t0 // 1000:  # phase 0's windows cross each second once
             self.hub.flush_candles(t1)
         if self.account_pub is not None:
             self.account_pub.flush(t1)
@@ -104,7 +109,7 @@ class Exchange:
         tick = self.cfg.tick_ms / 1000 / phases
         next_t = loop.time()
         now0 = self.clock.now_ms()
-        last = [now0] * phases          # per phase: the end of its previous step
+        last = [now0] * phases  # per phase: the end of its previous step
         phase = 0
         while True:
             next_t += tick
@@ -115,9 +120,13 @@ class Exchange:
             now = self.clock.now_ms()
             if now > last[phase]:
                 try:
-                    self.step(last[phase], now, markets[phase::phases] if phases > 1 else None,
-                              first=phase == 0)
-                except Exception:   # noqa: BLE001 - one bad tick must not stop the market
+                    self.step(
+                        last[phase],
+                        now,
+                        markets[phase::phases] if phases > 1 else None,
+                        first=phase == 0,
+                    )
+                except Exception:  # noqa: BLE001 - one bad tick must not stop the market
                     log.exception("market step failed")
                 last[phase] = now
             phase = (phase + 1) % phases
@@ -163,6 +172,7 @@ class OkxSim:
         cfg = config or SimConfig(port=0)
         if overrides:
             from dataclasses import replace
+
             cfg = replace(cfg, **overrides)
         self.config = cfg
         self.exchange: Exchange | None = None
@@ -181,7 +191,7 @@ class OkxSim:
     def rest_url(self) -> str:
         return f"http://{self.config.host}:{self.port}"
 
-    def start(self) -> "OkxSim":
+    def start(self) -> OkxSim:
         self._thread = threading.Thread(target=self._run, name="okxsim", daemon=True)
         self._thread.start()
         if not self._ready.wait(15):
@@ -207,8 +217,9 @@ class OkxSim:
 
     async def _start_async(self) -> None:
         self.exchange = Exchange(self.config)
-        self._runner = web.AppRunner(self.exchange.make_app(), handle_signals=False,
-                                     access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.exchange.make_app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
@@ -226,6 +237,7 @@ class OkxSim:
 
         async def _c() -> Any:
             return fn(self.exchange, *args)
+
         return asyncio.run_coroutine_threadsafe(_c(), self._loop).result(timeout)
 
     def stop(self) -> None:
@@ -234,7 +246,7 @@ class OkxSim:
             self._thread.join(10)
         self._loop = None
 
-    def __enter__(self) -> "OkxSim":
+    def __enter__(self) -> OkxSim:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,20 +1,25 @@
 """Verification of OKX API signatures (WS login and REST headers); written for the simulator."""
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SKEW_S = 30.0
 
 
 def sign(secret: str, message: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+    return base64.b64encode(
+        hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+    ).decode()
 
 
-def check_ws_login(arg: dict, key: str, secret: str, passphrase: str, now_s: float) -> tuple[str, str]:
+def check_ws_login(
+    arg: dict, key: str, secret: str, passphrase: str, now_s: float
+) -> tuple[str, str]:
     """(code, msg) for one login arg; code "0" when accepted."""
     for name in ("apiKey", "passphrase", "timestamp", "sign"):
         if not isinstance(arg.get(name), str) or not arg.get(name):
@@ -24,7 +29,7 @@ def check_ws_login(arg: dict, key: str, secret: str, passphrase: str, now_s: flo
         ts_f = float(ts)
     except ValueError:
         return "60004", "Invalid timestamp"
-    if ts_f > 1e11:                      # milliseconds instead of seconds
+    if ts_f > 1e11:  # milliseconds instead of seconds
         return "60004", "Invalid timestamp"
     if abs(ts_f - now_s) > SKEW_S:
         return "60006", "Timestamp request expired"
@@ -46,11 +51,19 @@ def parse_iso_ms(ts: str) -> float | None:
         dt = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
     except ValueError:
         return None
-    return dt.replace(tzinfo=timezone.utc).timestamp()
+    return dt.replace(tzinfo=UTC).timestamp()
 
 
-def check_rest(headers: Any, method: str, path_qs: str, body: str, key: str, secret: str,
-               passphrase: str, now_s: float) -> tuple[str, str, int]:
+def check_rest(
+    headers: Any,
+    method: str,
+    path_qs: str,
+    body: str,
+    key: str,
+    secret: str,
+    passphrase: str,
+    now_s: float,
+) -> tuple[str, str, int]:
     """(code, msg, http status) for a private REST call; code "0" when accepted."""
     k = headers.get("OK-ACCESS-KEY")
     s = headers.get("OK-ACCESS-SIGN")

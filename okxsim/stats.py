@@ -1,4 +1,5 @@
 """Counters for GET /sim/stats."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -3,10 +3,12 @@
 They move bytes and nothing else: no OKX logic (signing, checksums, books) lives here, so tests
 keep their own independent implementations of those.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -20,10 +22,11 @@ class WsClient:
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
 
-    async def __aenter__(self) -> "WsClient":
+    async def __aenter__(self) -> WsClient:
         self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(self.url, autoping=True, heartbeat=None,
-                                                max_msg_size=0)
+        self.ws = await self.session.ws_connect(
+            self.url, autoping=True, heartbeat=None, max_msg_size=0
+        )
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -50,8 +53,9 @@ class WsClient:
                 return msg.data
         raise ConnectionError(f"socket closed or non-text frame: {msg.type} {msg.data!r}")
 
-    async def recv_until(self, pred: Callable[[Any], bool], timeout: float = 5.0,
-                         keep: list | None = None) -> Any:
+    async def recv_until(
+        self, pred: Callable[[Any], bool], timeout: float = 5.0, keep: list | None = None
+    ) -> Any:
         """Read until pred(msg) is true (deadline: timeout seconds); other frames go to keep."""
         deadline = time.monotonic() + timeout
         while True:
@@ -71,7 +75,9 @@ async def rest_get(base: str, path: str, headers: dict | None = None) -> tuple[i
             return r.status, orjson.loads(await r.read())
 
 
-async def rest_post(base: str, path: str, body: Any, headers: dict | None = None) -> tuple[int, Any]:
+async def rest_post(
+    base: str, path: str, body: Any, headers: dict | None = None
+) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as s:
         async with s.post(base + path, data=orjson.dumps(body), headers=headers or {}) as r:
             return r.status, orjson.loads(await r.read())

@@ -1,4 +1,5 @@
 """The WebSocket endpoints /ws/v5/{public,business,private}: ops, acks, errors, keepalive."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,11 @@ OPS_PER_HOUR = 480
 
 
 def _wrong(channel: Any, inst_id: Any) -> tuple[str, str]:
-    return ("60018", f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist. Please use "
-                     "the correct URL, channel and parameters referring to API document.")
+    return (
+        "60018",
+        f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist. Please use "
+        "the correct URL, channel and parameters referring to API document.",
+    )
 
 
 def check_arg(ex: ExchangeContext, conn: Conn, arg: Any) -> tuple[str, str] | None:
@@ -50,14 +54,17 @@ def check_arg(ex: ExchangeContext, conn: Conn, arg: Any) -> tuple[str, str] | No
         return "64003", "Your trading fee tier doesn't meet the requirement to access this channel"
     if channel in PUBLIC_CHANNELS:
         if ep == "business":
-            return "64002", ('This channel is not supported by "business" URL. '
-                             'Please use "/public" URL')
+            return "64002", (
+                'This channel is not supported by "business" URL. Please use "/public" URL'
+            )
         if ep != "public":
             return _wrong(channel, inst_id)
     elif channel in BUSINESS_CHANNELS:
         if ep == "public" and channel.startswith("candle"):
-            return "64001", ("This channel has been migrated to the '/business' URL. Please "
-                             "subscribe using the new URL.")
+            return "64001", (
+                "This channel has been migrated to the '/business' URL. Please "
+                "subscribe using the new URL."
+            )
         if ep != "business":
             return _wrong(channel, inst_id)
     else:
@@ -132,8 +139,9 @@ class Session:
             code, msg = "60012", "Invalid request"
         else:
             cfg = ex.cfg
-            code, msg = check_ws_login(arg, cfg.api_key, cfg.api_secret, cfg.passphrase,
-                                       ex.clock.wall_s())
+            code, msg = check_ws_login(
+                arg, cfg.api_key, cfg.api_secret, cfg.passphrase, ex.clock.wall_s()
+            )
         if code != "0":
             self.error(code, msg, req_id)
             ex.close_later(conn, 4001, "Login failed.")
@@ -192,7 +200,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             conn.last_recv = time.monotonic()
             if conn.stalled():
-                continue                       # a stalled server answers nothing, not even ping
+                continue  # a stalled server answers nothing, not even ping
             if msg.type == WSMsgType.TEXT:
                 session.on_text(msg.data)
             elif msg.type == WSMsgType.BINARY:

@@ -8,6 +8,7 @@ no Celery app and reads no environment. The app is built, and the task modules t
 the task names of core.contract are imported, on the first access of `tasks.app` or
 `tasks.celery` (PEP 562 module `__getattr__`), which is what `celery -A tasks` does.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """The Celery application. `celery -A tasks worker` (or `-A tasks.app`) finds it here."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,9 @@ def _json_loads(s: Any) -> Any:
     return kombu_json.loads(s)
 
 
-registry.register("json", kombu_json.dumps, _json_loads, content_type="application/json",
-                  content_encoding="utf-8")
+registry.register(
+    "json", kombu_json.dumps, _json_loads, content_type="application/json", content_encoding="utf-8"
+)
 
 app = Celery("tasks")
 app.config_from_object("celeryconfig")

@@ -22,10 +22,12 @@ and the messages, still in the `unacked` hash, come back after the visibility ti
 Selected in celeryconfig.py with `broker_transport`; the URL (redis:// or rediss://) and every
 transport option work as with kombu's own transport.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -45,9 +47,10 @@ class Channel(kombu_redis.Channel):
         yield shared
 
     def _connparams(self, asynchronous: bool = False) -> dict:
-        if self.connection.client is None:          # the connection was collected (see above)
+        if self.connection.client is None:  # the connection was collected (see above)
             raise redis.exceptions.ConnectionError(
-                "broker connection already closed; unacknowledged messages stay in Redis")
+                "broker connection already closed; unacknowledged messages stay in Redis"
+            )
         return super()._connparams(asynchronous=asynchronous)
 
     def _disconnect_pools(self) -> None:

@@ -11,6 +11,7 @@ localrun sets `localrun.mongo_standin:client_for` (with MONGODB_URI=mongostandin
 for tests and the offline demo; production leaves it unset. It is resolved with importlib, so
 tasks/ holds no import of localrun/.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,13 +19,14 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from core import settings as settings_mod
 from core.errors import ConfigError
 from core.redis_clients import tls_kwargs
-from core import settings as settings_mod
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ MongoFactory = Callable[[str, int], Any]
 
 
 def resolve_factory(spec: str) -> MongoFactory:
-    """"package.module:callable" -> the callable (MONGO_CLIENT_FACTORY)."""
+    """ "package.module:callable" -> the callable (MONGO_CLIENT_FACTORY)."""
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -62,22 +64,32 @@ def make_mongo_client(uri: str, timeout_ms: int, factory: str = "") -> Any:
 
 def pymongo_client(uri: str, timeout_ms: int) -> Any:
     from pymongo import MongoClient
+
     # Short selection/connect timeouts: an outage surfaces as ServerSelectionTimeoutError within
     # seconds and the task retries with backoff, instead of blocking a worker for 30 s.
-    return MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-                       socketTimeoutMS=max(timeout_ms * 4, 20000), retryWrites=True,
-                       appname="okx-worker")
+    return MongoClient(
+        uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 4, 20000),
+        retryWrites=True,
+        appname="okx-worker",
+    )
 
 
 def make_redis_client(url: str, timeout_s: float) -> Any:
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.retry import Retry
+
     # A few quick reconnects inside the client (a blip); longer outages go to the task's retry.
     return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30,
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
-        **tls_kwargs(url),   # Heroku's rediss:// has a self-signed certificate
+        **tls_kwargs(url),  # Heroku's rediss:// has a self-signed certificate
     )
 
 
@@ -125,6 +137,7 @@ def _maybe_ensure_indexes(db: Any) -> None:
         return
     _indexes_tried = time.monotonic()
     from tasks.writers.mongo_history import ensure_indexes
+
     try:
         ensure_indexes(db, books_retention_s=settings_mod.current().books_retention_s)
         _indexes_done = True

@@ -9,10 +9,12 @@ string values) and returns plain values, so the writers only move bytes.
   BSON datetime `dt`, deduplicated within the batch.
 * `state_*` build the Redis hashes of the original design and their version tuples.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -47,10 +49,7 @@ TIME_FIELDS: dict[str, tuple[str, ...]] = {
 # the field whose time goes into `dt`
 DT_FIELD = {"orders": "uTime", "balances": "uTime", "positions": "uTime"}
 # original design's fields that must exist in the stored document even when OKX left them out
-DEFAULTED: dict[str, tuple[str, ...]] = {
-    "orders": ("tradeId",),
-    "positions": ("tradeId", "ccy"),
-}
+DEFAULTED: dict[str, tuple[str, ...]] = {"orders": ("tradeId",), "positions": ("tradeId", "ccy")}
 
 
 def _ms_string(value: Any) -> str | None:
@@ -94,7 +93,9 @@ def check_record(kind: str, rec: Record) -> Record:
     return out
 
 
-def split_records(kind: str, records: Iterable[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
+def split_records(
+    kind: str, records: Iterable[Record]
+) -> tuple[list[Record], list[tuple[Record, str]]]:
     """(records that can be stored, [(bad record, reason)])."""
     good: list[Record] = []
     bad: list[tuple[Record, str]] = []
@@ -107,10 +108,11 @@ def split_records(kind: str, records: Iterable[Record]) -> tuple[list[Record], l
 
 
 def to_datetime(ms: str) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
 
 # ----- MongoDB ------------------------------------------------------------------------------------
+
 
 def natural_id(kind: str, rec: Record, *, books_sample_ms: int = 0) -> str:
     """The deterministic `_id`: the natural key of architecture.md joined with ':'."""
@@ -140,7 +142,9 @@ def natural_id(kind: str, rec: Record, *, books_sample_ms: int = 0) -> str:
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def mongo_doc(kind: str, rec: Record, *, validated: bool = False, books_sample_ms: int = 0) -> Record | None:
+def mongo_doc(
+    kind: str, rec: Record, *, validated: bool = False, books_sample_ms: int = 0
+) -> Record | None:
     """The history document for a checked record, or None when it is not history (forming candle)."""
     if kind == "candles" and rec.get("confirm") != "1":
         return None  # a forming bar is current state (Redis), never final history
@@ -152,8 +156,9 @@ def mongo_doc(kind: str, rec: Record, *, validated: bool = False, books_sample_m
     return doc
 
 
-def mongo_docs(kind: str, records: Iterable[Record], *, validated: bool = False,
-               books_sample_ms: int = 0) -> list[Record]:
+def mongo_docs(
+    kind: str, records: Iterable[Record], *, validated: bool = False, books_sample_ms: int = 0
+) -> list[Record]:
     """History documents for checked records, first one per `_id` (the rest would be duplicates)."""
     out: dict[str, Record] = {}
     for rec in records:
@@ -218,30 +223,46 @@ def ticker_key(rec: Record) -> tuple[str, Version, Record]:
 
 def flat_fields(rec: Record) -> dict[str, str]:
     """Every scalar field as a string (ticker, candle)."""
-    return {k: "" if v is None else str(v) for k, v in rec.items() if not isinstance(v, (list, dict))}
+    return {
+        k: "" if v is None else str(v) for k, v in rec.items() if not isinstance(v, (list, dict))
+    }
 
 
 def candle_key(rec: Record) -> tuple[str, Version, Record]:
     """Current candle per instId+bar: a newer bar wins; in one bar, confirmed beats forming and
     more volume beats less (volume only grows while a bar forms)."""
-    version = (("ts", _num(rec["ts"])), ("confirm", _num(rec.get("confirm"))), ("vol", _num(rec.get("vol"))))
+    version = (
+        ("ts", _num(rec["ts"])),
+        ("confirm", _num(rec.get("confirm"))),
+        ("vol", _num(rec.get("vol"))),
+    )
     return f"{rec['instId']}\x00{rec['bar']}", version, rec
 
 
 def book_key(rec: Record) -> tuple[str, Version, Record]:
     seq = rec.get("seqId")
-    return rec["instId"], (("ts", _num(rec["ts"])), ("seqId", float(seq) if seq is not None else -1.0)), rec
+    return (
+        rec["instId"],
+        (("ts", _num(rec["ts"])), ("seqId", float(seq) if seq is not None else -1.0)),
+        rec,
+    )
 
 
 def book_fields(rec: Record) -> tuple[dict[str, str], dict[str, str]]:
     """(books5 hash, top-of-book hash) for one books record."""
     seq = rec.get("seqId")
     asks, bids = rec["asks"][:TOP_LEVELS], rec["bids"][:TOP_LEVELS]
-    common = {"ts": rec["ts"], "seqId": "" if seq is None else str(seq), "channel": str(rec["channel"])}
+    common = {
+        "ts": rec["ts"],
+        "seqId": "" if seq is None else str(seq),
+        "channel": str(rec["channel"]),
+    }
     books5 = {"asks": orjson.dumps(asks).decode(), "bids": orjson.dumps(bids).decode(), **common}
     top = {
-        "askPx": str(asks[0][0]) if asks else "", "askSz": str(asks[0][1]) if asks else "",
-        "bidPx": str(bids[0][0]) if bids else "", "bidSz": str(bids[0][1]) if bids else "",
+        "askPx": str(asks[0][0]) if asks else "",
+        "askSz": str(asks[0][1]) if asks else "",
+        "bidPx": str(bids[0][0]) if bids else "",
+        "bidSz": str(bids[0][1]) if bids else "",
         **common,
     }
     return books5, top
@@ -250,8 +271,16 @@ def book_fields(rec: Record) -> tuple[dict[str, str], dict[str, str]]:
 def trade_member(rec: Record) -> tuple[str, bytes, float]:
     """(instId, sorted-set member, score): the member holds only the trade's own facts, so the same
     trade from a redelivered batch (or from another channel) is the same member."""
-    member = orjson.dumps({"tradeId": rec["tradeId"], "px": rec["px"], "sz": rec["sz"],
-                           "side": rec["side"], "ts": rec["ts"]}, option=orjson.OPT_SORT_KEYS)
+    member = orjson.dumps(
+        {
+            "tradeId": rec["tradeId"],
+            "px": rec["px"],
+            "sz": rec["sz"],
+            "side": rec["side"],
+            "ts": rec["ts"],
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
     return rec["instId"], member, float(rec["ts"])
 
 

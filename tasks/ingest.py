@@ -12,13 +12,15 @@ without a worker); the Celery task only turns its answer into `self.retry(...)`.
     any other error          -> dead letter at once (error)
     dead letter not storable -> retry at the longest backoff (the message is kept, not acked away)
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pymongo.errors
 import redis.exceptions
@@ -26,14 +28,14 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
 
+from core import settings as settings_mod
 from core.contract import INGEST_MIXED_TASK, INGEST_TASKS, check_batch
 from core.errors import BadBatch
+from core.settings import WorkerSettings as Settings
 from okx.backoff import backoff_delay
 from tasks import clients, documents
-from core import settings as settings_mod
 from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
-from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 
 log = logging.getLogger(__name__)
@@ -52,18 +54,21 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     SoftTimeLimitExceeded,
 )
 
-RECORDS = Counter("okx_ingest_records_total", "Records handled by the ingest tasks",
-                  ["kind", "outcome"])
-DEAD = Counter("okx_dead_letters_total", "Batches (or parts) sent to dead_letters", ["kind", "reason"])
+RECORDS = Counter(
+    "okx_ingest_records_total", "Records handled by the ingest tasks", ["kind", "outcome"]
+)
+DEAD = Counter(
+    "okx_dead_letters_total", "Batches (or parts) sent to dead_letters", ["kind", "reason"]
+)
 RETRIES = Counter("okx_ingest_retries_total", "Ingest retries after transient errors", ["kind"])
 
 
 @dataclass
 class Outcome:
-    retry_in: float | None = None        # seconds: the caller must retry the task
+    retry_in: float | None = None  # seconds: the caller must retry the task
     exc: BaseException | None = None
     written_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
-    dead_letters: list[str] = field(default_factory=list)   # ids, in the order written
+    dead_letters: list[str] = field(default_factory=list)  # ids, in the order written
 
     @property
     def written(self) -> dict[str, int]:
@@ -80,35 +85,77 @@ class Outcome:
 Item = tuple[str, Any, str, "str | None"]
 
 
-def handle_batch(kind: str, batch: Any, *, store: Any, dead: DeadLetters, settings: Settings,
-                 task_name: str, task_id: str | None, retries: int,
-                 write_many: Callable[..., list] | None = None) -> Outcome:
+def handle_batch(
+    kind: str,
+    batch: Any,
+    *,
+    store: Any,
+    dead: DeadLetters,
+    settings: Settings,
+    task_name: str,
+    task_id: str | None,
+    retries: int,
+    write_many: Callable[..., list] | None = None,
+) -> Outcome:
     """Validate and store one batch; say what happened (see the module docstring)."""
-    return handle_batches([(kind, batch, task_name, task_id)], store=store, dead=dead,
-                          settings=settings, retries=retries, write_many=write_many)
+    return handle_batches(
+        [(kind, batch, task_name, task_id)],
+        store=store,
+        dead=dead,
+        settings=settings,
+        retries=retries,
+        write_many=write_many,
+    )
 
 
-def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings: Settings,
-                   retries: int, write_many: Callable[..., list] | None = None) -> Outcome:
+def handle_batches(
+    items: list[Item],
+    *,
+    store: Any,
+    dead: DeadLetters,
+    settings: Settings,
+    retries: int,
+    write_many: Callable[..., list] | None = None,
+) -> Outcome:
     """Validate several envelopes and store their good records together: every kind's state in
     one Redis round trip, then history per kind. Each envelope's bad input is dead-lettered
     on its own, under its own task name and id. A transient error retries them all (every write
     is idempotent, and dead letters are keyed by id, so running them again changes nothing)."""
     out = Outcome()
 
-    def to_dead(item: Item, reason: str, exc: BaseException | None, doc_args: list | None = None,
-                suffix: str = "") -> Outcome | None:
+    def to_dead(
+        item: Item,
+        reason: str,
+        exc: BaseException | None,
+        doc_args: list | None = None,
+        suffix: str = "",
+    ) -> Outcome | None:
         kind, batch, task_name, task_id = item
-        doc = make_doc(task=task_name, task_id=task_id, args=doc_args or [batch], reason=reason,
-                       exc=exc, retries=retries, suffix=suffix)
+        doc = make_doc(
+            task=task_name,
+            task_id=task_id,
+            args=doc_args or [batch],
+            reason=reason,
+            exc=exc,
+            retries=retries,
+            suffix=suffix,
+        )
         try:
             where = dead.put(doc)
         except Exception as put_exc:  # noqa: BLE001 - nowhere to put it: keep the message
             log.error("cannot store dead letter %s (%r); keeping the message", doc["_id"], put_exc)
             return Outcome(retry_in=settings.retry_cap_s, exc=put_exc)
         DEAD.labels(kind, reason).inc()
-        log.error("dead letter %s (%s) -> %s: %s records of %s, %s: %s", doc["_id"], reason, where,
-                  doc["records"], task_name, doc["exc_type"], doc["exception"])
+        log.error(
+            "dead letter %s (%s) -> %s: %s records of %s, %s: %s",
+            doc["_id"],
+            reason,
+            where,
+            doc["records"],
+            task_name,
+            doc["exc_type"],
+            doc["exception"],
+        )
         out.dead_letters.append(doc["_id"])
         if out.exc is None:
             out.exc = exc
@@ -139,10 +186,15 @@ def handle_batches(items: list[Item], *, store: Any, dead: DeadLetters, settings
                 for kind, _good in parts:
                     RETRIES.labels(kind).inc()
                 # equal jitter: many workers hitting the same outage spread their retries
-                delay = backoff_delay(retries, base=settings.retry_base_s,
-                                      cap=settings.retry_cap_s)
-                log.warning("%s: transient %r; retry %d/%d in %.1fs", good_items[0][2], exc,
-                            retries + 1, settings.retry_max, delay)
+                delay = backoff_delay(retries, base=settings.retry_base_s, cap=settings.retry_cap_s)
+                log.warning(
+                    "%s: transient %r; retry %d/%d in %.1fs",
+                    good_items[0][2],
+                    exc,
+                    retries + 1,
+                    settings.retry_max,
+                    delay,
+                )
                 return Outcome(retry_in=delay, exc=exc)
             for item in good_items:
                 kept = to_dead(item, "retries_exhausted", exc)
@@ -178,9 +230,11 @@ def summary(out: Outcome) -> str:
     A string on purpose: Celery builds `saferepr()` of every return value whether or not anyone
     reads it, and for the nested count dicts that cost ~0.1 ms per task, as much as storing a
     small batch (py-spy on a solo worker)."""
-    parts = [f"{kind} {w.get('records', 0)} rec {w.get('inserted', 0)} new "
-             f"{w.get('duplicates', 0)} dup {w.get('state_applied', 0)} state"
-             for kind, w in out.written_by_kind.items()]
+    parts = [
+        f"{kind} {w.get('records', 0)} rec {w.get('inserted', 0)} new "
+        f"{w.get('duplicates', 0)} dup {w.get('state_applied', 0)} state"
+        for kind, w in out.written_by_kind.items()
+    ]
     if out.dead_letters:
         parts.append("dead letters " + " ".join(out.dead_letters))
     return "; ".join(parts) or "nothing stored"
@@ -188,10 +242,12 @@ def summary(out: Outcome) -> str:
 
 # ----- test-only hook --------------------------------------------------------------------------------
 
+
 def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., list]:
     """OKX_TEST_PAUSE_AFTER=N / OKX_TEST_PAUSE_FILE=F (crash tests only): write the first N
     records; then, if F exists, take it (rename to F.held: only one run ever pauses), create
     F.reached and wait while F.held exists (at most 120 s); then write the rest."""
+
     def write_many(parts: list[tuple[str, list]]) -> list[dict]:
         left = settings.test_pause_after
         head, tail = [], []
@@ -212,19 +268,23 @@ def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., li
             while os.path.exists(path + ".held") and time.monotonic() < deadline:
                 time.sleep(0.02)
         rest = store.write_many(tail)
-        return [{k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)} for a, b in zip(first, rest)]
+        return [
+            {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)} for a, b in zip(first, rest)
+        ]
+
     return write_many
 
 
 # ----- Celery tasks ----------------------------------------------------------------------------------
 
+
 class IngestTask(Task):
     """Base for the ingest tasks: late ack, requeue when the worker is lost, no results."""
 
-    acks_late = True                # ack after the writes, not before
-    reject_on_worker_lost = True    # a killed child requeues the message instead of acking it
-    ignore_result = True            # nothing reads results; no backend is configured
-    max_retries = None              # retries are counted by handle_batch against settings.retry_max
+    acks_late = True  # ack after the writes, not before
+    reject_on_worker_lost = True  # a killed child requeues the message instead of acking it
+    ignore_result = True  # nothing reads results; no backend is configured
+    max_retries = None  # retries are counted by handle_batch against settings.retry_max
 
     def _storage(self) -> tuple[Settings, Store, DeadLetters, Callable[..., list] | None]:
         s = settings_mod.current()
@@ -233,8 +293,10 @@ class IngestTask(Task):
             dead = DeadLetters(clients.mongo_db(), clients.state_redis())
         except Exception as exc:  # noqa: BLE001 - no clients: keep the message, never ack it away
             log.error("%s: cannot open storage clients (%r); retrying", self.name, exc)
-            raise self.retry(exc=exc, countdown=s.retry_cap_s, max_retries=None)
-        write = _write_with_test_pause(store, s) if s.test_pause_after and s.test_pause_file else None
+            raise self.retry(exc=exc, countdown=s.retry_cap_s, max_retries=None) from exc
+        write = (
+            _write_with_test_pause(store, s) if s.test_pause_after and s.test_pause_file else None
+        )
         return s, store, dead, write
 
     def _finish(self, out: Outcome) -> None:
@@ -245,8 +307,17 @@ class IngestTask(Task):
 
     def ingest(self, kind: str, batch: Any) -> str:
         s, store, dead, write = self._storage()
-        out = handle_batch(kind, batch, store=store, dead=dead, settings=s, task_name=self.name,
-                           task_id=self.request.id, retries=self.request.retries, write_many=write)
+        out = handle_batch(
+            kind,
+            batch,
+            store=store,
+            dead=dead,
+            settings=s,
+            task_name=self.name,
+            task_id=self.request.id,
+            retries=self.request.retries,
+            write_many=write,
+        )
         self._finish(out)
         return summary(out)
 
@@ -255,7 +326,7 @@ class IngestTask(Task):
         name its own per-kind task (a replay sends a plain per-kind task) with id <task id>:<i>."""
         s, store, dead, write = self._storage()
         if not isinstance(batches, list):
-            batches = [batches]          # a replayed single envelope, or junk (dead-lettered)
+            batches = [batches]  # a replayed single envelope, or junk (dead-lettered)
         items: list[Item] = []
         for i, batch in enumerate(batches):
             kind = batch.get("kind") if isinstance(batch, dict) else None
@@ -263,8 +334,14 @@ class IngestTask(Task):
                 items.append((kind, batch, INGEST_TASKS[kind], f"{self.request.id}:{i}"))
             else:
                 items.append(("unknown", batch, self.name, f"{self.request.id}:{i}"))
-        out = handle_batches(items, store=store, dead=dead, settings=s,
-                             retries=self.request.retries, write_many=write)
+        out = handle_batches(
+            items,
+            store=store,
+            dead=dead,
+            settings=s,
+            retries=self.request.retries,
+            write_many=write,
+        )
         self._finish(out)
         return summary(out)
 
@@ -277,8 +354,14 @@ def _make(kind: str) -> Task:
 
     ingest.__name__ = kind
     ingest.__doc__ = f"Store a batch of {kind} records (core.contract envelope)."
-    return app.task(ingest, bind=True, base=IngestTask, name=INGEST_TASKS[kind],
-                    soft_time_limit=s.task_soft_time_limit_s, time_limit=s.task_time_limit_s)
+    return app.task(
+        ingest,
+        bind=True,
+        base=IngestTask,
+        name=INGEST_TASKS[kind],
+        soft_time_limit=s.task_soft_time_limit_s,
+        time_limit=s.task_time_limit_s,
+    )
 
 
 trades = _make("trades")
@@ -290,9 +373,13 @@ balances = _make("balances")
 positions = _make("positions")
 
 
-@app.task(bind=True, base=IngestTask, name=INGEST_MIXED_TASK,
-          soft_time_limit=settings_mod.current().task_soft_time_limit_s,
-          time_limit=settings_mod.current().task_time_limit_s)
+@app.task(
+    bind=True,
+    base=IngestTask,
+    name=INGEST_MIXED_TASK,
+    soft_time_limit=settings_mod.current().task_soft_time_limit_s,
+    time_limit=settings_mod.current().task_time_limit_s,
+)
 def mixed(self: IngestTask, batches: Any, **_ignored: Any) -> str:
     """Store several batch envelopes of different kinds (a quiet publish cycle of the feeder)."""
     return self.ingest_many(batches)

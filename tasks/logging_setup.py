@@ -11,6 +11,7 @@ every other event, and Flower lists each task anyway. Retries, failures and ever
 tasks/app.py imports this module, so every process that loads the app (worker, beat, Flower,
 `celery call`) gets the hook before Celery sets up logging.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,14 +3,15 @@
 Idempotent: existing indexes with the same definition are kept. Exits non-zero when MongoDB
 cannot be reached, which aborts a Heroku deploy rather than release workers without indexes.
 """
+
 from __future__ import annotations
 
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks import clients
     from core import settings
+    from tasks import clients
     from tasks.writers.mongo_history import ensure_indexes
 
     s = settings.current()

@@ -1,4 +1,5 @@
 """Shared fixtures. Real services are started by the harness; under CI a missing one is a failure."""
+
 from __future__ import annotations
 
 import os

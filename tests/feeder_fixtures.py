@@ -1,5 +1,6 @@
 """Helpers for the feeder tests: read tasks straight from the broker's Redis list, poll with
 deadlines, start okxsim and a feeder in-process."""
+
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,6 @@ import redis
 
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
-
 from tests.polling import wait_for  # noqa: F401  (re-exported for the feeder tests)
 
 
@@ -47,10 +47,10 @@ class TaskLog:
         self.batches: list[dict] = []
         self.repairs: list[str] = []
 
-    def poll(self) -> "TaskLog":
+    def poll(self) -> TaskLog:
         for name, args in drain_tasks(self.client):
             self.batches.extend(batches_of(name, args))
-        for name, args in drain_tasks(self.client, "backfill"):
+        for _name, args in drain_tasks(self.client, "backfill"):
             self.repairs.append(args[0])
         return self
 
@@ -79,6 +79,7 @@ def sim_factory():
         sim = OkxSim(SimConfig(port=0, **kw)).start()
         sims.append(sim)
         return sim
+
     yield make
     for s in sims:
         s.stop()

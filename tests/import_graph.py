@@ -14,6 +14,7 @@ so are the parent packages Python runs on the way (``import a.b.c`` is one edge,
 
 Dependency-free (ast and pathlib only), so any test can use it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,7 +38,7 @@ def _modules(root: Path, packages: Iterable[str]) -> dict[str, tuple[Path, bool]
             rel = path.relative_to(root).with_suffix("")
             parts = rel.parts
             if any(not p.isidentifier() for p in parts):
-                continue   # not importable as a module (e.g. a "my-script.py")
+                continue  # not importable as a module (e.g. a "my-script.py")
             if parts[-1] == "__init__":
                 found[".".join(parts[:-1])] = (path, True)
             else:
@@ -49,11 +50,11 @@ def _resolve_relative(module: str, is_package: bool, level: int, target: str | N
     """The absolute name `from <level dots><target> import ...` means inside `module`."""
     parts = module.split(".")
     if not is_package:
-        parts = parts[:-1]            # a plain module's imports are relative to its package
+        parts = parts[:-1]  # a plain module's imports are relative to its package
     drop = level - 1
     if drop >= len(parts):
-        return None                   # beyond the top-level package: Python refuses it too
-    base = parts[:len(parts) - drop]
+        return None  # beyond the top-level package: Python refuses it too
+    base = parts[: len(parts) - drop]
     if target:
         base = base + target.split(".")
     return ".".join(base) or None
@@ -71,8 +72,9 @@ def _own(name: str, known: Mapping[str, object]) -> str | None:
     return None
 
 
-def _imported(tree: ast.AST, module: str, is_package: bool,
-              known: Mapping[str, object], external: bool) -> Iterator[str]:
+def _imported(
+    tree: ast.AST, module: str, is_package: bool, known: Mapping[str, object], external: bool
+) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -97,8 +99,9 @@ def _imported(tree: ast.AST, module: str, is_package: bool,
                     yield base
 
 
-def module_imports(root: Path, packages: list[str], *, external: bool = False
-                   ) -> dict[str, set[str]]:
+def module_imports(
+    root: Path, packages: list[str], *, external: bool = False
+) -> dict[str, set[str]]:
     """Every module under `packages` (dotted names, relative to `root`) -> the modules of those
     packages it imports. Each module of the tree is a key, with an empty set if it imports none.
     With `external`, imports of anything else (stdlib, third party) are edges too, by the name

@@ -1,6 +1,7 @@
 """Backfill end to end: okxsim (REST + WebSocket, fast simulated clock), a real redis-server
 (broker, ledger and state), a real Celery worker (in-process, solo pool, both queues) sharing a
 mongomock database with the test, and the real feeder where the issue asks for one."""
+
 from __future__ import annotations
 
 import os
@@ -17,14 +18,14 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from collector.feeder import Feeder
-from core.settings import load
-from okx.signing import Credentials
-from localrun.redis_server import free_port
-from tasks import clients
 from core import settings as settings_mod
+from core.settings import WorkerSettings as Settings
+from core.settings import load
+from localrun.redis_server import free_port
+from okx.signing import Credentials
+from tasks import clients
 from tasks.app import app
 from tasks.backfill import context
-from core.settings import WorkerSettings as Settings
 from tests.feeder_fixtures import INSTS, gaps
 from tests.polling import wait_for
 
@@ -40,8 +41,9 @@ def get(sim, path):
 
 
 def fault(sim, **body):
-    req = urllib.request.Request(sim.rest_url + "/sim/faults", data=orjson.dumps(body),
-                                 method="POST")
+    req = urllib.request.Request(
+        sim.rest_url + "/sim/faults", data=orjson.dumps(body), method="POST"
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return orjson.loads(resp.read())
 
@@ -59,10 +61,12 @@ def feeder_factory():
         kw.setdefault("ping_after_s", 2.0)
         kw.setdefault("health_port", free_port())
         kw.setdefault("feeder_id", "bf-feeder")
-        f = Feeder(load(env=CREDS_ENV, redis_url=redis_url, ws_url=sim.ws_url,
-                        rest_url=sim.rest_url, **kw)).start()
+        f = Feeder(
+            load(env=CREDS_ENV, redis_url=redis_url, ws_url=sim.ws_url, rest_url=sim.rest_url, **kw)
+        ).start()
         feeders.append(f)
         return f
+
     yield make
     for f in feeders:
         if not f.stopping.is_set():
@@ -71,9 +75,16 @@ def feeder_factory():
 
 @contextmanager
 def running_worker(redis_url, sim, mongo, state, **overrides):
-    s = Settings(redis_url=redis_url, okx_rest_url=sim.rest_url,
-                 credentials=Credentials(KEY, SECRET, PASS), backfill_inst_types=("SPOT", "MARGIN"),
-                 backfill_retry_s=0.5, books_sample_ms=0, books_retention_s=0, **overrides)
+    s = Settings(
+        redis_url=redis_url,
+        okx_rest_url=sim.rest_url,
+        credentials=Credentials(KEY, SECRET, PASS),
+        backfill_inst_types=("SPOT", "MARGIN"),
+        backfill_retry_s=0.5,
+        books_sample_ms=0,
+        books_retention_s=0,
+        **overrides,
+    )
     settings_mod.use(s)
     clients.install(mongo=mongo, redis=state)
     # mongomock checks a unique index by scanning every document (10k trades take 150 s to
@@ -82,10 +93,15 @@ def running_worker(redis_url, sim, mongo, state, **overrides):
     context.install()
     saved = {k: app.conf[k] for k in ("broker_url", "worker_soft_shutdown_timeout")}
     app.conf.broker_url = redis_url
-    app.conf.worker_soft_shutdown_timeout = 0   # the thread worker stops at once in tests
+    app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False,
-                          queues=["ingest", "backfill"], shutdown_timeout=20) as w:
+        with start_worker(
+            app,
+            pool="solo",
+            perform_ping_check=False,
+            queues=["ingest", "backfill"],
+            shutdown_timeout=20,
+        ) as w:
             yield w
     finally:
         app.conf.update(saved)
@@ -95,8 +111,12 @@ def running_worker(redis_url, sim, mongo, state, **overrides):
 
 def settled(broker):
     """Nothing queued or in flight, and no gap left open."""
-    return (broker.llen("ingest") == 0 and broker.llen("backfill") == 0
-            and broker.hlen("unacked") == 0 and broker.zcard("gaps:open") == 0)
+    return (
+        broker.llen("ingest") == 0
+        and broker.llen("backfill") == 0
+        and broker.hlen("unacked") == 0
+        and broker.zcard("gaps:open") == 0
+    )
 
 
 def freeze_market(sim):
@@ -106,7 +126,8 @@ def freeze_market(sim):
 
 
 def test_downtime_of_ten_simulated_minutes_is_repaired_exactly(
-        sim_factory, feeder_factory, redis_url):
+    sim_factory, feeder_factory, redis_url
+):
     # Given okxsim at 40x (ten simulated minutes in fifteen seconds), a worker and the feeder on
     # trades-all and the private channels
     sim = sim_factory(clock_speed=40, rate=0.5, tick_ms=25)
@@ -117,37 +138,69 @@ def test_downtime_of_ten_simulated_minutes_is_repaired_exactly(
     channels = "trades-all,orders,balance_and_position"
     with running_worker(redis_url, sim, mongo, state):
         f = feeder_factory(sim, redis_url, channels=channels)
-        wait_for(lambda: db.trades.count_documents({}) > 100 and db.order.count_documents({}) > 5
-                 and state.exists("balance:USDT"), 20, what="live data stored")
+        wait_for(
+            lambda: (
+                db.trades.count_documents({}) > 100
+                and db.order.count_documents({}) > 5
+                and state.exists("balance:USDT")
+            ),
+            20,
+            what="live data stored",
+        )
         # When the feeder stops for ten minutes of simulated trading
         f.stop(5.0)
         stopped_at = sim_now(sim)
-        wait_for(lambda: sim_now(sim) - stopped_at >= 600_000, 30, interval=0.2,
-                 what="ten simulated minutes")
+        wait_for(
+            lambda: sim_now(sim) - stopped_at >= 600_000,
+            30,
+            interval=0.2,
+            what="ten simulated minutes",
+        )
         # and comes back
         feeder_factory(sim, redis_url, channels=channels)
-        wait_for(lambda: {g["channel"] for g in gaps(broker)} >= {"trades-all", "orders"},
-                 20, what="startup gaps recorded")
-        wait_for(lambda: broker.zcard("gaps:open") == 0, 60, interval=0.2,
-                 what="every startup gap repaired")
+        wait_for(
+            lambda: {g["channel"] for g in gaps(broker)} >= {"trades-all", "orders"},
+            20,
+            what="startup gaps recorded",
+        )
+        wait_for(
+            lambda: broker.zcard("gaps:open") == 0,
+            60,
+            interval=0.2,
+            what="every startup gap repaired",
+        )
         freeze_market(sim)
         # fills have no live source: the beat's fills sync pages them from REST
         app.send_task("tasks.backfill.sync_fills", queue="backfill")
         truth_fills = {f["billId"] for f in get(sim, "/sim/truth/fills")}
-        wait_for(lambda: {d["_id"] for d in db.fills.find({}, {"_id": 1})} >= truth_fills
-                 and settled(broker), 30, what="fills synced, queues drained")
+        wait_for(
+            lambda: (
+                {d["_id"] for d in db.fills.find({}, {"_id": 1})} >= truth_fills and settled(broker)
+            ),
+            30,
+            what="fills synced, queues drained",
+        )
         truth_bals = get(sim, "/sim/truth/balances")
         truth_pos = get(sim, "/sim/truth/positions")
 
         def account_matches():
-            bals = all((state.hget(f"balance:{b['ccy']}", "cashBal") or b"").decode()
-                       == b["cashBal"] for b in truth_bals)
-            pos = all((state.hget(f"position:{p['posId']}", "pos") or b"0").decode() == p["pos"]
-                      for p in truth_pos)
+            bals = all(
+                (state.hget(f"balance:{b['ccy']}", "cashBal") or b"").decode() == b["cashBal"]
+                for b in truth_bals
+            )
+            pos = all(
+                (state.hget(f"position:{p['posId']}", "pos") or b"0").decode() == p["pos"]
+                for p in truth_pos
+            )
             return bals and pos
+
         # the frozen market's last pushes may still be on their way to the worker
-        wait_for(lambda: account_matches() and settled(broker), 15, interval=0.1,
-                 what="balances and positions equal okxsim's final state")
+        wait_for(
+            lambda: account_matches() and settled(broker),
+            15,
+            interval=0.1,
+            what="balances and positions equal okxsim's final state",
+        )
 
         # Then every gap ended filled (trades, orders) or unrepairable with a reason
         ledger = gaps(broker)
@@ -159,23 +212,29 @@ def test_downtime_of_ten_simulated_minutes_is_repaired_exactly(
         for inst in INSTS:
             stored = [int(d["tradeId"]) for d in db.trades.find({"instId": inst})]
             assert len(stored) == len(set(stored))
-            truth = [int(t["tradeId"]) for t in get(sim, f"/sim/truth/trades?instId={inst}")
-                     if int(t["tradeId"]) >= min(stored)]
+            truth = [
+                int(t["tradeId"])
+                for t in get(sim, f"/sim/truth/trades?instId={inst}")
+                if int(t["tradeId"]) >= min(stored)
+            ]
             assert sorted(stored) == truth, f"{inst}: {len(set(truth) - set(stored))} missing"
             gap_ids = [g for g in startup if g["channel"] == "trades-all" and g["instId"] == inst]
             lo, hi = int(gap_ids[0]["start_id"]), int(gap_ids[0]["end_id"])
-            assert hi - lo > 1000   # the downtime really lost trades...
+            assert hi - lo > 1000  # the downtime really lost trades...
             assert db.trades.count_documents({"instId": inst, "validated": True}) >= hi - lo - 1
         # orders: every final state stored, nothing stored that the exchange never had
         events = {(o["ordId"], o["uTime"], o["state"]) for o in get(sim, "/sim/truth/orders")}
         stored_orders = {(d["ordId"], d["uTime"], d["state"]) for d in db.order.find()}
         first = min(int(d["cTime"]) for d in db.order.find())
-        finals = {(o["ordId"], o["uTime"], o["state"]) for o in get(sim, "/sim/truth/orders?final=1")
-                  if int(o["cTime"]) >= first}
+        finals = {
+            (o["ordId"], o["uTime"], o["state"])
+            for o in get(sim, "/sim/truth/orders?final=1")
+            if int(o["cTime"]) >= first
+        }
         assert finals <= stored_orders, f"{len(finals - stored_orders)} final order states missing"
         assert stored_orders <= events
         (orders_gap,) = [g for g in startup if g["channel"] == "orders"]
-        assert int(orders_gap["written"]) > 0   # REST supplied what the socket missed
+        assert int(orders_gap["written"]) > 0  # REST supplied what the socket missed
         # fills: exactly the truth
         assert {d["_id"] for d in db.fills.find({}, {"_id": 1})} == truth_fills
         # balances and positions: okxsim's final state (waited for above), still
@@ -183,7 +242,8 @@ def test_downtime_of_ten_simulated_minutes_is_repaired_exactly(
 
 
 def test_gaps_from_twenty_faults_all_end_filled_or_unrepairable(
-        sim_factory, feeder_factory, redis_url):
+    sim_factory, feeder_factory, redis_url
+):
     sim = sim_factory(clock_speed=1, tick_ms=25, checksum="crc", bot_interval_s=0)
     broker = redis.Redis.from_url(redis_url)
     state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
@@ -191,9 +251,28 @@ def test_gaps_from_twenty_faults_all_end_filled_or_unrepairable(
     with running_worker(redis_url, sim, mongo, state):
         f = feeder_factory(sim, redis_url, channels="books,trades,trades-all,tickers,candle1s")
         wait_for(lambda: mongo["okex"].trades.count_documents({}) > 20, 15, what="live")
-        kinds = ["gap", "corrupt", "drop", "gap", "stall", "malformed", "gap", "corrupt",
-                 "rate_limit", "drop", "gap", "pause", "corrupt", "gap", "drop", "malformed",
-                 "gap", "stall", "corrupt", "drop"]
+        kinds = [
+            "gap",
+            "corrupt",
+            "drop",
+            "gap",
+            "stall",
+            "malformed",
+            "gap",
+            "corrupt",
+            "rate_limit",
+            "drop",
+            "gap",
+            "pause",
+            "corrupt",
+            "gap",
+            "drop",
+            "malformed",
+            "gap",
+            "stall",
+            "corrupt",
+            "drop",
+        ]
         assert len(kinds) == 20
         for i, kind in enumerate(kinds):
             body = {"kind": kind, "instId": INSTS[i % 2]}
@@ -203,10 +282,17 @@ def test_gaps_from_twenty_faults_all_end_filled_or_unrepairable(
                 body.pop("instId")
             fault(sim, **body)
             time.sleep(0.4)
-        wait_for(lambda: not f.pipeline.lost and not f.pipeline.book_fail, 20,
-                 what="every loss window closed")
-        wait_for(lambda: len(gaps(broker)) >= 20 and settled(broker), 60, interval=0.2,
-                 what="all gaps repaired")
+        wait_for(
+            lambda: not f.pipeline.lost and not f.pipeline.book_fail,
+            20,
+            what="every loss window closed",
+        )
+        wait_for(
+            lambda: len(gaps(broker)) >= 20 and settled(broker),
+            60,
+            interval=0.2,
+            what="all gaps repaired",
+        )
         ledger = gaps(broker)
     causes = {g["cause"] for g in ledger}
     assert {"reconnect", "seq_gap", "checksum"} <= causes, causes
@@ -217,12 +303,16 @@ def test_gaps_from_twenty_faults_all_end_filled_or_unrepairable(
             assert g["reason"], g
     by_channel = {(g["channel"], g["status"]) for g in ledger}
     assert ("books", "unrepairable") in by_channel and ("trades-all", "filled") in by_channel
-    assert all(g["reason"] == "book history cannot be backfilled"
-               for g in ledger if g["channel"] == "books")
+    assert all(
+        g["reason"] == "book history cannot be backfilled"
+        for g in ledger
+        if g["channel"] == "books"
+    )
 
 
 def test_audit_finds_and_repairs_trades_deleted_behind_the_collectors_back(
-        sim_factory, feeder_factory, redis_url):
+    sim_factory, feeder_factory, redis_url
+):
     sim = sim_factory(instruments=("BTC-USDT",), tick_ms=25, bot_interval_s=0, rate=5)
     broker = redis.Redis.from_url(redis_url)
     state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
@@ -241,19 +331,24 @@ def test_audit_finds_and_repairs_trades_deleted_behind_the_collectors_back(
         newest = max(int(d["ts"]) for d in trades.find())
         wait_for(lambda: sim_now(sim) > newest + 1500, 5, what="past the audit lag")
         app.send_task("tasks.backfill.audit", queue="backfill")
-        wait_for(lambda: broker.exists("audit:BTC-USDT") and settled(broker), 30,
-                 what="audit done")
+        wait_for(lambda: broker.exists("audit:BTC-USDT") and settled(broker), 30, what="audit done")
     report = {k.decode(): v.decode() for k, v in broker.hgetall("audit:BTC-USDT").items()}
     assert int(report["missing"]) >= 7 and report["extra"] == "1"
     restored = list(trades.find({"tradeId": {"$in": victims}}))
     assert len(restored) == 7 and all(d["validated"] for d in restored)
-    assert trades.find_one({"tradeId": "1"}) is not None           # reported, never deleted
+    assert trades.find_one({"tradeId": "1"}) is not None  # reported, never deleted
     window = {"$gte": int(report["window_start"]), "$lte": int(report["window_end"])}
-    in_window = [d for d in trades.find() if window["$gte"] <= int(d["ts"]) <= window["$lte"]
-                 and d["tradeId"] != "1"]
+    in_window = [
+        d
+        for d in trades.find()
+        if window["$gte"] <= int(d["ts"]) <= window["$lte"] and d["tradeId"] != "1"
+    ]
     assert in_window and all(d["validated"] for d in in_window)
-    truth = [t["tradeId"] for t in get(sim, "/sim/truth/trades?instId=BTC-USDT")
-             if window["$gte"] <= int(t["ts"]) <= window["$lte"]]
+    truth = [
+        t["tradeId"]
+        for t in get(sim, "/sim/truth/trades?instId=BTC-USDT")
+        if window["$gte"] <= int(t["ts"]) <= window["$lte"]
+    ]
     assert sorted(int(d["tradeId"]) for d in in_window) == sorted(int(t) for t in truth)
 
 
@@ -262,26 +357,45 @@ def test_celery_call_backfill_from_a_shell_against_a_running_worker(sim_factory,
     broker = redis.Redis.from_url(redis_url)
     state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
     mongo = mongomock.MongoClient()
-    wait_for(lambda: len(get(sim, "/sim/truth/trades?instId=BTC-USDT")) > 400, 20, interval=0.2,
-             what="trading history")
+    wait_for(
+        lambda: len(get(sim, "/sim/truth/trades?instId=BTC-USDT")) > 400,
+        20,
+        interval=0.2,
+        what="trading history",
+    )
     truth = get(sim, "/sim/truth/trades?instId=BTC-USDT")
     start, end = int(truth[20]["ts"]), int(truth[-20]["ts"])
     with running_worker(redis_url, sim, mongo, state):
         env = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
         env["REDIS_URL"] = redis_url
-        kwargs = orjson.dumps({"channel": "trades", "instId": "BTC-USDT", "start": start,
-                               "end": end}).decode()
+        kwargs = orjson.dumps(
+            {"channel": "trades", "instId": "BTC-USDT", "start": start, "end": end}
+        ).decode()
         celery = os.path.join(os.path.dirname(sys.executable), "celery")
-        out = subprocess.run([celery, "-A", "tasks", "call", "backfill", "--kwargs", kwargs],
-                             env=env, capture_output=True, text=True, timeout=60,
-                             cwd=os.path.dirname(os.path.dirname(__file__)))
+        out = subprocess.run(
+            [celery, "-A", "tasks", "call", "backfill", "--kwargs", kwargs],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=os.path.dirname(os.path.dirname(__file__)),
+        )
         assert out.returncode == 0, out.stderr
-        wait_for(lambda: any(g["cause"] == "manual" and g["status"] == "filled"
-                             for g in gaps(broker)) and settled(broker), 30,
-                 what="manual gap filled")
+        wait_for(
+            lambda: (
+                any(g["cause"] == "manual" and g["status"] == "filled" for g in gaps(broker))
+                and settled(broker)
+            ),
+            30,
+            what="manual gap filled",
+        )
     (gap,) = gaps(broker)
-    assert (gap["channel"], gap["instId"], gap["start_ms"], gap["end_ms"]) == \
-        ("trades", "BTC-USDT", str(start), str(end))
+    assert (gap["channel"], gap["instId"], gap["start_ms"], gap["end_ms"]) == (
+        "trades",
+        "BTC-USDT",
+        str(start),
+        str(end),
+    )
     want = sorted(int(t["tradeId"]) for t in truth if start <= int(t["ts"]) <= end)
     got = sorted(int(d["tradeId"]) for d in mongo["okex"].trades.find())
     assert got == want and all(d["validated"] for d in mongo["okex"].trades.find())

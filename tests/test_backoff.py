@@ -1,10 +1,15 @@
 """Reconnect delays and OKX's connection/request budgets."""
+
 from __future__ import annotations
 
 import random
 
 from okx.backoff import (
-    Backoff, SlidingWindowLimit, describe_close, is_fatal_close, new_connection_limit,
+    Backoff,
+    SlidingWindowLimit,
+    describe_close,
+    is_fatal_close,
+    new_connection_limit,
     request_limit,
 )
 
@@ -13,7 +18,7 @@ def test_delays_grow_are_capped_and_jittered():
     rng = random.Random(7)
     backoff = Backoff(initial=0.5, factor=2, cap=30)
     delays = [backoff.next_delay(rng) for _ in range(12)]
-    ceilings = [min(30, 0.5 * 2 ** i) for i in range(12)]
+    ceilings = [min(30, 0.5 * 2**i) for i in range(12)]
     for delay, ceiling in zip(delays, ceilings):
         assert ceiling / 5 <= delay <= ceiling
     assert max(delays) <= 30

@@ -1,4 +1,5 @@
 """okx.book / okx.checksum: pure order-book state, seqId rules, checksum, REST bootstrap."""
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,17 @@ def lv(px: str, sz: str, count: str = "1") -> list:
 
 
 def msg(action, bids=(), asks=(), seq=None, prev=None, cs=None, ts=1, channel="books"):
-    return BookData(channel, "BTC-USDT", action, [list(x) for x in asks], [list(x) for x in bids],
-                    ts, seq, prev, cs)
+    return BookData(
+        channel,
+        "BTC-USDT",
+        action,
+        [list(x) for x in asks],
+        [list(x) for x in bids],
+        ts,
+        seq,
+        prev,
+        cs,
+    )
 
 
 def snap(bids, asks, seq=10, cs=None, ts=1):
@@ -88,8 +98,9 @@ def test_checksum_zero_or_absent_is_not_verified():
 def test_one_level_corruption_detected():
     book = fresh_book()
     bids, asks = book.top()
-    r = book.apply(upd(10, 11, bids=[lv("99", "7")], cs=okx_checksum(
-        [bids[0], bids[1], lv("99", "7")], asks)))
+    r = book.apply(
+        upd(10, 11, bids=[lv("99", "7")], cs=okx_checksum([bids[0], bids[1], lv("99", "7")], asks))
+    )
     assert r.checksum_verified and r.status is S.APPLIED
     # The sender's book differs from ours by one level (it still has 99.5 at size "2.5").
     theirs = [bids[0], lv("99.5", "2.5"), lv("99", "8")]
@@ -107,6 +118,7 @@ def test_checksum_ignored_when_verification_disabled():
 
 
 # ----- sequence rules ---------------------------------------------------------------------------
+
 
 def test_docs_sequence_and_gap():
     book = OrderBook("books", "X")
@@ -158,10 +170,17 @@ def test_heartbeat_with_unchanged_book_and_ts():
 
 # ----- applying levels --------------------------------------------------------------------------
 
+
 def test_update_sets_absolute_sizes_inserts_and_deletes():
     book = fresh_book()
-    r = book.apply(upd(10, 11, bids=[lv("99.5", "20"), lv("99", "0"), lv("99.8", "1")],
-                       asks=[lv("101", "0"), lv("100.5", "3")]))
+    r = book.apply(
+        upd(
+            10,
+            11,
+            bids=[lv("99.5", "20"), lv("99", "0"), lv("99.8", "1")],
+            asks=[lv("101", "0"), lv("100.5", "3")],
+        )
+    )
     assert r.status is S.APPLIED
     bids, asks = book.top()
     assert bids == [lv("100", "1"), lv("99.8", "1"), lv("99.5", "20")]
@@ -199,13 +218,18 @@ def test_levels_keyed_by_value_but_keep_original_strings():
 
 def test_top_orders_by_value_not_string():
     book = OrderBook("books", "X")
-    book.apply(snap([lv("9.5", "1"), lv("10.25", "1"), lv("100", "1"), lv("9.75", "1")],
-                    [lv("1000", "1"), lv("200.5", "1"), lv("1000.5", "1"), lv("999", "1")]))
+    book.apply(
+        snap(
+            [lv("9.5", "1"), lv("10.25", "1"), lv("100", "1"), lv("9.75", "1")],
+            [lv("1000", "1"), lv("200.5", "1"), lv("1000.5", "1"), lv("999", "1")],
+        )
+    )
     bids, asks = book.top()
     assert prices(bids) == ["100", "10.25", "9.75", "9.5"]
     assert prices(asks) == ["200.5", "999", "1000", "1000.5"]
-    book.apply(upd(10, 11, bids=[lv("10", "1"), lv("9.6", "1")], asks=[lv("99999", "1"),
-                                                                         lv("201", "1")]))
+    book.apply(
+        upd(10, 11, bids=[lv("10", "1"), lv("9.6", "1")], asks=[lv("99999", "1"), lv("201", "1")])
+    )
     bids, asks = book.top(3)
     assert prices(bids) == ["100", "10.25", "10"]
     assert prices(asks) == ["200.5", "201", "999"]
@@ -215,8 +239,9 @@ def test_top_orders_by_value_not_string():
 
 def test_depth_cap_truncates_worst_levels():
     book = OrderBook("books50-l2-tbt", "X", depth=3)
-    book.apply(snap([lv(str(100 - i), "1") for i in range(5)],
-                    [lv(str(200 + i), "1") for i in range(5)]))
+    book.apply(
+        snap([lv(str(100 - i), "1") for i in range(5)], [lv(str(200 + i), "1") for i in range(5)])
+    )
     assert prices(book.top()[0]) == ["100", "99", "98"]
     assert prices(book.top()[1]) == ["200", "201", "202"]
     book.apply(upd(10, 11, bids=[lv("99.5", "1")], asks=[lv("199", "1")]))
@@ -246,8 +271,9 @@ def test_books5_and_bbo_replace_whole_book():
         book = OrderBook(channel, "X")
         r = book.apply(msg(None, BIDS, ASKS, seq=100, channel=channel))
         assert r.status is S.SNAPSHOT
-        r = book.apply(msg(None, [lv("99.9", "1")], [lv("100.1", "2")], seq=103, ts=5,
-                           channel=channel))
+        r = book.apply(
+            msg(None, [lv("99.9", "1")], [lv("100.1", "2")], seq=103, ts=5, channel=channel)
+        )
         assert r.status is S.SNAPSHOT
         assert book.top() == ([lv("99.9", "1")], [lv("100.1", "2")])
         assert book.seq_id == 103 and book.ts == 5
@@ -258,11 +284,11 @@ def test_pushed_books_kept_as_received_only_when_in_order():
     # sorts, drops zero sizes and de-duplicates values. Both must read the same.
     general = OrderBook("books", "X")
     cases = [
-        ([lv("100", "1"), lv("99", "2")], [lv("101", "3"), lv("102", "4")]),   # in order
-        ([lv("99", "2"), lv("100", "1")], [lv("102", "4"), lv("101", "3")]),   # reversed
+        ([lv("100", "1"), lv("99", "2")], [lv("101", "3"), lv("102", "4")]),  # in order
+        ([lv("99", "2"), lv("100", "1")], [lv("102", "4"), lv("101", "3")]),  # reversed
         ([lv("100", "1"), lv("99", "0")], [lv("101", "0.00"), lv("102", "4")]),  # zero sizes
-        ([lv("100", "1"), lv("100.0", "2")], [lv("101", "3")]),                 # same value twice
-        ([], [lv("101", "3")]),                                                  # one side empty
+        ([lv("100", "1"), lv("100.0", "2")], [lv("101", "3")]),  # same value twice
+        ([], [lv("101", "3")]),  # one side empty
     ]
     for bids, asks in cases:
         book = OrderBook("books5", "X")
@@ -284,11 +310,11 @@ def test_pushed_book_crossed_and_checksum_still_checked():
     r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=2, channel="bbo-tbt"))
     assert r.status is S.SNAPSHOT and book.valid
     good = okx_checksum([lv("100", "1")], [lv("101", "1")])
-    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=3, cs=good,
-                       channel="bbo-tbt"))
+    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=3, cs=good, channel="bbo-tbt"))
     assert r.status is S.SNAPSHOT and r.checksum_verified
-    r = book.apply(msg(None, [lv("100", "1")], [lv("101", "1")], seq=4, cs=good + 1,
-                       channel="bbo-tbt"))
+    r = book.apply(
+        msg(None, [lv("100", "1")], [lv("101", "1")], seq=4, cs=good + 1, channel="bbo-tbt")
+    )
     assert r.status is S.CHECKSUM_MISMATCH and not book.valid
 
 
@@ -437,6 +463,7 @@ def test_offer_snapshot_recovers_an_invalid_book():
 
 # ----- randomised cross-check against a naive model ---------------------------------------------
 
+
 def test_random_stream_matches_naive_model():
     rng = random.Random(3)
     ref_b: dict[int, list] = {}
@@ -451,8 +478,7 @@ def test_random_stream_matches_naive_model():
         ref_a[t] = lv(px(t), f"0.{rng.randint(1, 9)}")
 
     def truth():
-        return ([ref_b[t] for t in sorted(ref_b, reverse=True)],
-                [ref_a[t] for t in sorted(ref_a)])
+        return ([ref_b[t] for t in sorted(ref_b, reverse=True)], [ref_a[t] for t in sorted(ref_a)])
 
     book = OrderBook("books", "X", depth=None)
     b, a = truth()
@@ -474,8 +500,15 @@ def test_random_stream_matches_naive_model():
                 ch[t] = lv(px(t), str(rng.randint(1, 50)))
                 ref[t] = ch[t]
         b, a = truth()
-        r = book.apply(upd(seq - 1, seq, list(changes_b.values()), list(changes_a.values()),
-                           cs=okx_checksum(b, a)))
+        r = book.apply(
+            upd(
+                seq - 1,
+                seq,
+                list(changes_b.values()),
+                list(changes_a.values()),
+                cs=okx_checksum(b, a),
+            )
+        )
         assert r.status in (S.APPLIED, S.HEARTBEAT) and r.checksum_verified, r
         assert book.top() == (b, a)
 

@@ -6,6 +6,7 @@ build fails here instead of skipping), and
 tests/test_book.py is also run once more with OKX_BOOK_PURE=1, so both loops pass the book's own
 test suite whichever one this process uses.
 """
+
 from __future__ import annotations
 
 import gc
@@ -30,7 +31,6 @@ except ImportError:  # no compiler when the project was installed
     _bookaccel = None
 
 
-
 def _can_build() -> bool:
     """A C compiler and this interpreter's Python.h: what setup.py needs to build the extension."""
     import shutil
@@ -45,8 +45,10 @@ def _can_build() -> bool:
 # exist too (a failed build is then a failure, not a skip). A machine that has no way to build it
 # runs the pure loop, which tests/test_book.py covers in full.
 BUILD_EXPECTED = IN_CI and _can_build()
-needs_ext = pytest.mark.skipif(_bookaccel is None and not BUILD_EXPECTED,
-                               reason="okx._bookaccel not built (no C compiler or Python.h)")
+needs_ext = pytest.mark.skipif(
+    _bookaccel is None and not BUILD_EXPECTED,
+    reason="okx._bookaccel not built (no C compiler or Python.h)",
+)
 
 
 class PureBook(OrderBook):
@@ -70,6 +72,7 @@ def test_extension_built_in_ci():
 
 # ----- randomized differential test ------------------------------------------------------------
 
+
 def _spell(rng: random.Random, tick: int) -> str:
     """A price of `tick` hundredths, in one of several spellings of the same value."""
     whole, frac = divmod(tick, 100)
@@ -77,7 +80,7 @@ def _spell(rng: random.Random, tick: int) -> str:
     if style < 0.7:
         return f"{whole}.{frac:02d}".rstrip("0").rstrip(".")
     if style < 0.85:
-        return f"{whole}.{frac:02d}0"          # trailing zero: same value, other string
+        return f"{whole}.{frac:02d}0"  # trailing zero: same value, other string
     if style < 0.95:
         return f"{tick / 100:.4f}"
     return f"{whole}.{frac:02d}" + "0" * rng.randint(3, 6)
@@ -127,8 +130,11 @@ def _stream(seed: int, n: int, bad_every: int = 0):
         if bad_every and u % bad_every == bad_every - 1:
             side_levels[rng.random() < 0.5].insert(rng.randint(0, 3), ["12a.5", "1", "0", "1"])
         prev, seq = seq, seq + rng.randint(1, 3)
-        out.append(BookData("books", "X-Y", "update", side_levels[False], side_levels[True],
-                            1 + u, seq, prev, 0))
+        out.append(
+            BookData(
+                "books", "X-Y", "update", side_levels[False], side_levels[True], 1 + u, seq, prev, 0
+            )
+        )
     return out
 
 
@@ -136,9 +142,20 @@ def _state(book: OrderBook):
     """Everything the book holds, internal structures included."""
     if not book.valid:
         return ("invalid", book.reason)
-    return (book.top(), book.sizes(), book.checksum(), book.seq_id,
-            book._bk, book._bpx, book._ak, book._apx, book._blv, book._alv,
-            book._bkf, book._akf)
+    return (
+        book.top(),
+        book.sizes(),
+        book.checksum(),
+        book.seq_id,
+        book._bk,
+        book._bpx,
+        book._ak,
+        book._apx,
+        book._blv,
+        book._alv,
+        book._bkf,
+        book._akf,
+    )
 
 
 @needs_ext
@@ -184,32 +201,64 @@ def test_bad_price_invalidates_both_loops_alike():
         if rp.status is BookStatus.BAD_LEVEL:
             assert "12a.5" in ra.reason
             # resync both from the same snapshot and carry on
-            snap = BookData("books", "X-Y", "snapshot", [lv[:] for lv in msgs_pure[0].asks],
-                            [lv[:] for lv in msgs_pure[0].bids], 1, mp.seqId, -1, 0)
+            snap = BookData(
+                "books",
+                "X-Y",
+                "snapshot",
+                [lv[:] for lv in msgs_pure[0].asks],
+                [lv[:] for lv in msgs_pure[0].bids],
+                1,
+                mp.seqId,
+                -1,
+                0,
+            )
             assert pure.apply(snap) == accel.apply(dataclasses_copy(snap))
             assert _state(pure) == _state(accel)
     assert BookStatus.BAD_LEVEL in statuses and BookStatus.APPLIED in statuses
 
 
 def dataclasses_copy(m: BookData) -> BookData:
-    return BookData(m.channel, m.instId, m.action, [lv[:] for lv in m.asks],
-                    [lv[:] for lv in m.bids], m.ts, m.seqId, m.prevSeqId, m.checksum)
+    return BookData(
+        m.channel,
+        m.instId,
+        m.action,
+        [lv[:] for lv in m.asks],
+        [lv[:] for lv in m.bids],
+        m.ts,
+        m.seqId,
+        m.prevSeqId,
+        m.checksum,
+    )
 
 
 @needs_ext
-@pytest.mark.parametrize("level, exc", [
-    (["abc", "1"], ValueError),          # float() refuses the price
-    (["", "1"], ValueError),
-    (["100", 5], TypeError),             # size not a string
-    (["100", None], TypeError),
-    (["100"], IndexError),               # too short: both loops let IndexError through
-    ([["100"], "1"], TypeError),         # unhashable price
-])
+@pytest.mark.parametrize(
+    "level, exc",
+    [
+        (["abc", "1"], ValueError),  # float() refuses the price
+        (["", "1"], ValueError),
+        (["100", 5], TypeError),  # size not a string
+        (["100", None], TypeError),
+        (["100"], IndexError),  # too short: both loops let IndexError through
+        ([["100"], "1"], TypeError),  # unhashable price
+    ],
+)
 def test_bad_level_raises_like_the_pure_loop(level, exc):
     def run(book_cls):
         book = book_cls("books", "X-Y")
-        book.apply(BookData("books", "X-Y", "snapshot", [["101", "1", "0", "1"]],
-                            [["99", "1", "0", "1"]], 1, 1, -1, 0))
+        book.apply(
+            BookData(
+                "books",
+                "X-Y",
+                "snapshot",
+                [["101", "1", "0", "1"]],
+                [["99", "1", "0", "1"]],
+                1,
+                1,
+                -1,
+                0,
+            )
+        )
         try:
             result = book.apply(BookData("books", "X-Y", "update", [], [list(level)], 2, 2, 1, 0))
         except exc as e:
@@ -233,7 +282,7 @@ def test_apply_side_direct_semantics():
     a, b, c = ["100.5", "1"], ["99", "2"], ["101", "3"]
     f([a, b, c], lv, kf, keys, pxs, False, 400, 1600)
     assert keys == [99.0, 100.5, 101.0] and pxs == ["99", "100.5", "101"]
-    f([["99.0", "7"]], lv, kf, keys, pxs, False, 400, 1600)         # re-spelt: replaces
+    f([["99.0", "7"]], lv, kf, keys, pxs, False, 400, 1600)  # re-spelt: replaces
     assert pxs == ["99.0", "100.5", "101"] and lv["99.0"] == ["99.0", "7"] and "99" not in lv
     f([["100.50", "0.000"], ["55", "0"]], lv, kf, keys, pxs, False, 400, 1600)  # by value; unknown
     assert pxs == ["99.0", "101"] and set(lv) == {"99.0", "101"}
@@ -247,32 +296,43 @@ def test_apply_side_direct_semantics():
     f([[str(p), "0"] for p in range(500, 520)], blv, bkf, bkeys, bpxs, True, 400, 10)
     assert set(bkf) == {"1", "2", "3"}
     with pytest.raises(RuntimeError):
-        f([], {}, {}, [1.0], [], False, 400, 1600)   # keys/pxs out of step: refused, no crash
+        f([], {}, {}, [1.0], [], False, 400, 1600)  # keys/pxs out of step: refused, no crash
     with pytest.raises(TypeError):
         f([], [], {}, [], [], False, 400, 1600)
 
 
 # ----- switching and fallback ----------------------------------------------------------------
 
+
 def _python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
 
 
 def test_okx_book_pure_forces_the_fallback():
     """OKX_BOOK_PURE=1 reaches the book through the feeder's settings, which the CLI applies."""
-    code = ("import argparse, okx.book as b\n"
-            "from collector.cli import _load_settings\n"
-            "s = _load_settings(argparse.Namespace())\n"
-            "print(s.book_pure, b.ACCELERATED, b.OrderBook._accel_side)\n")
+    code = (
+        "import argparse, okx.book as b\n"
+        "from collector.cli import _load_settings\n"
+        "s = _load_settings(argparse.Namespace())\n"
+        "print(s.book_pure, b.ACCELERATED, b.OrderBook._accel_side)\n"
+    )
     r = _python(code, OKX_BOOK_PURE="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True False None"
 
 
 def test_importing_the_book_reads_no_environment():
-    r = _python("import okx.book as b; print(b.ACCELERATED is (b.compiled_side is not None))",
-                OKX_BOOK_PURE="1")
+    r = _python(
+        "import okx.book as b; print(b.ACCELERATED is (b.compiled_side is not None))",
+        OKX_BOOK_PURE="1",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
 
@@ -309,11 +369,19 @@ def test_book_works_without_the_extension():
 def test_book_suite_passes_with_the_pure_loop():
     """tests/test_book.py once more, in a subprocess on the pure loop (about a second): the
     process's book switch is thrown as the feeder's OKX_BOOK_PURE=1 throws it, before the run."""
-    code = ("import sys, pytest, okx.book as b\n"
-            "b.use_pure_python()\n"
-            "assert b.ACCELERATED is False and b.OrderBook._accel_side is None\n"
-            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_book.py']))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, env={**os.environ, "OKX_BOOK_PURE": "1"})
+    code = (
+        "import sys, pytest, okx.book as b\n"
+        "b.use_pure_python()\n"
+        "assert b.ACCELERATED is False and b.OrderBook._accel_side is None\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_book.py']))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OKX_BOOK_PURE": "1"},
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout

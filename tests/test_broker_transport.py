@@ -1,4 +1,5 @@
 """tasks.broker_transport: the worker's Redis transport, against a real redis-server."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,11 +20,11 @@ def test_closing_a_collected_connection_with_unacked_messages_is_a_connection_er
     conn = Connection(redis_url, transport=Transport)
     channel = conn.default_channel
     channel.client.ping()
-    channel.qos._delivered["delivery-tag-1"] = None     # a message delivered, not acked yet
+    channel.qos._delivered["delivery-tag-1"] = None  # a message delivered, not acked yet
     conn._do_close_transport()
     with pytest.raises(redis.exceptions.ConnectionError, match="already closed"):
         channel.qos.restore_unacked()
-    ignore_errors(conn, conn.close)                     # must not raise
+    ignore_errors(conn, conn.close)  # must not raise
 
 
 def test_bookkeeping_client_is_reused_and_dropped_with_the_pools(redis_url):

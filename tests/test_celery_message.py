@@ -1,6 +1,7 @@
 """The feeder's own Celery task messages: the same envelope Celery's send_task puts on a Redis
 broker (a real worker consuming them is covered by test_worker_integration.py, which sends every
 batch this way), and the publisher's use of LPUSH's reply to batch more when workers lag."""
+
 from __future__ import annotations
 
 import base64
@@ -11,10 +12,10 @@ import pytest
 import redis
 from celery import Celery
 
-from core import contract
 from collector.celery_message import task_message
 from collector.outbox import Outbox
 from collector.publisher import Publisher
+from core import contract
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +43,27 @@ def test_message_has_the_shape_celery_gives_it(redis_url):
     assert set(ours["properties"]) == set(ref["properties"]) - {"argsrepr"}
     for field in ("content-type", "content-encoding"):
         assert ours[field] == ref[field]
-    for field in ("lang", "task", "retries", "timelimit", "argsrepr", "kwargsrepr", "eta",
-                  "expires", "group", "parent_id", "replaced_task_nesting"):
+    for field in (
+        "lang",
+        "task",
+        "retries",
+        "timelimit",
+        "argsrepr",
+        "kwargsrepr",
+        "eta",
+        "expires",
+        "group",
+        "parent_id",
+        "replaced_task_nesting",
+    ):
         assert ours["headers"][field] == ref["headers"][field], field
     for field in ("delivery_info", "priority", "body_encoding", "delivery_mode"):
         assert ours["properties"][field] == ref["properties"][field], field
     tid = ours["headers"]["id"]
     assert ours["headers"]["root_id"] == ours["properties"]["correlation_id"] == tid
-    assert orjson.loads(base64.b64decode(ours["body"])) == \
-        orjson.loads(base64.b64decode(ref["body"]))
+    assert orjson.loads(base64.b64decode(ours["body"])) == orjson.loads(
+        base64.b64decode(ref["body"])
+    )
 
 
 def test_every_message_gets_its_own_ids():
@@ -71,16 +84,16 @@ def test_publisher_lingers_only_while_tasks_wait_in_the_queue(redis_url):
     pub = Publisher(Outbox(), redis_url, "t", linger_max_s=0.02)
 
     assert pub._publish(_taken(pub.outbox, 3))
-    assert (pub.queue_depth, pub.lingers, pub._linger_until) == (1, 0, 0.0)   # workers keep up
+    assert (pub.queue_depth, pub.lingers, pub._linger_until) == (1, 0, 0.0)  # workers keep up
 
-    client.lpush(contract.INGEST_QUEUE, *[b"waiting"] * 5)   # 6 tasks now wait before ours
+    client.lpush(contract.INGEST_QUEUE, *[b"waiting"] * 5)  # 6 tasks now wait before ours
     before = time.monotonic()
     assert pub._publish(_taken(pub.outbox, 2))
     assert (pub.queue_depth, pub.lingers) == (7, 1)
-    assert before + 0.006 <= pub._linger_until <= time.monotonic() + 0.006   # ~1 ms per task
+    assert before + 0.006 <= pub._linger_until <= time.monotonic() + 0.006  # ~1 ms per task
 
     client.lpush(contract.INGEST_QUEUE, *[b"waiting"] * 100)
     assert pub._publish(_taken(pub.outbox, 1))
-    assert pub._linger_until <= time.monotonic() + 0.02                      # capped
+    assert pub._linger_until <= time.monotonic() + 0.02  # capped
     assert [m for m in client.lrange(contract.INGEST_QUEUE, 0, -1) if m != b"waiting"]
     client.close()

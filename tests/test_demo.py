@@ -1,4 +1,5 @@
 """`./dev.sh demo`: data flows, and Ctrl-C stops everything with no process left behind."""
+
 from __future__ import annotations
 
 import os
@@ -25,20 +26,29 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     env["DEMO_WORKDIR"] = str(tmp_path)
     # Its own session and process group, like a shell job: Ctrl-C goes to the whole group.
-    demo = subprocess.Popen([sys.executable, "-m", "localrun.demo"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "localrun.demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(demo.stdout.readline, "")),
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True
+    )
     reader.start()
     seen: set = set()
     try:
+
         def data_flowing():
             seen.update(identities(descendants(demo.pid)))
             assert demo.poll() is None, "".join(lines)
             counts = [int(m.group(1)) for x in lines if (m := PROGRESS.search(x))]
             return counts and counts[-1] > 0
+
         wait_for(data_flowing, 90, interval=0.5, what="stored trades in the demo's progress")
         text = "".join(lines)
         assert "IN-MEMORY STAND-IN" in text or "real MongoDB" in text
@@ -51,16 +61,17 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
             assert hint in text
         redis_port = int(re.search(r"redis-cli -p (\d+)", text).group(1))
         seen.update(identities(descendants(demo.pid)))
-        assert len(seen) >= 8   # redis, stand-in, honcho + its 4 helpers, web, feeder, worker...
+        assert len(seen) >= 8  # redis, stand-in, honcho + its 4 helpers, web, feeder, worker...
 
-        os.killpg(demo.pid, signal.SIGINT)        # Ctrl-C
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
         assert demo.wait(45) == 0, "".join(lines)
         reader.join(5)
         wait_for(lambda: not any(alive(i) for i in seen), 5, what="no process left")
         import socket
+
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
-        assert "killed" not in "".join(lines)      # nothing needed SIGKILL
+        assert "killed" not in "".join(lines)  # nothing needed SIGKILL
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)

@@ -17,6 +17,7 @@ the end of outages (Redis back, MongoDB back, the 50011 window over, the last ju
 the processes restarted). The table is printed at the end of the module (`-s`) and written to
 var/fault-matrix.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-MONGO_OUTAGE_S = 60.0          # the issue's figure
+MONGO_OUTAGE_S = 60.0  # the issue's figure
 RESULTS: list[dict] = []
 
 
@@ -49,13 +50,18 @@ def stack(tmp_path_factory):
 def ready(stack):
     """Every process up, the feeder live and the stores already exact before the fault."""
     stack.ensure_running()
-    wait_for(lambda: stack.exact(stack.mark()), 60, interval=0.25,
-             what="stores equal the truth before the fault\n" + stack.logs())
+    wait_for(
+        lambda: stack.exact(stack.mark()),
+        60,
+        interval=0.25,
+        what="stores equal the truth before the fault\n" + stack.logs(),
+    )
     return stack
 
 
-def recovered(stack: FaultStack, case: str, fault_end: float, timeout: float = 60.0,
-              note: str = "") -> dict:
+def recovered(
+    stack: FaultStack, case: str, fault_end: float, timeout: float = 60.0, note: str = ""
+) -> dict:
     """Wait until the stores equal the truth through the newest trade at the fault's end;
     record and return the comparison."""
     through = stack.mark()
@@ -63,10 +69,10 @@ def recovered(stack: FaultStack, case: str, fault_end: float, timeout: float = 6
         wait_for(lambda: stack.exact(through), timeout, interval=0.25, what=f"{case} recovered")
     except AssertionError:
         comparison = stack.comparison(through)
-        RESULTS.append({"case": case, "recovery_s": None, "comparison": comparison,
-                        "note": note})
-        raise AssertionError(f"{case}: {comparison}, settled={stack.settled()}\n"
-                             + stack.logs()) from None
+        RESULTS.append({"case": case, "recovery_s": None, "comparison": comparison, "note": note})
+        raise AssertionError(
+            f"{case}: {comparison}, settled={stack.settled()}\n" + stack.logs()
+        ) from None
     took = time.monotonic() - fault_end
     # the comparison that passed: a fresh one could catch a worker between its MongoDB and
     # Redis writes while the market keeps trading
@@ -81,18 +87,19 @@ def causes(stack: FaultStack) -> set[tuple[str, str, str]]:
 
 # ----- the cases, in an order where each leaves a clean stack for the next ------------------------
 
+
 def test_worker_sigkill_mid_batch(ready):
     s = ready
     # the next ingest batch stops after its first record, inside the pool child
     s.pause_file.touch()
     reached = Path(str(s.pause_file) + ".reached")
     wait_for(reached.exists, 20, what="a batch paused mid-way")
-    os.kill(s.pool_child(), signal.SIGKILL)            # the OOM killer, mid-batch
+    os.kill(s.pool_child(), signal.SIGKILL)  # the OOM killer, mid-batch
     end = time.monotonic()
     Path(str(s.pause_file) + ".held").unlink(missing_ok=True)
     reached.unlink()
     recovered(s, "worker SIGKILL mid-batch", end, note="pool child killed after 1 record")
-    assert s.worker.poll() is None                     # the pool replaced its child
+    assert s.worker.poll() is None  # the pool replaced its child
 
 
 def test_redis_restart_with_aof_mid_run(ready):
@@ -111,10 +118,14 @@ def test_twenty_socket_drops(ready):
         before = s.reconnects()
         last_drop = time.monotonic()
         assert s.fault(kind="drop")["connections"] >= 1
-        wait_for(lambda: s.reconnects() > before and s.feeder_live(), 15, interval=0.05,
-                 what=f"reconnect after drop {i + 1}")
+        wait_for(
+            lambda: s.reconnects() > before and s.feeder_live(),
+            15,
+            interval=0.05,
+            what=f"reconnect after drop {i + 1}",
+        )
         if i < 19:
-            time.sleep(HEALTHY_AFTER_S + 0.2)       # pacing between faults, not a wait for state
+            time.sleep(HEALTHY_AFTER_S + 0.2)  # pacing between faults, not a wait for state
     end = last_drop
     recovered(s, "20 socket drops", end)
     assert ("reconnect", "trades-all", "filled") in causes(s)
@@ -124,10 +135,14 @@ def test_stall_past_the_keepalive(ready):
     # the feeder pings after 5 s of silence and gives up 2 s later; the stall lasts 9 s
     s = ready
     before = s.reconnects()
-    end = time.monotonic()      # the clock runs from the stall's start: noticing it is recovery
+    end = time.monotonic()  # the clock runs from the stall's start: noticing it is recovery
     s.fault(kind="stall", seconds=9)
-    wait_for(lambda: s.reconnects() > before and s.feeder_live(), 20, interval=0.1,
-             what="reconnect after the missing pong")
+    wait_for(
+        lambda: s.reconnects() > before and s.feeder_live(),
+        20,
+        interval=0.1,
+        what="reconnect after the missing pong",
+    )
     recovered(s, "stall past the keepalive (9 s)", end)
 
 
@@ -136,8 +151,12 @@ def test_book_integrity_faults(ready, kind, cause):
     s = ready
     end = time.monotonic()
     s.fault(kind=kind, instId="BTC-USDT")
-    wait_for(lambda: (cause, "books", "unrepairable") in causes(s), 15, interval=0.1,
-             what=f"{cause} recorded (book history cannot be backfilled)")
+    wait_for(
+        lambda: (cause, "books", "unrepairable") in causes(s),
+        15,
+        interval=0.1,
+        what=f"{cause} recorded (book history cannot be backfilled)",
+    )
     name = "seqId gap" if kind == "gap" else "checksum mismatch (crc)"
     recovered(s, name, end, note="book resynced from REST; trades untouched")
 
@@ -147,7 +166,7 @@ def test_64008_notice(ready):
     end = time.monotonic()
     s.fault(kind="notice", seconds=3)
     # the old connections close 3 s after the notice; the replacements are already live
-    time.sleep(3.0)                                    # the notice's announced delay
+    time.sleep(3.0)  # the notice's announced delay
     wait_for(s.feeder_live, 15, interval=0.1, what="live after the 1012 close")
     recovered(s, "64008 notice", end)
 
@@ -168,7 +187,7 @@ def test_rate_limit_storm_during_backfill(ready):
     # 50011 for 8 s while backfill tries to repair it
     s = ready
     s.terminate(s.feeder)
-    time.sleep(4.0)                                    # downtime: trades the socket never sees
+    time.sleep(4.0)  # downtime: trades the socket never sees
     s.start_feeder()
     s.fault(kind="rate_limit", seconds=8)
     storm_end = time.monotonic() + 8
@@ -181,15 +200,19 @@ def test_rate_limit_storm_during_backfill(ready):
 def test_sigterm_to_every_process(ready):
     s = ready
     took = {"feeder": s.terminate(s.feeder), "worker": s.terminate(s.worker)}
-    assert all(t < 30 for t in took.values()), took   # inside Heroku's grace period
+    assert all(t < 30 for t in took.values()), took  # inside Heroku's grace period
     assert s.feeder.returncode == 0, s.logs()
-    time.sleep(2.0)                                   # the dyno is down for a moment
+    time.sleep(2.0)  # the dyno is down for a moment
     s.start_worker()
     s.start_feeder()
     wait_for(s.feeder_live, 30, interval=0.1, what="feeder back")
     end = time.monotonic()
-    recovered(s, "SIGTERM to every process", end,
-              note="feeder {feeder:.1f} s, worker {worker:.1f} s to exit".format(**took))
+    recovered(
+        s,
+        "SIGTERM to every process",
+        end,
+        note="feeder {feeder:.1f} s, worker {worker:.1f} s to exit".format(**took),
+    )
 
 
 def test_mongodb_unavailable_for_60s(ready):
@@ -198,24 +221,36 @@ def test_mongodb_unavailable_for_60s(ready):
     s.restart_mongo(down_s=MONGO_OUTAGE_S)
     end = time.monotonic()
     assert end - t0 >= MONGO_OUTAGE_S
-    recovered(s, f"MongoDB unavailable {MONGO_OUTAGE_S:.0f} s", end, timeout=60,
-              note="stand-in stopped, restarted on the same port")
+    recovered(
+        s,
+        f"MongoDB unavailable {MONGO_OUTAGE_S:.0f} s",
+        end,
+        timeout=60,
+        note="stand-in stopped, restarted on the same port",
+    )
 
 
 # ----- the table --------------------------------------------------------------------------------
 
+
 def _report() -> None:
-    lines = ["| fault | recovery (s) | trades compared | trades missing / duplicated / invented "
-             "| final orders compared | orders missing / numbered twice / invented | note |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| fault | recovery (s) | trades compared | trades missing / duplicated / invented "
+        "| final orders compared | orders missing / numbered twice / invented | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in RESULTS:
         c, o = r["comparison"], r["comparison"]["orders"]
-        t = {k: sum(v[k] for name, v in c.items() if name.startswith("trades"))
-             for k in ("missing", "duplicated", "extra", "window")}
+        t = {
+            k: sum(v[k] for name, v in c.items() if name.startswith("trades"))
+            for k in ("missing", "duplicated", "extra", "window")
+        }
         took = "FAILED" if r["recovery_s"] is None else f"{r['recovery_s']:.1f}"
-        lines.append(f"| {r['case']} | {took} | {t['window']} | {t['missing']} / "
-                     f"{t['duplicated']} / {t['extra']} | {o['window']} | {o['missing']} / "
-                     f"{o['duplicated']} / {o['extra']} | {r['note']} |")
+        lines.append(
+            f"| {r['case']} | {took} | {t['window']} | {t['missing']} / "
+            f"{t['duplicated']} / {t['extra']} | {o['window']} | {o['missing']} / "
+            f"{o['duplicated']} / {o['extra']} | {r['note']} |"
+        )
     table = "\n".join(lines) + "\n"
     out = ROOT / "var" / "fault-matrix.md"
     out.parent.mkdir(exist_ok=True)

@@ -1,17 +1,16 @@
 """Pure core of the feeder, without sockets: connection state machine, pipeline, outbox."""
+
 from __future__ import annotations
 
 import random
 
 import orjson
 
-from okx.ws.session import (
-    Alert, Close, ConnState, Live, Lost, Replace, Send, Stale,
-)
 from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline, startup_gaps
 from okx.records import Event
 from okx.signing import Credentials
+from okx.ws.session import Alert, Close, ConnState, Live, Lost, Replace, Send, Stale
 from tests.polling import wait_for
 
 CREDS = Credentials("key-123456789", "secret", "pass")
@@ -26,6 +25,7 @@ def ack(state, arg, now, rid=None):
 
 
 # ----- connection state machine ------------------------------------------------------------------
+
 
 def test_login_acked_before_subscribing_and_fresh_timestamp_each_time():
     # Given a private connection
@@ -82,13 +82,14 @@ def test_error_on_a_multi_arg_request_retries_each_arg_alone():
 
 
 def test_ping_after_silence_and_close_without_pong():
-    st = ConnState("public", [{"channel": "trades", "instId": "A"}], ping_after=2.0,
-                   pong_timeout=1.5)
+    st = ConnState(
+        "public", [{"channel": "trades", "instId": "A"}], ping_after=2.0, pong_timeout=1.5
+    )
     st.on_open(0.0, 0.0)
     assert not sends(st.tick(1.9), "ping")
     assert [a.text for a in sends(st.tick(2.0), "ping")] == ["ping"]
-    assert not sends(st.tick(2.5), "ping")          # one ping outstanding at a time
-    st.on_pong(2.6)                                  # pong: no close
+    assert not sends(st.tick(2.5), "ping")  # one ping outstanding at a time
+    st.on_pong(2.6)  # pong: no close
     assert not any(isinstance(a, Close) for a in st.tick(3.0))
     assert sends(st.tick(4.7), "ping")
     out = st.tick(6.3)
@@ -104,8 +105,11 @@ def test_notice_64008_asks_for_a_replacement_once():
 
 
 def test_stale_subscription_resubscribed_but_quiet_channels_left_alone():
-    args = [{"channel": "tickers", "instId": "A"}, {"channel": "orders", "instType": "ANY"},
-            {"channel": "trades", "instId": "A"}]
+    args = [
+        {"channel": "tickers", "instId": "A"},
+        {"channel": "orders", "instType": "ANY"},
+        {"channel": "trades", "instId": "A"},
+    ]
     st = ConnState("public", args, stale_after=5.0)
     rid = orjson.loads(sends(st.on_open(0.0, 0.0))[0].text)["id"]
     for a in args:
@@ -124,20 +128,25 @@ def test_books_are_not_called_stale_before_their_60s_heartbeat():
     st = ConnState("public", [arg], stale_after=10.0)
     rid = orjson.loads(sends(st.on_open(0.0, 0.0))[0].text)["id"]
     ack(st, arg, 0.0, rid)
-    st.on_pong(64.0)                         # the socket itself is alive
+    st.on_pong(64.0)  # the socket itself is alive
     assert not [a for a in st.tick(65.0) if isinstance(a, Stale)]
     st.on_pong(75.0)
     assert [a for a in st.tick(76.0) if isinstance(a, Stale)]
 
 
 def test_close_codes_and_backoff():
-    st = ConnState("private", [{"channel": "orders", "instType": "ANY"}], login=True,
-                   credentials=CREDS, rng=random.Random(3))
+    st = ConnState(
+        "private",
+        [{"channel": "orders", "instType": "ANY"}],
+        login=True,
+        credentials=CREDS,
+        rng=random.Random(3),
+    )
     st.on_open(0.0, 0.0)
     out = st.on_event(Event("error", code="60009", msg="Login failed."), 0.1)
     assert any(isinstance(a, Close) for a in out)
     out = st.on_closed(4001, 0.2)
-    assert st.next_connect_at >= 60.0        # loud, slow retry
+    assert st.next_connect_at >= 60.0  # loud, slow retry
     assert any(isinstance(a, Alert) and a.level == "error" for a in out)
     st2 = ConnState("public", [{"channel": "trades", "instId": "A"}], rng=random.Random(3))
     st2.on_open(0.0, 0.0)
@@ -146,6 +155,7 @@ def test_close_codes_and_backoff():
 
 
 # ----- pipeline ----------------------------------------------------------------------------------
+
 
 class Sink:
     def __init__(self):
@@ -159,17 +169,30 @@ class Sink:
 
 
 def trade(tid, ts, inst="BTC-USDT", channel="trades-all"):
-    return orjson.dumps({"arg": {"channel": channel, "instId": inst}, "data": [
-        {"instId": inst, "tradeId": str(tid), "px": "1", "sz": "1", "side": "buy",
-         "ts": str(ts)}]})
+    return orjson.dumps(
+        {
+            "arg": {"channel": channel, "instId": inst},
+            "data": [
+                {
+                    "instId": inst,
+                    "tradeId": str(tid),
+                    "px": "1",
+                    "sz": "1",
+                    "side": "buy",
+                    "ts": str(ts),
+                }
+            ],
+        }
+    )
 
 
 def book(action, seq, prev, asks, bids, ts=1000, checksum=None, inst="BTC-USDT"):
     d = {"asks": asks, "bids": bids, "ts": str(ts), "prevSeqId": prev, "seqId": seq}
     if checksum is not None:
         d["checksum"] = checksum
-    return orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": action,
-                         "data": [d]})
+    return orjson.dumps(
+        {"arg": {"channel": "books", "instId": inst}, "action": action, "data": [d]}
+    )
 
 
 def test_trades_deduplicated_and_reconnect_gap_has_exclusive_id_bounds():
@@ -184,8 +207,13 @@ def test_trades_deduplicated_and_reconnect_gap_has_exclusive_id_bounds():
     assert [r["tradeId"] for r in sink.kinds("trades")] == ["10", "11", "12", "16", "17"]
     assert p.duplicates == 1
     (gap,) = p.gaps
-    assert (gap["start_id"], gap["end_id"], gap["start_ms"], gap["end_ms"], gap["cause"]) == \
-        ("12", "16", 1200, 1600, "reconnect")
+    assert (gap.start_id, gap.end_id, gap.start_ms, gap.end_ms, gap.cause) == (
+        "12",
+        "16",
+        1200,
+        1600,
+        "reconnect",
+    )
 
 
 def test_no_gap_when_reconnect_missed_nothing():
@@ -198,12 +226,25 @@ def test_no_gap_when_reconnect_missed_nothing():
 
 def test_aggregated_trades_contiguity_uses_count():
     p = Pipeline(Sink())
-    f = lambda tid, c: orjson.dumps({"arg": {"channel": "trades", "instId": "X"}, "data": [
-        {"instId": "X", "tradeId": str(tid), "px": "1", "sz": "1", "side": "buy", "ts": "5",
-         "count": str(c)}]})
+    f = lambda tid, c: orjson.dumps(
+        {
+            "arg": {"channel": "trades", "instId": "X"},
+            "data": [
+                {
+                    "instId": "X",
+                    "tradeId": str(tid),
+                    "px": "1",
+                    "sz": "1",
+                    "side": "buy",
+                    "ts": "5",
+                    "count": str(c),
+                }
+            ],
+        }
+    )
     p.feed(1, f(10, 1), 0)
     p.conn_closed(1, 0)
-    p.feed(2, f(13, 3), 0)   # covers 11..13: nothing missed
+    p.feed(2, f(13, 3), 0)  # covers 11..13: nothing missed
     assert not p.gaps
 
 
@@ -215,8 +256,8 @@ def test_seq_gap_invalidates_only_that_book_and_publishes_nothing_until_resynced
     p.feed(1, book("snapshot", 50, -1, asks, bids, inst="ETH-USDT"), 0)
     p.feed(1, book("update", 11, 10, [["102", "2", "0", "1"]], []), 0)
     n = len(sink.kinds("books"))
-    p.feed(1, book("update", 13, 12, [["103", "2", "0", "1"]], []), 100)   # 12 skipped
-    p.feed(1, book("update", 14, 13, [["104", "2", "0", "1"]], []), 150)   # buffered
+    p.feed(1, book("update", 13, 12, [["103", "2", "0", "1"]], []), 100)  # 12 skipped
+    p.feed(1, book("update", 14, 13, [["104", "2", "0", "1"]], []), 150)  # buffered
     p.feed(1, book("update", 51, 50, [["105", "2", "0", "1"]], [], inst="ETH-USDT"), 150)
     books = sink.kinds("books")
     assert len(books) == n + 1 and books[-1]["instId"] == "ETH-USDT"
@@ -225,14 +266,18 @@ def test_seq_gap_invalidates_only_that_book_and_publishes_nothing_until_resynced
     assert [(k, sz) for k, _e, sz in jobs] == [(("books", "BTC-USDT"), 400)]
     assert p.due_resyncs(300) == []
     key, epoch, _ = jobs[0]
-    snap = {"asks": [["101", "1", "0", "1"], ["103", "2", "0", "1"]],
-            "bids": [["99", "1", "0", "1"]], "seqId": 13, "ts": 1300}
+    snap = {
+        "asks": [["101", "1", "0", "1"], ["103", "2", "0", "1"]],
+        "bids": [["99", "1", "0", "1"]],
+        "seqId": 13,
+        "ts": 1300,
+    }
     assert p.offer_snapshot(key, snap, epoch, 400) == "done"
     last = sink.kinds("books")[-1]
     assert last["instId"] == "BTC-USDT" and last["seqId"] == 14
     assert [a[0] for a in last["asks"]] == ["101", "103", "104"]
     (gap,) = p.gaps
-    assert gap["cause"] == "seq_gap" and gap["start_id"] == "11" and gap["end_id"] == "14"
+    assert gap.cause == "seq_gap" and gap.start_id == "11" and gap.end_id == "14"
 
 
 def test_checksum_mismatch_triggers_resync_and_min_interval():
@@ -245,7 +290,7 @@ def test_checksum_mismatch_triggers_resync_and_min_interval():
     snap = {"asks": asks, "bids": bids, "seqId": 11, "ts": 1}
     assert p.offer_snapshot(job[0], snap, job[1], 0) == "done"
     p.feed(1, book("update", 12, 11, [["102", "2", "0", "1"]], [], checksum=777), 10)
-    assert p.due_resyncs(500) == []          # minimum interval between resyncs
+    assert p.due_resyncs(500) == []  # minimum interval between resyncs
     assert len(p.due_resyncs(1000)) == 1
     assert p.resync_count["checksum"] == 2
 
@@ -255,8 +300,7 @@ def test_update_before_any_snapshot_bootstraps_from_rest():
     p = Pipeline(sink, full_every_ms=0)
     p.feed(1, book("update", 21, 20, [["102", "2", "0", "1"]], []), 0)
     (job,) = p.due_resyncs(0)
-    snap = {"asks": [["101", "1", "0", "1"]], "bids": [["99", "1", "0", "1"]], "seqId": 20,
-            "ts": 5}
+    snap = {"asks": [["101", "1", "0", "1"]], "bids": [["99", "1", "0", "1"]], "seqId": 20, "ts": 5}
     # the first buffered update was dropped as "gap" (fresh book); a later one chains
     p.feed(1, book("update", 22, 21, [["103", "1", "0", "1"]], []), 0)
     out = p.offer_snapshot(job[0], snap, job[1], 0)
@@ -292,20 +336,44 @@ def test_book_records_and_periodic_full_book():
 def test_balance_and_position_routed_by_record_type():
     sink = Sink()
     p = Pipeline(sink)
-    p.feed(1, orjson.dumps({"arg": {"channel": "balance_and_position"}, "data": [{
-        "pTime": "5", "eventType": "snapshot",
-        "balData": [{"ccy": "USDT", "cashBal": "10", "uTime": "5"}],
-        "posData": [{"posId": "1", "instId": "BTC-USDT", "instType": "MARGIN", "pos": "1",
-                     "uTime": "5"}]}]}), 0)
+    p.feed(
+        1,
+        orjson.dumps(
+            {
+                "arg": {"channel": "balance_and_position"},
+                "data": [
+                    {
+                        "pTime": "5",
+                        "eventType": "snapshot",
+                        "balData": [{"ccy": "USDT", "cashBal": "10", "uTime": "5"}],
+                        "posData": [
+                            {
+                                "posId": "1",
+                                "instId": "BTC-USDT",
+                                "instType": "MARGIN",
+                                "pos": "1",
+                                "uTime": "5",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ),
+        0,
+    )
     assert [k for k, _ in sink.items] == ["balances", "positions"]
 
 
 def test_ten_thousand_malformed_frames_counted_and_no_valid_frame_lost():
     sink = Sink()
     p = Pipeline(sink)
-    junk = [b'{"arg":{"channel":"books"', b"\x00\xff junk", b"[1,2,3]",
-            b'{"arg":{"channel":"trades","instId":"X"},"data":{"tradeId":1}}',
-            b'{"event":"weird"}']
+    junk = [
+        b'{"arg":{"channel":"books"',
+        b"\x00\xff junk",
+        b"[1,2,3]",
+        b'{"arg":{"channel":"trades","instId":"X"},"data":{"tradeId":1}}',
+        b'{"event":"weird"}',
+    ]
     limiter = LogLimiter(10.0)
     logged = 0
     tid = 1000
@@ -318,20 +386,24 @@ def test_ten_thousand_malformed_frames_counted_and_no_valid_frame_lost():
             p.feed(1, trade(tid, tid), 0)
     assert sum(p.parse_errors.values()) + sum(p.unknown.values()) == 10_000
     assert len(sink.kinds("trades")) == 1000
-    assert logged <= 10                     # rate-limited: one line per category per 10 s
+    assert logged <= 10  # rate-limited: one line per category per 10 s
 
 
 def test_startup_gap_against_previous_watermarks():
     old = {("trades-all", "X"): {"ts": "1000", "id": "50"}, ("tickers", "X"): {"ts": "10"}}
-    first = {("trades-all", "X"): (2000, "55", 1), ("tickers", "X"): (20, "", 1),
-             ("books", "Y"): (5, "1", 1)}
-    gaps = {g["channel"]: g for g in startup_gaps(old, first)}
-    assert gaps["trades-all"]["start_id"] == "50" and gaps["trades-all"]["end_id"] == "55"
-    assert gaps["tickers"]["cause"] == "startup" and "books" not in gaps
+    first = {
+        ("trades-all", "X"): (2000, "55", 1),
+        ("tickers", "X"): (20, "", 1),
+        ("books", "Y"): (5, "1", 1),
+    }
+    gaps = {g.channel: g for g in startup_gaps(old, first)}
+    assert gaps["trades-all"].start_id == "50" and gaps["trades-all"].end_id == "55"
+    assert gaps["tickers"].cause == "startup" and "books" not in gaps
     assert not startup_gaps(old, {("trades-all", "X"): (2000, "51", 1)})
 
 
 # ----- outbox ------------------------------------------------------------------------------------
+
 
 def test_outbox_takes_what_is_queued_up_to_batch_max():
     ob = Outbox(batch_max=3, buffer_max=10)
@@ -340,7 +412,7 @@ def test_outbox_takes_what_is_queued_up_to_batch_max():
     assert [it[5]["i"] for it in ob.take("trades", 3)] == [0, 1, 2]
     assert [it[5]["i"] for it in ob.take("trades", 3)] == [3, 4]
     ob.put("trades", "trades-all", "X", 9, "9", {"i": 9}, 0.0)
-    assert len(ob.take("trades", 3)) == 1   # quiet: a batch of one, at once
+    assert len(ob.take("trades", 3)) == 1  # quiet: a batch of one, at once
 
 
 def test_outbox_overflow_drops_oldest_and_reports_a_gap():
@@ -349,8 +421,8 @@ def test_outbox_overflow_drops_oldest_and_reports_a_gap():
         ob.put("trades", "trades-all", "X", 1000 + i, str(i), {"count": "1"}, 0.0)
     assert ob.backlog() <= 100 and ob.dropped >= 50
     (gap,) = ob.drain_overflow()
-    assert gap["cause"] == "publish_overflow" and gap["start_id"] == "0"
-    assert int(gap["end_id"]) == ob.dropped + 1 and gap["start_ms"] == 1001
+    assert gap.cause == "publish_overflow" and gap.start_id == "0"
+    assert int(gap.end_id) == ob.dropped + 1 and gap.start_ms == 1001
     first_kept = ob.take("trades", 1)[0]
     assert int(first_kept[4]) == ob.dropped + 1
     ob.put_back("trades", [first_kept])
@@ -366,10 +438,10 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     n = len(sink.kinds("books"))
     # strings pass the parser's type checks; the book finds out when it needs the number
     p.feed(1, book("update", 11, 10, [["102", "2", "0", "1"], ["abc", "1", "0", "1"]], []), 100)
-    p.feed(1, book("update", 12, 11, [["103", "1", "0", "1"]], []), 150)         # buffered
+    p.feed(1, book("update", 12, 11, [["103", "1", "0", "1"]], []), 150)  # buffered
     p.feed(1, book("update", 51, 50, [["104", "2", "0", "1"]], [], inst="ETH-USDT"), 150)
     books = sink.kinds("books")
-    assert [b["instId"] for b in books[n:]] == ["ETH-USDT"]    # nothing from the bad book
+    assert [b["instId"] for b in books[n:]] == ["ETH-USDT"]  # nothing from the bad book
     assert p.book_status["bad_level"] == 1
     (job,) = p.due_resyncs(200)
     assert job[0] == ("books", "BTC-USDT")
@@ -378,35 +450,38 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     assert p.offer_snapshot(job[0], bad, job[1], 300) == "again"
     assert p.book_status["rest_unusable"] == 1
     (job,) = p.due_resyncs(10_000)
-    good = {"asks": [["101", "1", "0", "1"], ["102", "2", "0", "1"]], "bids": bids, "seqId": 12,
-            "ts": 1200}
+    good = {
+        "asks": [["101", "1", "0", "1"], ["102", "2", "0", "1"]],
+        "bids": bids,
+        "seqId": 12,
+        "ts": 1200,
+    }
     assert p.offer_snapshot(job[0], good, job[1], 10_000) == "done"
     assert sink.kinds("books")[-1]["instId"] == "BTC-USDT"
     (gap,) = p.gaps
-    assert gap["cause"] == "bad_data" and gap["instId"] == "BTC-USDT"
+    assert gap.cause == "bad_data" and gap.instId == "BTC-USDT"
 
 
 def test_publisher_is_woken_once_per_burst_not_per_record():
     ob = Outbox(batch_max=100, buffer_max=1000)
-    ob._waiting = True                       # the publisher is parked in wait()
+    ob._waiting = True  # the publisher is parked in wait()
     ob.hold("reader-a")
     for i in range(3):
         ob.put("trades", "trades-all", "X", i, str(i), {"i": i}, 0.0)
-        assert not ob._wake.is_set()         # mid-burst: not woken at the first record
-    ob.hold("reader-b")                      # another socket's burst overlaps
+        assert not ob._wake.is_set()  # mid-burst: not woken at the first record
+    ob.hold("reader-b")  # another socket's burst overlaps
     ob.release("reader-a")
-    assert not ob._wake.is_set()             # reader-b is still mid-burst
+    assert not ob._wake.is_set()  # reader-b is still mid-burst
     ob.release("reader-b")
     assert ob._wake.is_set() and not ob._waiting
 
 
-def test_woken_publisher_lets_a_burst_that_started_meanwhile_finish_then_takes_both(
-        monkeypatch):
+def test_woken_publisher_lets_a_burst_that_started_meanwhile_finish_then_takes_both(monkeypatch):
     import threading
 
     import collector.outbox as outbox_mod
 
-    ob = Outbox(batch_max=100, buffer_max=1000, settle_max_s=10.0)   # no timing in the test
+    ob = Outbox(batch_max=100, buffer_max=1000, settle_max_s=10.0)  # no timing in the test
     public_started = threading.Event()
 
     def gil_yield(_seconds):
@@ -414,6 +489,7 @@ def test_woken_publisher_lets_a_burst_that_started_meanwhile_finish_then_takes_b
         # for the GIL with a burst in hand, starts it.
         ob.hold("public")
         public_started.set()
+
     monkeypatch.setattr(outbox_mod.time, "sleep", gil_yield)
     taken: list = []
 
@@ -427,9 +503,9 @@ def test_woken_publisher_lets_a_burst_that_started_meanwhile_finish_then_takes_b
     wait_for(lambda: ob._waiting, 5, what="publisher parked")
     ob.hold("business")
     ob.put("trades", "trades-all", "X", 1, "1", {}, 0.0)
-    ob.release("business")                   # wakes the publisher; it yields the GIL once
+    ob.release("business")  # wakes the publisher; it yields the GIL once
     assert public_started.wait(5)
     ob.put("tickers", "tickers", "X", 1, "", {}, 0.0)
     ob.release("public")
     t.join(5)
-    assert [it[1] for it in taken] == ["trades-all", "tickers"]   # one cycle, both bursts
+    assert [it[1] for it in taken] == ["trades-all", "tickers"]  # one cycle, both bursts

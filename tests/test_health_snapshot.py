@@ -1,4 +1,5 @@
 """/healthz and /metrics rendered from a FeederSnapshot built by hand: no feeder, no sockets."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -12,32 +13,66 @@ from collector.health import HealthServer, Metrics, healthz
 from collector.snapshot import ConnectionSnapshot, FeederSnapshot, SubscriptionAge
 
 
-def conn(name: str = "conn-public", phase: str = "live", retired: bool = False,
-         frames: int = 120, ages: tuple[SubscriptionAge, ...] = ()) -> ConnectionSnapshot:
-    subs = {f"{a.channel}:{a.inst}": {"status": "subscribed", "error": None,
-                                      "age_s": round(a.age_s, 3)} for a in ages}
-    state = {"endpoint": "public", "state": phase, "conn_id": "pu1", "reconnects": 2,
-             "last_close": None, "subscriptions": subs}
-    return ConnectionSnapshot(name=name, endpoint="public", phase=phase, retired=retired,
-                              frames=frames, ages=ages, state=state)
+def conn(
+    name: str = "conn-public",
+    phase: str = "live",
+    retired: bool = False,
+    frames: int = 120,
+    ages: tuple[SubscriptionAge, ...] = (),
+) -> ConnectionSnapshot:
+    subs = {
+        f"{a.channel}:{a.inst}": {"status": "subscribed", "error": None, "age_s": round(a.age_s, 3)}
+        for a in ages
+    }
+    state = {
+        "endpoint": "public",
+        "state": phase,
+        "conn_id": "pu1",
+        "reconnects": 2,
+        "last_close": None,
+        "subscriptions": subs,
+    }
+    return ConnectionSnapshot(
+        name=name,
+        endpoint="public",
+        phase=phase,
+        retired=retired,
+        frames=frames,
+        ages=ages,
+        state=state,
+    )
 
 
 def snapshot(*conns: ConnectionSnapshot, **kw: object) -> FeederSnapshot:
-    fields: dict = dict(feeder_id="f1", uptime_s=12.34, connections=conns, frames=500,
-                        messages_by_channel={"trades": 300, "books": 150},
-                        parse_errors={"bad json": 3}, unknown_frames={"no arg": 1},
-                        book_resyncs={"seq_gap": 2}, duplicate_trades=4, reconnects=5,
-                        backlog_by_kind={"trades": 7, "books": 2}, dropped_records=9,
-                        published_records=480, broker_queue_depth=11, publish_lingers=6,
-                        gaps_written=8)
+    fields: dict = dict(
+        feeder_id="f1",
+        uptime_s=12.34,
+        connections=conns,
+        frames=500,
+        messages_by_channel={"trades": 300, "books": 150},
+        parse_errors={"bad json": 3},
+        unknown_frames={"no arg": 1},
+        book_resyncs={"seq_gap": 2},
+        duplicate_trades=4,
+        reconnects=5,
+        backlog_by_kind={"trades": 7, "books": 2},
+        dropped_records=9,
+        published_records=480,
+        broker_queue_depth=11,
+        publish_lingers=6,
+        gaps_written=8,
+    )
     fields.update(kw)
     return FeederSnapshot(**fields)
 
 
 def samples(snap: FeederSnapshot) -> dict[tuple[str, tuple], float]:
     text = Metrics(lambda: snap).render().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 AGES = (SubscriptionAge("trades", "BTC-USDT", 0.25), SubscriptionAge("books", "ETH-USDT", 1.5))
@@ -49,19 +84,25 @@ def test_all_live_is_ok_with_the_data_block():
     # Then the verdict is ok, and the data block and counters come from the snapshot
     assert h["status"] == "ok" and h["problems"] == []
     assert h["feeder"] == "f1" and h["uptime_s"] == 12.3 and h["backlog"] == 9
-    assert h["data"] == {"last_message_age_s": 0.25, "subscriptions_with_data": 2,
-                         "frames": 120, "published_records": 480}
+    assert h["data"] == {
+        "last_message_age_s": 0.25,
+        "subscriptions_with_data": 2,
+        "frames": 120,
+        "published_records": 480,
+    }
     [c] = h["connections"]
     assert c["name"] == "conn-public" and c["state"] == "live" and c["frames"] == 120
-    assert c["reconnects"] == 2 and set(c["subscriptions"]) == {"trades:BTC-USDT",
-                                                                "books:ETH-USDT"}
+    assert c["reconnects"] == 2 and set(c["subscriptions"]) == {"trades:BTC-USDT", "books:ETH-USDT"}
 
 
-@pytest.mark.parametrize("kw, problem", [
-    ({}, "conn-public is connecting"),
-    ({"broker_ok": False}, "broker unavailable"),
-    ({"ledger_redis_ok": False}, "redis unavailable for the ledger"),
-])
+@pytest.mark.parametrize(
+    "kw, problem",
+    [
+        ({}, "conn-public is connecting"),
+        ({"broker_ok": False}, "broker unavailable"),
+        ({"ledger_redis_ok": False}, "redis unavailable for the ledger"),
+    ],
+)
 def test_any_dead_part_gives_the_degraded_verdict(kw, problem):
     phase = "connecting" if not kw else "live"
     h = healthz(snapshot(conn(phase=phase), **kw))

@@ -1,4 +1,5 @@
 """tests/import_graph.py on a planted package tree, then on okxsim itself."""
+
 from __future__ import annotations
 
 import textwrap
@@ -58,24 +59,30 @@ def test_edges_cover_relative_function_level_and_type_checking_imports(tmp_path)
     _plant(tmp_path, PLANTED)
     graph = module_imports(tmp_path, ["app"])
     assert graph["app"] == {"app.models"}
-    assert graph["app.models"] == {"app.db"}                 # json is not ours
-    assert graph["app.db"] == {"app.models"}                 # function-level, relative
-    assert graph["app.views"] == {"app.context"}             # TYPE_CHECKING
+    assert graph["app.models"] == {"app.db"}  # json is not ours
+    assert graph["app.db"] == {"app.models"}  # function-level, relative
+    assert graph["app.views"] == {"app.context"}  # TYPE_CHECKING
     assert graph["app.context"] == {"app.views"}
-    assert graph["app.sub"] == {"app.sub.leaf"}              # `from . import leaf` in __init__
+    assert graph["app.sub"] == {"app.sub.leaf"}  # `from . import leaf` in __init__
     # `from .. import models` goes to the submodule; `from ..db import connect` to the module
     assert graph["app.sub.leaf"] == {"app.db", "app.models", "app.sub.other"}
     assert graph["app.sub.other"] == set()
     assert graph["app.selfish"] == {"app.selfish"}
-    assert "lib.tool" not in graph                          # only the packages asked for
+    assert "lib.tool" not in graph  # only the packages asked for
 
 
 def test_from_package_import_name_that_is_not_a_module_is_an_edge_to_the_package(tmp_path):
-    _plant(tmp_path, {"p/__init__.py": "VALUE = 1\n", "p/a.py": "from p import VALUE\n",
-                      "p/b.py": "from p.a import *\nfrom p.missing import x\n"})
+    _plant(
+        tmp_path,
+        {
+            "p/__init__.py": "VALUE = 1\n",
+            "p/a.py": "from p import VALUE\n",
+            "p/b.py": "from p.a import *\nfrom p.missing import x\n",
+        },
+    )
     graph = module_imports(tmp_path, ["p"])
     assert graph["p.a"] == {"p"}
-    assert graph["p.b"] == {"p.a", "p"}       # star: the module; unknown submodule: its package
+    assert graph["p.b"] == {"p.a", "p"}  # star: the module; unknown submodule: its package
 
 
 def test_find_cycles_reports_components_and_self_loops(tmp_path):
@@ -87,10 +94,12 @@ def test_find_cycles_reports_components_and_self_loops(tmp_path):
 def test_find_cycles_on_plain_graphs():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert find_cycles({"a": {"outside"}}) == []             # edges off the graph are ignored
+    assert find_cycles({"a": {"outside"}}) == []  # edges off the graph are ignored
     # two cycles joined by a one-way edge stay two components
     assert find_cycles({"a": {"b"}, "b": {"a", "c"}, "c": {"d"}, "d": {"c"}}) == [
-        ["a", "b"], ["c", "d"]]
+        ["a", "b"],
+        ["c", "d"],
+    ]
     # a long chain does not hit the recursion limit
     chain = {f"m{i}": {f"m{i + 1}"} for i in range(5000)}
     chain["m5000"] = {"m0"}
@@ -107,6 +116,9 @@ def test_okxsim_imports_nothing_of_the_collector():
     """okxsim is an independent stand-in for the exchange: none of okx, core, collector, tasks."""
     ours = ["okx", "core", "collector", "tasks", "localrun", "bench"]
     graph = module_imports(ROOT, ["okxsim", *ours])
-    leaks = {m: sorted(t for t in targets if t.split(".")[0] != "okxsim")
-             for m, targets in graph.items() if m.split(".")[0] == "okxsim"}
+    leaks = {
+        m: sorted(t for t in targets if t.split(".")[0] != "okxsim")
+        for m, targets in graph.items()
+        if m.split(".")[0] == "okxsim"
+    }
     assert {m: t for m, t in leaks.items() if t} == {}

@@ -1,5 +1,6 @@
 """Layout rules about the environment: only core/settings.py reads it, and importing a pure
 module builds no Celery app and reads none of our variables."""
+
 from __future__ import annotations
 
 import ast
@@ -28,9 +29,12 @@ def environment_reads(source: str) -> list[str]:
                     imported.add(alias.asname or alias.name)
                     found.append(f"{node.lineno}: from os import {alias.name}")
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id == "os"
-                and node.attr in ("environ", "getenv", "putenv", "environb", "getenvb")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in ("environ", "getenv", "putenv", "environb", "getenvb")
+        ):
             found.append(f"{node.lineno}: os.{node.attr}")
         elif isinstance(node, ast.Name) and node.id in imported:
             found.append(f"{node.lineno}: {node.id}")
@@ -58,14 +62,17 @@ def test_core_settings_is_where_the_environment_is_read():
     assert environment_reads((ROOT / "core/settings.py").read_text())
 
 
-@pytest.mark.parametrize("planted", [
-    "import os\nx = os.environ.get('REDIS_URL')\n",
-    "import os\nx = os.getenv('REDIS_URL', '')\n",
-    "import os\nos.putenv('A', 'b')\n",
-    "from os import environ\nx = environ['A']\n",
-    "from os import getenv as ge\nx = ge('A')\n",
-    "import os\ndef f(env=None):\n    return os.environ if env is None else env\n",
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "import os\nx = os.environ.get('REDIS_URL')\n",
+        "import os\nx = os.getenv('REDIS_URL', '')\n",
+        "import os\nos.putenv('A', 'b')\n",
+        "from os import environ\nx = environ['A']\n",
+        "from os import getenv as ge\nx = ge('A')\n",
+        "import os\ndef f(env=None):\n    return os.environ if env is None else env\n",
+    ],
+)
 def test_the_scanner_catches_a_planted_read(planted):
     assert environment_reads(planted)
 
@@ -74,8 +81,14 @@ def test_the_scanner_ignores_other_uses_of_os():
     assert environment_reads("import os\nprint(os.getpid(), os.path.join('a', 'b'))\n") == []
 
 
-PURE = ("okx.parse", "okx.book", "core.keys", "core.contract", "tasks.documents",
-        "tasks.backfill.plan")
+PURE = (
+    "okx.parse",
+    "okx.book",
+    "core.keys",
+    "core.contract",
+    "tasks.documents",
+    "tasks.backfill.plan",
+)
 
 # Every read of os.environ goes through a Mapping method; record any key that looks like ours.
 _PROBE = """
@@ -103,36 +116,58 @@ print("celery" in sys.modules, ",".join(ours))
 
 @pytest.mark.parametrize("module", PURE)
 def test_importing_a_pure_module_builds_no_app_and_reads_no_setting(module):
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "notaurl", "MONGODB_URI": "notaurl",
-           "OKX_BOOK_PURE": "1", "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", _PROBE, module], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60, env=env)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "REDIS_URL": "notaurl",
+        "MONGODB_URI": "notaurl",
+        "OKX_BOOK_PURE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[0].split(" ", 1) == ["False", ""], r.stdout
 
 
 def test_all_pure_modules_together_build_no_app():
-    code = ("import sys\n"
-            f"for m in {PURE!r}: __import__(m)\n"
-            "import tasks\n"
-            "print('celery' in sys.modules, 'tasks.app' in sys.modules)\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60, env={"PATH": "/usr/bin:/bin", "REDIS_URL": "notaurl"})
+    code = (
+        "import sys\n"
+        f"for m in {PURE!r}: __import__(m)\n"
+        "import tasks\n"
+        "print('celery' in sys.modules, 'tasks.app' in sys.modules)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": "notaurl"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False False"
 
 
 def test_the_app_is_built_on_first_access_with_every_task_registered():
-    code = ("import tasks\n"
-            "from core.contract import BACKFILL_TASK, INGEST_TASKS\n"
-            "app = tasks.app\n"
-            "assert tasks.celery is app and type(app).__name__ == 'Celery'\n"
-            "import sys, tasks.app\n"
-            "assert tasks.app is app and sys.modules['tasks.app'].app is app\n"
-            "names = set(app.tasks)\n"
-            "want = {BACKFILL_TASK, *INGEST_TASKS.values()}\n"
-            "print(sorted(want - names))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60)
+    code = (
+        "import tasks\n"
+        "from core.contract import BACKFILL_TASK, INGEST_TASKS\n"
+        "app = tasks.app\n"
+        "assert tasks.celery is app and type(app).__name__ == 'Celery'\n"
+        "import sys, tasks.app\n"
+        "assert tasks.app is app and sys.modules['tasks.app'].app is app\n"
+        "names = set(app.tasks)\n"
+        "want = {BACKFILL_TASK, *INGEST_TASKS.values()}\n"
+        "print(sorted(want - names))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

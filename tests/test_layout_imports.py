@@ -4,6 +4,7 @@ quietly break them: which package may import which, and no import cycles between
 Each rule is checked on the real tree, and the checker itself is run on a planted tree that
 breaks every rule once, so this test cannot pass by checking nothing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,14 +21,26 @@ STORAGE_AND_QUEUES = ("redis", "celery", "kombu", "pymongo", "bson", "redbeat", 
 
 # (importer package, forbidden import prefixes, why)
 RULES: list[tuple[str, tuple[str, ...], str]] = [
-    ("okx", ("core", "collector", "tasks", "localrun", "bench", "tests", "okxsim",
-             *STORAGE_AND_QUEUES), "okx/ is the exchange as a library"),
-    ("core", ("collector", "tasks", "localrun", "bench", "tests", "okxsim"),
-     "core/ is shared by feeder and workers, below both"),
-    ("collector", ("tasks", "localrun", "bench", "tests", "okxsim"),
-     "the feeder never imports the workers or the offline tooling"),
-    ("tasks", ("collector", "localrun", "bench", "tests", "okxsim"),
-     "the workers never import the feeder or the offline tooling"),
+    (
+        "okx",
+        ("core", "collector", "tasks", "localrun", "bench", "tests", "okxsim", *STORAGE_AND_QUEUES),
+        "okx/ is the exchange as a library",
+    ),
+    (
+        "core",
+        ("collector", "tasks", "localrun", "bench", "tests", "okxsim"),
+        "core/ is shared by feeder and workers, below both",
+    ),
+    (
+        "collector",
+        ("tasks", "localrun", "bench", "tests", "okxsim"),
+        "the feeder never imports the workers or the offline tooling",
+    ),
+    (
+        "tasks",
+        ("collector", "localrun", "bench", "tests", "okxsim"),
+        "the workers never import the feeder or the offline tooling",
+    ),
     ("okxsim", PRODUCTION, "okxsim is an independent stand-in for the exchange"),
 ]
 
@@ -91,13 +104,19 @@ def test_the_rules_catch_a_planted_violation_of_each(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     # When the checks read it
-    planted = module_imports(tmp_path, ["okx", "core", "collector", "tasks", "okxsim", "localrun"],
-                             external=True)
+    planted = module_imports(
+        tmp_path, ["okx", "core", "collector", "tasks", "okxsim", "localrun"], external=True
+    )
     found = violations(planted)
     # Then every broken rule is reported, and the cycle too
-    for expected in ("okx.parse -> redis", "okx.parse -> core.keys", "core.keys -> collector",
-                     "collector.driver -> tasks", "tasks.ingest -> localrun",
-                     "okxsim.server -> okx.book"):
+    for expected in (
+        "okx.parse -> redis",
+        "okx.parse -> core.keys",
+        "core.keys -> collector",
+        "collector.driver -> tasks",
+        "tasks.ingest -> localrun",
+        "okxsim.server -> okx.book",
+    ):
         assert any(v.startswith(expected) for v in found), (expected, found)
     cycles = find_cycles({m: {t for t in ts if _top(t) in OWN} for m, ts in planted.items()})
     assert any(set(c) == {"okxsim.server", "okxsim.ws"} for c in cycles), cycles

@@ -18,15 +18,17 @@ key or task added there tomorrow is covered at once. `scan_source` walks a modul
 Docstrings and bare string statements are prose and are skipped; prose elsewhere (log messages)
 does not have a key's whole shape ("gap %s created", "ticker: asked for ...").
 """
+
 from __future__ import annotations
 
 import ast
 import inspect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import redis
 
@@ -37,11 +39,11 @@ SCANNED_PACKAGES = ("okx", "core", "collector", "tasks")
 SCANNED_FILES = ("celeryconfig.py",)
 HOMES = ("core/keys.py", "core/contract.py")
 
-HOLE = "\x00"                      # an f-string's {...} in the rendered text
-_ARG = "\x01{}\x01"                # stand-in argument when calling a key function
+HOLE = "\x00"  # an f-string's {...} in the rendered text
+_ARG = "\x01{}\x01"  # stand-in argument when calling a key function
 _ARG_RE = re.compile("\x01(\\d+)\x01")
-_ANY = r"\S*"                      # a key's variable part: any text without spaces
-_NUMBER = r"(?:\d+|%s)" % HOLE    # an int parameter (order<N>): digits or an f-string hole
+_ANY = r"\S*"  # a key's variable part: any text without spaces
+_NUMBER = r"(?:\d+|%s)" % HOLE  # an int parameter (order<N>): digits or an f-string hole
 
 NAMING_KEYWORDS = frozenset({"queue", "routing_key", "name", "task", "default_queue"})
 NAMING_DICT_KEYS = frozenset({"queue", "routing_key", "task"})
@@ -50,15 +52,16 @@ NAMING_TARGETS = ("queue", "queues", "key", "keys", "prefix", "pattern", "task",
 # Redis commands as redis-py spells them, without the names that builtin containers share
 # (dict.get, list.count, ...): `st.get("unacked")` reads a dict, not Redis.
 _BUILTIN_METHODS = set(dir(dict)) | set(dir(list)) | set(dir(set)) | set(dir(str)) | set(dir(bytes))
-REDIS_COMMANDS = frozenset(n for n in dir(redis.Redis)
-                           if not n.startswith("_") and n not in _BUILTIN_METHODS)
+REDIS_COMMANDS = frozenset(
+    n for n in dir(redis.Redis) if not n.startswith("_") and n not in _BUILTIN_METHODS
+)
 CELERY_SENDERS = frozenset({"send_task", "signature"})
 
 
 @dataclass(frozen=True)
 class Names:
-    shapes: tuple[re.Pattern[str], ...]   # whole-text shapes reported anywhere
-    words: frozenset[str]                 # single words reported in naming contexts only
+    shapes: tuple[re.Pattern[str], ...]  # whole-text shapes reported anywhere
+    words: frozenset[str]  # single words reported in naming contexts only
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def _key_function_shapes(fn: Any) -> list[str]:
         return []
     if not isinstance(built, str) or not _ARG_RE.search(built):
         return []
-    parts = _ARG_RE.split(built)        # text, index, text, index, ..., text
+    parts = _ARG_RE.split(built)  # text, index, text, index, ..., text
     regex = ""
     for i, part in enumerate(parts):
         if i % 2 == 0:
@@ -118,7 +121,7 @@ def derive_names(keys_mod: ModuleType = keys, contract_mod: ModuleType = contrac
             words.add(text)
         else:
             shapes.append(re.escape(text))
-            if text.endswith((":", ".")):   # a prefix: anything built on it, literal or f-string
+            if text.endswith((":", ".")):  # a prefix: anything built on it, literal or f-string
                 tail = _ANY if kind == "key" else r"\S*%s\S*" % HOLE
                 shapes.append(re.escape(text) + tail)
 
@@ -135,7 +138,7 @@ def derive_names(keys_mod: ModuleType = keys, contract_mod: ModuleType = contrac
         if "TASK" in name:
             for text in _strings(value):
                 add_literal(text, "task")
-                if "." in text:   # f"tasks.ingest.{kind}": the name's dotted prefix + a hole
+                if "." in text:  # f"tasks.ingest.{kind}": the name's dotted prefix + a hole
                     prefix = text.rsplit(".", 1)[0] + "."
                     shapes.append(re.escape(prefix) + r"\S*%s\S*" % HOLE)
         elif "QUEUE" in name:
@@ -165,8 +168,8 @@ def scan_source(source: str, names: Names, path: str = "<string>") -> list[Findi
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            skip.add(id(node.value))                 # docstrings, bare string statements
-        if isinstance(node, ast.JoinedStr):           # its parts are judged as one text
+            skip.add(id(node.value))  # docstrings, bare string statements
+        if isinstance(node, ast.JoinedStr):  # its parts are judged as one text
             skip.update(id(n) for n in node.values if isinstance(n, ast.Constant))
     found: list[Finding] = []
 
@@ -200,20 +203,23 @@ def scan_source(source: str, names: Names, path: str = "<string>") -> list[Findi
                     continue
                 if _text(k) in NAMING_DICT_KEYS:
                     word(v, f"{_text(k)!r} entry")
-                if isinstance(v, ast.Dict):        # task_routes = {"backfill": {...}}
+                if isinstance(v, ast.Dict):  # task_routes = {"backfill": {...}}
                     word(k, "routing key of a dict of options")
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if node.value is not None and any(
-                    isinstance(t, ast.Name) and t.id.lower().endswith(NAMING_TARGETS)
-                    for t in targets):
+                isinstance(t, ast.Name) and t.id.lower().endswith(NAMING_TARGETS) for t in targets
+            ):
                 word(node.value, "assigned to a key/queue/task name")
         elif isinstance(node, (ast.List, ast.Tuple)):
             for before, el in zip(node.elts, node.elts[1:]):
                 if _text(before) == "-Q":
                     text = _text(el) or ""
-                    found += [Finding(path, el.lineno, q, "-Q value")
-                              for q in text.split(",") if q in names.words]
+                    found += [
+                        Finding(path, el.lineno, q, "-Q value")
+                        for q in text.split(",")
+                        if q in names.words
+                    ]
     return found
 
 
@@ -225,15 +231,40 @@ def production_files() -> list[Path]:
 
 # ----- the tests -------------------------------------------------------------------------------
 
+
 def test_names_come_from_keys_and_contract():
     names = derive_names()
-    caught = ["gap:17", "gaps:open", "gaps:all", "gaps:seq", "wm:trades:BTC-USDT", "wm:*",
-              "feeder:f1", "ticker:BTC-USDT", "books5:X", "book:X", "trades:X", "candle:X:1m",
-              "balance:USDT", "position:1", "order:counter", "order:event:1:2:live", "order17",
-              "order" + HOLE, "deadletters:spool", "backfill:stale:trades:X", "audit:X",
-              "redbeat:lock", "tasks.ingest.trades", "tasks.ingest.mixed", "tasks.ingest.*",
-              "tasks.backfill.repair_gap", "tasks.backfill.backfill", "tasks.backfill.sweep",
-              "tasks.ingest." + HOLE]
+    caught = [
+        "gap:17",
+        "gaps:open",
+        "gaps:all",
+        "gaps:seq",
+        "wm:trades:BTC-USDT",
+        "wm:*",
+        "feeder:f1",
+        "ticker:BTC-USDT",
+        "books5:X",
+        "book:X",
+        "trades:X",
+        "candle:X:1m",
+        "balance:USDT",
+        "position:1",
+        "order:counter",
+        "order:event:1:2:live",
+        "order17",
+        "order" + HOLE,
+        "deadletters:spool",
+        "backfill:stale:trades:X",
+        "audit:X",
+        "redbeat:lock",
+        "tasks.ingest.trades",
+        "tasks.ingest.mixed",
+        "tasks.ingest.*",
+        "tasks.backfill.repair_gap",
+        "tasks.backfill.backfill",
+        "tasks.backfill.sweep",
+        "tasks.ingest." + HOLE,
+    ]
     for text in caught:
         assert any(p.fullmatch(text) for p in names.shapes), text
     assert {"ingest", "backfill", "feeders", "unacked"} <= names.words
@@ -259,8 +290,8 @@ VIOLATIONS = [
     ('task_default_queue = "ingest"', "ingest"),
     ('UNACKED_KEY = "unacked"', "unacked"),
     ('n = r.llen("ingest")', "ingest"),
-    ('line = f"backlog {r.llen(\'ingest\')}"', "ingest"),
-    ('line = f"open {r.zcard(\'gaps:open\')}"', "gaps:open"),
+    ("line = f\"backlog {r.llen('ingest')}\"", "ingest"),
+    ("line = f\"open {r.zcard('gaps:open')}\"", "gaps:open"),
     ('task_routes = {"backfill": {"queue": q}}', "backfill"),
     ('@app.task(name="backfill")\ndef f(): pass', "backfill"),
     ('ids = r.smembers("feeders")', "feeders"),
@@ -312,7 +343,8 @@ def test_no_key_task_or_queue_literal_outside_keys_and_contract():
     for path in production_files():
         found += scan_source(path.read_text(), names, path.relative_to(ROOT).as_posix())
     assert not found, "spell these with core/keys.py or core/contract.py names:\n" + "\n".join(
-        map(str, found))
+        map(str, found)
+    )
 
 
 def test_task_names_deployments_call_are_unchanged():
@@ -321,51 +353,79 @@ def test_task_names_deployments_call_are_unchanged():
     assert contract.REPAIR_GAP_TASK == "tasks.backfill.repair_gap"
     assert contract.INGEST_MIXED_TASK == "tasks.ingest.mixed"
     assert contract.INGEST_TASKS == {k: f"tasks.ingest.{k}" for k in contract.KINDS}
-    assert (contract.SWEEP_TASK, contract.AUDIT_TASK, contract.FILLS_TASK,
-            contract.SNAPSHOT_TASK) == ("tasks.backfill.sweep", "tasks.backfill.audit",
-                                        "tasks.backfill.sync_fills",
-                                        "tasks.backfill.snapshot_account")
+    assert (
+        contract.SWEEP_TASK,
+        contract.AUDIT_TASK,
+        contract.FILLS_TASK,
+        contract.SNAPSHOT_TASK,
+    ) == (
+        "tasks.backfill.sweep",
+        "tasks.backfill.audit",
+        "tasks.backfill.sync_fills",
+        "tasks.backfill.snapshot_account",
+    )
     for name in (contract.BACKFILL_TASK, contract.REPAIR_GAP_TASK, contract.SWEEP_TASK):
         assert name.startswith(contract.BACKFILL_TASK_PREFIX)
 
 
 def test_key_functions_and_patterns_share_their_prefix():
     import fnmatch
-    assert fnmatch.fnmatchcase(keys.watermark_key("trades-all", "BTC-USDT"),
-                               keys.WATERMARK_PATTERN)
-    assert fnmatch.fnmatchcase(keys.watermark_key("trades-all", "X"),
-                               keys.watermark_pattern("trades"))
-    assert not fnmatch.fnmatchcase(keys.watermark_key("books", "X"),
-                                   keys.watermark_pattern("trades"))
-    assert keys.parse_watermark_key(keys.watermark_key("trades", "BTC-USDT")) == \
-        ("trades", "BTC-USDT")
+
+    assert fnmatch.fnmatchcase(keys.watermark_key("trades-all", "BTC-USDT"), keys.WATERMARK_PATTERN)
+    assert fnmatch.fnmatchcase(
+        keys.watermark_key("trades-all", "X"), keys.watermark_pattern("trades")
+    )
+    assert not fnmatch.fnmatchcase(
+        keys.watermark_key("books", "X"), keys.watermark_pattern("trades")
+    )
+    assert keys.parse_watermark_key(keys.watermark_key("trades", "BTC-USDT")) == (
+        "trades",
+        "BTC-USDT",
+    )
     assert fnmatch.fnmatchcase(keys.gap_key("7"), keys.GAP_PATTERN)
     assert fnmatch.fnmatchcase(keys.balance("USDT"), keys.BALANCE_PATTERN)
     assert fnmatch.fnmatchcase(keys.position("1"), keys.POSITION_PATTERN)
     assert fnmatch.fnmatchcase(keys.ticker("X"), keys.TICKER_PATTERN)
     # the stored key names a running deployment has must not change
-    assert (keys.gap_key("7"), keys.watermark_key("trades", "X"), keys.feeder_key("f")) == \
-        ("gap:7", "wm:trades:X", "feeder:f")
-    assert (keys.GAPS_OPEN, keys.GAPS_ALL, keys.GAPS_SEQ, keys.FEEDERS) == \
-        ("gaps:open", "gaps:all", "gaps:seq", "feeders")
-    assert (keys.order_key(3), keys.ORDER_COUNTER, keys.order_event("a", "b", "c")) == \
-        ("order3", "order:counter", "order:event:a:b:c")
+    assert (keys.gap_key("7"), keys.watermark_key("trades", "X"), keys.feeder_key("f")) == (
+        "gap:7",
+        "wm:trades:X",
+        "feeder:f",
+    )
+    assert (keys.GAPS_OPEN, keys.GAPS_ALL, keys.GAPS_SEQ, keys.FEEDERS) == (
+        "gaps:open",
+        "gaps:all",
+        "gaps:seq",
+        "feeders",
+    )
+    assert (keys.order_key(3), keys.ORDER_COUNTER, keys.order_event("a", "b", "c")) == (
+        "order3",
+        "order:counter",
+        "order:event:a:b:c",
+    )
 
 
 def test_feeder_key_names_need_no_database_driver():
     import subprocess
     import sys
+
     code = "import sys, core.keys, core.contract; print('pymongo' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
     assert out == "False"
 
 
 def test_every_registered_task_is_named_in_the_contract():
-    from tasks.app import app
     import tasks.backfill.tasks  # noqa: F401 - registers the backfill tasks
     import tasks.ingest  # noqa: F401 - registers the ingest tasks
+    from tasks.app import app
+
     registered = {n for n in app.tasks if not n.startswith("celery.")}
-    named = {t for name, v in vars(contract).items() if "TASK" in name and "PREFIX" not in name
-             and "GLOB" not in name for t in _strings(v)}
+    named = {
+        t
+        for name, v in vars(contract).items()
+        if "TASK" in name and "PREFIX" not in name and "GLOB" not in name
+        for t in _strings(v)
+    }
     assert registered == named

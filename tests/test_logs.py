@@ -1,4 +1,5 @@
 """Structured logs (core/logs.py): one line per event, parseable, secrets never printed."""
+
 from __future__ import annotations
 
 import io
@@ -12,15 +13,27 @@ from core import logs
 from core.settings import load_logging
 
 ENV = {
-    "OKX_API_KEY": "ak-1234-abcd", "OKX_API_SECRET": "S3CRET-value-xyz",
-    "OKX_API_PASSPHRASE": "my pass phrase", "WEB_PASSWORD": "flower-pw-99",
+    "OKX_API_KEY": "ak-1234-abcd",
+    "OKX_API_SECRET": "S3CRET-value-xyz",
+    "OKX_API_PASSPHRASE": "my pass phrase",
+    "WEB_PASSWORD": "flower-pw-99",
     "FLOWER_BASIC_AUTH": "admin:basic-pw-77,ops:other-pw-88",
     "REDIS_URL": "rediss://:redis-pw-55@ec2.example.com:6380",
     "MONGODB_URI": "mongodb+srv://app:mongo-pw-66@cluster0.example.net/okex",
-    "PATH": "/usr/bin", "LOG_LEVEL": "INFO", "FEEDER_BATCH_MAX": "500",
+    "PATH": "/usr/bin",
+    "LOG_LEVEL": "INFO",
+    "FEEDER_BATCH_MAX": "500",
 }
-SECRETS = ("ak-1234-abcd", "S3CRET-value-xyz", "my pass phrase", "flower-pw-99", "basic-pw-77",
-           "other-pw-88", "redis-pw-55", "mongo-pw-66")
+SECRETS = (
+    "ak-1234-abcd",
+    "S3CRET-value-xyz",
+    "my pass phrase",
+    "flower-pw-99",
+    "basic-pw-77",
+    "other-pw-88",
+    "redis-pw-55",
+    "mongo-pw-66",
+)
 LOGFMT_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -34,8 +47,10 @@ def _logger(fmt="logfmt"):
 
 
 def _parse_logfmt(line: str) -> dict:
-    return {k: v[1:-1].replace('\\"', '"') if v.startswith('"') else v
-            for k, v in LOGFMT_PAIR.findall(line)}
+    return {
+        k: v[1:-1].replace('\\"', '"') if v.startswith('"') else v
+        for k, v in LOGFMT_PAIR.findall(line)
+    }
 
 
 def test_logfmt_line_has_the_fields_and_extras():
@@ -71,10 +86,10 @@ def test_json_format_is_one_object_per_line():
 @pytest.mark.parametrize("fmt", logs.FORMATS)
 def test_secrets_never_reach_the_log_whatever_the_path(fmt):
     log, out = _logger(fmt)
-    log.info("settings %r", ENV)                                           # a repr of everything
-    log.info("broker at %s", ENV["REDIS_URL"])                             # a URL
+    log.info("settings %r", ENV)  # a repr of everything
+    log.info("broker at %s", ENV["REDIS_URL"])  # a URL
     log.warning("login with %s / %s", ENV["OKX_API_KEY"], ENV["OKX_API_PASSPHRASE"])
-    log.info("other url redis://user:unknown-pw@10.0.0.1:6379/0")          # a URL not from env
+    log.info("other url redis://user:unknown-pw@10.0.0.1:6379/0")  # a URL not from env
     try:
         raise ConnectionError(f"cannot reach {ENV['MONGODB_URI']} with {ENV['OKX_API_SECRET']}")
     except ConnectionError:
@@ -82,7 +97,7 @@ def test_secrets_never_reach_the_log_whatever_the_path(fmt):
     text = out.getvalue()
     for secret in (*SECRETS, "unknown-pw"):
         assert secret not in text, secret
-    assert "ec2.example.com" in text and "cluster0.example.net" in text   # the rest stays readable
+    assert "ec2.example.com" in text and "cluster0.example.net" in text  # the rest stays readable
     assert len(text.splitlines()) == 5
 
 
@@ -107,8 +122,14 @@ def test_setup_replaces_handlers_and_reads_the_environment():
 
 
 def test_short_or_ordinary_values_are_not_treated_as_secrets():
-    values = logs.secret_values({"FEEDER_BATCH_MAX": "500", "OKX_API_KEY": "ab",
-                                 "LOG_LEVEL": "INFO", "WEB_PASSWORD": "longer-one"})
+    values = logs.secret_values(
+        {
+            "FEEDER_BATCH_MAX": "500",
+            "OKX_API_KEY": "ab",
+            "LOG_LEVEL": "INFO",
+            "WEB_PASSWORD": "longer-one",
+        }
+    )
     assert values == ["longer-one"]
 
 
@@ -118,9 +139,18 @@ def test_celery_task_fields_and_quiet_success_lines():
 
     from tasks.logging_setup import QuietSuccess, TaskFields
 
-    rec = logging.LogRecord("celery.app.trace", logging.INFO, "x", 1, LOG_SUCCESS,
-                            {"name": "t", "id": "1", "runtime": 0.1, "return_value": None}, None)
+    rec = logging.LogRecord(
+        "celery.app.trace",
+        logging.INFO,
+        "x",
+        1,
+        LOG_SUCCESS,
+        {"name": "t", "id": "1", "runtime": 0.1, "return_value": None},
+        None,
+    )
     assert QuietSuccess().filter(rec) is False
-    other = logging.LogRecord("celery.app.trace", logging.INFO, "x", 1, "Task %s retry", ("t",), None)
+    other = logging.LogRecord(
+        "celery.app.trace", logging.INFO, "x", 1, "Task %s retry", ("t",), None
+    )
     assert QuietSuccess().filter(other) is True
     assert TaskFields().filter(other) is True and not hasattr(other, "task_id")  # no task running

@@ -1,4 +1,5 @@
 """Each POST /sim/faults kind, seen on the wire."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,15 @@ def run(coro):
 
 @pytest.fixture(scope="module")
 def sim():
-    cfg = SimConfig(port=0, tick_ms=25, rate=3, heartbeat_s=0.3, seq_reset_prob=0,
-                    strict_limits=False, instruments=("BTC-USDT", "ETH-USDT", "DOGE-USDT"))
+    cfg = SimConfig(
+        port=0,
+        tick_ms=25,
+        rate=3,
+        heartbeat_s=0.3,
+        seq_reset_prob=0,
+        strict_limits=False,
+        instruments=("BTC-USDT", "ETH-USDT", "DOGE-USDT"),
+    )
     with OkxSim(cfg) as s:
         yield s
 
@@ -52,9 +60,10 @@ def test_drop_closes_without_close_frame(sim):
                 if raw.type.name != "TEXT":
                     break
             assert raw.type.name in ("CLOSED", "ERROR", "CLOSE")
-            assert c.ws.close_code in (None, 1006)       # no close frame from the server
+            assert c.ws.close_code in (None, 1006)  # no close frame from the server
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -69,7 +78,7 @@ def test_stall_stops_pushes_and_pongs(sim):
             while time.monotonic() - t0 < 0.7:
                 try:
                     got.append(await c.recv(timeout=0.75 - (time.monotonic() - t0)))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             # frames already in flight may land in the first few ms; nothing after that, no pong
             assert "pong" not in got and len(got) <= 3
@@ -78,6 +87,7 @@ def test_stall_stops_pushes_and_pongs(sim):
             await c.recv_until(lambda m: m == "pong", timeout=3)  # ...and pings are answered
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -98,6 +108,7 @@ def test_gap_skips_a_books_update(sim):
             assert d["prevSeqId"] > seq
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -137,6 +148,7 @@ def test_corrupt_sends_a_wrong_nonzero_checksum(sim):
             assert d["checksum"] != _crc(b, a)
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -150,12 +162,15 @@ def test_malformed_frames(sim):
                 raw = await c.recv_raw()
                 if raw.type.name == "BINARY":
                     kinds.add("binary")
-                elif raw.data.startswith('{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"as') and not raw.data.endswith("}"):
+                elif raw.data.startswith(
+                    '{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"as'
+                ) and not raw.data.endswith("}"):
                     kinds.add("truncated")
                 elif '"seqId":"8"' in raw.data:
                     kinds.add("wrong types")
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -171,6 +186,7 @@ def test_notice_then_disconnect(sim):
             assert c.ws.closed
         finally:
             await c.__aexit__()
+
     run(body())
 
 
@@ -178,16 +194,31 @@ def test_reject_login(sim):
     async def body():
         await fault(sim, kind="reject_login")
         ts = str(int(time.time()))
-        sign = base64.b64encode(hmac.new(sim.config.api_secret.encode(), (ts + "GET/users/self/verify").encode(),
-                                         hashlib.sha256).digest()).decode()
-        login = {"op": "login", "args": [{"apiKey": sim.config.api_key, "passphrase": sim.config.passphrase,
-                                          "timestamp": ts, "sign": sign}]}
+        sign = base64.b64encode(
+            hmac.new(
+                sim.config.api_secret.encode(),
+                (ts + "GET/users/self/verify").encode(),
+                hashlib.sha256,
+            ).digest()
+        ).decode()
+        login = {
+            "op": "login",
+            "args": [
+                {
+                    "apiKey": sim.config.api_key,
+                    "passphrase": sim.config.passphrase,
+                    "timestamp": ts,
+                    "sign": sign,
+                }
+            ],
+        }
         async with WsClient(sim.ws_url + "/ws/v5/private") as c:
             await c.send(login)
             assert (await c.recv())["code"] == "60009"
-        async with WsClient(sim.ws_url + "/ws/v5/private") as c:   # only the next login failed
+        async with WsClient(sim.ws_url + "/ws/v5/private") as c:  # only the next login failed
             await c.send(login)
             assert (await c.recv())["code"] == "0"
+
     run(body())
 
 
@@ -200,18 +231,30 @@ def test_rate_limit_fault(sim):
         while (await rest_get(sim.rest_url, "/api/v5/public/time"))[1]["code"] != "0":
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
     run(body())
 
 
 def test_pause_stops_one_instrument(sim):
     async def body():
         async with WsClient(sim.ws_url + "/ws/v5/public") as c:
-            await c.send({"op": "subscribe", "args": [{"channel": "books", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]
-                          + [{"channel": "trades", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]})
+            await c.send(
+                {
+                    "op": "subscribe",
+                    "args": [{"channel": "books", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]
+                    + [{"channel": "trades", "instId": i} for i in ("BTC-USDT", "ETH-USDT")],
+                }
+            )
             await c.recv_until(channel("books"))
             await fault(sim, kind="pause", instId="BTC-USDT", seconds=1.2)
-            await c.recv_until(lambda m: channel("books")(m) and m["arg"]["instId"] == "BTC-USDT"
-                               and not m["data"][0]["asks"] and not m["data"][0]["bids"])  # flush in-flight
+            await c.recv_until(
+                lambda m: (
+                    channel("books")(m)
+                    and m["arg"]["instId"] == "BTC-USDT"
+                    and not m["data"][0]["asks"]
+                    and not m["data"][0]["bids"]
+                )
+            )  # flush in-flight
             t0 = time.monotonic()
             seen: dict = {}
             while time.monotonic() - t0 < 0.8:
@@ -219,7 +262,10 @@ def test_pause_stops_one_instrument(sim):
                 seen.setdefault((m["arg"]["channel"], m["arg"]["instId"]), []).append(m["data"][0])
             assert ("trades", "BTC-USDT") not in seen and ("trades", "ETH-USDT") in seen
             beats = seen[("books", "BTC-USDT")]
-            assert beats and all(d["seqId"] == d["prevSeqId"] and not d["asks"] and not d["bids"] for d in beats)
+            assert beats and all(
+                d["seqId"] == d["prevSeqId"] and not d["asks"] and not d["bids"] for d in beats
+            )
+
     run(body())
 
 
@@ -229,4 +275,5 @@ def test_unknown_fault_kind_rejected(sim):
         assert r["code"] == "51000"
         _, st = await rest_get(sim.rest_url, "/sim/stats")
         assert st["data"][0]["messagesSent"] > 0 and st["data"][0]["faults"]
+
     run(body())

@@ -1,4 +1,5 @@
 """okxsim market data: books splice with REST, checksums, trades vs history, endpoints, candles."""
+
 from __future__ import annotations
 
 import asyncio
@@ -60,8 +61,16 @@ def run(coro):
 
 @pytest.fixture(scope="module")
 def sim():
-    cfg = SimConfig(port=0, checksum="crc", rate=4, tick_ms=25, seq_reset_prob=0.02,
-                    heartbeat_s=1.0, strict_limits=False, idle_timeout=30)
+    cfg = SimConfig(
+        port=0,
+        checksum="crc",
+        rate=4,
+        tick_ms=25,
+        seq_reset_prob=0.02,
+        heartbeat_s=1.0,
+        strict_limits=False,
+        idle_timeout=30,
+    )
     with OkxSim(cfg) as s:
         yield s
 
@@ -70,8 +79,13 @@ def test_books_stream_rebuilds_rest_snapshot_and_crc_verifies(sim):
     async def body():
         async with WsClient(sim.ws_url + "/ws/v5/public") as c:
             insts = ["BTC-USDT", "PEPE-USDT", "DOGE-USDT"]
-            await c.send({"id": "b1", "op": "subscribe",
-                          "args": [{"channel": "books", "instId": i} for i in insts]})
+            await c.send(
+                {
+                    "id": "b1",
+                    "op": "subscribe",
+                    "args": [{"channel": "books", "instId": i} for i in insts],
+                }
+            )
             books = {i: LocalBook() for i in insts}
             acks, resets, heartbeats, checked = 0, 0, 0, 0
             matched: set[str] = set()
@@ -101,7 +115,9 @@ def test_books_stream_rebuilds_rest_snapshot_and_crc_verifies(sim):
                 checked += 1
                 counts[inst] = counts.get(inst, 0) + 1
                 if inst not in rest_snaps and counts[inst] >= 25:
-                    _, r = await rest_get(sim.rest_url, f"/api/v5/market/books?instId={inst}&sz=400")
+                    _, r = await rest_get(
+                        sim.rest_url, f"/api/v5/market/books?instId={inst}&sz=400"
+                    )
                     rest_snaps[inst] = r["data"][0]
                 snap = rest_snaps.get(inst)
                 if snap is not None and inst not in matched and b.seq == snap["seqId"]:
@@ -110,20 +126,31 @@ def test_books_stream_rebuilds_rest_snapshot_and_crc_verifies(sim):
                     matched.add(inst)
             assert acks == 3 and checked >= 75
         return resets
+
     run(body())
 
 
 def test_books_without_ws_snapshot_bootstrap_from_rest():
-    cfg = SimConfig(port=0, ws_snapshot=False, rate=4, tick_ms=25, strict_limits=False,
-                    seq_reset_prob=0, instruments=("ETH-USDT",))
+    cfg = SimConfig(
+        port=0,
+        ws_snapshot=False,
+        rate=4,
+        tick_ms=25,
+        strict_limits=False,
+        seq_reset_prob=0,
+        instruments=("ETH-USDT",),
+    )
     with OkxSim(cfg) as s:
+
         async def body():
             async with WsClient(s.ws_url + "/ws/v5/public") as c:
-                await c.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]})
+                await c.send(
+                    {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}
+                )
                 await c.recv_until(event("subscribe"))
                 first = await c.recv_until(channel("books"))
                 assert first["action"] == "update"
-                assert first["data"][0]["checksum"] == 0          # default mode: zero
+                assert first["data"][0]["checksum"] == 0  # default mode: zero
                 buffered = [first]
                 _, r = await rest_get(s.rest_url, "/api/v5/market/books?instId=ETH-USDT&sz=400")
                 snap = r["data"][0]
@@ -145,17 +172,22 @@ def test_books_without_ws_snapshot_bootstrap_from_rest():
                 while b.seq != snap2["seqId"]:
                     b.update((await c.recv_until(channel("books")))["data"][0])
                 assert list(b.top()) == [snap2["bids"], snap2["asks"]]
+
         run(body())
 
 
 def test_checksum_absent_mode():
     with OkxSim(SimConfig(port=0, checksum="absent", instruments=("SOL-USDT",), tick_ms=25)) as s:
+
         async def body():
             async with WsClient(s.ws_url + "/ws/v5/public") as c:
-                await c.send({"op": "subscribe", "args": [{"channel": "books", "instId": "SOL-USDT"}]})
+                await c.send(
+                    {"op": "subscribe", "args": [{"channel": "books", "instId": "SOL-USDT"}]}
+                )
                 snap = await c.recv_until(channel("books"))
                 upd = await c.recv_until(lambda m: channel("books")(m) and m["action"] == "update")
                 assert "checksum" not in snap["data"][0] and "checksum" not in upd["data"][0]
+
         run(body())
 
 
@@ -171,8 +203,9 @@ async def _page_history(sim, inst: str, kind: str, oldest_id: int) -> list[dict]
         assert r["code"] == "0"
         page = r["data"]
         assert page, "ran out of history"
-        assert [int(t["tradeId"]) for t in page] == sorted((int(t["tradeId"]) for t in page),
-                                                            reverse=True)
+        assert [int(t["tradeId"]) for t in page] == sorted(
+            (int(t["tradeId"]) for t in page), reverse=True
+        )
         if kind == "1":
             for t in page:
                 assert t["tradeId"] not in got, "duplicate across tradeId pages"
@@ -184,7 +217,9 @@ async def _page_history(sim, inst: str, kind: str, oldest_id: int) -> list[dict]
             assert new or len(page) < 100
             for t in page:
                 got[t["tradeId"]] = t
-            cursor = int(page[-1]["ts"]) + 1 if page[-1]["ts"] != page[0]["ts"] else int(page[-1]["ts"])
+            cursor = (
+                int(page[-1]["ts"]) + 1 if page[-1]["ts"] != page[0]["ts"] else int(page[-1]["ts"])
+            )
         if min(int(t) for t in got) <= oldest_id:
             return sorted(got.values(), key=lambda t: int(t["tradeId"]))
 
@@ -193,8 +228,9 @@ def test_history_trades_paging_matches_trades_all_stream(sim):
     async def body():
         inst = "SOL-USDT"
         async with WsClient(sim.ws_url + "/ws/v5/business") as c:
-            await c.send({"id": "t1", "op": "subscribe",
-                          "args": [{"channel": "trades-all", "instId": inst}]})
+            await c.send(
+                {"id": "t1", "op": "subscribe", "args": [{"channel": "trades-all", "instId": inst}]}
+            )
             await c.recv_until(event("subscribe"))
             streamed: list[dict] = []
             while len(streamed) < 200:
@@ -213,6 +249,7 @@ def test_history_trades_paging_matches_trades_all_stream(sim):
         _, truth = await rest_get(sim.rest_url, f"/sim/truth/trades?instId={inst}")
         truth_by_id = {t["tradeId"]: t for t in truth["data"]}
         assert all(truth_by_id[t["tradeId"]] == t for t in streamed)
+
     run(body())
 
 
@@ -229,34 +266,71 @@ def test_trades_channel_aggregates_per_taker_order(sim):
         for a in aggs:
             last, n = int(a["tradeId"]), int(a["count"])
             parts = [by_id[i] for i in range(last - n + 1, last + 1)]
-            assert {p["px"] for p in parts} == {a["px"]} and {p["side"] for p in parts} == {a["side"]}
+            assert {p["px"] for p in parts} == {a["px"]} and {p["side"] for p in parts} == {
+                a["side"]
+            }
             assert sum(Decimal(p["sz"]) for p in parts) == Decimal(a["sz"])
             assert isinstance(a["seqId"], int)
+
     run(body())
 
 
 def test_wrong_endpoint_and_unknown_channel_errors(sim):
     async def body():
         async with WsClient(sim.ws_url + "/ws/v5/public") as c:
-            await c.send({"id": "c1", "op": "subscribe", "args": [{"channel": "candle1m", "instId": "BTC-USDT"}]})
+            await c.send(
+                {
+                    "id": "c1",
+                    "op": "subscribe",
+                    "args": [{"channel": "candle1m", "instId": "BTC-USDT"}],
+                }
+            )
             e = await c.recv_until(event("error"))
             assert (e["id"], e["code"]) == ("c1", "64001") and e["connId"]
-            await c.send({"id": "u1", "op": "subscribe", "args": [{"channel": "nope", "instId": "BTC-USDT"}]})
+            await c.send(
+                {"id": "u1", "op": "subscribe", "args": [{"channel": "nope", "instId": "BTC-USDT"}]}
+            )
             assert (await c.recv_until(event("error")))["code"] == "60018"
-            await c.send({"id": "u2", "op": "subscribe", "args": [{"channel": "trades", "instId": "XRP-EUR"}]})
+            await c.send(
+                {
+                    "id": "u2",
+                    "op": "subscribe",
+                    "args": [{"channel": "trades", "instId": "XRP-EUR"}],
+                }
+            )
             assert (await c.recv_until(event("error")))["code"] == "60018"
-            await c.send({"id": "k1", "op": "subscribe", "args": [{"channel": "tickers", "instId": "TON-USDT"}]})
+            await c.send(
+                {
+                    "id": "k1",
+                    "op": "subscribe",
+                    "args": [{"channel": "tickers", "instId": "TON-USDT"}],
+                }
+            )
             ack = await c.recv_until(event("subscribe"))
             assert ack["arg"] == {"channel": "tickers", "instId": "TON-USDT"} and ack["id"] == "k1"
             t = await c.recv_until(channel("tickers"))
             assert t["data"][0]["instId"] == "TON-USDT" and t["data"][0]["ts"].isdigit()
-            await c.send({"id": "k2", "op": "unsubscribe", "args": [{"channel": "tickers", "instId": "TON-USDT"}]})
+            await c.send(
+                {
+                    "id": "k2",
+                    "op": "unsubscribe",
+                    "args": [{"channel": "tickers", "instId": "TON-USDT"}],
+                }
+            )
             assert (await c.recv_until(event("unsubscribe")))["arg"]["channel"] == "tickers"
         async with WsClient(sim.ws_url + "/ws/v5/business") as c:
-            await c.send({"id": "b1", "op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
+            await c.send(
+                {
+                    "id": "b1",
+                    "op": "subscribe",
+                    "args": [{"channel": "books", "instId": "BTC-USDT"}],
+                }
+            )
             e = await c.recv_until(event("error"))
             assert (e["id"], e["code"]) == ("b1", "64002")
-            await c.send({"op": "subscribe", "args": [{"channel": "candle1s", "instId": "UNI-USDT"}]})
+            await c.send(
+                {"op": "subscribe", "args": [{"channel": "candle1s", "instId": "UNI-USDT"}]}
+            )
             await c.recv_until(event("subscribe"))
             seen_confirm = False
             while not seen_confirm:
@@ -264,20 +338,25 @@ def test_wrong_endpoint_and_unknown_channel_errors(sim):
                 assert len(row) == 9 and row[8] in ("0", "1")
                 seen_confirm = row[8] == "1"
         async with WsClient(sim.ws_url + "/ws/v5/private") as c:
-            await c.send({"id": "p1", "op": "subscribe", "args": [{"channel": "orders", "instType": "ANY"}]})
+            await c.send(
+                {"id": "p1", "op": "subscribe", "args": [{"channel": "orders", "instType": "ANY"}]}
+            )
             e = await c.recv_until(event("error"))
             assert (e["id"], e["code"]) == ("p1", "60011")
+
     run(body())
 
 
 def test_ping_pong_and_idle_close_4004():
     with OkxSim(SimConfig(port=0, idle_timeout=0.6, instruments=("BTC-USDT",))) as s:
+
         async def body():
             async with WsClient(s.ws_url + "/ws/v5/public") as c:
                 await c.send("ping")
                 assert await c.recv() == "pong"
                 msg = await c.recv_raw(timeout=5)
                 assert msg.type.name in ("CLOSE", "CLOSED") and c.ws.close_code == 4004
+
         run(body())
 
 
@@ -285,13 +364,18 @@ def test_rest_market_endpoints_shapes(sim):
     async def body():
         _, r = await rest_get(sim.rest_url, "/api/v5/public/instruments?instType=SPOT")
         ids = {d["instId"]: d for d in r["data"]}
-        assert ids["PEPE-USDT"]["tickSz"] == "0.000000001" and ids["BTC-USDT"]["lotSz"] == "0.00000001"
+        assert (
+            ids["PEPE-USDT"]["tickSz"] == "0.000000001" and ids["BTC-USDT"]["lotSz"] == "0.00000001"
+        )
         _, r = await rest_get(sim.rest_url, "/api/v5/market/candles?instId=BTC-USDT&bar=1s&limit=5")
         rows = r["data"]
         assert rows[0][8] == "0" and all(row[8] == "1" for row in rows[1:])
         assert [int(x[0]) for x in rows] == sorted((int(x[0]) for x in rows), reverse=True)
         older = rows[2][0]
-        _, r = await rest_get(sim.rest_url, f"/api/v5/market/history-candles?instId=BTC-USDT&bar=1s&after={older}&limit=2")
+        _, r = await rest_get(
+            sim.rest_url,
+            f"/api/v5/market/history-candles?instId=BTC-USDT&bar=1s&after={older}&limit=2",
+        )
         assert [int(x[0]) for x in r["data"]] == [int(older) - 1000, int(older) - 2000]
         _, r = await rest_get(sim.rest_url, "/api/v5/market/trades?instId=BTC-USDT&limit=3")
         assert len(r["data"]) == 3
@@ -299,19 +383,27 @@ def test_rest_market_endpoints_shapes(sim):
         assert r["code"] == "51001" and r["data"] == []
         _, r = await rest_get(sim.rest_url, "/api/v5/market/books?instId=BTC-USDT")
         assert len(r["data"][0]["bids"]) == 1 and isinstance(r["data"][0]["seqId"], int)
+
     run(body())
 
 
 def test_same_seed_same_market():
     def first_trades(seed: int) -> list:
-        with OkxSim(SimConfig(port=0, seed=seed, tick_ms=20, rate=3, instruments=("BTC-USDT", "PEPE-USDT"))) as s:
+        with OkxSim(
+            SimConfig(port=0, seed=seed, tick_ms=20, rate=3, instruments=("BTC-USDT", "PEPE-USDT"))
+        ) as s:
+
             def enough(ex):
                 return all(len(m.trades) >= 30 for m in ex.markets.values())
+
             deadline = time.monotonic() + 20
             while not s.call(enough):
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            return s.call(lambda ex: [(i, t[:4]) for i, m in ex.markets.items() for t in m.trades[:30]])
+            return s.call(
+                lambda ex: [(i, t[:4]) for i, m in ex.markets.items() for t in m.trades[:30]]
+            )
+
     a, b, c = first_trades(7), first_trades(7), first_trades(8)
     assert a == b and a != c
 
@@ -345,15 +437,15 @@ def test_a_market_step_writes_each_connection_once_in_order():
         for key in keys:
             hub.subs.setdefault(key, set()).add(conn)
 
-    hub.send(("tickers", "X"), {"n": 0})                  # outside a step: written at once
+    hub.send(("tickers", "X"), {"n": 0})  # outside a step: written at once
     assert len(a.transport.writes) == len(b.transport.writes) == 1
     hub.cork()
     for n in range(1, 4):
         hub.send(("trades", "X"), {"n": n})
         hub.send(("tickers", "X"), {"n": n})
-    assert len(a.transport.writes) == 1                    # nothing written during the step
+    assert len(a.transport.writes) == 1  # nothing written during the step
     hub.uncork()
-    frame = lambda n: ws_frame(orjson.dumps({"n": n}))      # noqa: E731
+    frame = lambda n: ws_frame(orjson.dumps({"n": n}))  # noqa: E731
     assert a.transport.writes[1:] == [b"".join(frame(n) for n in (1, 1, 2, 2, 3, 3))]
     assert b.transport.writes[1:] == [b"".join(frame(n) for n in (1, 2, 3))]
     assert stats.per_channel == {"tickers": 2 + 6, "trades": 3} and a.sent == 7 and b.sent == 4

@@ -7,6 +7,7 @@ list, the feeder's /healthz and `python -m collector status`; then sends SIGTERM
 every process must be gone within 30 s, none killed, and every trade the feeder received must be
 stored or still queued (nothing lost).
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,7 +33,7 @@ from tests.feeder_fixtures import batches_of, decode_task
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_S = float(os.environ.get("PROCFILE_TEST_SECONDS", "60"))   # the issue asks for 60 s
+RUN_S = float(os.environ.get("PROCFILE_TEST_SECONDS", "60"))  # the issue asks for 60 s
 HEROKU_GRACE_S = 30
 
 
@@ -46,6 +47,7 @@ def _cmdline(pid: int) -> str:
 
 # ----- the Procfile itself ----------------------------------------------------------------------
 
+
 def test_procfile_declares_the_heroku_process_types():
     procs = read_procfile()
     assert list(procs) == ["release", "web", "feeder", "worker", "beat"]
@@ -57,21 +59,31 @@ def test_procfile_declares_the_heroku_process_types():
     assert " -E" in worker and "WORKER_CONCURRENCY" in worker
     assert "beat" in procs["beat"] and "redbeat.RedBeatScheduler" in procs["beat"]
     # `exec`: the process itself gets Heroku's SIGTERM and its exit code is reported, no shell
-    assert all(cmd.split("exec ", 1)[0].strip() in ("", "REMAP_SIGTERM=SIGQUIT")
-               for cmd in procs.values())
+    assert all(
+        cmd.split("exec ", 1)[0].strip() in ("", "REMAP_SIGTERM=SIGQUIT") for cmd in procs.values()
+    )
 
 
-@pytest.mark.parametrize("env, auth, error", [
-    ({"WEB_USER": "ops", "WEB_PASSWORD": "p:w,x"}, ["ops:p:w,x"], None),
-    ({"WEB_USER": "ops"}, None, "set both WEB_USER and WEB_PASSWORD"),
-    ({"WEB_USER": "o:ps", "WEB_PASSWORD": "pw"}, None, "must not contain ':'"),
-    ({"FLOWER_BASIC_AUTH": "a:b"}, None, None),
-    ({"FLOWER_AUTH_PROVIDER": "flower.views.auth.GithubLoginHandler", "FLOWER_AUTH": ".*@x.io"},
-     None, None),
-    ({"WEB_NO_AUTH": "1"}, None, None),
-    ({}, None, "refusing to start Flower without authentication"),
-    ({"WEB_NO_AUTH": "0"}, None, "refusing"),
-])
+@pytest.mark.parametrize(
+    "env, auth, error",
+    [
+        ({"WEB_USER": "ops", "WEB_PASSWORD": "p:w,x"}, ["ops:p:w,x"], None),
+        ({"WEB_USER": "ops"}, None, "set both WEB_USER and WEB_PASSWORD"),
+        ({"WEB_USER": "o:ps", "WEB_PASSWORD": "pw"}, None, "must not contain ':'"),
+        ({"FLOWER_BASIC_AUTH": "a:b"}, None, None),
+        (
+            {
+                "FLOWER_AUTH_PROVIDER": "flower.views.auth.GithubLoginHandler",
+                "FLOWER_AUTH": ".*@x.io",
+            },
+            None,
+            None,
+        ),
+        ({"WEB_NO_AUTH": "1"}, None, None),
+        ({}, None, "refusing to start Flower without authentication"),
+        ({"WEB_NO_AUTH": "0"}, None, "refusing"),
+    ],
+)
 def test_web_authentication_rules(env, auth, error):
     got_auth, got_error = _flowerconfig_function()(env)
     assert got_auth == auth
@@ -88,17 +100,26 @@ def _flowerconfig_function():
 
 @pytest.mark.integration
 def test_web_refuses_to_start_without_credentials(redis_url):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FLOWER_", "WEB_"))} | {"REDIS_URL": redis_url,
-                                                       "PORT": str(free_port())}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "WEB_"))} | {
+        "REDIS_URL": redis_url,
+        "PORT": str(free_port()),
+    }
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    done = subprocess.run(read_procfile()["web"], shell=True, cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        read_procfile()["web"],
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "refusing to start Flower without authentication" in done.stderr
 
 
 # ----- the 60 s production-like run ---------------------------------------------------------------
+
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url)
@@ -140,8 +161,12 @@ def _gap_ids(client: redis.Redis, inst: str) -> set[int]:
     for gid in client.zrange("gaps:all", 0, -1):
         g = client.hgetall(f"gap:{gid.decode()}")
         g = {k.decode(): v.decode() for k, v in g.items()}
-        if g.get("instId") == inst and g.get("channel", "").startswith("trades") \
-                and g.get("start_id") and g.get("end_id"):
+        if (
+            g.get("instId") == inst
+            and g.get("channel", "").startswith("trades")
+            and g.get("start_id")
+            and g.get("end_id")
+        ):
             out.update(range(int(g["start_id"]) + 1, int(g["end_id"])))
     return out
 
@@ -153,34 +178,64 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
 
     sim = OkxSim(SimConfig(port=0)).start()
     mongo_port = free_port()
-    standin = subprocess.Popen([sys.executable, "-m", "localrun.mongo_standin", "--port",
-                                str(mongo_port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "localrun.mongo_standin", "--port", str(mongo_port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     runner = None
     seen: set = set()
     try:
         health_port, web_port = free_port(), free_port()
         password = "pw-" + secrets.token_urlsafe(12)
-        env = demo_env(redis_url=redis_url, mongo_uri=f"mongostandin://127.0.0.1:{mongo_port}",
-                       sim=sim, health_port=health_port, web_port=web_port, web_password=password)
-        env.pop("CELERY_SOFT_SHUTDOWN_TIMEOUT", None)   # production's default, not the demo's 3 s
+        env = demo_env(
+            redis_url=redis_url,
+            mongo_uri=f"mongostandin://127.0.0.1:{mongo_port}",
+            sim=sim,
+            health_port=health_port,
+            web_port=web_port,
+            web_password=password,
+        )
+        env.pop("CELERY_SOFT_SHUTDOWN_TIMEOUT", None)  # production's default, not the demo's 3 s
         env["FEEDER_ID"] = "procfile-feeder"
         mongo = StandinClient(f"mongostandin://127.0.0.1:{mongo_port}")
         db = mongo["okex"]
         wait_for(lambda: _ping(db), 20, what="MongoDB stand-in")
 
         # Release phase: the indexes exist before any worker starts.
-        release = subprocess.run(read_procfile()["release"], shell=True, cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=60)
+        release = subprocess.run(
+            read_procfile()["release"],
+            shell=True,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert release.returncode == 0, release.stderr
         assert "natural_key" in str(db["trades"].index_information())
 
         log = tmp_path / "processes.log"
         started = time.monotonic()
         runner = subprocess.Popen(
-            [sys.executable, "-m", "localrun.procfile", "--procfile", str(PROCFILE), "--log",
-             str(log), "web", "feeder", "worker", "beat"],
-            cwd=ROOT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "localrun.procfile",
+                "--procfile",
+                str(PROCFILE),
+                "--log",
+                str(log),
+                "web",
+                "feeder",
+                "worker",
+                "beat",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         client = redis.Redis.from_url(redis_url)
         health = f"http://127.0.0.1:{health_port}/healthz"
         flower = f"http://127.0.0.1:{web_port}"
@@ -190,13 +245,15 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
             code, body = _get(health)
             h = orjson.loads(body) if code == 200 else None
             return h if h and h["data"]["published_records"] > 0 else None
+
         h = wait_for(live_health, 60, interval=0.5, what=f"live /healthz; log:\n{_tail(log)}")
         assert h["status"] == "ok" and h["data"]["last_message_age_s"] < 5
         assert all(c["state"] == "live" for c in h["connections"])
 
         # Flower asks for credentials, and lists ingest tasks (worker events are on).
-        wait_for(lambda: _get(flower + "/healthcheck")[0] == 200, 60, interval=0.5,
-                 what="Flower up")
+        wait_for(
+            lambda: _get(flower + "/healthcheck")[0] == 200, 60, interval=0.5, what="Flower up"
+        )
         assert _get(flower + "/api/tasks")[0] == 401
         assert _get(flower + "/api/tasks", ("demo", "wrong"))[0] == 401
 
@@ -204,20 +261,31 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
             code, body = _get(flower + "/api/tasks?limit=200", ("demo", password))
             assert code in (200, 0), code
             tasks = orjson.loads(body).values() if code == 200 else ()
-            listed = [f"{t.get('name')} {t.get('args')}" for t in tasks
-                      if (t.get("name") or "").startswith("tasks.ingest.")]
+            listed = [
+                f"{t.get('name')} {t.get('args')}"
+                for t in tasks
+                if (t.get("name") or "").startswith("tasks.ingest.")
+            ]
             # trades and books records (per-kind tasks, or mixed ones whose label lists the
             # kinds), not just the first task Flower happened to see
             text = " ".join(listed)
             return listed if "trades" in text and "books" in text else None
+
         wait_for(ingest_tasks, 40, interval=1, what="trades and books ingest tasks in Flower")
 
         # `python -m collector status` sees the feeder and the backlog (the stack can be up
         # within a second here, so poll rather than read once).
         def status_report():
-            st = subprocess.run([sys.executable, "-m", "collector", "status", "--json"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+            st = subprocess.run(
+                [sys.executable, "-m", "collector", "status", "--json"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             return orjson.loads(st.stdout)
+
         deadline = time.monotonic() + 20
         report = status_report()
         while not report["healthy"] and time.monotonic() < deadline:
@@ -236,17 +304,18 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
 
         # SIGTERM, as Heroku sends it: every process must be gone within the 30 s grace.
         seen |= identities(descendants(runner.pid))
-        assert len(seen) >= 5          # the four process types, plus the worker's pool
+        assert len(seen) >= 5  # the four process types, plus the worker's pool
         t0 = time.monotonic()
         runner.send_signal(signal.SIGTERM)
         try:
             wait_for(lambda: not any(alive(i) for i in seen), HEROKU_GRACE_S, interval=0.1)
         except AssertionError:
             left = [_cmdline(pid) for pid, _ in seen if alive((pid, _))]
-            raise AssertionError(f"still running {HEROKU_GRACE_S} s after SIGTERM: {left}\n"
-                                 f"log:\n{_tail(log)}") from None
+            raise AssertionError(
+                f"still running {HEROKU_GRACE_S} s after SIGTERM: {left}\nlog:\n{_tail(log)}"
+            ) from None
         stop_s = time.monotonic() - t0
-        assert runner.wait(10) == 143            # honcho: stopped by SIGTERM
+        assert runner.wait(10) == 143  # honcho: stopped by SIGTERM
         text = log.read_text()
         assert "SIGKILL" not in text, "honcho had to kill a process"
         assert "feeder stopped" in text and "records published" in text
@@ -287,6 +356,7 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
             except subprocess.TimeoutExpired:
                 runner.kill()
         from localrun.processes import kill_all
+
         kill_all(seen, grace_s=0.5)
         standin.terminate()
         standin.wait(10)

@@ -8,6 +8,7 @@ control, to show that they catch what the shared limiter prevents.
 
 The child processes are spawned (not forked): the parent runs okxsim's threads.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,18 +52,26 @@ def test_most_in_any_window_sees_overlapping_requests():
 
 def test_fallback_keeps_a_share_of_every_limit_but_at_least_one_request():
     assert share_of({"/a": (20, 2.0), "/b": (5, 1.0), "/c": (2, 2.0)}, 0.25) == {
-        "/a": (5, 2.0), "/b": (1, 1.0), "/c": (1, 2.0)}
+        "/a": (5, 2.0),
+        "/b": (1, 1.0),
+        "/c": (1, 2.0),
+    }
 
 
 def test_private_endpoints_are_counted_per_account_public_ones_per_deployment():
     import fakeredis
+
     label = account_label("my-api-key")
     assert label and "my-api-key" not in label and len(label) == 12
     limits = RedisRateLimits(fakeredis.FakeRedis(), account=label)
-    assert limits._keys("/trade/fills") == (f"ratelimit:log:{{/trade/fills@{label}}}",
-                                            f"ratelimit:pause:{{/trade/fills@{label}}}")
-    assert limits._keys("/market/books") == ("ratelimit:log:{/market/books}",
-                                             "ratelimit:pause:{/market/books}")
+    assert limits._keys("/trade/fills") == (
+        f"ratelimit:log:{{/trade/fills@{label}}}",
+        f"ratelimit:pause:{{/trade/fills@{label}}}",
+    )
+    assert limits._keys("/market/books") == (
+        "ratelimit:log:{/market/books}",
+        "ratelimit:pause:{/market/books}",
+    )
 
 
 # ----- several processes hammering one endpoint ------------------------------------------------
@@ -72,15 +81,18 @@ HAMMER_LIMITS = {"/x": (5, 0.5)}
 
 def _hammer(redis_url: str, shared: bool, threads: int, per_thread: int, barrier, out) -> None:
     """A child process: `threads` threads each send `per_thread` paced "requests" of 5 ms."""
-    limits = (RedisRateLimits.from_url(redis_url, 1.0, limits=HAMMER_LIMITS) if shared
-              else RateLimits(1.0, HAMMER_LIMITS))
+    limits = (
+        RedisRateLimits.from_url(redis_url, 1.0, limits=HAMMER_LIMITS)
+        if shared
+        else RateLimits(1.0, HAMMER_LIMITS)
+    )
     spans: list[tuple[float, float]] = []
     lock = threading.Lock()
 
     def run() -> None:
         for _ in range(per_thread):
             with limits.slot("/api/v5/x"):
-                start = time.time()          # one clock for every process on this host
+                start = time.time()  # one clock for every process on this host
                 time.sleep(0.005)
                 end = time.time()
             with lock:
@@ -95,8 +107,9 @@ def _hammer(redis_url: str, shared: bool, threads: int, per_thread: int, barrier
     out.put((os.getpid(), spans))
 
 
-def run_hammers(redis_url: str, shared: bool, processes: int = 3, threads: int = 2,
-                per_thread: int = 6) -> list[tuple[int, list]]:
+def run_hammers(
+    redis_url: str, shared: bool, processes: int = 3, threads: int = 2, per_thread: int = 6
+) -> list[tuple[int, list]]:
     return run_spawned(processes, _hammer, redis_url, shared, threads, per_thread)
 
 
@@ -122,28 +135,29 @@ def test_processes_sharing_redis_never_exceed_the_limit_in_any_sliding_window(re
     spans = [span for _, got in results for span in got]
     assert len(spans) == 3 * 2 * 6
     limit, window = HAMMER_LIMITS["/x"]
-    assert most_in_any_window(spans, window) == limit      # never over, and the limit is reached
+    assert most_in_any_window(spans, window) == limit  # never over, and the limit is reached
     # and pacing was not needlessly slow: 36 requests at 5 per 0.5 s need about 3.1 s
     duration = max(e for _, e in spans) - min(s for s, _ in spans)
     assert (len(spans) / limit - 1) * window <= duration < 3 * len(spans) / limit * window
     # nothing lingers: the log expires by itself
     import redis
+
     r = redis.Redis.from_url(redis_url)
     assert 0 < r.pttl("ratelimit:log:{/x}") <= (window + 60.0) * 1000 + 1000
 
 
 @pytest.mark.integration
 def test_control_per_process_limits_let_processes_exceed_the_limit_together(redis_url):
-    spans = [span for _, got in run_hammers(redis_url, shared=False, per_thread=3)
-             for span in got]
+    spans = [span for _, got in run_hammers(redis_url, shared=False, per_thread=3) for span in got]
     assert most_in_any_window(spans, HAMMER_LIMITS["/x"][1]) > HAMMER_LIMITS["/x"][0]
 
 
 # ----- pause ---------------------------------------------------------------------------------
 
+
 def _wait_out_a_pause(redis_url: str, go, out) -> None:
     limits = RedisRateLimits.from_url(redis_url, 1.0)
-    limits.acquire("/api/v5/public/time")           # connected, scripts loaded
+    limits.acquire("/api/v5/public/time")  # connected, scripts loaded
     out.put("ready")
     go.wait(timeout=60)
     seen = limits.paused_for(TRADES)
@@ -167,19 +181,22 @@ def test_a_pause_in_one_process_holds_that_endpoint_in_the_others(redis_url):
         seen, trades_waited, books_waited = out.get(timeout=60)
     finally:
         child.join(timeout=30)
-    assert 0.5 < seen <= 2.0                  # the other process sees the pause...
-    assert trades_waited >= seen - 0.1        # ...waits it out...
-    assert books_waited < 0.5                 # ...on that endpoint only
+    assert 0.5 < seen <= 2.0  # the other process sees the pause...
+    assert trades_waited >= seen - 0.1  # ...waits it out...
+    assert books_waited < 0.5  # ...on that endpoint only
 
 
 # ----- Redis down ----------------------------------------------------------------------------
 
+
 @pytest.mark.integration
 def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(caplog):
     from localrun.redis_server import RedisServer
+
     server = RedisServer().start()
-    limits = RedisRateLimits.from_url(server.url, 1.0, limits={"/x": (4, 0.4)},
-                                      fallback_share=0.5, retry_after_s=0.2)
+    limits = RedisRateLimits.from_url(
+        server.url, 1.0, limits={"/x": (4, 0.4)}, fallback_share=0.5, retry_after_s=0.2
+    )
     try:
         assert limits.acquire("/api/v5/x") < 0.1
         server.stop()
@@ -188,7 +205,7 @@ def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(capl
         errors0 = counter("okx_rest_ratelimit_redis_errors_total")
         t0 = time.monotonic()
         for _ in range(6):
-            limits.acquire("/api/v5/x")        # never raises
+            limits.acquire("/api/v5/x")  # never raises
         elapsed = time.monotonic() - t0
         # half of 4 per 0.4 s: 2 at once, then 2 more per window -> the 6th no earlier than 0.8 s
         assert elapsed >= 0.8 - 0.01
@@ -199,11 +216,16 @@ def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(capl
         down_logs = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
         assert len(down_logs) == 1 and "127.0.0.1" not in down_logs[0].getMessage()
 
-        server = RedisServer(port=server.port).start()   # back, same address
+        server = RedisServer(port=server.port).start()  # back, same address
         from tests.polling import wait_for
-        wait_for(lambda: limits.acquire("/api/v5/x") is not None and not limits._down,
-                 timeout=10, what="the limiter to use Redis again")
+
+        wait_for(
+            lambda: limits.acquire("/api/v5/x") is not None and not limits._down,
+            timeout=10,
+            what="the limiter to use Redis again",
+        )
         import redis
+
         assert redis.Redis.from_url(server.url).exists("ratelimit:log:{/x}")
         assert sum("Redis is back" in r.getMessage() for r in caplog.records) == 1
     finally:
@@ -212,31 +234,38 @@ def test_redis_down_falls_back_to_a_share_in_process_logs_once_and_recovers(capl
 
 # ----- against okxsim in strict mode -----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sim():
     from okxsim import OkxSim
+
     with OkxSim(port=0, rate=100, seed=5, instruments=("BTC-USDT",), bot_interval_s=0) as s:
         yield s
 
 
 def truth_trades(sim) -> list[dict]:
-    with urllib.request.urlopen(f"{sim.rest_url}/sim/truth/trades?instId=BTC-USDT",
-                                timeout=10) as r:
+    with urllib.request.urlopen(
+        f"{sim.rest_url}/sim/truth/trades?instId=BTC-USDT", timeout=10
+    ) as r:
         return orjson.loads(r.read())["data"]
 
 
-def _page_trades(rest_url: str, redis_url: str, shared: bool, lower: str, upper: str,
-                 barrier, out) -> None:
+def _page_trades(
+    rest_url: str, redis_url: str, shared: bool, lower: str, upper: str, barrier, out
+) -> None:
     """A child process paging history-trades with no retries: one 50011 ends it."""
     from okx.rest import endpoints as history
     from okx.rest.client import RestClient, RestError
+
     limits = RedisRateLimits.from_url(redis_url) if shared else RateLimits()
     client = RestClient(rest_url, limits=limits, max_retries=0)
     barrier.wait(timeout=60)
     try:
-        got = [r["tradeId"] for page in history.trades(client, "BTC-USDT", lower_id=lower,
-                                                        upper_id=upper)
-               for r in page.records]
+        got = [
+            r["tradeId"]
+            for page in history.trades(client, "BTC-USDT", lower_id=lower, upper_id=upper)
+            for r in page.records
+        ]
         out.put(("ok", got))
     except RestError as exc:
         out.put(("error", exc.code))
@@ -249,8 +278,12 @@ def page_together(sim, redis_url: str, shared: bool, lower: str, upper: str) -> 
 @pytest.mark.integration
 def test_two_processes_paging_history_trades_together_get_no_50011(sim, redis_url):
     from tests.polling import wait_for
-    truth = wait_for(lambda: (t := truth_trades(sim)) and len(t) > 1400 and t, timeout=30,
-                     what="1400 trades in okxsim")
+
+    truth = wait_for(
+        lambda: (t := truth_trades(sim)) and len(t) > 1400 and t,
+        timeout=30,
+        what="1400 trades in okxsim",
+    )
     # 1,300 trades = 14 pages each, 28 requests together against 20 per 2 s
     lower, upper = truth[-1302]["tradeId"], truth[-1]["tradeId"]
     want = [t["tradeId"] for t in truth if int(lower) < int(t["tradeId"]) < int(upper)]
@@ -260,7 +293,7 @@ def test_two_processes_paging_history_trades_together_get_no_50011(sim, redis_ur
         assert sorted(got, key=int) == want
 
     # control, same okxsim: per-process limits each take the whole budget and OKX says 50011
-    time.sleep(2.1)   # okxsim's window must forget the run above (a wait, not a hope)
+    time.sleep(2.1)  # okxsim's window must forget the run above (a wait, not a hope)
     results = page_together(sim, redis_url, False, lower, upper)
     assert ("error", "50011") in results
 
@@ -270,17 +303,25 @@ def test_a_50011_seen_by_one_client_pauses_every_client_of_the_redis(sim, redis_
     from okx.rest.client import RateLimited, RestClient
     from okx.rest.endpoints import book
     from tests.polling import wait_for
-    req = urllib.request.Request(sim.rest_url + "/sim/faults", method="POST",
-                                 data=orjson.dumps({"kind": "rate_limit", "seconds": 0.5}))
+
+    req = urllib.request.Request(
+        sim.rest_url + "/sim/faults",
+        method="POST",
+        data=orjson.dumps({"kind": "rate_limit", "seconds": 0.5}),
+    )
     urllib.request.urlopen(req, timeout=5).read()
     hit = RestClient(sim.rest_url, limits=RedisRateLimits.from_url(redis_url), max_retries=0)
     with pytest.raises(RateLimited):
         book(hit, "BTC-USDT", 5)
-    other = RedisRateLimits.from_url(redis_url)          # another client, as another process
-    assert other.paused_for(BOOKS) > 1.0                  # one stretched 2 s window
+    other = RedisRateLimits.from_url(redis_url)  # another client, as another process
+    assert other.paused_for(BOOKS) > 1.0  # one stretched 2 s window
     assert other.paused_for(TRADES) == 0.0
-    wait_for(lambda: not_rate_limited(sim), timeout=10, interval=0.1,
-             what="okxsim's rate_limit fault to end")   # leave okxsim as we found it
+    wait_for(
+        lambda: not_rate_limited(sim),
+        timeout=10,
+        interval=0.1,
+        what="okxsim's rate_limit fault to end",
+    )  # leave okxsim as we found it
 
 
 def not_rate_limited(sim) -> bool:
@@ -295,9 +336,10 @@ def not_rate_limited(sim) -> bool:
 
 @pytest.mark.integration
 def test_a_client_whose_redis_is_down_still_gets_its_data(sim):
+    from localrun.redis_server import free_port
     from okx.rest.client import RestClient
     from okx.rest.endpoints import book
-    from localrun.redis_server import free_port
+
     before = counter("okx_rest_ratelimit_fallback_total", endpoint="/market/books")
     dead = RedisRateLimits.from_url(f"redis://127.0.0.1:{free_port()}/0")
     client = RestClient(sim.rest_url, limits=dead, max_retries=0)

@@ -1,4 +1,5 @@
 """`python -m collector replay`: real OKX frames, synthetic faults, both line formats, the CLI."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,8 +32,9 @@ def book_frame(action, asks, bids, prev, seq, checksum=0, inst="BTC-USDT"):
     data = {"asks": asks, "bids": bids, "ts": "1700000000000", "prevSeqId": prev, "seqId": seq}
     if checksum is not None:
         data["checksum"] = checksum
-    return orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": action,
-                         "data": [data]}).decode()
+    return orjson.dumps(
+        {"arg": {"channel": "books", "instId": inst}, "action": action, "data": [data]}
+    ).decode()
 
 
 def test_real_okx_recording_verifies_every_checksum():
@@ -51,23 +53,35 @@ def test_synthetic_stream_counts_gaps_mismatches_and_junk(tmp_path):
     lines = [
         book_frame("snapshot", asks, bids, -1, 10, crc(bids, asks)),
         book_frame("update", [], [["100", "5", "0", "1"]], 10, 15, crc(good_update_bids, asks)),
-        book_frame("update", [], [], 15, 15),                        # heartbeat
-        book_frame("update", [], [], 15, 3),                         # reset after maintenance
+        book_frame("update", [], [], 15, 15),  # heartbeat
+        book_frame("update", [], [], 15, 3),  # reset after maintenance
         book_frame("update", [["103", "1", "0", "1"]], [], 3, 5, checksum=None),
-        book_frame("update", [["104", "1", "0", "1"]], [], 7, 9),    # gap: prev 7 != last 5
-        book_frame("update", [["105", "1", "0", "1"]], [], 9, 11),   # dropped: book invalid
+        book_frame("update", [["104", "1", "0", "1"]], [], 7, 9),  # gap: prev 7 != last 5
+        book_frame("update", [["105", "1", "0", "1"]], [], 9, 11),  # dropped: book invalid
         # Another instrument: a corrupted checksum (one level differs from what OKX summed).
-        book_frame("snapshot", asks, bids, -1, 1, crc(bids, [["101", "9", "0", "1"], asks[1]]),
-                   inst="ETH-USDT"),
-        '{"arg":{"channel":"books","instId":"BTC',                   # truncated
+        book_frame(
+            "snapshot",
+            asks,
+            bids,
+            -1,
+            1,
+            crc(bids, [["101", "9", "0", "1"], asks[1]]),
+            inst="ETH-USDT",
+        ),
+        '{"arg":{"channel":"books","instId":"BTC',  # truncated
         "pong",
         '{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
         '{"arg":{"channel":"mark-price","instId":"BTC-USDT"},"data":[]}',
     ]
     path = tmp_path / "rec.txt"
     # Mix both line formats, plus a blank line that must be skipped.
-    text = "\n".join(orjson.dumps({"ts": 1.5, "frame": line}).decode() if i % 2 else line
-                     for i, line in enumerate(lines)) + "\n\n"
+    text = (
+        "\n".join(
+            orjson.dumps({"ts": 1.5, "frame": line}).decode() if i % 2 else line
+            for i, line in enumerate(lines)
+        )
+        + "\n\n"
+    )
     path.write_text(text)
     s = replay_file(str(path))
     assert s["frames"] == len(lines)
@@ -106,7 +120,10 @@ def test_cli_human_summary(capsys):
 
 @pytest.mark.parametrize("target", ["missing.txt", "."])
 def test_cli_unreadable_file_is_a_clear_error(tmp_path, target):
-    proc = subprocess.run([sys.executable, "-m", "collector", "replay", str(tmp_path / target)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", "replay", str(tmp_path / target)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "cannot read" in proc.stderr and "Traceback" not in proc.stderr

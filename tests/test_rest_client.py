@@ -4,6 +4,7 @@ Timing: no assertion here needs a request to be fast. Pacing is checked by lower
 limiter can only make callers wait longer, never shorter, than its arithmetic says) and by the
 server's verdict (0 rejections from okxsim in strict mode).
 """
+
 from __future__ import annotations
 
 import http.server
@@ -16,12 +17,25 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from okx.rest import endpoints as history
 from core.settings import WorkerSettings, load
-from okx.rest.ratelimit import (DEFAULT_RATE_FACTOR, LIMITS, NoLimits, RateLimits, endpoint_of,
-                                 earliest_start)
-from okx.rest.client import (RateLimited, RestClient, RestError, check_envelope, classify,
-                            retry_delay)
+from okx.rest import endpoints as history
+from okx.rest.client import (
+    RateLimited,
+    RestClient,
+    RestError,
+    check_envelope,
+    classify,
+    retry_delay,
+)
+from okx.rest.ratelimit import (
+    DEFAULT_RATE_FACTOR,
+    LIMITS,
+    NoLimits,
+    RateLimits,
+    earliest_start,
+    endpoint_of,
+)
+from okx.signing import Credentials
 
 
 def rate_factor_from_env(env: dict[str, str]) -> float:
@@ -29,7 +43,7 @@ def rate_factor_from_env(env: dict[str, str]) -> float:
     feeder, worker = load(env=env).rest_rate_factor, WorkerSettings.from_env(env).rest_rate_factor
     assert feeder == worker
     return feeder
-from okx.signing import Credentials
+
 
 SECRET, PASSPHRASE = "s3cret-never-logged", "pass-never-logged"
 CREDS = Credentials("key-12345678", SECRET, PASSPHRASE)
@@ -40,6 +54,7 @@ def counter(name: str, **labels: str) -> float:
 
 
 # ----- pure parts --------------------------------------------------------------------------------
+
 
 def test_endpoint_of_strips_the_prefix_and_the_query():
     assert endpoint_of("/api/v5/market/history-trades?instId=X") == "/market/history-trades"
@@ -55,15 +70,17 @@ def test_limits_table_matches_the_protocol_doc():
 
 def test_earliest_start_waits_for_the_oldest_request_to_leave_the_window():
     from collections import deque
+
     stamps = deque([10.0, 10.5, 11.0])
-    assert earliest_start(stamps, 0, 4, 2.0, 11.2) == 11.2        # a free slot: go now
-    assert earliest_start(stamps, 0, 3, 2.0, 11.2) == 12.0        # full: oldest + window
-    assert earliest_start(stamps, 1, 3, 2.0, 11.2) == 12.5        # one in flight: 2nd oldest
+    assert earliest_start(stamps, 0, 4, 2.0, 11.2) == 11.2  # a free slot: go now
+    assert earliest_start(stamps, 0, 3, 2.0, 11.2) == 12.0  # full: oldest + window
+    assert earliest_start(stamps, 1, 3, 2.0, 11.2) == 12.5  # one in flight: 2nd oldest
     assert earliest_start(deque(), 3, 3, 2.0, 11.2) == float("inf")  # all in flight: wait
 
 
-@pytest.mark.parametrize("raw, want", [(None, DEFAULT_RATE_FACTOR), ("", DEFAULT_RATE_FACTOR),
-                                       ("0.5", 0.5), ("1", 1.0)])
+@pytest.mark.parametrize(
+    "raw, want", [(None, DEFAULT_RATE_FACTOR), ("", DEFAULT_RATE_FACTOR), ("0.5", 0.5), ("1", 1.0)]
+)
 def test_rate_factor_from_env(raw, want):
     env = {} if raw is None else {"OKX_REST_RATE_FACTOR": raw}
     assert rate_factor_from_env(env) == want
@@ -91,7 +108,7 @@ def test_no_sliding_window_ever_holds_more_than_the_limit_across_threads():
             with limits.slot("/api/v5/x"):
                 with lock:
                     starts.append(time.monotonic())
-                time.sleep(0.01)            # the "request"
+                time.sleep(0.01)  # the "request"
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -114,10 +131,18 @@ def test_pause_holds_every_caller_of_that_endpoint_only():
     assert waited >= 0.29 and time.monotonic() - t0 >= 0.29
 
 
-@pytest.mark.parametrize("code, kind", [("0", "ok"), ("50011", "rate_limited"),
-                                        ("50061", "rate_limited"), ("50013", "retryable"),
-                                        ("51000", "rejected"), ("50113", "rejected"),
-                                        ("59999", "rejected")])
+@pytest.mark.parametrize(
+    "code, kind",
+    [
+        ("0", "ok"),
+        ("50011", "rate_limited"),
+        ("50061", "rate_limited"),
+        ("50013", "retryable"),
+        ("51000", "rejected"),
+        ("50113", "rejected"),
+        ("59999", "rejected"),
+    ],
+)
 def test_classify(code, kind):
     assert classify(code) == kind
 
@@ -127,11 +152,17 @@ def test_backoff_is_exponential_capped_and_jittered_in_its_upper_half():
     assert [retry_delay(a, lambda: 0.0) for a in range(3)] == [0.25, 0.5, 1]
 
 
-@pytest.mark.parametrize("obj, reason", [
-    ([1], "JSON object"), ({"data": []}, "no code"), ({"code": "0"}, "no data list"),
-    ({"code": "0", "data": {"a": 1}}, "no data list"), ({"code": "0", "data": [1]}, "dicts"),
-    ({"code": "51001", "msg": "Instrument ID doesn't exist", "data": []}, "51001"),
-])
+@pytest.mark.parametrize(
+    "obj, reason",
+    [
+        ([1], "JSON object"),
+        ({"data": []}, "no code"),
+        ({"code": "0"}, "no data list"),
+        ({"code": "0", "data": {"a": 1}}, "no data list"),
+        ({"code": "0", "data": [1]}, "dicts"),
+        ({"code": "51001", "msg": "Instrument ID doesn't exist", "data": []}, "51001"),
+    ],
+)
 def test_check_envelope_refuses_hostile_replies(obj, reason):
     with pytest.raises(RestError, match=reason):
         check_envelope(obj, "GET /x")
@@ -139,8 +170,9 @@ def test_check_envelope_refuses_hostile_replies(obj, reason):
 
 # ----- against a scripted HTTP server ------------------------------------------------------------
 
+
 class Script(http.server.BaseHTTPRequestHandler):
-    replies: list = []       # (status, body bytes) in order; the last one repeats
+    replies: list = []  # (status, body bytes) in order; the last one repeats
     seen: list = []
 
     def do_GET(self):  # noqa: N802 - http.server's name
@@ -189,19 +221,27 @@ def client(url: str, **kw) -> tuple[RestClient, list[float]]:
 
 
 def test_transient_failures_are_retried_with_backoff_then_succeed():
-    with scripted((500, b"oops"), okx("50011", "Too Many Requests", 429), (429, b""),
-                  okx("50013", "busy"), (200, b"not json at first"),
-                  ok([{"a": "1"}])) as (url, seen):
+    with scripted(
+        (500, b"oops"),
+        okx("50011", "Too Many Requests", 429),
+        (429, b""),
+        okx("50013", "busy"),
+        (200, b"not json at first"),
+        ok([{"a": "1"}]),
+    ) as (url, seen):
         c, sleeps = client(url)
-        with pytest.raises(RestError, match="not JSON"):    # a garbled 200 is not retried...
+        with pytest.raises(RestError, match="not JSON"):  # a garbled 200 is not retried...
             c.get("/api/v5/market/tickers", {"instType": "SPOT"})
-        assert sleeps == [0.5, 1, 2, 4]                    # ...after 4 transient failures
+        assert sleeps == [0.5, 1, 2, 4]  # ...after 4 transient failures
         assert c.get("/api/v5/market/tickers") == [{"a": "1"}]
 
 
 def test_errors_retrying_cannot_fix_raise_at_once():
-    for reply, code in [(okx("51000", "Parameter limit error"), "51000"),
-                        (okx("50113", "Invalid Sign", 401), "50113"), ((404, b"<html>"), None)]:
+    for reply, code in [
+        (okx("51000", "Parameter limit error"), "51000"),
+        (okx("50113", "Invalid Sign", 401), "50113"),
+        ((404, b"<html>"), None),
+    ]:
         with scripted(reply) as (url, seen):
             c, sleeps = client(url)
             with pytest.raises(RestError) as info:
@@ -244,13 +284,13 @@ def test_network_errors_are_retried_and_end_in_a_rest_error_without_secrets():
 
 
 def test_signed_requests_carry_the_signature_and_the_demo_header_and_hide_secrets():
-    echo = okx("50113", f"Invalid Sign for {PASSPHRASE} and {SECRET}")   # a hostile echo
+    echo = okx("50113", f"Invalid Sign for {PASSPHRASE} and {SECRET}")  # a hostile echo
     with scripted(ok([{"x": "1"}]), echo) as (url, seen):
         c, _ = client(url, demo=True)
         c.get("/api/v5/account/balance", {"ccy": "BTC"}, signed=True)
         with pytest.raises(RestError) as info:
             c.get("/api/v5/account/balance", signed=True)
-    headers = {k.lower(): v for k, v in seen[0][1].items()}      # HTTP names are case-blind
+    headers = {k.lower(): v for k, v in seen[0][1].items()}  # HTTP names are case-blind
     assert seen[0][0] == "/api/v5/account/balance?ccy=BTC"
     assert headers["ok-access-key"] == "key-12345678" and headers["ok-access-sign"]
     assert headers["ok-access-passphrase"] == PASSPHRASE and headers["ok-access-timestamp"]
@@ -268,6 +308,7 @@ def test_a_signed_call_without_credentials_fails_before_sending():
 
 def test_an_oversized_reply_is_refused(monkeypatch):
     import okx.rest.client as rest
+
     monkeypatch.setattr(rest, "MAX_BODY", 100)
     with scripted(ok([{"a": "x" * 200}])) as (url, _):
         with pytest.raises(RestError, match="larger than"):
@@ -276,6 +317,7 @@ def test_an_oversized_reply_is_refused(monkeypatch):
 
 def test_default_client_uses_the_shared_limits_and_false_disables_them():
     from core.rest_limits import shared_limits
+
     assert RestClient("http://x").limits is shared_limits()
     assert isinstance(RestClient("http://x", limits=False).limits, NoLimits)
 
@@ -288,8 +330,10 @@ OKXSIM_CREDS = Credentials("okxsim-key", "okxsim-secret", "okxsim-pass")
 @pytest.fixture(scope="module")
 def sim():
     from okxsim import OkxSim
-    with OkxSim(port=0, rate=30, seed=11, instruments=("BTC-USDT", "ETH-USDT"),
-                bot_interval_s=0.05) as s:
+
+    with OkxSim(
+        port=0, rate=30, seed=11, instruments=("BTC-USDT", "ETH-USDT"), bot_interval_s=0.05
+    ) as s:
         yield s
 
 
@@ -299,35 +343,46 @@ def sim_get(sim, path: str):
 
 
 def sim_fault(sim, body: dict) -> None:
-    req = urllib.request.Request(sim.rest_url + "/sim/faults", data=orjson.dumps(body),
-                                 method="POST")
+    req = urllib.request.Request(
+        sim.rest_url + "/sim/faults", data=orjson.dumps(body), method="POST"
+    )
     urllib.request.urlopen(req, timeout=5).read()
 
 
 @pytest.mark.integration
 def test_trades_between_two_trade_ids_equal_okxsim_truth_exactly(sim):
     from tests.polling import wait_for
-    truth = wait_for(lambda: (t := sim_get(sim, "/sim/truth/trades?instId=BTC-USDT"))
-                     and len(t) > 700 and t, timeout=30, what="700 trades in okxsim")
+
+    truth = wait_for(
+        lambda: (t := sim_get(sim, "/sim/truth/trades?instId=BTC-USDT")) and len(t) > 700 and t,
+        timeout=30,
+        what="700 trades in okxsim",
+    )
     lower, upper = truth[40]["tradeId"], truth[-30]["tradeId"]
     c = RestClient(sim.rest_url, limits=RateLimits())
     pages = list(history.trades(c, "BTC-USDT", lower_id=lower, upper_id=upper))
     got = sorted((r for p in pages for r in p.records), key=lambda r: int(r["tradeId"]))
     want = [t for t in truth if int(lower) < int(t["tradeId"]) < int(upper)]
     assert [(r["tradeId"], r["px"], r["sz"], r["side"], r["ts"]) for r in got] == [
-        (t["tradeId"], t["px"], t["sz"], t["side"], t["ts"]) for t in want]
+        (t["tradeId"], t["px"], t["sz"], t["side"], t["ts"]) for t in want
+    ]
     assert pages[-1].cursor is None and len(got) > 600
 
 
 @pytest.mark.integration
 def test_signed_snapshots_and_fills_match_okxsim_truth(sim):
     from tests.polling import wait_for
+
     wait_for(lambda: len(sim_get(sim, "/sim/truth/fills")) >= 5, timeout=30, what="5 fills")
     c = RestClient(sim.rest_url, credentials=OKXSIM_CREDS, limits=RateLimits())
     now = int(time.time() * 1000) + 60_000
-    truth = sim_get(sim, "/sim/truth/fills")       # before: the bot keeps trading meanwhile
-    fills = [r for kind in ("SPOT", "MARGIN")
-             for p in history.fills(c, kind, 0, now, now_ms=now) for r in p.records]
+    truth = sim_get(sim, "/sim/truth/fills")  # before: the bot keeps trading meanwhile
+    fills = [
+        r
+        for kind in ("SPOT", "MARGIN")
+        for p in history.fills(c, kind, 0, now, now_ms=now)
+        for r in p.records
+    ]
     assert {f["billId"] for f in truth} <= {f["billId"] for f in fills}
     assert len({f["billId"] for f in fills}) == len(fills)
     orders = [r for p in history.orders(c, "SPOT", 0, now, now_ms=now) for r in p.records]
@@ -337,8 +392,12 @@ def test_signed_snapshots_and_fills_match_okxsim_truth(sim):
     assert all(b["source"] == "rest" for b in history.balances(c))
     assert history.book(c, "ETH-USDT", 50)["seqId"] is not None
 
-    wrong = RestClient(sim.rest_url, credentials=Credentials("okxsim-key", "nope", "okxsim-pass"),
-                       limits=False, sleep=lambda s: pytest.fail("retried an auth error"))
+    wrong = RestClient(
+        sim.rest_url,
+        credentials=Credentials("okxsim-key", "nope", "okxsim-pass"),
+        limits=False,
+        sleep=lambda s: pytest.fail("retried an auth error"),
+    )
     with pytest.raises(RestError) as info:
         history.balances(wrong)
     assert info.value.code.startswith("501") and "nope" not in str(info.value)
@@ -359,8 +418,7 @@ def test_an_unpaced_client_over_the_limit_recovers_by_backing_off(sim):
     before = counter("okx_rest_rate_limited_total", endpoint="/market/history-candles")
     c = RestClient(sim.rest_url, limits=False, max_retries=6)
     for _ in range(30):
-        c.get("/api/v5/market/history-candles", {"instId": "ETH-USDT", "bar": "1m"},
-              row_type=list)
+        c.get("/api/v5/market/history-candles", {"instId": "ETH-USDT", "bar": "1m"}, row_type=list)
     assert counter("okx_rest_rate_limited_total", endpoint="/market/history-candles") > before
 
 
@@ -372,8 +430,12 @@ def test_paced_backfill_far_over_the_limit_gets_no_50011(sim):
     c = RestClient(sim.rest_url, limits=limits, max_retries=0)
     before = counter("okx_rest_requests_total", endpoint="/market/history-trades", outcome="ok")
     t0 = time.monotonic()
-    threads = [threading.Thread(target=lambda: [c.get(history.TRADES_PATH, {"instId": "BTC-USDT"})
-                                                for _ in range(15)]) for _ in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda: [c.get(history.TRADES_PATH, {"instId": "BTC-USDT"}) for _ in range(15)]
+        )
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

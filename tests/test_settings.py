@@ -1,10 +1,16 @@
 """Feeder configuration: defaults, environment, TOML, and clear errors before connecting."""
+
 from __future__ import annotations
 
 import pytest
 
 from core.settings import (
-    DEFAULT_PRIVATE_CHANNELS, DEMO_WS_URL, PROD_REST_URL, PROD_WS_URL, ConfigError, load,
+    DEFAULT_PRIVATE_CHANNELS,
+    DEMO_WS_URL,
+    PROD_REST_URL,
+    PROD_WS_URL,
+    ConfigError,
+    load,
 )
 
 CREDS = {"OKX_API_KEY": "k" * 12, "OKX_API_SECRET": "s3cr3t-value", "OKX_API_PASSPHRASE": "pp"}
@@ -19,8 +25,15 @@ def test_production_defaults_are_port_less_okx_endpoints():
 
 
 def test_environment_values():
-    s = load(env={"OKX_INSTRUMENTS": "BTC-USDT, ETH-USDT,BTC-USDT", "OKX_CHANNELS": "trades,books5",
-                  "REDIS_URL": "rediss://h:1/0", "FEEDER_BATCH_MAX": "250", "OKX_PING_AFTER": "15"})
+    s = load(
+        env={
+            "OKX_INSTRUMENTS": "BTC-USDT, ETH-USDT,BTC-USDT",
+            "OKX_CHANNELS": "trades,books5",
+            "REDIS_URL": "rediss://h:1/0",
+            "FEEDER_BATCH_MAX": "250",
+            "OKX_PING_AFTER": "15",
+        }
+    )
     assert s.instruments == ("BTC-USDT", "ETH-USDT")
     assert s.channels == ("trades", "books5")
     assert (s.redis_url, s.batch_max, s.ping_after_s) == ("rediss://h:1/0", 250, 15.0)
@@ -34,25 +47,30 @@ def test_credentials_add_private_channels_by_default_and_stay_hidden():
 
 def test_demo_switches_the_websocket_host():
     assert load(env={"OKX_DEMO": "1"}).ws_url == DEMO_WS_URL
-    assert load(env={"OKX_DEMO": "1", "OKX_WS_URL": "ws://127.0.0.1:9"}).ws_url == "ws://127.0.0.1:9"
+    assert (
+        load(env={"OKX_DEMO": "1", "OKX_WS_URL": "ws://127.0.0.1:9"}).ws_url == "ws://127.0.0.1:9"
+    )
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"OKX_CHANNELS": "orders"}, "needs a login"),
-    ({"OKX_CHANNELS": "books-l2-tbt"}, "needs a login"),
-    ({"OKX_CHANNELS": "candle7m"}, "unknown candle bar"),
-    ({"OKX_CHANNELS": "bookz"}, "unknown channel"),
-    ({"OKX_API_KEY": "k"}, "OKX_API_SECRET, OKX_API_PASSPHRASE not set"),
-    ({"OKX_WS_URL": "wss://ws.okx.com/ws/v5/public"}, "base URL only"),
-    ({"OKX_WS_URL": "https://ws.okx.com"}, "ws:// or wss://"),
-    ({"OKX_PING_AFTER": "30"}, "between 0 and 30"),
-    ({"OKX_PING_AFTER": "soon"}, "must be a number"),
-    ({"OKX_DEMO": "maybe"}, "true or false"),
-    ({"FEEDER_HEALTHY_AFTER": "0"}, "FEEDER_HEALTHY_AFTER must be positive"),
-    ({"FEEDER_LINGER_MAX_MS": "5000"}, "FEEDER_LINGER_MAX_MS must be between 0 and 1000"),
-    ({"OKX_INSTRUMENTS": " , "}, "OKX_INSTRUMENTS is empty"),
-    ({**CREDS, "OKX_CHANNELS": "books,books-l2-tbt"}, "64004"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"OKX_CHANNELS": "orders"}, "needs a login"),
+        ({"OKX_CHANNELS": "books-l2-tbt"}, "needs a login"),
+        ({"OKX_CHANNELS": "candle7m"}, "unknown candle bar"),
+        ({"OKX_CHANNELS": "bookz"}, "unknown channel"),
+        ({"OKX_API_KEY": "k"}, "OKX_API_SECRET, OKX_API_PASSPHRASE not set"),
+        ({"OKX_WS_URL": "wss://ws.okx.com/ws/v5/public"}, "base URL only"),
+        ({"OKX_WS_URL": "https://ws.okx.com"}, "ws:// or wss://"),
+        ({"OKX_PING_AFTER": "30"}, "between 0 and 30"),
+        ({"OKX_PING_AFTER": "soon"}, "must be a number"),
+        ({"OKX_DEMO": "maybe"}, "true or false"),
+        ({"FEEDER_HEALTHY_AFTER": "0"}, "FEEDER_HEALTHY_AFTER must be positive"),
+        ({"FEEDER_LINGER_MAX_MS": "5000"}, "FEEDER_LINGER_MAX_MS must be between 0 and 1000"),
+        ({"OKX_INSTRUMENTS": " , "}, "OKX_INSTRUMENTS is empty"),
+        ({**CREDS, "OKX_CHANNELS": "books,books-l2-tbt"}, "64004"),
+    ],
+)
 def test_bad_configuration_is_a_clear_error(env, message):
     with pytest.raises(ConfigError, match=message):
         load(env=env)
@@ -100,27 +118,42 @@ from core.settings import WorkerSettings  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("raw, want", [("1", True), ("yes", True), (" ON ", True), (True, True),
-                                       ("0", False), ("off", False), ("No", False)])
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("1", True),
+        ("yes", True),
+        (" ON ", True),
+        (True, True),
+        ("0", False),
+        ("off", False),
+        ("No", False),
+    ],
+)
 def test_one_bool_parser(raw, want):
     assert p.parse_bool("X", raw) is want
 
 
-@pytest.mark.parametrize("raw, want", [("30", 30.0), ("1.5", 1.5), ("250ms", 0.25), ("5m", 300.0),
-                                       ("2h", 7200.0), (7, 7.0)])
+@pytest.mark.parametrize(
+    "raw, want",
+    [("30", 30.0), ("1.5", 1.5), ("250ms", 0.25), ("5m", 300.0), ("2h", 7200.0), (7, 7.0)],
+)
 def test_durations(raw, want):
     assert p.parse_duration("X", raw) == want
 
 
-@pytest.mark.parametrize("parse, raw, message", [
-    (p.parse_bool, "maybe", "X must be true or false"),
-    (p.parse_int, "many", "X must be an integer"),
-    (p.parse_int, "1.5", "X must be an integer"),
-    (p.parse_float, "fast", "X must be a number"),
-    (p.parse_duration, "soon", "X must be a number of seconds"),
-    (p.parse_share, "0", r"X must be in \(0, 1\]"),
-    (p.parse_share, "1.5", r"X must be in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "parse, raw, message",
+    [
+        (p.parse_bool, "maybe", "X must be true or false"),
+        (p.parse_int, "many", "X must be an integer"),
+        (p.parse_int, "1.5", "X must be an integer"),
+        (p.parse_float, "fast", "X must be a number"),
+        (p.parse_duration, "soon", "X must be a number of seconds"),
+        (p.parse_share, "0", r"X must be in \(0, 1\]"),
+        (p.parse_share, "1.5", r"X must be in \(0, 1\]"),
+    ],
+)
 def test_parser_errors_name_the_variable(parse, raw, message):
     with pytest.raises(ConfigError, match=message):
         parse("X", raw)
@@ -133,8 +166,10 @@ def test_lists_are_stripped_and_deduplicated():
 
 def test_one_credentials_parser_for_both_processes():
     assert p.parse_credentials("", None, " ") is None
-    for build in (lambda env: load(env=env).credentials,
-                  lambda env: WorkerSettings.from_env(env).credentials):
+    for build in (
+        lambda env: load(env=env).credentials,
+        lambda env: WorkerSettings.from_env(env).credentials,
+    ):
         assert build(CREDS).secret == "s3cr3t-value"
         with pytest.raises(ConfigError, match="OKX_API_SECRET, OKX_API_PASSPHRASE not set"):
             build({"OKX_API_KEY": "k"})
@@ -146,18 +181,21 @@ def test_one_redis_default_and_blank_means_default():
     assert WorkerSettings.from_env({"REDIS_URL": " "}).redis_url == p.DEFAULT_REDIS_URL
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"REDIS_URL": "notaurl"}, "REDIS_URL must start with redis:// or rediss://"),
-    ({"REDIS_URL": "redis://:hunter22@host:port/0"}, "REDIS_URL is not a valid URL"),
-    ({"REDIS_URL": "redis://"}, "REDIS_URL has no host"),
-    ({"STATE_REDIS_URL": "http://h/1"}, "STATE_REDIS_URL must start with"),
-    ({"MONGODB_URI": "notaurl"}, "MONGODB_URI is not a URI"),
-    ({"MONGODB_URI": "mysql://u:hunter22@h/db"}, "MONGODB_URI must start with mongodb://"),
-    ({"OKX_REST_URL": "openapi.okx.com"}, "OKX_REST_URL must start with http:// or https://"),
-    ({"MONGO_CLIENT_FACTORY": "nocolon"}, "MONGO_CLIENT_FACTORY must be"),
-    ({"OKX_REST_RATE_FACTOR": "2"}, "OKX_REST_RATE_FACTOR"),
-    ({"TRADES_CAP": "many"}, "TRADES_CAP must be an integer"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"REDIS_URL": "notaurl"}, "REDIS_URL must start with redis:// or rediss://"),
+        ({"REDIS_URL": "redis://:hunter22@host:port/0"}, "REDIS_URL is not a valid URL"),
+        ({"REDIS_URL": "redis://"}, "REDIS_URL has no host"),
+        ({"STATE_REDIS_URL": "http://h/1"}, "STATE_REDIS_URL must start with"),
+        ({"MONGODB_URI": "notaurl"}, "MONGODB_URI is not a URI"),
+        ({"MONGODB_URI": "mysql://u:hunter22@h/db"}, "MONGODB_URI must start with mongodb://"),
+        ({"OKX_REST_URL": "openapi.okx.com"}, "OKX_REST_URL must start with http:// or https://"),
+        ({"MONGO_CLIENT_FACTORY": "nocolon"}, "MONGO_CLIENT_FACTORY must be"),
+        ({"OKX_REST_RATE_FACTOR": "2"}, "OKX_REST_RATE_FACTOR"),
+        ({"TRADES_CAP": "many"}, "TRADES_CAP must be an integer"),
+    ],
+)
 def test_worker_url_and_value_errors_are_one_line_without_passwords(env, message):
     with pytest.raises(ConfigError, match=message) as info:
         WorkerSettings.from_env(env)
@@ -165,13 +203,16 @@ def test_worker_url_and_value_errors_are_one_line_without_passwords(env, message
     assert "\n" not in text and "hunter22" not in text
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"REDIS_URL": "notaurl"}, "REDIS_URL must start with redis://"),
-    ({"REDIS_URL": "rediss://:hunter22@h:x/0"}, "REDIS_URL is not a valid URL"),
-    ({"OKX_REST_URL": "ftp://x"}, "OKX_REST_URL must start with http:// or https://"),
-    ({"OKX_WS_URL": "notaurl"}, "OKX_WS_URL must start with ws:// or wss://"),
-    ({"OKX_BOOK_PURE": "perhaps"}, "OKX_BOOK_PURE must be true or false"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"REDIS_URL": "notaurl"}, "REDIS_URL must start with redis://"),
+        ({"REDIS_URL": "rediss://:hunter22@h:x/0"}, "REDIS_URL is not a valid URL"),
+        ({"OKX_REST_URL": "ftp://x"}, "OKX_REST_URL must start with http:// or https://"),
+        ({"OKX_WS_URL": "notaurl"}, "OKX_WS_URL must start with ws:// or wss://"),
+        ({"OKX_BOOK_PURE": "perhaps"}, "OKX_BOOK_PURE must be true or false"),
+    ],
+)
 def test_feeder_url_errors_are_one_line_without_passwords(env, message):
     with pytest.raises(ConfigError, match=message) as info:
         load(env=env)
@@ -191,24 +232,29 @@ def test_the_mongo_factory_is_resolved_by_name():
     from localrun.mongo_standin import StandinClient
     from tasks.clients import make_mongo_client
 
-    client = make_mongo_client("mongostandin://127.0.0.1:1", 100,
-                               "localrun.mongo_standin:client_for")
+    client = make_mongo_client(
+        "mongostandin://127.0.0.1:1", 100, "localrun.mongo_standin:client_for"
+    )
     assert isinstance(client, StandinClient)
     with pytest.raises(ConfigError, match="cannot be loaded"):
         make_mongo_client("mongodb://h", 100, "no.such.module:f")
 
 
 def test_timer_defaults_come_from_their_one_definition():
-    from core.settings import FEEDER_DEAD_S, HEARTBEAT_EVERY_S, HEARTBEAT_LATE_S
+    import inspect
+
     from collector import status
     from collector.ledger import Ledger
+    from core.settings import FEEDER_DEAD_S, HEARTBEAT_EVERY_S, HEARTBEAT_LATE_S
     from okx.ws import session
-    import inspect
 
     s = load(env={})
     assert (s.ping_after_s, s.pong_timeout_s, s.stale_after_s, s.healthy_after_s) == (
-        session.PING_AFTER_S, session.PONG_TIMEOUT_S, session.STALE_AFTER_S,
-        session.HEALTHY_AFTER_S)
+        session.PING_AFTER_S,
+        session.PONG_TIMEOUT_S,
+        session.STALE_AFTER_S,
+        session.HEALTHY_AFTER_S,
+    )
     assert session.PING_AFTER_S < session.OKX_IDLE_CUTOFF_S
     assert inspect.signature(Ledger).parameters["heartbeat_every"].default == HEARTBEAT_EVERY_S
     assert status.HEARTBEAT_LATE_S == HEARTBEAT_LATE_S > HEARTBEAT_EVERY_S
@@ -228,10 +274,14 @@ def test_repr_hides_url_passwords_in_both_processes():
 
 
 def test_collector_with_a_malformed_redis_url_says_so_in_one_line():
-    r = subprocess.run([sys.executable, "-m", "collector"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60,
-                       env={"PATH": "/usr/bin:/bin", "REDIS_URL": "notaurl",
-                            "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [sys.executable, "-m", "collector"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": "notaurl", "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr

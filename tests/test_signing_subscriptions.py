@@ -1,4 +1,5 @@
 """Signing (WebSocket login and REST headers) and subscription planning."""
+
 from __future__ import annotations
 
 import base64
@@ -12,12 +13,15 @@ from okx import channels
 from okx.signing import Credentials, iso_ms, request_path, rest_headers, ws_login_message
 from okx.ws.subscriptions import MAX_ARGS_BYTES, RequestIds, plan, requests
 
-CREDS = Credentials(api_key="985d5b66-57ce-40fb-b714-afc0b9787083", secret="SECRETSECRET",
-                    passphrase="pass phrase")
+CREDS = Credentials(
+    api_key="985d5b66-57ce-40fb-b714-afc0b9787083", secret="SECRETSECRET", passphrase="pass phrase"
+)
 
 
 def expected_sign(message: str) -> str:
-    return base64.b64encode(hmac.new(b"SECRETSECRET", message.encode(), hashlib.sha256).digest()).decode()
+    return base64.b64encode(
+        hmac.new(b"SECRETSECRET", message.encode(), hashlib.sha256).digest()
+    ).decode()
 
 
 def test_ws_login_uses_seconds_and_the_verify_path():
@@ -54,13 +58,15 @@ def test_rest_post_signs_the_body():
     body = '{"instId":"BTC-USDT"}'
     headers = rest_headers(CREDS, "POST", "/api/v5/trade/order", body, now_s=1607418537.715)
     assert headers["OK-ACCESS-SIGN"] == expected_sign(
-        "2020-12-08T09:08:57.715ZPOST/api/v5/trade/order" + body)
+        "2020-12-08T09:08:57.715ZPOST/api/v5/trade/order" + body
+    )
     assert "x-simulated-trading" not in headers
 
 
 def test_public_rest_has_no_auth_headers():
     assert rest_headers(None, "GET", "/api/v5/market/books", "", now_s=0) == {
-        "Content-Type": "application/json"}
+        "Content-Type": "application/json"
+    }
 
 
 def test_credentials_never_show_their_secrets():
@@ -70,14 +76,21 @@ def test_credentials_never_show_their_secrets():
 
 
 def test_plan_places_channels_on_their_endpoints():
-    p = plan(["books", "trades-all", "candle1m", "orders", "balance_and_position", "tickers"],
-             ["BTC-USDT", "ETH-USDT"])
+    p = plan(
+        ["books", "trades-all", "candle1m", "orders", "balance_and_position", "tickers"],
+        ["BTC-USDT", "ETH-USDT"],
+    )
     assert p.args["public"] == [
-        {"channel": "books", "instId": "BTC-USDT"}, {"channel": "books", "instId": "ETH-USDT"},
-        {"channel": "tickers", "instId": "BTC-USDT"}, {"channel": "tickers", "instId": "ETH-USDT"}]
+        {"channel": "books", "instId": "BTC-USDT"},
+        {"channel": "books", "instId": "ETH-USDT"},
+        {"channel": "tickers", "instId": "BTC-USDT"},
+        {"channel": "tickers", "instId": "ETH-USDT"},
+    ]
     assert {a["channel"] for a in p.args["business"]} == {"trades-all", "candle1m"}
-    assert p.args["private"] == [{"channel": "orders", "instType": "ANY"},
-                                 {"channel": "balance_and_position"}]
+    assert p.args["private"] == [
+        {"channel": "orders", "instType": "ANY"},
+        {"channel": "balance_and_position"},
+    ]
     assert p.login == {"public": False, "business": False, "private": True}
 
 

@@ -5,6 +5,7 @@ process, so the test reads exactly what the worker wrote) and state to the real 
 test-only hook (OKX_TEST_PAUSE_AFTER / OKX_TEST_PAUSE_FILE) makes the batch stop after its first
 records until the test has killed something.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,16 +19,16 @@ import pytest
 import redis
 from celery import Celery
 
+from core import keys
 from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.mongo_standin import CLIENT_FACTORY, MongoStandin
-from core import keys
 from tests.workers_fixtures import T0, batch, children, decode, kill_quietly, order, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
-N = 10          # orders in the batch
-PAUSE_AT = 3    # the worker stops after this many
+N = 10  # orders in the batch
+PAUSE_AT = 3  # the worker stops after this many
 
 
 @pytest.fixture
@@ -46,17 +47,47 @@ def world(redis_url, standin, tmp_path):
     sender = Celery("feeder", broker=redis_url)
 
     def start(**extra_env) -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": redis_url, "STATE_REDIS_URL": state_url,
-               "MONGODB_URI": standin.uri, "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
-               "PYTHONPATH": str(ROOT), "BOOKS_RETENTION_S": "0",
-               "OKX_TEST_PAUSE_AFTER": str(PAUSE_AT), "OKX_TEST_PAUSE_FILE": str(pause),
-               "INGEST_RETRY_BASE_S": "0.1", "INGEST_RETRY_CAP_S": "0.5", **extra_env}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "STATE_REDIS_URL": state_url,
+            "MONGODB_URI": standin.uri,
+            "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
+            "PYTHONPATH": str(ROOT),
+            "BOOKS_RETENTION_S": "0",
+            "OKX_TEST_PAUSE_AFTER": str(PAUSE_AT),
+            "OKX_TEST_PAUSE_FILE": str(pause),
+            "INGEST_RETRY_BASE_S": "0.1",
+            "INGEST_RETRY_CAP_S": "0.5",
+            **extra_env,
+        }
         log = open(tmp_path / f"worker{len(procs)}.log", "w")
         p = subprocess.Popen(
-            [CELERY, "-A", "tasks", "worker", "-P", "prefork", "-c", "1", "-Q", "ingest,backfill",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
-             "-n", f"crash{len(procs)}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                CELERY,
+                "-A",
+                "tasks",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "1",
+                "-Q",
+                "ingest,backfill",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+                "-n",
+                f"crash{len(procs)}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(p)
         return p
 
@@ -73,15 +104,18 @@ def world(redis_url, standin, tmp_path):
     yield w
     for p in procs:
         if p.poll() is None:
-            kill_quietly(-p.pid, signal.SIGKILL)   # this test's own process group
+            kill_quietly(-p.pid, signal.SIGKILL)  # this test's own process group
             p.wait(10)
     sender.close()
 
 
 def paused_child(w, worker: subprocess.Popen) -> int:
     """Wait until the pool child stopped mid-batch; return its pid."""
-    wait_for(lambda: Path(str(w.pause) + ".reached").exists() or worker.poll() is not None,
-             timeout=30, what="the batch to reach its pause")
+    wait_for(
+        lambda: Path(str(w.pause) + ".reached").exists() or worker.poll() is not None,
+        timeout=30,
+        what="the batch to reach its pause",
+    )
     assert worker.poll() is None, w.logs()
     (kids,) = [children(worker.pid)]
     assert len(kids) == 1, kids
@@ -90,8 +124,13 @@ def paused_child(w, worker: subprocess.Popen) -> int:
 
 
 def assert_stored_exactly_once(w):
-    wait_for(lambda: w.orders() == N and w.broker.llen(INGEST_QUEUE) == 0
-             and w.broker.hlen("unacked") == 0, timeout=30, what="the redelivered batch")
+    wait_for(
+        lambda: (
+            w.orders() == N and w.broker.llen(INGEST_QUEUE) == 0 and w.broker.hlen("unacked") == 0
+        ),
+        timeout=30,
+        what="the redelivered batch",
+    )
     assert int(w.state.get(keys.ORDER_COUNTER)) == N, w.logs()
     numbered = {decode(w.state.hgetall(keys.order_key(n)))["ordId"] for n in range(1, N + 1)}
     assert numbered == {str(i) for i in range(N)} and not w.state.exists(keys.order_key(N + 1))
@@ -102,7 +141,7 @@ def test_pool_child_sigkilled_mid_batch_is_redelivered_and_stored_once(world):
     worker = w.start()
     w.send_orders()
     child = paused_child(w, worker)
-    os.kill(child, signal.SIGKILL)                      # OOM-killer style
+    os.kill(child, signal.SIGKILL)  # OOM-killer style
     Path(str(w.pause) + ".held").unlink()
     assert_stored_exactly_once(w)
     assert "WorkerLostError" in w.logs() or "Worker exited prematurely" in w.logs(), w.logs()
@@ -118,12 +157,12 @@ def test_heroku_sigterm_to_every_process_restores_the_batch(world):
     paused_child(w, worker)
     t0 = time.monotonic()
     os.killpg(worker.pid, signal.SIGTERM)
-    worker.wait(timeout=28)                              # inside Heroku's grace period
+    worker.wait(timeout=28)  # inside Heroku's grace period
     took = time.monotonic() - t0
     Path(str(w.pause) + ".held").unlink(missing_ok=True)
     assert w.broker.llen(INGEST_QUEUE) + w.broker.hlen("unacked") == 1, w.logs()
     assert w.orders() == PAUSE_AT
-    w.start()                                            # the dyno comes back
+    w.start()  # the dyno comes back
     assert_stored_exactly_once(w)
     assert took < 28
 
@@ -132,8 +171,11 @@ def test_whole_worker_sigkilled_is_redelivered_after_the_visibility_timeout(worl
     # Everything killed at once (no chance to restore): the message stays in `unacked` until the
     # visibility timeout, then a worker's restore sweep requeues it. Short values, tests only.
     w = world
-    fast = {"BROKER_VISIBILITY_TIMEOUT": "3", "BROKER_RESTORE_INTERVAL": "1",
-            "BROKER_RESTORE_THROTTLE": "1"}
+    fast = {
+        "BROKER_VISIBILITY_TIMEOUT": "3",
+        "BROKER_RESTORE_INTERVAL": "1",
+        "BROKER_RESTORE_THROTTLE": "1",
+    }
     worker = w.start(**fast)
     w.send_orders()
     paused_child(w, worker)

@@ -4,6 +4,7 @@ Batches are sent by name as the feeder sends them: Celery task messages built by
 collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
 Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
 """
+
 from __future__ import annotations
 
 import threading
@@ -17,16 +18,28 @@ from celery.contrib.testing.worker import start_worker
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from collector.celery_message import task_message
-from core.contract import INGEST_QUEUE, INGEST_TASKS
-from localrun.redis_server import RedisServer
-from tasks import clients
 from core import keys
 from core import settings as settings_mod
+from core.contract import INGEST_QUEUE, INGEST_TASKS
+from core.settings import WorkerSettings as Settings
+from localrun.redis_server import RedisServer
+from tasks import clients
 from tasks.app import app
 from tasks.deadletters import DeadLetters
-from core.settings import WorkerSettings as Settings
-from tests.workers_fixtures import (FlakyMongoClient, T0, balance, batch, book, candle, decode,
-                                    one_of_each, order, ticker, trade, wait_for)
+from tests.workers_fixtures import (
+    T0,
+    FlakyMongoClient,
+    balance,
+    batch,
+    book,
+    candle,
+    decode,
+    one_of_each,
+    order,
+    ticker,
+    trade,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 # T0 is in 2023: a books TTL index would expire the test data (mongomock applies TTL on reads)
@@ -44,8 +57,11 @@ def feeder(redis_url):
     client = redis.Redis.from_url(redis_url)
 
     def send(kind, payload):
-        client.lpush(INGEST_QUEUE, task_message(INGEST_TASKS[kind], [payload], INGEST_QUEUE,
-                                                argsrepr=f"<{kind} batch>"))
+        client.lpush(
+            INGEST_QUEUE,
+            task_message(INGEST_TASKS[kind], [payload], INGEST_QUEUE, argsrepr=f"<{kind} batch>"),
+        )
+
     yield send
     client.close()
 
@@ -57,8 +73,13 @@ def running_worker(redis_url, mongo, state, **settings):
     app.conf.broker_url = redis_url
     app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, queues=["ingest", "backfill"],
-                          shutdown_timeout=20) as w:
+        with start_worker(
+            app,
+            pool="solo",
+            perform_ping_check=False,
+            queues=["ingest", "backfill"],
+            shutdown_timeout=20,
+        ) as w:
             yield w
     finally:
         clients.install()
@@ -76,15 +97,26 @@ def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
     with running_worker(redis_url, mongo, state):
         for kind, recs in data.items():
             feeder(kind, batch(kind, recs))
-            feeder(kind, batch(kind, recs))                  # sent twice: stored once
-        feeder("trades", {"v": 1, "kind": "tickers", "records": []})   # a bad batch
-        expected = {"order": 2, "balance": 2, "position": 1, "trades": 2, "books": 1,
-                    "tickers": 1, "candles": 1, "dead_letters": 1}
+            feeder(kind, batch(kind, recs))  # sent twice: stored once
+        feeder("trades", {"v": 1, "kind": "tickers", "records": []})  # a bad batch
+        expected = {
+            "order": 2,
+            "balance": 2,
+            "position": 1,
+            "trades": 2,
+            "books": 1,
+            "tickers": 1,
+            "candles": 1,
+            "dead_letters": 1,
+        }
 
         def counts():
             return {c: db[c].count_documents({}) for c in expected}
-        wait_for(lambda: counts() == expected and drained(broker) and state.exists("book:BTC-USDT"),
-                 what="all batches")
+
+        wait_for(
+            lambda: counts() == expected and drained(broker) and state.exists("book:BTC-USDT"),
+            what="all batches",
+        )
         time.sleep(0.2)  # duplicates are processed too: nothing more may appear (checked below)
         wait_for(lambda: drained(broker), what="drained")
     assert counts() == expected
@@ -101,36 +133,52 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
     # (lost reply)
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
     end = time.monotonic() + 30.0
-    flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone"),
-                                           ServerSelectionTimeoutError("no primary")],
-                             until=lambda: time.monotonic() > end, after=True)
+    flaky = FlakyMongoClient(
+        base,
+        errors=[AutoReconnect("primary gone"), ServerSelectionTimeoutError("no primary")],
+        until=lambda: time.monotonic() > end,
+        after=True,
+    )
     events = [order(str(i), T0 + i, s) for i in range(50) for s in ("live", "filled")]
     # Retries spaced out to span the whole outage (100 retries, 0.5 s doubling to 4 s).
     with running_worker(redis_url, flaky, state, retry_max=100, retry_base_s=0.5, retry_cap_s=4.0):
         # When batches arrive during the outage
         for i in range(0, 100, 25):
-            feeder("orders", batch("orders", events[i:i + 25]))
+            feeder("orders", batch("orders", events[i : i + 25]))
         feeder("trades", batch("trades", [trade(i) for i in range(40)]))
         held = []
         while time.monotonic() < end - 0.1:  # the broker keeps every unstored batch meanwhile
             held.append(broker.llen(INGEST_QUEUE) + broker.hlen("unacked"))
             time.sleep(0.05)
         # Then everything is stored exactly once after it ends
-        wait_for(lambda: base["okex"]["order"].count_documents({}) == 100
-                 and base["okex"]["trades"].count_documents({}) == 40 and drained(broker),
-                 what="orders after the outage")
+        wait_for(
+            lambda: (
+                base["okex"]["order"].count_documents({}) == 100
+                and base["okex"]["trades"].count_documents({}) == 40
+                and drained(broker)
+            ),
+            what="orders after the outage",
+        )
     # A message is in neither list for an instant while kombu moves it from the queue into the
     # unacked hash (BRPOP, then HSET); two empty samples 50 ms apart would mean a real early ack.
     assert held and not any(a == b == 0 for a, b in zip(held, held[1:])), held
     assert flaky["okex"].raised >= 2
     assert int(state.get(keys.ORDER_COUNTER)) == 100
     assert base["okex"]["dead_letters"].count_documents({}) == 0
-    assert len({tuple(decode(state.hgetall(f"order{n}"))[f] for f in ("ordId", "uTime", "state"))
-                for n in range(1, 101)}) == 100
+    assert (
+        len(
+            {
+                tuple(decode(state.hgetall(f"order{n}"))[f] for f in ("ordId", "uTime", "state"))
+                for n in range(1, 101)
+            }
+        )
+        == 100
+    )
 
 
 def _retries(kind: str) -> float:
     from tasks.ingest import RETRIES
+
     return RETRIES.labels(kind)._value.get()
 
 
@@ -154,10 +202,15 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
             assert mongo["okex"]["order"].count_documents({}) == 0
             srv = RedisServer(port=port, workdir=str(tmp_path)).start()
             # Then the retries land once the server is back, each event once
-            wait_for(lambda: drained(broker) and state.get(keys.ORDER_COUNTER) == b"30"
-                     and state.exists("ticker:BTC-USDT")
-                     and mongo["okex"]["order"].count_documents({}) == 30,
-                     what="state and history after restart")
+            wait_for(
+                lambda: (
+                    drained(broker)
+                    and state.get(keys.ORDER_COUNTER) == b"30"
+                    and state.exists("ticker:BTC-USDT")
+                    and mongo["okex"]["order"].count_documents({}) == 30
+                ),
+                what="state and history after restart",
+            )
         assert not state.exists("order31")
         assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
         assert mongo["okex"]["dead_letters"].count_documents({}) == 0
@@ -172,8 +225,10 @@ def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, fe
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("down")], until=up.is_set)
     with running_worker(redis_url, flaky, state, retry_max=2):
         feeder("balances", batch("balances", [balance("ETH", "2", T0)]))
-        wait_for(lambda: state.llen(keys.DEADLETTER_SPOOL) == 1 and drained(broker),
-                 what="dead letter in the spool")
+        wait_for(
+            lambda: state.llen(keys.DEADLETTER_SPOOL) == 1 and drained(broker),
+            what="dead letter in the spool",
+        )
         assert base["okex"]["balance"].count_documents({}) == 0
         # When MongoDB is back and the operator replays
         up.set()
@@ -183,21 +238,25 @@ def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, fe
         assert doc["reason"] == "retries_exhausted" and doc["retries"] == 2
         assert len(dl.replay(app)) == 1
         # Then the batch is stored
-        wait_for(lambda: base["okex"]["balance"].count_documents({}) == 1 and drained(broker),
-                 what="replayed batch")
+        wait_for(
+            lambda: base["okex"]["balance"].count_documents({}) == 1 and drained(broker),
+            what="replayed batch",
+        )
     assert base["okex"]["dead_letters"].find_one()["status"] == "replayed"
     assert decode(state.hgetall("balance:ETH"))["cashBal"] == "2"
 
 
 def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
     # Many workers running the same batch at once against one real Redis (atomic Lua).
-    from tasks.writers import RedisState
     from tasks import documents
+    from tasks.writers import RedisState
+
     events, _ = documents.split_records("orders", [order(str(i), T0, "live") for i in range(200)])
     state = redis.Redis.from_url(redis_url)
 
     def run():
         RedisState(redis.Redis.from_url(redis_url), Settings()).write("orders", events)
+
     threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:
         t.start()
@@ -216,23 +275,35 @@ def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
 
 
 def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transient_error(
-        redis_url, broker):
+    redis_url, broker
+):
     # A quiet cycle of the feeder: several kinds in one task; one envelope is not a batch.
     from core.contract import INGEST_MIXED_TASK
+
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=1)
-    envelopes = [batch("trades", [trade(i) for i in range(5)]),
-                 {"v": 1, "kind": "nope", "records": []},
-                 batch("tickers", [ticker(ts=T0 + 1, last="2")])]
+    envelopes = [
+        batch("trades", [trade(i) for i in range(5)]),
+        {"v": 1, "kind": "nope", "records": []},
+        batch("tickers", [ticker(ts=T0 + 1, last="2")]),
+    ]
     with running_worker(redis_url, flaky, state):
-        broker.lpush(INGEST_QUEUE, task_message(INGEST_MIXED_TASK, [envelopes], INGEST_QUEUE,
-                                                argsrepr="<mixed>"))
+        broker.lpush(
+            INGEST_QUEUE,
+            task_message(INGEST_MIXED_TASK, [envelopes], INGEST_QUEUE, argsrepr="<mixed>"),
+        )
         db = base["okex"]
-        wait_for(lambda: db["trades"].count_documents({}) == 5 and db["tickers"].count_documents({})
-                 == 1 and drained(broker), what="mixed task stored")
-    assert flaky["okex"].raised == 1                  # the first write failed: a retry ran
+        wait_for(
+            lambda: (
+                db["trades"].count_documents({}) == 5
+                and db["tickers"].count_documents({}) == 1
+                and drained(broker)
+            ),
+            what="mixed task stored",
+        )
+    assert flaky["okex"].raised == 1  # the first write failed: a retry ran
     [letter] = db["dead_letters"].find()
     assert letter["reason"] == "bad_batch" and letter["task"] == INGEST_MIXED_TASK
-    assert letter["args"] == [envelopes[1]]           # only the bad envelope, dead-lettered once
+    assert letter["args"] == [envelopes[1]]  # only the bad envelope, dead-lettered once
     assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "2"
     assert state.zcard("trades:BTC-USDT") == 5

@@ -3,6 +3,7 @@
 Each test uses its own throw-away database, dropped afterwards. State goes to fakeredis: these
 tests are about MongoDB's behaviour (bulk errors, unique indexes, BSON datetimes, upserts).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,21 +12,24 @@ import uuid
 import fakeredis
 import pytest
 
+from core.settings import WorkerSettings as Settings
 from tasks import documents
 from tasks.deadletters import DeadLetters, make_doc
 from tasks.ingest import handle_batch
-from core.settings import WorkerSettings as Settings
 from tasks.writers import Store
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tests.workers_fixtures import T0, batch, book, one_of_each, trade
 
-pytestmark = [pytest.mark.mongodb,
-              pytest.mark.skipif(not os.environ.get("MONGODB_URI"), reason="MONGODB_URI not set")]
+pytestmark = [
+    pytest.mark.mongodb,
+    pytest.mark.skipif(not os.environ.get("MONGODB_URI"), reason="MONGODB_URI not set"),
+]
 
 
 @pytest.fixture
 def db():
     from tasks.clients import make_mongo_client
+
     client = make_mongo_client(os.environ["MONGODB_URI"], 5000)
     name = f"okex_test_{uuid.uuid4().hex[:8]}"
     database = client[name]
@@ -49,10 +53,19 @@ def test_every_kind_twice_is_stored_once(db):
     for kind, recs in data.items():
         out = _write(store, kind, recs)
         assert out["inserted"] == 0, kind
-    counts = {c: db[c].count_documents({}) for c in ("order", "balance", "position", "trades",
-                                                     "books", "tickers", "candles")}
-    assert counts == {"order": 2, "balance": 2, "position": 1, "trades": 2, "books": 1,
-                      "tickers": 1, "candles": 1}
+    counts = {
+        c: db[c].count_documents({})
+        for c in ("order", "balance", "position", "trades", "books", "tickers", "candles")
+    }
+    assert counts == {
+        "order": 2,
+        "balance": 2,
+        "position": 1,
+        "trades": 2,
+        "books": 1,
+        "tickers": 1,
+        "candles": 1,
+    }
     o = db["order"].find_one({"state": "filled"})
     assert o["dt"].year == 2023 and isinstance(o["cTime"], str) and "tradeId" in o
     assert db["trades"].find_one({"tradeId": "1"})["validated"] is False
@@ -77,14 +90,35 @@ def test_books_sampling_and_unique_indexes(db):
 
 def test_handle_batch_and_dead_letters(db):
     r = fakeredis.FakeRedis()
-    out = handle_batch("trades", {"v": 9}, store=Store(db, r, Settings()), dead=DeadLetters(db, r),
-                       settings=Settings(), task_name="tasks.ingest.trades", task_id="t1", retries=0)
+    out = handle_batch(
+        "trades",
+        {"v": 9},
+        store=Store(db, r, Settings()),
+        dead=DeadLetters(db, r),
+        settings=Settings(),
+        task_name="tasks.ingest.trades",
+        task_id="t1",
+        retries=0,
+    )
     assert out.dead_letter == "t1"
-    again = make_doc(task="tasks.ingest.trades", task_id="t1", args=[{"v": 9}], reason="bad_batch",
-                     exc=None, retries=0)
+    again = make_doc(
+        task="tasks.ingest.trades",
+        task_id="t1",
+        args=[{"v": 9}],
+        reason="bad_batch",
+        exc=None,
+        retries=0,
+    )
     assert DeadLetters(db, r).put(again) == "mongo"  # the same dead letter twice: one document
     assert db["dead_letters"].count_documents({}) == 1
-    out = handle_batch("trades", batch("trades", [trade(1)]), store=Store(db, r, Settings()),
-                       dead=DeadLetters(db, r), settings=Settings(), task_name="x", task_id="t2",
-                       retries=0)
+    out = handle_batch(
+        "trades",
+        batch("trades", [trade(1)]),
+        store=Store(db, r, Settings()),
+        dead=DeadLetters(db, r),
+        settings=Settings(),
+        task_name="x",
+        task_id="t2",
+        retries=0,
+    )
     assert out.written["inserted"] == 1

@@ -1,4 +1,5 @@
 """Writers against fakes (fakeredis with Lua, mongomock): fields, idempotency, versioning, bounds."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,14 +11,24 @@ import mongomock
 import pytest
 from pymongo.errors import BulkWriteError
 
-from tasks import documents
 from core import keys
 from core.settings import WorkerSettings as Settings
+from tasks import documents
 from tasks.writers import Store, insert_history
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tasks.writers.redis_state import SCRIPTS
-from tests.workers_fixtures import (T0, balance, book, candle, decode, one_of_each, order, position,
-                                    ticker, trade)
+from tests.workers_fixtures import (
+    T0,
+    balance,
+    book,
+    candle,
+    decode,
+    one_of_each,
+    order,
+    position,
+    ticker,
+    trade,
+)
 
 SETTINGS = Settings(books_sample_ms=0)
 
@@ -68,6 +79,7 @@ def mongo_dump(db) -> dict:
 
 # ----- every kind, with the original design's fields ----------------------------------------------
 
+
 def test_every_kind_is_stored_with_the_original_fields(store, db, r):
     for kind, recs in one_of_each().items():
         write(store, kind, recs)
@@ -95,13 +107,27 @@ def test_every_kind_is_stored_with_the_original_fields(store, db, r):
     assert int(r.get(keys.ORDER_COUNTER)) == 2
     h = decode(r.hgetall("order2"))
     assert {k: h[k] for k in ("instType", "instId", "ordId", "tradeId", "cTime")} == {
-        "instType": "SWAP", "instId": "BTC-USDT-SWAP", "ordId": "1001", "tradeId": "t1001",
-        "cTime": str(T0 - 5000)}
-    assert decode(r.hgetall("balance:USDT")) == {"ccy": "USDT", "cashBal": "100.5", "uTime": str(T0)}
+        "instType": "SWAP",
+        "instId": "BTC-USDT-SWAP",
+        "ordId": "1001",
+        "tradeId": "t1001",
+        "cTime": str(T0 - 5000),
+    }
+    assert decode(r.hgetall("balance:USDT")) == {
+        "ccy": "USDT",
+        "cashBal": "100.5",
+        "uTime": str(T0),
+    }
     assert decode(r.hgetall("balance:BTC"))["cashBal"] == "0.5"
     assert decode(r.hgetall("position:555")) == {
-        "posId": "555", "tradeId": "77", "instId": "BTC-USDT-SWAP", "instType": "SWAP", "pos": "3",
-        "ccy": "USDT", "uTime": str(T0)}
+        "posId": "555",
+        "tradeId": "77",
+        "instId": "BTC-USDT-SWAP",
+        "instType": "SWAP",
+        "pos": "3",
+        "ccy": "USDT",
+        "uTime": str(T0),
+    }
     assert decode(r.hgetall("ticker:BTC-USDT"))["last"] == "35000.5"
     assert decode(r.hgetall("book:BTC-USDT"))["bidPx"] == "35000.4"
     assert decode(r.hgetall("books5:BTC-USDT"))["seqId"] == "100"
@@ -111,6 +137,7 @@ def test_every_kind_is_stored_with_the_original_fields(store, db, r):
 
 
 # ----- idempotency ----------------------------------------------------------------------------------
+
 
 def test_a_duplicated_batch_adds_nothing(store, db, r):
     data = one_of_each()
@@ -144,19 +171,23 @@ def test_state_scripts_are_loaded_again_after_redis_forgot_them(store, r):
     assert decode(r.hgetall(keys.ticker("BTC-USDT")))["last"] == "2"
     r.script_flush()
     out = write(store, "orders", [order("1", T0 + 1, "filled"), order("1", T0, "live")])
-    assert (out["state_applied"], out["state_stale"]) == (1, 1)   # the redelivered one is known
+    assert (out["state_applied"], out["state_stale"]) == (1, 1)  # the redelivered one is known
     assert int(r.get(keys.ORDER_COUNTER)) == 2
 
 
 def test_several_kinds_in_one_round_trip_count_as_separate_writes(db, r):
-    parts = [("tickers", checked("tickers", [ticker(ts=T0 + 1, last="2")])),
-             ("orders", checked("orders", [order("1", T0, "live"), order("1", T0, "live")])),
-             ("trades", checked("trades", [trade(1), trade(2)])),
-             ("books", [])]
+    parts = [
+        ("tickers", checked("tickers", [ticker(ts=T0 + 1, last="2")])),
+        ("orders", checked("orders", [order("1", T0, "live"), order("1", T0, "live")])),
+        ("trades", checked("trades", [trade(1), trade(2)])),
+        ("books", []),
+    ]
     store = Store(db, r, SETTINGS)
-    one_by_one = [Store(mongomock.MongoClient()["okex"], fakeredis.FakeRedis(), SETTINGS)
-                  .write(kind, recs) for kind, recs in parts]
-    for src in SCRIPTS.values():        # as after the first batch (see the test above)
+    one_by_one = [
+        Store(mongomock.MongoClient()["okex"], fakeredis.FakeRedis(), SETTINGS).write(kind, recs)
+        for kind, recs in parts
+    ]
+    for src in SCRIPTS.values():  # as after the first batch (see the test above)
         r.script_load(src)
     pipelines = []
     real_pipeline = r.pipeline
@@ -169,20 +200,27 @@ def test_several_kinds_in_one_round_trip_count_as_separate_writes(db, r):
 
 # ----- versioning: reordered batches end at the newest state -------------------------------------------
 
+
 def versions():
     """Batches of every state kind with strictly newer versions, oldest first."""
     out = []
     for i in range(6):
         t = T0 + i * 1000
-        out.append({
-            "balances": [balance("USDT", f"{100 + i}", t)],
-            "positions": [position("555", str(i), t)],
-            "tickers": [ticker(ts=t, last=f"{35000 + i}")],
-            "books": [book(ts=t, seq=100 + i, bid=f"{34000 + i}")],
-            "candles": [candle(ts=T0 + (i // 2) * 60_000, vol=str(10 + i), confirm="1" if i % 2 else "0")],
-            "trades": [trade(i)],
-            "orders": [order("9", t, "partially_filled")],
-        })
+        out.append(
+            {
+                "balances": [balance("USDT", f"{100 + i}", t)],
+                "positions": [position("555", str(i), t)],
+                "tickers": [ticker(ts=t, last=f"{35000 + i}")],
+                "books": [book(ts=t, seq=100 + i, bid=f"{34000 + i}")],
+                "candles": [
+                    candle(
+                        ts=T0 + (i // 2) * 60_000, vol=str(10 + i), confirm="1" if i % 2 else "0"
+                    )
+                ],
+                "trades": [trade(i)],
+                "orders": [order("9", t, "partially_filled")],
+            }
+        )
     return out
 
 
@@ -214,7 +252,11 @@ def test_reordered_batches_leave_redis_at_the_newest_state():
 
 
 def test_newest_in_one_batch_wins_and_ties_keep_the_later(store, r):
-    recs = [ticker(ts=T0 + 5, last="new"), ticker(ts=T0 + 1, last="old"), ticker(ts=T0 + 5, last="tie")]
+    recs = [
+        ticker(ts=T0 + 5, last="new"),
+        ticker(ts=T0 + 1, last="old"),
+        ticker(ts=T0 + 5, last="tie"),
+    ]
     write(store, "tickers", recs)
     assert decode(r.hgetall("ticker:BTC-USDT"))["last"] == "tie"
     write(store, "tickers", [ticker(ts=T0 + 4, last="late")])
@@ -223,10 +265,16 @@ def test_newest_in_one_batch_wins_and_ties_keep_the_later(store, r):
 
 def test_confirmed_candle_is_never_overwritten_by_a_forming_one(store, db, r):
     write(store, "candles", [candle(vol="50", c="2", confirm="1")])
-    write(store, "candles", [candle(vol="40", c="1", confirm="0")])   # older forming push, late
+    write(store, "candles", [candle(vol="40", c="1", confirm="0")])  # older forming push, late
     assert decode(r.hgetall("candle:BTC-USDT:1m"))["confirm"] == "1"
-    write(store, "candles", [candle(ts=T0 + 60_000, vol="1", confirm="0"),
-                             candle(ts=T0 + 60_000, vol="3", c="9", confirm="0")])
+    write(
+        store,
+        "candles",
+        [
+            candle(ts=T0 + 60_000, vol="1", confirm="0"),
+            candle(ts=T0 + 60_000, vol="3", c="9", confirm="0"),
+        ],
+    )
     assert decode(r.hgetall("candle:BTC-USDT:1m"))["c"] == "9"
     write(store, "candles", [candle(ts=T0 + 60_000, vol="2", confirm="0")])  # less volume: older
     assert decode(r.hgetall("candle:BTC-USDT:1m"))["vol"] == "3"
@@ -244,6 +292,7 @@ def test_books_versioned_by_ts_then_seq(store, r):
 
 # ----- bounds -------------------------------------------------------------------------------------------
 
+
 def test_latest_trades_are_capped_and_late_trades_do_not_evict_newer(db, r):
     st = Store(db, r, Settings(trades_cap=10))
     write(st, "trades", [trade(i) for i in range(100, 130)])
@@ -259,11 +308,14 @@ def test_books_history_keeps_one_push_per_window_plus_full_snapshots(db, r):
     write(st, "books", pushes + [book(ts=T0 + 150, seq=None, channel="books", full=True)])
     write(st, "books", pushes)
     ids = sorted(d["_id"] for d in db["books"].find())
-    assert ids == sorted([f"BTC-USDT:books5:w{T0 + w}" for w in (0, 1000, 2000)]
-                         + [f"BTC-USDT:books:full:{T0 + 150}"])
+    assert ids == sorted(
+        [f"BTC-USDT:books5:w{T0 + w}" for w in (0, 1000, 2000)]
+        + [f"BTC-USDT:books:full:{T0 + 150}"]
+    )
 
 
 # ----- MongoDB errors --------------------------------------------------------------------------------------
+
 
 class _FailingCollection:
     def __init__(self, details):
@@ -289,7 +341,11 @@ def test_duplicate_keys_count_as_success_other_write_errors_raise():
 def test_unique_indexes_exist_and_guard_the_natural_key(db):
     info = db["trades"].index_information()
     assert info["natural_key"]["unique"] is True
-    assert list(db["order"].index_information()["natural_key"]["key"]) == [("ordId", 1), ("uTime", 1), ("state", 1)]
+    assert list(db["order"].index_information()["natural_key"]["key"]) == [
+        ("ordId", 1),
+        ("uTime", 1),
+        ("state", 1),
+    ]
     db["trades"].insert_one({"_id": "x", "instId": "A", "tradeId": "1"})
     with pytest.raises(Exception):
         db["trades"].insert_one({"_id": "y", "instId": "A", "tradeId": "1"})
@@ -303,12 +359,16 @@ def test_mark_trades_validated(store, db):
 
 # ----- pure document rules ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,rec,why", [
-    ("orders", {"ordId": "1", "uTime": "1"}, "without"),
-    ("trades", dict(trade(1), ts="12:00"), "not milliseconds"),
-    ("books", dict(book(), seqId="7"), "seqId"),
-    ("books", dict(book(), asks="x"), "lists"),
-])
+
+@pytest.mark.parametrize(
+    "kind,rec,why",
+    [
+        ("orders", {"ordId": "1", "uTime": "1"}, "without"),
+        ("trades", dict(trade(1), ts="12:00"), "not milliseconds"),
+        ("books", dict(book(), seqId="7"), "seqId"),
+        ("books", dict(book(), asks="x"), "lists"),
+    ],
+)
 def test_records_that_cannot_be_keyed_are_bad(kind, rec, why):
     good, bad = documents.split_records(kind, [rec])
     assert good == [] and why in bad[0][1]

@@ -1,4 +1,5 @@
 """okx.ws.frames: cutting server WebSocket frames out of a real socket's byte stream."""
+
 from __future__ import annotations
 
 import socket
@@ -7,13 +8,12 @@ import threading
 
 import pytest
 
-from okx.ws.frames import (
-    OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, FrameReader, ProtocolError,
-)
+from okx.ws.frames import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, FrameReader, ProtocolError
 
 
-def frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True, rsv: int = 0,
-          mask: bool = False) -> bytes:
+def frame(
+    payload: bytes, opcode: int = OP_TEXT, fin: bool = True, rsv: int = 0, mask: bool = False
+) -> bytes:
     b0 = (0x80 if fin else 0) | rsv | opcode
     n = len(payload)
     m = 0x80 if mask else 0
@@ -64,7 +64,7 @@ def test_frames_split_at_every_byte(pair):
     stream = frame(b"x" * 10) + frame(b"y" * 300) + frame(b"z" * 70000)
     reader = FrameReader(a, chunk=4096)
     # The first 400 bytes one at a time (headers and payloads cut anywhere), then the rest.
-    sender = send_later(b, [stream[i:i + 1] for i in range(400)] + [stream[400:]])
+    sender = send_later(b, [stream[i : i + 1] for i in range(400)] + [stream[400:]])
     got = read_all(reader, 3)
     sender.join(2)
     assert got == [(OP_TEXT, b"x" * 10), (OP_TEXT, b"y" * 300), (OP_TEXT, b"z" * 70000)]
@@ -72,7 +72,7 @@ def test_frames_split_at_every_byte(pair):
 
 def test_large_frame_larger_than_the_read_chunk(pair):
     a, b = pair
-    big = bytes(range(256)) * 4000            # 1 MB, 64-bit length
+    big = bytes(range(256)) * 4000  # 1 MB, 64-bit length
     reader = FrameReader(a, chunk=8192)
     sender = send_later(b, [frame(big) + frame(b"after")])
     assert read_all(reader, 2) == [(OP_TEXT, big), (OP_TEXT, b"after")]
@@ -81,8 +81,12 @@ def test_large_frame_larger_than_the_read_chunk(pair):
 
 def test_fragmented_message_joined_with_a_control_frame_between(pair):
     a, b = pair
-    b.sendall(frame(b"hel", OP_TEXT, fin=False) + frame(b"hi", OP_PING)
-              + frame(b"lo ", OP_CONT, fin=False) + frame(b"world", OP_CONT))
+    b.sendall(
+        frame(b"hel", OP_TEXT, fin=False)
+        + frame(b"hi", OP_PING)
+        + frame(b"lo ", OP_CONT, fin=False)
+        + frame(b"world", OP_CONT)
+    )
     assert read_all(FrameReader(a), 2) == [(OP_PING, b"hi"), (OP_TEXT, b"hello world")]
 
 
@@ -92,14 +96,17 @@ def test_close_frame_is_returned(pair):
     assert read_all(FrameReader(a), 1) == [(OP_CLOSE, b"\x0f\xa4idle")]
 
 
-@pytest.mark.parametrize("raw, why", [
-    (frame(b"x", mask=True), "masked"),
-    (frame(b"x", rsv=0x40), "reserved"),
-    (frame(b"x", opcode=0x3), "opcode"),
-    (frame(b"x" * 126, opcode=OP_PING), "control"),
-    (frame(b"x", opcode=OP_CONT), "continuation"),
-    (frame(b"a", OP_TEXT, fin=False) + frame(b"b", OP_TEXT), "inside a fragmented"),
-])
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (frame(b"x", mask=True), "masked"),
+        (frame(b"x", rsv=0x40), "reserved"),
+        (frame(b"x", opcode=0x3), "opcode"),
+        (frame(b"x" * 126, opcode=OP_PING), "control"),
+        (frame(b"x", opcode=OP_CONT), "continuation"),
+        (frame(b"a", OP_TEXT, fin=False) + frame(b"b", OP_TEXT), "inside a fragmented"),
+    ],
+)
 def test_protocol_violations_raise(pair, raw, why):
     a, b = pair
     b.sendall(raw)

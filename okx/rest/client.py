@@ -19,6 +19,7 @@ Failures raise the okx.errors class that says what to do about them (`error_clas
 header, a secret or the signed query. Every attempt is counted (module-level prometheus
 counters, so a worker's /metrics shows them).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -35,36 +36,61 @@ from prometheus_client import Counter
 
 from okx.backoff import backoff_delay
 from okx.errors import (
-    AuthFailed, BadReply, BadRequest, NetworkError, RateLimited, Rejected, RestError, Unavailable,
+    AuthFailed,
+    BadReply,
+    BadRequest,
+    NetworkError,
+    RateLimited,
+    Rejected,
+    RestError,
+    Unavailable,
 )
 from okx.rest.ratelimit import Limits, NoLimits, endpoint_of, process_limits
 from okx.signing import Credentials, request_path, rest_headers
 
 # The errors are okx.errors'; importable from here as well, where they were first defined.
-__all__ = ["AuthFailed", "BadReply", "BadRequest", "NetworkError", "RateLimited", "Rejected",
-           "RestClient", "RestError", "Unavailable", "check_envelope", "classify",
-           "error_class", "http_error_class", "retry_delay"]
+__all__ = [
+    "AuthFailed",
+    "BadReply",
+    "BadRequest",
+    "NetworkError",
+    "RateLimited",
+    "Rejected",
+    "RestClient",
+    "RestError",
+    "Unavailable",
+    "check_envelope",
+    "classify",
+    "error_class",
+    "http_error_class",
+    "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 
-REQUESTS = Counter("okx_rest_requests", "OKX REST attempts by endpoint and outcome "
-                   "(ok, rate_limited, retryable, rejected, bad_reply, network)",
-                   ["endpoint", "outcome"])
-WAIT_SECONDS = Counter("okx_rest_wait_seconds", "Seconds spent waiting for a rate-limit slot",
-                       ["endpoint"])
+REQUESTS = Counter(
+    "okx_rest_requests",
+    "OKX REST attempts by endpoint and outcome "
+    "(ok, rate_limited, retryable, rejected, bad_reply, network)",
+    ["endpoint", "outcome"],
+)
+WAIT_SECONDS = Counter(
+    "okx_rest_wait_seconds", "Seconds spent waiting for a rate-limit slot", ["endpoint"]
+)
 RATE_LIMITED = Counter("okx_rest_rate_limited", "Replies 50011 / HTTP 429 from OKX", ["endpoint"])
 
-MAX_BODY = 32 * 1024 * 1024   # a 5000-level books-full reply is ~0.5 MB; more is not OKX
+MAX_BODY = 32 * 1024 * 1024  # a 5000-level books-full reply is ~0.5 MB; more is not OKX
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 10.0
 RATE_LIMIT_CODES = frozenset({"50011", "50061"})  # 50061: the sub-account's overall limit
 # OKX's "try again later" family: service unavailable, endpoint timeout, system busy/error
 RETRYABLE_CODES = frozenset({"50001", "50004", "50013", "50026"})
-AUTH_PREFIX = "501"       # 50100-50119: API key, signature, timestamp, IP, permission
-REQUEST_PREFIX = "51"     # 51000-51999: the request's parameters, instrument, order
+AUTH_PREFIX = "501"  # 50100-50119: API key, signature, timestamp, IP, permission
+REQUEST_PREFIX = "51"  # 51000-51999: the request's parameters, instrument, order
 
 
 # ----- the one classification of OKX's answers -------------------------------------------------
+
 
 def error_class(code: str) -> type[RestError] | None:
     """OKX code -> the class to raise (None for "0"). The only place that reads a code's digits:
@@ -79,7 +105,7 @@ def error_class(code: str) -> type[RestError] | None:
         return AuthFailed
     if code.startswith(REQUEST_PREFIX):
         return BadRequest
-    return Rejected       # a code we do not know: refused, and no retry can be sure to help
+    return Rejected  # a code we do not know: refused, and no retry can be sure to help
 
 
 def http_error_class(status: int) -> type[RestError]:
@@ -141,8 +167,9 @@ def check_envelope(obj: Any, what: str, row_type: type | None = dict) -> list[An
     if row_type is not None:
         for row in data:
             if not isinstance(row, row_type):
-                raise BadReply(f"{what}: rows must be {row_type.__name__}s, "
-                               f"got {type(row).__name__}")
+                raise BadReply(
+                    f"{what}: rows must be {row_type.__name__}s, got {type(row).__name__}"
+                )
     return data
 
 
@@ -153,12 +180,18 @@ class _Body(Protocol):
 
 
 class RestClient:
-    def __init__(self, base_url: str, *, credentials: Credentials | None = None,
-                 demo: bool = False, timeout: float = 5.0,
-                 limits: Limits | None | bool = None,
-                 max_retries: int = 5,
-                 sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credentials: Credentials | None = None,
+        demo: bool = False,
+        timeout: float = 5.0,
+        limits: Limits | None | bool = None,
+        max_retries: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._creds = credentials
         self.demo = demo
@@ -175,8 +208,14 @@ class RestClient:
     def __repr__(self) -> str:
         return f"RestClient({self.base_url!r}, credentials={self._creds!r}, demo={self.demo})"
 
-    def get(self, path: str, params: Mapping[str, str] | None = None, signed: bool = False, *,
-            row_type: type | None = dict) -> list[Any]:
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        signed: bool = False,
+        *,
+        row_type: type | None = dict,
+    ) -> list[Any]:
         """GET path?params and return the `data` list of OKX's envelope (rows checked to be
         `row_type`; pass list for candles, None to skip the check)."""
         if signed and self._creds is None:
@@ -202,8 +241,13 @@ class RestClient:
                         exc.retry_after = self.limits.paused_for(path) or None
                     raise self._scrubbed(exc) from None
                 delay = retry_delay(attempt, self._rng)
-                log.warning("%s; retry %d/%d in %.2fs", self._scrubbed(exc),
-                            attempt + 1, self.max_retries, delay)
+                log.warning(
+                    "%s; retry %d/%d in %.2fs",
+                    self._scrubbed(exc),
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
+                )
                 self._sleep(delay)
                 attempt += 1
 
@@ -218,19 +262,28 @@ class RestClient:
             exc.args = (text,)
         return exc
 
-    def _attempt(self, path: str, params: Mapping[str, str] | None, signed: bool, endpoint: str,
-                 what: str, row_type: type | None) -> list[Any]:
+    def _attempt(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        signed: bool,
+        endpoint: str,
+        what: str,
+        row_type: type | None,
+    ) -> list[Any]:
         full = request_path(path, params)
         with self.limits.slot(path) as waited:
             if waited:
                 WAIT_SECONDS.labels(endpoint).inc(waited)
             # sign after the wait: OKX rejects a timestamp more than 30 s old
-            headers = rest_headers(self._creds if signed else None, "GET", full, "", time.time(),
-                                   self.demo)
+            headers = rest_headers(
+                self._creds if signed else None, "GET", full, "", time.time(), self.demo
+            )
             status, body = self._send(full, headers, what)
         if status == 429 or status >= 500:
-            raise http_error_class(status)(f"{what}: HTTP {status}",
-                                           "50011" if status == 429 else str(status))
+            raise http_error_class(status)(
+                f"{what}: HTTP {status}", "50011" if status == 429 else str(status)
+            )
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -16,6 +16,7 @@ not move the cursor) raises BadReply (a RestError) with the reason rather than l
 junk; so does a resume cursor that is not one of ours. These are the only parsers of these
 replies: the feeder's REST book snapshot and backfill's account snapshots use them too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +25,21 @@ from typing import Any, Protocol
 
 from okx import clock
 from okx.errors import BadReply, RestError  # noqa: F401 - RestError: importable from here too
-from okx.records import JsonObject, Payload
+from okx.records import Payload
+from okx.rest.rows import (  # noqa: F401
+    SOURCE,
+    as_int,
+    balance_payloads,
+    book_payload,
+    candle_payload,
+    fill_payload,
+    need_dict,
+    need_str,
+    order_payload,
+    position_payload,
+    ticker_payload,
+    trade_payload,
+)
 
 TRADES_PATH = "/api/v5/market/history-trades"
 CANDLES_PATH = "/api/v5/market/history-candles"
@@ -39,16 +54,21 @@ TICKER_PATH = "/api/v5/market/ticker"
 
 PAGE_LIMIT = 100  # the maximum of every history endpoint used here
 DAY_MS = 86_400_000
-ORDERS_RECENT_MS = 7 * DAY_MS   # orders-history covers 7 days; the archive 3 months
-FILLS_RECENT_MS = 3 * DAY_MS    # /trade/fills covers 3 days; fills-history 3 months
-SOURCE = "rest"
+ORDERS_RECENT_MS = 7 * DAY_MS  # orders-history covers 7 days; the archive 3 months
+FILLS_RECENT_MS = 3 * DAY_MS  # /trade/fills covers 3 days; fills-history 3 months
 
 
 class GetJson(Protocol):
     """What a fetcher needs of okx.rest.client.RestClient: the `data` rows of one GET."""
 
-    def get(self, path: str, params: Mapping[str, str] | None = None, signed: bool = False, *,
-            row_type: type | None = dict) -> list[Any]: ...
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        signed: bool = False,
+        *,
+        row_type: type | None = dict,
+    ) -> list[Any]: ...
 
 
 # One step of a plan: (endpoint path, begin ms, end ms)
@@ -58,135 +78,13 @@ PlanStep = tuple[str, int, int]
 @dataclass(frozen=True)
 class Page:
     records: list[Payload]  # contract payloads, oldest first within the page
-    cursor: str | None      # pass as resume= to continue after this page; None when done
+    cursor: str | None  # pass as resume= to continue after this page; None when done
     # True on the last page when the exchange ran out of history before the lower bound of the
     # range was reached (e.g. trades older than OKX keeps): the range cannot be complete
     history_ended: bool = False
 
 
 # ----- pure helpers ------------------------------------------------------------------------------
-
-def as_int(value: Any, what: str) -> int:
-    """An OKX id or millisecond time (a string of digits, maybe signed) as an int; BadReply when
-    it is anything else (floats, bools, '', '12a')."""
-    if isinstance(value, str):
-        body = value[1:] if value[:1] == "-" else value
-        if body.isdigit() and body.isascii():
-            return int(value)
-    raise BadReply(f"{what} must be a string of digits, got {str(value)[:40]!r}")
-
-
-def need_dict(row: Any, what: str) -> JsonObject:
-    if not isinstance(row, dict):
-        raise BadReply(f"{what}: row must be an object, got {type(row).__name__}")
-    return row
-
-
-def need_str(row: JsonObject, key: str, what: str) -> str:
-    value = row.get(key)
-    if not isinstance(value, str):
-        raise BadReply(f"{what}: field {key!r} must be a string, got {str(value)[:40]!r}")
-    return value
-
-
-def trade_payload(row: Any, inst_id: str) -> Payload:
-    """One history-trades row -> a trades record as the live trades-all channel gives it."""
-    row = need_dict(row, "history-trades")
-    as_int(row.get("tradeId"), "history-trades tradeId")
-    as_int(row.get("ts"), "history-trades ts")
-    rec = {k: need_str(row, k, "history-trades") for k in ("tradeId", "px", "sz", "side", "ts")}
-    if row.get("instId", inst_id) != inst_id:
-        raise BadReply(f"history-trades: asked for {inst_id}, got a row of {row.get('instId')!r}")
-    return {"instId": inst_id, **rec, "count": "1", "source": SOURCE, "seqId": None,
-            "channel": "trades-all"}
-
-
-def candle_payload(row: Any, inst_id: str, bar: str) -> Payload:
-    """[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] -> a candles record."""
-    if not isinstance(row, list) or len(row) < 9 or not all(isinstance(v, str) for v in row):
-        raise BadReply(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
-    as_int(row[0], "history-candles ts")
-    return {"instId": inst_id, "bar": bar, "ts": row[0], "o": row[1], "h": row[2], "l": row[3],
-            "c": row[4], "vol": row[5], "volCcy": row[6], "volCcyQuote": row[7],
-            "confirm": row[8]}
-
-
-def order_payload(row: Any) -> Payload:
-    """An orders-history row, kept whole (OKX's own `source` field included)."""
-    row = need_dict(row, "orders-history")
-    for key in ("instType", "instId", "ordId", "state", "cTime", "uTime"):
-        need_str(row, key, "orders-history")
-    as_int(row["ordId"], "orders-history ordId")
-    as_int(row["cTime"], "orders-history cTime")
-    as_int(row["uTime"], "orders-history uTime")
-    return dict(row)
-
-
-def fill_payload(row: Any) -> Payload:
-    """A fills row as OKX sends it, plus source "rest" (tradeId is negative for liquidations)."""
-    row = need_dict(row, "fills")
-    for key in ("instId", "tradeId", "ordId", "billId", "fillPx", "fillSz", "side", "ts"):
-        need_str(row, key, "fills")
-    as_int(row["billId"], "fills billId")
-    as_int(row["tradeId"], "fills tradeId")
-    as_int(row["ts"], "fills ts")
-    return {**row, "source": SOURCE}
-
-
-def balance_payloads(row: Any) -> list[Payload]:
-    """One /account/balance row (account totals + details per currency) -> balances records."""
-    row = need_dict(row, "balance")
-    details = row.get("details")
-    if not isinstance(details, list):
-        raise BadReply("balance: 'details' must be a list")
-    account_utime = row.get("uTime")
-    out: list[Payload] = []
-    for detail in details:
-        detail = need_dict(detail, "balance detail")
-        ccy = need_str(detail, "ccy", "balance detail")
-        cash = need_str(detail, "cashBal", "balance detail")
-        utime = detail.get("uTime") or account_utime
-        as_int(utime, f"balance {ccy} uTime")
-        out.append({**detail, "ccy": ccy, "cashBal": cash, "uTime": utime, "source": SOURCE})
-    return out
-
-
-def position_payload(row: Any) -> Payload:
-    row = need_dict(row, "positions")
-    for key in ("posId", "instId", "instType", "pos", "uTime"):
-        need_str(row, key, "positions")
-    as_int(row["uTime"], "positions uTime")
-    return {**row, "source": SOURCE}
-
-
-def book_payload(row: Any, inst_id: str, depth: int) -> Payload:
-    """A /market/books row -> a books record (channel "books", full True)."""
-    row = need_dict(row, "books")
-    asks, bids = row.get("asks"), row.get("bids")
-    if not isinstance(asks, list) or not isinstance(bids, list):
-        raise BadReply("books: asks and bids must be lists")
-    for level in (*asks, *bids):
-        if (not isinstance(level, list) or len(level) < 2
-                or not all(isinstance(v, str) for v in level)):
-            raise BadReply(f"books: a level must be a list of strings, got {str(level)[:60]}")
-    ts = need_str(row, "ts", "books")
-    as_int(ts, "books ts")
-    seq = row.get("seqId")
-    if seq is not None:
-        if isinstance(seq, bool) or not isinstance(seq, (int, str)):
-            raise BadReply(f"books: seqId must be an integer, got {seq!r}")
-        seq = seq if isinstance(seq, int) else as_int(seq, "books seqId")
-    return {"instId": inst_id, "channel": "books", "ts": ts, "seqId": seq, "asks": asks,
-            "bids": bids, "depth": depth, "full": True, "source": SOURCE}
-
-
-def ticker_payload(row: Any, inst_id: str) -> Payload:
-    """A /market/ticker row, kept whole, plus source "rest"."""
-    row = need_dict(row, "ticker")
-    as_int(row.get("ts"), "ticker ts")
-    if row.get("instId") != inst_id:
-        raise BadReply(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
-    return {**row, "source": SOURCE}
 
 
 def in_range(value: int, low: int | None, high: int | None) -> bool:
@@ -203,8 +101,9 @@ def next_cursor(keys: list[int], previous: int | None, what: str) -> int:
     return low
 
 
-def split_plan(start_ms: int, end_ms: int, now_ms: int, recent_ms: int,
-               recent_path: str, archive_path: str) -> list[PlanStep]:
+def split_plan(
+    start_ms: int, end_ms: int, now_ms: int, recent_ms: int, recent_path: str, archive_path: str
+) -> list[PlanStep]:
     """Which endpoint serves which part of [start_ms, end_ms], newest part first (pure):
     the recent endpoint for what lies within `recent_ms` of now, the archive for the rest."""
     if end_ms < start_ms:
@@ -234,9 +133,17 @@ def decode_cursor(cursor: str, plan: list[PlanStep]) -> tuple[int, int]:
 
 # ----- fetchers ----------------------------------------------------------------------------------
 
-def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
-           upper_id: int | str | None = None, lower_ms: int | None = None,
-           upper_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+
+def trades(
+    client: GetJson,
+    inst_id: str,
+    *,
+    lower_id: int | str | None = None,
+    upper_id: int | str | None = None,
+    lower_ms: int | None = None,
+    upper_ms: int | None = None,
+    resume: str | None = None,
+) -> Iterator[Page]:
     """Every trade with lower_id < tradeId < upper_id (exclusive) and lower_ms <= ts <= upper_ms
     (inclusive), any bound optional, oldest first within each page, pages newest first.
 
@@ -250,9 +157,10 @@ def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
     cursor = as_int(resume, "resume cursor") if resume is not None else high_id
     # With only a time ceiling, the first page is asked by time (type=2) after this ts
     first_after_ms = upper_ms + 1 if cursor is None and upper_ms is not None else None
-    if ((low_id is not None and high_id is not None and high_id - low_id <= 1)
-            or (lower_ms is not None and upper_ms is not None and upper_ms < lower_ms)):
-        yield Page([], None)      # an empty range: nothing to ask OKX
+    if (low_id is not None and high_id is not None and high_id - low_id <= 1) or (
+        lower_ms is not None and upper_ms is not None and upper_ms < lower_ms
+    ):
+        yield Page([], None)  # an empty range: nothing to ask OKX
         return
     while True:
         if first_after_ms is not None:
@@ -268,26 +176,40 @@ def trades(client: GetJson, inst_id: str, *, lower_id: int | str | None = None,
             # OKX caches may serve a stale page; anything not older than the cursor is a repeat
             fresh = [(i, r) for i, r in zip(ids, rows) if i < cursor]
             if not fresh:
-                raise BadReply(f"history-trades {inst_id}: page does not advance the cursor "
-                                f"(oldest {min(ids)} >= {cursor})")
+                raise BadReply(
+                    f"history-trades {inst_id}: page does not advance the cursor "
+                    f"(oldest {min(ids)} >= {cursor})"
+                )
             ids, rows = [i for i, _ in fresh], [r for _, r in fresh]
         cursor = next_cursor(ids, cursor, f"history-trades {inst_id}")
         first_after_ms = None
-        keep = [(i, r) for i, r in zip(ids, rows)
-                if in_range(i, None if low_id is None else low_id + 1,
-                            None if high_id is None else high_id - 1)
-                and in_range(int(r["ts"]), lower_ms, upper_ms)]
+        keep = [
+            (i, r)
+            for i, r in zip(ids, rows)
+            if in_range(
+                i, None if low_id is None else low_id + 1, None if high_id is None else high_id - 1
+            )
+            and in_range(int(r["ts"]), lower_ms, upper_ms)
+        ]
         keep.sort(key=lambda pair: pair[0])
         oldest_ts = min(int(r["ts"]) for r in rows)
-        done = ((low_id is not None and cursor <= low_id + 1)
-                or (lower_ms is not None and oldest_ts < lower_ms))
+        done = (low_id is not None and cursor <= low_id + 1) or (
+            lower_ms is not None and oldest_ts < lower_ms
+        )
         yield Page([r for _, r in keep], None if done else str(cursor))
         if done:
             return
 
 
-def candles(client: GetJson, inst_id: str, bar: str, start_ms: int, end_ms: int, *,
-            resume: str | None = None) -> Iterator[Page]:
+def candles(
+    client: GetJson,
+    inst_id: str,
+    bar: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    resume: str | None = None,
+) -> Iterator[Page]:
     """Confirmed bars (confirm "1") with start_ms <= ts <= end_ms from history-candles, walking
     down from end_ms with `after` (bar open time). A forming bar is never returned: it is current
     state, not history."""
@@ -300,17 +222,25 @@ def candles(client: GetJson, inst_id: str, bar: str, start_ms: int, end_ms: int,
             yield Page([], None, history_ended=True)
             return
         cursor = next_cursor([int(r["ts"]) for r in rows], cursor, f"history-candles {inst_id}")
-        keep = sorted((r for r in rows if r["confirm"] == "1"
-                       and in_range(int(r["ts"]), start_ms, end_ms)), key=lambda r: int(r["ts"]))
+        keep = sorted(
+            (r for r in rows if r["confirm"] == "1" and in_range(int(r["ts"]), start_ms, end_ms)),
+            key=lambda r: int(r["ts"]),
+        )
         done = cursor <= start_ms
         yield Page(keep, None if done else str(cursor))
         if done:
             return
 
 
-def _walk_plan(client: GetJson, plan: list[PlanStep], base: dict[str, str], key: str,
-               time_key: str, to_payload: Callable[[Any], Payload], resume: str | None
-               ) -> Iterator[Page]:
+def _walk_plan(
+    client: GetJson,
+    plan: list[PlanStep],
+    base: dict[str, str],
+    key: str,
+    time_key: str,
+    to_payload: Callable[[Any], Payload],
+    resume: str | None,
+) -> Iterator[Page]:
     """Page each (path, begin, end) step of a plan down by `key` with `after` (signed GETs).
     A step ends at its first empty page; the cursor names the step, so a resume continues there."""
     step, cursor = decode_cursor(resume, plan) if resume is not None else (0, None)
@@ -325,36 +255,54 @@ def _walk_plan(client: GetJson, plan: list[PlanStep], base: dict[str, str], key:
             step, cursor = step + 1, None
             continue
         cursor = next_cursor([int(r[key]) for r in rows], cursor, name)
-        keep = sorted((r for r in rows if in_range(int(r[time_key]), begin, end)),
-                      key=lambda r: int(r[key]))
+        keep = sorted(
+            (r for r in rows if in_range(int(r[time_key]), begin, end)), key=lambda r: int(r[key])
+        )
         yield Page(keep, encode_cursor(path, cursor))
     yield Page([], None)
 
 
-def orders(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
-           now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+def orders(
+    client: GetJson,
+    inst_type: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    now_ms: int | None = None,
+    resume: str | None = None,
+) -> Iterator[Page]:
     """Completed orders with start_ms <= cTime <= end_ms: orders-history for the part within
     7 days of now, orders-history-archive (3 months) for the part before; cursor = ordId."""
     now = clock.now_ms() if now_ms is None else now_ms
     plan = split_plan(start_ms, end_ms, now, ORDERS_RECENT_MS, ORDERS_PATH, ORDERS_ARCHIVE_PATH)
-    yield from _walk_plan(client, plan, {"instType": inst_type}, "ordId", "cTime",
-                          order_payload, resume)
+    yield from _walk_plan(
+        client, plan, {"instType": inst_type}, "ordId", "cTime", order_payload, resume
+    )
 
 
-def fills(client: GetJson, inst_type: str, start_ms: int, end_ms: int, *,
-          now_ms: int | None = None, resume: str | None = None) -> Iterator[Page]:
+def fills(
+    client: GetJson,
+    inst_type: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    now_ms: int | None = None,
+    resume: str | None = None,
+) -> Iterator[Page]:
     """Fills with start_ms <= ts <= end_ms: /trade/fills within 3 days of now, fills-history
     (3 months) before that; cursor = billId."""
     now = clock.now_ms() if now_ms is None else now_ms
     plan = split_plan(start_ms, end_ms, now, FILLS_RECENT_MS, FILLS_PATH, FILLS_HISTORY_PATH)
-    yield from _walk_plan(client, plan, {"instType": inst_type}, "billId", "ts",
-                          fill_payload, resume)
+    yield from _walk_plan(
+        client, plan, {"instType": inst_type}, "billId", "ts", fill_payload, resume
+    )
 
 
 def balances(client: GetJson) -> list[Payload]:
     """A REST snapshot of every non-zero balance, as balances records with source "rest"."""
-    return [rec for row in client.get(BALANCE_PATH, None, signed=True)
-            for rec in balance_payloads(row)]
+    return [
+        rec for row in client.get(BALANCE_PATH, None, signed=True) for rec in balance_payloads(row)
+    ]
 
 
 def positions(client: GetJson, inst_type: str | None = None) -> list[Payload]:

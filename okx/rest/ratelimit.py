@@ -24,13 +24,15 @@ A 50011 or HTTP 429 means we are over anyway (a restart that forgot the last win
 client on the same IP): `pause(path, seconds)` stops every caller of that endpoint - in this
 process, or in every process sharing the Redis - until the server's window has rolled over.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 API_PREFIX = "/api/v5"
 
@@ -69,11 +71,12 @@ FALLBACK_SHARE = 0.25
 def endpoint_of(path: str) -> str:
     """'/api/v5/market/history-trades?x=1' -> '/market/history-trades' (the key OKX limits by)."""
     path = path.split("?", 1)[0]
-    return path[len(API_PREFIX):] if path.startswith(API_PREFIX + "/") else path
+    return path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else path
 
 
-def earliest_start(stamps: deque[float], in_flight: int, limit: int, window: float,
-                   now: float) -> float:
+def earliest_start(
+    stamps: deque[float], in_flight: int, limit: int, window: float, now: float
+) -> float:
     """When the next request may start, given the (sorted) times of recent requests and those
     still in flight (pure). In-flight requests count as if stamped in the future."""
     used = len(stamps) + in_flight
@@ -160,10 +163,13 @@ class Pacer:
 class RateLimits(Pacer):
     """Per-endpoint sliding-window pacing, safe to share between threads."""
 
-    def __init__(self, factor: float = DEFAULT_RATE_FACTOR,
-                 limits: dict[str, tuple[int, float]] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 default: tuple[int, float] = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        factor: float = DEFAULT_RATE_FACTOR,
+        limits: dict[str, tuple[int, float]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        default: tuple[int, float] = DEFAULT_LIMIT,
+    ) -> None:
         if not 0 < factor <= 1:
             raise ValueError("factor must be in (0, 1]")
         self.factor = factor
@@ -193,8 +199,9 @@ class RateLimits(Pacer):
             while True:
                 now = self._clock()
                 w.forget_before(now - w.window)
-                at = max(earliest_start(w.stamps, w.in_flight, w.limit, w.window, now),
-                         w.paused_until)
+                at = max(
+                    earliest_start(w.stamps, w.in_flight, w.limit, w.window, now), w.paused_until
+                )
                 if at <= now:
                     w.in_flight += 1
                     return w, now - started

@@ -15,6 +15,7 @@ raises `ProtocolError`, and the caller drops the connection.
 websocket-client reads the handshake response byte by byte, so nothing of the frame stream is
 left in its buffers when this reader takes over the socket.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -23,9 +24,9 @@ from okx.errors import ProtocolError  # noqa: F401 - raised here; importable fro
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
-MAX_MESSAGE = 16 << 20   # a frame or reassembled message larger than this is a protocol error
+MAX_MESSAGE = 16 << 20  # a frame or reassembled message larger than this is a protocol error
 
-Message = tuple[int, bytes]   # (opcode, payload): one complete message
+Message = tuple[int, bytes]  # (opcode, payload): one complete message
 
 
 class Receiver(Protocol):
@@ -48,10 +49,10 @@ class FrameReader:
     def __init__(self, sock: Receiver, chunk: int = 1 << 16) -> None:
         self.sock = sock
         self.chunk = chunk
-        self._buf = b""          # bytes received but not yet cut into frames
-        self._need = 0           # bytes the next frame needs in total (0: unknown yet)
-        self._parts: list[bytes] = []   # chunks accumulated while waiting for a large frame
-        self._frag_op: int | None = None   # opcode of a fragmented message in progress
+        self._buf = b""  # bytes received but not yet cut into frames
+        self._need = 0  # bytes the next frame needs in total (0: unknown yet)
+        self._parts: list[bytes] = []  # chunks accumulated while waiting for a large frame
+        self._frag_op: int | None = None  # opcode of a fragmented message in progress
         self._frag_len = 0
         self._parts_msg: list[bytes] = []  # fragments of that message
 
@@ -91,7 +92,7 @@ class FrameReader:
             elif n == 127:
                 if end - h < 8:
                     break
-                n = int.from_bytes(buf[h:h + 8], "big")
+                n = int.from_bytes(buf[h : h + 8], "big")
                 h += 8
             if b1 & 0x80:
                 raise ProtocolError("masked frame from the server")
@@ -105,7 +106,7 @@ class FrameReader:
             payload = buf[h:stop]
             pos = stop
             op = b0 & 0x0F
-            if b0 & 0x80 and op:            # the common case: a whole message in one frame
+            if b0 & 0x80 and op:  # the common case: a whole message in one frame
                 if op > 0x2 and (op < 0x8 or op > 0xA or n > 125):
                     raise ProtocolError(f"bad opcode {op} or control frame of {n} bytes")
                 if op < 0x8 and self._frag_op is not None:
@@ -136,7 +137,7 @@ class FrameReader:
     def _fragment(self, fin: int, op: int, payload: bytes, out: list[Message]) -> None:
         if op >= 0x8 or op not in (OP_CONT, OP_TEXT, OP_BINARY):
             raise ProtocolError(f"fragmented control frame or bad opcode {op}")
-        if op:                                  # first fragment of a message
+        if op:  # first fragment of a message
             if self._frag_op is not None:
                 raise ProtocolError("new data frame inside a fragmented message")
             self._frag_op = op

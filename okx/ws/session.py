@@ -15,89 +15,35 @@ Actions out (lists of small records):
 Timers (okx-v5-protocol.md section 2): send the text `ping` after `ping_after` s of silence
 (< 30 s, or OKX closes with 4004), reconnect when no `pong` comes within `pong_timeout` s.
 """
+
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 from okx.backoff import Backoff, SlidingWindowLimit, describe_close, is_fatal_close, request_limit
 from okx.channels import BOOK_CHANNELS, INCREMENTAL_BOOK_CHANNELS, PRIVATE_CHANNELS
 from okx.records import Event
 from okx.signing import Credentials, ws_login_message
+from okx.ws.actions import Action, Alert, Close, Live, Lost, Replace, Send, Stale, Sub  # noqa: F401
 from okx.ws.subscriptions import RequestIds, SubscriptionArg, SubscriptionKey, arg_key, requests
 
 # Subscription errors retrying cannot fix: report once, loudly, and leave that arg alone.
 HARD_CODES = frozenset({"60011", "60012", "60018", "64001", "64002", "64003", "64004"})
 LOGIN_TIMEOUT_S = 10.0
-SUB_RETRY_S = 5.0            # a soft subscribe error (60014, 64007, ...) is retried after this
+SUB_RETRY_S = 5.0  # a soft subscribe error (60014, 64007, ...) is retried after this
 SUB_RETRIES = 5
-FATAL_MIN_DELAY_S = 60.0     # login failed / key deleted: keep retrying, slowly
+FATAL_MIN_DELAY_S = 60.0  # login failed / key deleted: keep retrying, slowly
 # Timer defaults (core/settings.py takes its defaults from these; okx/ imports nothing of core/).
-OKX_IDLE_CUTOFF_S = 30.0     # OKX: a connection that received nothing this long is closed (4004)
-PING_AFTER_S = 20.0          # send `ping` after this much silence (< OKX_IDLE_CUTOFF_S)
-PONG_TIMEOUT_S = 10.0        # no `pong` this long after a ping: reconnect
-STALE_AFTER_S = 60.0         # a subscription silent this long is resubscribed
-HEALTHY_AFTER_S = 5.0        # a connection live this long resets the reconnect backoff
-BOOK_HEARTBEAT_S = 60.0      # OKX: a quiet incremental book sends a heartbeat every ~60 s
+OKX_IDLE_CUTOFF_S = 30.0  # OKX: a connection that received nothing this long is closed (4004)
+PING_AFTER_S = 20.0  # send `ping` after this much silence (< OKX_IDLE_CUTOFF_S)
+PONG_TIMEOUT_S = 10.0  # no `pong` this long after a ping: reconnect
+STALE_AFTER_S = 60.0  # a subscription silent this long is resubscribed
+HEALTHY_AFTER_S = 5.0  # a connection live this long resets the reconnect backoff
+BOOK_HEARTBEAT_S = 60.0  # OKX: a quiet incremental book sends a heartbeat every ~60 s
 # Event-driven channels: silence is normal. The connection ping keeps these sockets alive.
 QUIET_CHANNELS = PRIVATE_CHANNELS | {"trades", "trades-all"}
-BUDGET_RESERVE = 30          # requests kept back for reconnect-time resubscribes
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    text: str
-    what: str
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Replace:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    level: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Live:
-    keys: tuple[SubscriptionKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Stale:
-    key: SubscriptionKey
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """These subscriptions stopped with the connection (start of a reconnect gap)."""
-
-    keys: tuple[SubscriptionKey, ...] = field(default=())
-
-
-Action = Send | Close | Replace | Alert | Live | Stale | Lost
-
-
-@dataclass
-class Sub:
-    arg: SubscriptionArg
-    status: str = "pending"       # pending | sent | acked | failed
-    request: str | None = None
-    error: str | None = None
-    retries: int = 0
-    retry_at: float = 0.0
-    acked_at: float = 0.0
-    last_resub: float = float("-inf")
+BUDGET_RESERVE = 30  # requests kept back for reconnect-time resubscribes
 
 
 DOWN, LOGIN, SUBSCRIBING, LIVE, CLOSING = "down", "login", "subscribing", "live", "closing"
@@ -106,12 +52,22 @@ DOWN, LOGIN, SUBSCRIBING, LIVE, CLOSING = "down", "login", "subscribing", "live"
 class ConnState:
     """Everything one OKX WebSocket connection decides. One instance lives across reconnects."""
 
-    def __init__(self, endpoint: str, args: list[SubscriptionArg], *, login: bool = False,
-                 credentials: Credentials | None = None, ping_after: float = PING_AFTER_S,
-                 pong_timeout: float = PONG_TIMEOUT_S, stale_after: float = STALE_AFTER_S,
-                 healthy_after: float = HEALTHY_AFTER_S,
-                 rng: random.Random | None = None, id_prefix: str = "r",
-                 backoff: Backoff | None = None, budget: SlidingWindowLimit | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        args: list[SubscriptionArg],
+        *,
+        login: bool = False,
+        credentials: Credentials | None = None,
+        ping_after: float = PING_AFTER_S,
+        pong_timeout: float = PONG_TIMEOUT_S,
+        stale_after: float = STALE_AFTER_S,
+        healthy_after: float = HEALTHY_AFTER_S,
+        rng: random.Random | None = None,
+        id_prefix: str = "r",
+        backoff: Backoff | None = None,
+        budget: SlidingWindowLimit | None = None,
+    ) -> None:
         if login and credentials is None:
             raise ValueError(f"{endpoint}: login needs credentials")
         self.endpoint = endpoint
@@ -126,7 +82,7 @@ class ConnState:
         self.backoff = backoff or Backoff()
         self.budget = budget or request_limit()
         self.subs: dict[SubscriptionKey, Sub] = {arg_key(a): Sub(dict(a)) for a in args}
-        self.last_msg: dict[SubscriptionKey, float] = {}     # key -> time of the last data frame
+        self.last_msg: dict[SubscriptionKey, float] = {}  # key -> time of the last data frame
         self.phase = DOWN
         self.conn_id: str | None = None
         self.opened_at = 0.0
@@ -134,7 +90,7 @@ class ConnState:
         self.last_rx = 0.0
         self.ping_sent_at: float | None = None
         self.login_sent_at = 0.0
-        self.replacing = False         # a 64008 notice asked for a replacement
+        self.replacing = False  # a 64008 notice asked for a replacement
         self.reconnects = 0
         self.last_close: str | None = None
         self.next_connect_at = 0.0
@@ -143,8 +99,9 @@ class ConnState:
 
     # ----- helpers -------------------------------------------------------------------------------
 
-    def _subscribe(self, keys: list[SubscriptionKey], now: float, op: str = "subscribe"
-                   ) -> list[Action]:
+    def _subscribe(
+        self, keys: list[SubscriptionKey], now: float, op: str = "subscribe"
+    ) -> list[Action]:
         out: list[Action] = []
         args = [self.subs[k].arg for k in keys]
         for rid, batch, text in requests(op, args, self._ids):
@@ -159,13 +116,19 @@ class ConnState:
         return out
 
     def _live_check(self, now: float) -> list[Action]:
-        if self.phase == SUBSCRIBING and all(s.status in ("acked", "failed")
-                                             for s in self.subs.values()):
+        if self.phase == SUBSCRIBING and all(
+            s.status in ("acked", "failed") for s in self.subs.values()
+        ):
             self.phase = LIVE
             self.live_at = now
-            return [Alert("info", f"{self.endpoint}: live with "
-                                  f"{sum(s.status == 'acked' for s in self.subs.values())} "
-                                  f"subscriptions")]
+            return [
+                Alert(
+                    "info",
+                    f"{self.endpoint}: live with "
+                    f"{sum(s.status == 'acked' for s in self.subs.values())} "
+                    f"subscriptions",
+                )
+            ]
         return []
 
     def stale_limit(self, channel: str | None) -> float | None:
@@ -242,16 +205,26 @@ class ConnState:
             if ev.arg is not None and arg_key(ev.arg) in self.subs:
                 sub = self.subs[arg_key(ev.arg)]
                 sub.status, sub.error = "failed", f"channel-conn-count-error {ev.conn_count}"
-            return [Alert("error", f"{self.endpoint}: too many connections for "
-                                   f"{ev.arg}: subscription dropped by OKX")]
+            return [
+                Alert(
+                    "error",
+                    f"{self.endpoint}: too many connections for "
+                    f"{ev.arg}: subscription dropped by OKX",
+                )
+            ]
         return []
 
     def _login_failed(self, code: str | None, msg: str | None) -> list[Action]:
         self.phase = CLOSING
         self.backoff.attempt = max(self.backoff.attempt, 8)
-        return [Alert("error", f"{self.endpoint}: login failed ({code}: {msg}); check "
-                               "OKX_API_KEY/SECRET/PASSPHRASE and OKX_DEMO; retrying slowly"),
-                Close(f"login failed ({code})")]
+        return [
+            Alert(
+                "error",
+                f"{self.endpoint}: login failed ({code}: {msg}); check "
+                "OKX_API_KEY/SECRET/PASSPHRASE and OKX_DEMO; retrying slowly",
+            ),
+            Close(f"login failed ({code})"),
+        ]
 
     def _error(self, ev: Event, now: float) -> list[Action]:
         if self.phase == LOGIN:
@@ -265,8 +238,13 @@ class ConnState:
             # One bad arg fails the whole request: retry each arg alone to find the culprit.
             for k in pending:
                 self.subs[k].status = "pending"
-            out.append(Alert("warning", f"{self.endpoint}: request {ev.id} failed ({ev.code}: "
-                                        f"{ev.msg}); retrying its {len(pending)} args one by one"))
+            out.append(
+                Alert(
+                    "warning",
+                    f"{self.endpoint}: request {ev.id} failed ({ev.code}: "
+                    f"{ev.msg}); retrying its {len(pending)} args one by one",
+                )
+            )
             for k in pending:
                 out += self._subscribe([k], now)
             return out
@@ -275,13 +253,23 @@ class ConnState:
             sub.error = f"{ev.code}: {ev.msg}"
             if ev.code in HARD_CODES or sub.retries >= SUB_RETRIES:
                 sub.status = "failed"
-                out.append(Alert("error", f"{self.endpoint}: subscription {sub.arg} refused "
-                                          f"({ev.code}: {ev.msg}); not retried"))
+                out.append(
+                    Alert(
+                        "error",
+                        f"{self.endpoint}: subscription {sub.arg} refused "
+                        f"({ev.code}: {ev.msg}); not retried",
+                    )
+                )
             else:
                 sub.status, sub.retries = "retry", sub.retries + 1
                 sub.retry_at = now + SUB_RETRY_S * sub.retries
-                out.append(Alert("warning", f"{self.endpoint}: subscription {sub.arg} failed "
-                                            f"({ev.code}: {ev.msg}); retry {sub.retries}"))
+                out.append(
+                    Alert(
+                        "warning",
+                        f"{self.endpoint}: subscription {sub.arg} failed "
+                        f"({ev.code}: {ev.msg}); retry {sub.retries}",
+                    )
+                )
         return out + self._live_check(now)
 
     def resubscribe(self, key: SubscriptionKey, now: float, why: str) -> list[Action]:
@@ -293,11 +281,19 @@ class ConnState:
         if now - sub.last_resub < min(self.stale_after, 10.0):
             return []
         if self.budget.limit - self.budget.used(now) < BUDGET_RESERVE:
-            return [Alert("warning", f"{self.endpoint}: not resubscribing {sub.arg} ({why}): "
-                                     "request budget nearly used up")]
+            return [
+                Alert(
+                    "warning",
+                    f"{self.endpoint}: not resubscribing {sub.arg} ({why}): "
+                    "request budget nearly used up",
+                )
+            ]
         sub.last_resub = now
-        return ([Alert("warning", f"{self.endpoint}: resubscribing {sub.arg}: {why}")]
-                + self._subscribe([key], now, "unsubscribe") + self._subscribe([key], now))
+        return (
+            [Alert("warning", f"{self.endpoint}: resubscribing {sub.arg}: {why}")]
+            + self._subscribe([key], now, "unsubscribe")
+            + self._subscribe([key], now)
+        )
 
     def tick(self, now: float) -> list[Action]:
         out: list[Action] = []
@@ -306,14 +302,20 @@ class ConnState:
             return out
         if phase == LOGIN and now - self.login_sent_at > LOGIN_TIMEOUT_S:
             self.phase = CLOSING
-            return [Alert("error", f"{self.endpoint}: no login ack within {LOGIN_TIMEOUT_S:.0f} s"),
-                    Close("login timeout")]
+            return [
+                Alert("error", f"{self.endpoint}: no login ack within {LOGIN_TIMEOUT_S:.0f} s"),
+                Close("login timeout"),
+            ]
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at >= self.pong_timeout:
                 self.phase = CLOSING
-                return [Alert("warning", f"{self.endpoint}: no pong within "
-                                         f"{self.pong_timeout:g} s; reconnecting"),
-                        Close("pong timeout")]
+                return [
+                    Alert(
+                        "warning",
+                        f"{self.endpoint}: no pong within {self.pong_timeout:g} s; reconnecting",
+                    ),
+                    Close("pong timeout"),
+                ]
         elif now - self.last_rx >= self.ping_after:
             self.ping_sent_at = now
             out.append(Send("ping", "ping"))
@@ -363,18 +365,25 @@ class ConnState:
             delay = max(delay, FATAL_MIN_DELAY_S)
             level = "error"
         self.next_connect_at = now + delay
-        return [Alert(level, f"{self.endpoint}: {self.last_close}; reconnecting in {delay:.1f} s"),
-                Lost(lost)]
+        return [
+            Alert(level, f"{self.endpoint}: {self.last_close}; reconnecting in {delay:.1f} s"),
+            Lost(lost),
+        ]
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """State for /healthz and the heartbeat."""
         return {
-            "endpoint": self.endpoint, "state": self.phase, "conn_id": self.conn_id,
-            "reconnects": self.reconnects, "last_close": self.last_close,
+            "endpoint": self.endpoint,
+            "state": self.phase,
+            "conn_id": self.conn_id,
+            "reconnects": self.reconnects,
+            "last_close": self.last_close,
             "subscriptions": {
                 ":".join(str(p) for p in k if p): {
-                    "status": s.status, "error": s.error,
+                    "status": s.status,
+                    "error": s.error,
                     "age_s": round(now - self.last_msg[k], 3) if k in self.last_msg else None,
-                } for k, s in self.subs.items()},
+                }
+                for k, s in self.subs.items()
+            },
         }
-

@@ -5,6 +5,7 @@ subscribe/unsubscribe/login request counts against 480 per hour per connection, 
 large requests. Request ids (1-32 alphanumerics) map errors back to requests, because error
 frames carry no arg.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ SubscriptionKey = tuple[str | None, str | None, str | None, str | None, str | No
 
 def arg_key(arg: SubscriptionArg) -> SubscriptionKey:
     """A hashable identity of a subscription arg, e.g. ("books", "BTC-USDT")."""
-    get = arg.get   # once per data frame (the staleness watchdog): one attribute load
+    get = arg.get  # once per data frame (the staleness watchdog): one attribute load
     return get("channel"), get("instId"), get("instType"), get("instFamily"), get("ccy")
 
 
@@ -37,14 +38,18 @@ def arg_key(arg: SubscriptionArg) -> SubscriptionKey:
 class Plan:
     """Args per endpoint, and whether each endpoint needs a login first."""
 
-    args: dict[str, list[SubscriptionArg]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    args: dict[str, list[SubscriptionArg]] = field(
+        default_factory=lambda: {e: [] for e in ENDPOINTS}
+    )
     login: dict[str, bool] = field(default_factory=lambda: {e: False for e in ENDPOINTS})
 
     def endpoints(self) -> list[str]:
         return [e for e in ENDPOINTS if self.args[e]]
 
 
-def plan(channels: Iterable[str], instruments: Iterable[str], private_inst_type: str = "ANY") -> Plan:
+def plan(
+    channels: Iterable[str], instruments: Iterable[str], private_inst_type: str = "ANY"
+) -> Plan:
     """Place every (channel, instrument) on its endpoint. Raises ValueError for unknown channels."""
     result = Plan()
     inst_list = list(dict.fromkeys(instruments))
@@ -79,8 +84,12 @@ class RequestIds:
         return f"{self._prefix}{self._n}"
 
 
-def requests(op: str, args: list[SubscriptionArg], ids: RequestIds,
-             per_request: int = DEFAULT_ARGS_PER_REQUEST) -> Iterator[Request]:
+def requests(
+    op: str,
+    args: list[SubscriptionArg],
+    ids: RequestIds,
+    per_request: int = DEFAULT_ARGS_PER_REQUEST,
+) -> Iterator[Request]:
     """Yield (request id, args, frame text) for `op` ("subscribe"/"unsubscribe"), batching args
     under both the count and OKX's 64 KB size limit."""
     if op not in ("subscribe", "unsubscribe"):

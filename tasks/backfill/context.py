@@ -1,13 +1,14 @@
 """Per-process handles for backfill: the ledger Redis (the broker Redis, where the feeder writes
 its gap ledger and watermarks), the store, the REST source. Tests replace them with install()."""
+
 from __future__ import annotations
 
 import os
 import threading
 from typing import Any
 
-from tasks import clients
 from core import settings as settings_mod
+from tasks import clients
 from tasks.backfill.ledger import GapLedger
 from tasks.backfill.source import rest_source
 from tasks.writers import Store
@@ -24,10 +25,16 @@ def ledger_redis() -> Any:
         return _installed["ledger_redis"]
     s = settings_mod.current()
     with _lock:
-        if _ledger_client is None or _ledger_client[0] != os.getpid() or \
-                _ledger_client[1] != s.redis_url:
-            _ledger_client = (os.getpid(), s.redis_url,
-                              clients.make_redis_client(s.redis_url, s.redis_timeout_s))
+        if (
+            _ledger_client is None
+            or _ledger_client[0] != os.getpid()
+            or _ledger_client[1] != s.redis_url
+        ):
+            _ledger_client = (
+                os.getpid(),
+                s.redis_url,
+                clients.make_redis_client(s.redis_url, s.redis_timeout_s),
+            )
         return _ledger_client[2]
 
 

@@ -1,5 +1,6 @@
-"""The workers' side of the gap ledger (keys in core/contract.py): claim a gap under a lease,
-save the resume cursor after every page, finish it, create manual and stale gaps.
+"""The workers' side of the gap ledger (keys in core/keys.py): claim a gap under a lease,
+save the resume cursor after every page, finish it, create manual and stale gaps (recorded as
+the feeder records its own: core/gaps.py).
 
 Every transition is one Lua script, so it is atomic against other workers and the sweep:
 
@@ -13,13 +14,14 @@ expiry and someone else took over) stops instead of writing over the new owner's
 Fields added to the feeder's gap hash: owner, lease_until, attempts, cursor, written, pages,
 enqueued_ms, done_ms, last_error, failures.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from core import keys
-from collector.ledger import gap_fields
+from core.gaps import Gap, record_gap
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +97,44 @@ class GapLedger:
 
     def claim(self, gap_id: str, owner: str, now_ms: int) -> tuple[bool, str]:
         """(True, attempt number) or (False, why: missing | filled | unrepairable | busy)."""
-        ok, info = self._claim(keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
-                               args=[owner, now_ms, self.lease_ms])
+        ok, info = self._claim(
+            keys=[keys.gap_key(gap_id), keys.GAPS_OPEN], args=[owner, now_ms, self.lease_ms]
+        )
         return bool(int(ok)), _s(info)
 
     def progress(self, gap_id: str, owner: str, now_ms: int, cursor: str, written: int) -> bool:
         """Save the cursor after a stored page and renew the lease; False if the lease was lost."""
-        return bool(int(self._progress(keys=[keys.gap_key(gap_id)],
-                                       args=[owner, now_ms, self.lease_ms, cursor, written])))
+        return bool(
+            int(
+                self._progress(
+                    keys=[keys.gap_key(gap_id)],
+                    args=[owner, now_ms, self.lease_ms, cursor, written],
+                )
+            )
+        )
 
     def finish(self, gap_id: str, owner: str, now_ms: int, status: str, reason: str = "") -> bool:
         assert status in ("filled", "unrepairable")
-        return bool(int(self._finish(keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
-                                     args=[owner, now_ms, status, reason])))
+        return bool(
+            int(
+                self._finish(
+                    keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
+                    args=[owner, now_ms, status, reason],
+                )
+            )
+        )
 
-    def release(self, gap_id: str, owner: str, now_ms: int, error: str,
-                failure: bool = True) -> bool:
-        return bool(int(self._release(keys=[keys.gap_key(gap_id)],
-                                      args=[owner, now_ms, error[:500], "1" if failure else "0"])))
+    def release(
+        self, gap_id: str, owner: str, now_ms: int, error: str, failure: bool = True
+    ) -> bool:
+        return bool(
+            int(
+                self._release(
+                    keys=[keys.gap_key(gap_id)],
+                    args=[owner, now_ms, error[:500], "1" if failure else "0"],
+                )
+            )
+        )
 
     def mark_enqueued(self, gap_ids: list[str], now_ms: int) -> None:
         pipe = self.r.pipeline(transaction=False)
@@ -120,18 +142,20 @@ class GapLedger:
             pipe.hset(keys.gap_key(gid), "enqueued_ms", str(now_ms))
         pipe.execute()
 
-    def create(self, gap: dict, producer: str, now_ms: int) -> str:
-        """A new open gap (manual, stale, audit) in the same shape as the feeder's."""
-        gap_id = str(self.r.incr(keys.GAPS_SEQ))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(keys.gap_key(gap_id), mapping=gap_fields(gap_id, gap, producer, now_ms))
-        pipe.zadd(keys.GAPS_OPEN, {gap_id: gap["start_ms"]})
-        pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
-        pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
-        pipe.execute()
-        log.info("gap %s created: %s %s %s %s..%s (%s)", gap_id, gap["cause"], gap["channel"],
-                 gap["instId"], gap["start_ms"], gap["end_ms"], gap.get("reason", ""))
-        return gap_id
+    def create(self, gap: Gap, producer: str, now_ms: int) -> str:
+        """Record a new open gap (manual, stale, audit) found by `producer`; returns its id."""
+        stored = record_gap(self.r, gap, producer, now_ms, atomic=True)
+        log.info(
+            "gap %s created: %s %s %s %s..%s (%s)",
+            stored.id,
+            gap.cause,
+            gap.channel,
+            gap.instId,
+            gap.start_ms,
+            gap.end_ms,
+            gap.reason,
+        )
+        return stored.id
 
     def open_gaps(self, limit: int = 10_000) -> list[dict[str, str]]:
         ids = [_s(g) for g in self.r.zrange(keys.GAPS_OPEN, 0, limit - 1)]

@@ -7,13 +7,16 @@ one seen after it. `plan_gap` turns it into a `Plan`: a list of `Step`s, each on
 (trades of one instrument, orders of one instType, ...), so a repair can save "step N, cursor C"
 after each page and resume there.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from core.errors import PlanError  # noqa: F401 - raised here; importable from here too
+from core.gaps import Gap
 from okx.channels import BOOK_CHANNELS, CANDLE_BARS, PRIVATE_CHANNELS
 
 TRADE_CHANNELS = ("trades", "trades-all")
@@ -24,15 +27,22 @@ BOOK_UNREPAIRABLE = "book history cannot be backfilled"
 TICKER_UNREPAIRABLE = "ticker history cannot be backfilled (OKX has no ticker history endpoint)"
 
 # on-demand names -> ledger channel (the issue's `celery call backfill` examples)
-CHANNEL_ALIASES = {"orders": "orders", "fills": "orders", "balances": "balance_and_position",
-                   "positions": "balance_and_position", "account": "balance_and_position",
-                   "books": "books", "tickers": "tickers"}
+CHANNEL_ALIASES = {
+    "orders": "orders",
+    "fills": "orders",
+    "balances": "balance_and_position",
+    "positions": "balance_and_position",
+    "account": "balance_and_position",
+    "books": "books",
+    "tickers": "tickers",
+}
 
 
 @dataclass(frozen=True)
 class Step:
     """One REST stream. kind: trades | candles | orders | pending | fills | account | book |
     ticker. `key` is the instrument (trades, candles, book, ticker) or the instType."""
+
     kind: str
     key: str
     bar: str = ""
@@ -70,9 +80,11 @@ def parse_time(value: Any, name: str = "time") -> int:
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise PlanError(f"{name}: {value!r} is neither ISO-8601 nor epoch milliseconds") from None
+            raise PlanError(
+                f"{name}: {value!r} is neither ISO-8601 nor epoch milliseconds"
+            ) from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         ms = int(dt.timestamp() * 1000)
     else:
         raise PlanError(f"{name}: expected ISO-8601 or epoch milliseconds, got {value!r}")
@@ -91,15 +103,20 @@ def normalize_channel(channel: Any, bar: Any = None) -> str:
             raise PlanError(f"unknown candle bar {bar!r}")
         return f"candle{bar}"
     channel = CHANNEL_ALIASES.get(channel, channel)
-    if channel in TRADE_CHANNELS or channel in PRIVATE_CHANNELS or channel in BOOK_CHANNELS \
-            or channel == "tickers" or _bar_of(channel):
+    if (
+        channel in TRADE_CHANNELS
+        or channel in PRIVATE_CHANNELS
+        or channel in BOOK_CHANNELS
+        or channel == "tickers"
+        or _bar_of(channel)
+    ):
         return channel
     raise PlanError(f"unknown channel {channel!r}")
 
 
 def _bar_of(channel: str) -> str:
-    if channel.startswith("candle") and channel[len("candle"):] in CANDLE_BARS:
-        return channel[len("candle"):]
+    if channel.startswith("candle") and channel[len("candle") :] in CANDLE_BARS:
+        return channel[len("candle") :]
     return ""
 
 
@@ -129,8 +146,9 @@ def inst_types_for(key: str, configured: Iterable[str]) -> tuple[str, ...]:
     return tuple(configured)
 
 
-def plan_gap(gap: dict, *, inst_types: Iterable[str] = INST_TYPES,
-             orders_lookback_ms: int = 86_400_000) -> Plan:
+def plan_gap(
+    gap: dict, *, inst_types: Iterable[str] = INST_TYPES, orders_lookback_ms: int = 86_400_000
+) -> Plan:
     """What repairs this gap (raises PlanError for a malformed one)."""
     channel = gap.get("channel") or ""
     inst = gap.get("instId") or ""
@@ -145,10 +163,19 @@ def plan_gap(gap: dict, *, inst_types: Iterable[str] = INST_TYPES,
         if lower is not None and upper is not None and int(upper) <= int(lower):
             raise PlanError(f"malformed gap: end_id {upper} <= start_id {lower}")
         # Ids are exact when known; time bounds only where an id is missing.
-        return Plan((Step("trades", inst, lower_id=lower, upper_id=upper,
-                          start_ms=None if lower is not None else start,
-                          end_ms=None if upper is not None else end),),
-                    stores_validated_trades=True)
+        return Plan(
+            (
+                Step(
+                    "trades",
+                    inst,
+                    lower_id=lower,
+                    upper_id=upper,
+                    start_ms=None if lower is not None else start,
+                    end_ms=None if upper is not None else end,
+                ),
+            ),
+            stores_validated_trades=True,
+        )
     bar = _bar_of(channel)
     if bar:
         if not inst:
@@ -164,8 +191,12 @@ def plan_gap(gap: dict, *, inst_types: Iterable[str] = INST_TYPES,
         # An "ANY" subscription lost orders of every instType, but only the configured ones are
         # fetched: say so on the gap instead of calling it filled without a word.
         left = [t for t in INST_TYPES if t not in types] if inst in ("ANY", "") else []
-        note = (f"partial: only {', '.join(types)} orders fetched (BACKFILL_INST_TYPES); "
-                f"{', '.join(left)} orders of this window were not" if left else "")
+        note = (
+            f"partial: only {', '.join(types)} orders fetched (BACKFILL_INST_TYPES); "
+            f"{', '.join(left)} orders of this window were not"
+            if left
+            else ""
+        )
         return Plan(tuple(steps), note=note)
     if channel in ACCOUNT_CHANNELS:
         return Plan((Step("account", ""),))
@@ -181,6 +212,7 @@ def plan_gap(gap: dict, *, inst_types: Iterable[str] = INST_TYPES,
 
 
 # ----- resume cursors: "<step index>|<fetcher cursor>" --------------------------------------------
+
 
 def encode_progress(step: int, cursor: str | None) -> str:
     return f"{step}|{cursor or ''}"
@@ -199,6 +231,7 @@ def decode_progress(value: str | None, n_steps: int) -> tuple[int, str | None]:
 
 # ----- beat sweep -------------------------------------------------------------------------------
 
+
 def gaps_to_enqueue(gaps: Iterable[dict], now_ms: int, requeue_after_ms: int) -> list[str]:
     """Open gaps nobody has touched for `requeue_after_ms` (their task may be lost) and filling
     gaps whose lease expired (their worker died)."""
@@ -210,15 +243,21 @@ def gaps_to_enqueue(gaps: Iterable[dict], now_ms: int, requeue_after_ms: int) ->
             if now_ms - touched >= requeue_after_ms:
                 out.append(g["id"])
         elif status == "filling":
-            if _num(g.get("lease_until")) <= now_ms and \
-                    now_ms - _num(g.get("enqueued_ms")) >= requeue_after_ms // 4:
+            if (
+                _num(g.get("lease_until")) <= now_ms
+                and now_ms - _num(g.get("enqueued_ms")) >= requeue_after_ms // 4
+            ):
                 out.append(g["id"])
     return out
 
 
-def stale_watermarks(marks: dict[tuple[str, str], dict], now_ms: int, stale_ms: int,
-                     covered: dict[tuple[str, str], int], open_keys: set[tuple[str, str]]
-                     ) -> list[dict]:
+def stale_watermarks(
+    marks: dict[tuple[str, str], dict],
+    now_ms: int,
+    stale_ms: int,
+    covered: dict[tuple[str, str], int],
+    open_keys: set[tuple[str, str]],
+) -> list[Gap]:
     """Gaps for public (channel, instId) streams that received nothing for `stale_ms`.
 
     marks: the feeder's watermarks (ts = exchange time of the last record, id, seen_ms = local
@@ -239,10 +278,17 @@ def stale_watermarks(marks: dict[tuple[str, str], dict], now_ms: int, stale_ms: 
         # From the last record seen (its id is the exclusive lower bound) or from what an
         # earlier sweep covered, up to now.
         start_id = str(mark.get("id") or "") if start == ts else ""
-        out.append({"channel": channel, "instId": inst, "start_ms": start, "end_ms": now_ms,
-                    "start_id": start_id if channel in TRADE_CHANNELS else "", "end_id": "",
-                    "cause": "stale",
-                    "reason": f"stale: no {channel} {inst} data for {(now_ms - seen) // 1000} s"})
+        out.append(
+            Gap(
+                channel,
+                inst,
+                start,
+                now_ms,
+                "stale",
+                start_id=start_id if channel in TRADE_CHANNELS else "",
+                reason=f"stale: no {channel} {inst} data for {(now_ms - seen) // 1000} s",
+            )
+        )
     return out
 
 
@@ -257,8 +303,10 @@ def dead_feeders(feeders: dict[str, dict | None], now_ms: int, dead_ms: int) -> 
 
 # ----- audit ----------------------------------------------------------------------------------------
 
-def audit_window(now_ms: int, validated_until: int | None, window_ms: int, lag_ms: int,
-                 overlap_ms: int = 5_000) -> tuple[int, int] | None:
+
+def audit_window(
+    now_ms: int, validated_until: int | None, window_ms: int, lag_ms: int, overlap_ms: int = 5_000
+) -> tuple[int, int] | None:
     """[start, end] of the next audit of one instrument: from where the last one stopped (a little
     overlap) but never further back than `window_ms`, up to `lag_ms` before now (the live feed
     may still be delivering the last seconds). None when there is nothing new to audit."""
@@ -273,16 +321,19 @@ def audit_window(now_ms: int, validated_until: int | None, window_ms: int, lag_m
 
 @dataclass(frozen=True)
 class Drift:
-    missing: list[str]    # on REST, not stored: inserted by the audit
-    extra: list[str]      # stored, not on REST: reported (never deleted)
+    missing: list[str]  # on REST, not stored: inserted by the audit
+    extra: list[str]  # stored, not on REST: reported (never deleted)
     confirmed: list[str]  # both: marked validated
 
 
 def trade_drift(stored_ids: Iterable[str], rest_ids: Iterable[str]) -> Drift:
     stored, rest = set(stored_ids), set(rest_ids)
     key = int
-    return Drift(missing=sorted(rest - stored, key=key), extra=sorted(stored - rest, key=key),
-                 confirmed=sorted(stored & rest, key=key))
+    return Drift(
+        missing=sorted(rest - stored, key=key),
+        extra=sorted(stored - rest, key=key),
+        confirmed=sorted(stored & rest, key=key),
+    )
 
 
 def _num(value: Any) -> int:

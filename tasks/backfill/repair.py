@@ -13,12 +13,14 @@ fakes); tasks.py only turns the result into Celery retries.
                   unrepairable after BACKFILL_MAX_ATTEMPTS failures (a time
                   limit is no failure: the task continues from its cursor)
 """
+
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import Counter
@@ -35,14 +37,19 @@ log = logging.getLogger(__name__)
 GAPS_DONE = Counter("okx_backfill_gaps_total", "Gaps finished by backfill", ["channel", "status"])
 RECORDS = Counter("okx_backfill_records_total", "Records written by backfill", ["kind"])
 
-STORE_KIND = {"trades": "trades", "candles": "candles", "orders": "orders", "pending": "orders",
-              "fills": "fills"}
+STORE_KIND = {
+    "trades": "trades",
+    "candles": "candles",
+    "orders": "orders",
+    "pending": "orders",
+    "fills": "fills",
+}
 
 
 @dataclass
 class Result:
     gap_id: str
-    status: str            # filled | unrepairable | released | skipped | lost
+    status: str  # filled | unrepairable | released | skipped | lost
     reason: str = ""
     written: int = 0
     attempts: int = 0
@@ -53,11 +60,19 @@ class Result:
 
 
 class Repairer:
-    def __init__(self, ledger: Any, source: Any, store: Any, *, state_redis: Any = None,
-                 inst_types: tuple[str, ...] = planning.INST_TYPES,
-                 orders_lookback_ms: int = 86_400_000, max_attempts: int = 8,
-                 clock: Callable[[], int] = now_ms,
-                 on_page: Callable[[Step, Any, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Any,
+        source: Any,
+        store: Any,
+        *,
+        state_redis: Any = None,
+        inst_types: tuple[str, ...] = planning.INST_TYPES,
+        orders_lookback_ms: int = 86_400_000,
+        max_attempts: int = 8,
+        clock: Callable[[], int] = now_ms,
+        on_page: Callable[[Step, Any, int], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.source = source
         self.store = store
@@ -76,8 +91,9 @@ class Repairer:
         attempts = int(info)
         gap = self.ledger.get(gap_id)
         try:
-            plan = planning.plan_gap(gap, inst_types=self.inst_types,
-                                     orders_lookback_ms=self.orders_lookback_ms)
+            plan = planning.plan_gap(
+                gap, inst_types=self.inst_types, orders_lookback_ms=self.orders_lookback_ms
+            )
         except PlanError as exc:
             return self._finish(gap, owner, "unrepairable", str(exc), 0, attempts)
         written = 0
@@ -88,23 +104,36 @@ class Repairer:
             written, ended = outcome
         except SoftTimeLimitExceeded:
             # Not a failure: the task ran out of time with its cursor saved; continue later.
-            self.ledger.release(gap_id, owner, self.clock(), "time limit: continuing",
-                                failure=False)
+            self.ledger.release(
+                gap_id, owner, self.clock(), "time limit: continuing", failure=False
+            )
             return Result(gap_id, "released", "time limit", attempts=attempts)
         except BadRequest as exc:
             # OKX refused the request itself (parameters, unknown instrument): retrying cannot
             # help. AuthFailed is no BadRequest: a fixed configuration can still fill the gap.
-            return self._finish(gap, owner, "unrepairable", f"OKX rejected: {exc}",
-                                written, attempts)
+            return self._finish(
+                gap, owner, "unrepairable", f"OKX rejected: {exc}", written, attempts
+            )
         except Exception as exc:  # noqa: BLE001 - every failure ends in a ledger state
             reason = f"{type(exc).__name__}: {exc}"
             failures = int(gap.get("failures") or 0) + 1
             if failures >= self.max_attempts:
-                return self._finish(gap, owner, "unrepairable",
-                                    f"gave up after {failures} failed attempts: {reason}",
-                                    written, attempts)
-            log.warning("gap %s (%s %s): attempt %d failed, released for a retry: %s", gap_id,
-                        gap.get("channel"), gap.get("instId"), failures, reason)
+                return self._finish(
+                    gap,
+                    owner,
+                    "unrepairable",
+                    f"gave up after {failures} failed attempts: {reason}",
+                    written,
+                    attempts,
+                )
+            log.warning(
+                "gap %s (%s %s): attempt %d failed, released for a retry: %s",
+                gap_id,
+                gap.get("channel"),
+                gap.get("instId"),
+                failures,
+                reason,
+            )
             self.ledger.release(gap_id, owner, self.clock(), reason)
             return Result(gap_id, "released", reason, attempts=attempts)
         if plan.unrepairable:
@@ -113,16 +142,25 @@ class Repairer:
             return self._finish(gap, owner, "unrepairable", ended, written, attempts)
         return self._finish(gap, owner, "filled", plan.note, written, attempts)
 
-    def _finish(self, gap: dict, owner: str, status: str, reason: str, written: int,
-                attempts: int) -> Result:
+    def _finish(
+        self, gap: dict, owner: str, status: str, reason: str, written: int, attempts: int
+    ) -> Result:
         gid = gap.get("id", "")
         if not self.ledger.finish(gid, owner, self.clock(), status, reason):
             return Result(gid, "lost", "lease lost before finishing", written, attempts)
         GAPS_DONE.labels(gap.get("channel", ""), status).inc()
         log_fn = log.info if status == "filled" and not reason else log.warning
-        log_fn("gap %s %s: %s %s %s..%s, %d records%s", gid, status, gap.get("channel"),
-               gap.get("instId"), gap.get("start_ms"), gap.get("end_ms"), written,
-               f" ({reason})" if reason else "")
+        log_fn(
+            "gap %s %s: %s %s %s..%s, %d records%s",
+            gid,
+            status,
+            gap.get("channel"),
+            gap.get("instId"),
+            gap.get("start_ms"),
+            gap.get("end_ms"),
+            written,
+            f" ({reason})" if reason else "",
+        )
         return Result(gid, status, reason, written, attempts)
 
     def _execute(self, gap: dict, owner: str, plan: Plan) -> tuple[int, str] | None:
@@ -139,10 +177,15 @@ class Repairer:
                     n = self._store_page(step, page.records)
                     written += n
                     if page.history_ended and not ended:
-                        ended = (f"OKX history ends before the gap's start "
-                                 f"({step.kind} {step.key}): older records cannot be fetched")
-                    nxt = (planning.encode_progress(index, page.cursor) if page.cursor
-                           else planning.encode_progress(index + 1, None))
+                        ended = (
+                            f"OKX history ends before the gap's start "
+                            f"({step.kind} {step.key}): older records cannot be fetched"
+                        )
+                    nxt = (
+                        planning.encode_progress(index, page.cursor)
+                        if page.cursor
+                        else planning.encode_progress(index + 1, None)
+                    )
                     if not self.ledger.progress(gid, owner, self.clock(), nxt, n):
                         return None
                     if self.on_page is not None:
@@ -150,8 +193,9 @@ class Repairer:
             else:
                 n = self._snapshot(step)
                 written += n
-                if not self.ledger.progress(gid, owner, self.clock(),
-                                            planning.encode_progress(index + 1, None), n):
+                if not self.ledger.progress(
+                    gid, owner, self.clock(), planning.encode_progress(index + 1, None), n
+                ):
                     return None
         return written, ended
 
@@ -171,8 +215,9 @@ class Repairer:
 
     def _snapshot(self, step: Step) -> int:
         if step.kind == "account":
-            counts = snapshots.snapshot_account(self.source, self.store, self.state_redis,
-                                                self.clock())
+            counts = snapshots.snapshot_account(
+                self.source, self.store, self.state_redis, self.clock()
+            )
             return counts["balances"] + counts["positions"] + counts["zeroed"]
         if step.kind == "book":
             return snapshots.reseed_book(self.source, self.store, step.key)

@@ -6,10 +6,12 @@ position closed while nobody listened would keep its old value in Redis. `closed
 them (pure): whatever Redis holds as non-zero but the snapshot no longer lists is written as
 zero, with source "rest" and a uTime after the stored one, so the versioned write applies.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from core import keys
 
@@ -27,8 +29,9 @@ def _zero(value: str) -> bool:
         return False
 
 
-def closed_since(stored: Iterable[dict], listed_ids: set[str], id_field: str, value_field: str,
-                 now_ms: int) -> list[dict]:
+def closed_since(
+    stored: Iterable[dict], listed_ids: set[str], id_field: str, value_field: str, now_ms: int
+) -> list[dict]:
     """Records that zero what `stored` holds as non-zero and the snapshot no longer lists."""
     out = []
     for rec in stored:
@@ -57,16 +60,30 @@ def snapshot_account(source: Any, store: Any, redis_client: Any, now_ms: int) ->
     """Balances and positions over REST, stored with source "rest"; vanished ones zeroed."""
     bals = source.balances()
     poss = source.positions()
-    zero_bals = closed_since(stored_state(redis_client, keys.BALANCE_PATTERN),
-                             {b["ccy"] for b in bals}, "ccy", "cashBal", now_ms)
-    zero_pos = closed_since(stored_state(redis_client, keys.POSITION_PATTERN),
-                            {p["posId"] for p in poss}, "posId", "pos", now_ms)
+    zero_bals = closed_since(
+        stored_state(redis_client, keys.BALANCE_PATTERN),
+        {b["ccy"] for b in bals},
+        "ccy",
+        "cashBal",
+        now_ms,
+    )
+    zero_pos = closed_since(
+        stored_state(redis_client, keys.POSITION_PATTERN),
+        {p["posId"] for p in poss},
+        "posId",
+        "pos",
+        now_ms,
+    )
     for kind, recs in (("balances", bals + zero_bals), ("positions", poss + zero_pos)):
         if recs:
             store.write(kind, recs, source="rest")
     if zero_bals or zero_pos:
-        log.info("account snapshot: %d balances and %d positions gone since the last state "
-                 "stored as zero", len(zero_bals), len(zero_pos))
+        log.info(
+            "account snapshot: %d balances and %d positions gone since the last state "
+            "stored as zero",
+            len(zero_bals),
+            len(zero_pos),
+        )
     return {"balances": len(bals), "positions": len(poss), "zeroed": len(zero_bals) + len(zero_pos)}
 
 

@@ -4,19 +4,22 @@
 `pages(step, resume)` yields history.Page objects for the streaming steps of a plan (trades,
 candles, orders, pending, fills); `get(...)` is the raw client for the snapshots.
 """
+
 from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from okx.rest import endpoints as history
-from okx.rest.endpoints import Page
-from core.rest_limits import shared_limits
-from okx.rest.client import RestClient
-from tasks.backfill.plan import Step
 from core.errors import NoCredentials, PlanError
+from core.rest_limits import shared_limits
 from core.settings import WorkerSettings as Settings
+from okx.rest import endpoints as history
+from okx.rest import rows
+from okx.rest.client import RestClient
+from okx.rest.endpoints import Page
+from tasks.backfill.plan import Step
 
 PENDING_PATH = "/api/v5/trade/orders-pending"
 PRIVATE_STEPS = ("orders", "pending", "fills", "account")
@@ -30,20 +33,32 @@ def make_client(settings: Settings) -> RestClient:
     """One client per process and configuration. Its rate limits live in the broker's Redis
     (REDIS_URL), so every worker process, dyno and the feeder share OKX's per-IP / per-user
     budget; without that Redis they fall back to a share of it in-process."""
-    key = (settings.okx_rest_url, settings.okx_demo, settings.credentials, settings.rest_timeout_s,
-           settings.redis_url)
+    key = (
+        settings.okx_rest_url,
+        settings.okx_demo,
+        settings.credentials,
+        settings.rest_timeout_s,
+        settings.redis_url,
+    )
     with _lock:
         client = _clients.get(key)
         if client is None:
             api_key = settings.credentials.api_key if settings.credentials else None
-            wanted: dict[str, Any] = {"credentials": settings.credentials, "demo": settings.okx_demo,
-                      "timeout": settings.rest_timeout_s,
-                      "limits": shared_limits(settings.redis_url, api_key=api_key,
-                                               factor=settings.rest_rate_factor,
-                                               fallback_share=settings.rest_fallback_share)}
+            wanted: dict[str, Any] = {
+                "credentials": settings.credentials,
+                "demo": settings.okx_demo,
+                "timeout": settings.rest_timeout_s,
+                "limits": shared_limits(
+                    settings.redis_url,
+                    api_key=api_key,
+                    factor=settings.rest_rate_factor,
+                    fallback_share=settings.rest_fallback_share,
+                ),
+            }
             accepted = inspect.signature(RestClient).parameters
-            client = RestClient(settings.okx_rest_url,
-                                **{k: v for k, v in wanted.items() if k in accepted})
+            client = RestClient(
+                settings.okx_rest_url, **{k: v for k, v in wanted.items() if k in accepted}
+            )
             _clients[key] = client
         return client
 
@@ -55,15 +70,24 @@ class RestSource:
 
     def need_credentials(self, step: Step) -> None:
         if step.kind in PRIVATE_STEPS and not self.has_credentials:
-            raise NoCredentials(f"{step.kind} repair needs OKX credentials (OKX_API_KEY, "
-                                "OKX_API_SECRET, OKX_API_PASSPHRASE)")
+            raise NoCredentials(
+                f"{step.kind} repair needs OKX credentials (OKX_API_KEY, "
+                "OKX_API_SECRET, OKX_API_PASSPHRASE)"
+            )
 
     def pages(self, step: Step, resume: str | None) -> Iterator[Page]:
         self.need_credentials(step)
         c = self.client
         if step.kind == "trades":
-            return history.trades(c, step.key, lower_id=step.lower_id, upper_id=step.upper_id,
-                                  lower_ms=step.start_ms, upper_ms=step.end_ms, resume=resume)
+            return history.trades(
+                c,
+                step.key,
+                lower_id=step.lower_id,
+                upper_id=step.upper_id,
+                lower_ms=step.start_ms,
+                upper_ms=step.end_ms,
+                resume=resume,
+            )
         if step.kind == "candles":
             start, end = _window(step)
             return history.candles(c, step.key, step.bar, start, end, resume=resume)
@@ -82,13 +106,13 @@ class RestSource:
             params = {"instType": inst_type, "limit": str(history.PAGE_LIMIT)}
             if cursor is not None:
                 params["after"] = str(cursor)
-            rows = [history.order_payload(r) for r in self.client.get(PENDING_PATH, params,
-                                                                       signed=True)]
+            rows = [
+                rows.order_payload(r) for r in self.client.get(PENDING_PATH, params, signed=True)
+            ]
             if not rows:
                 yield Page([], None)
                 return
-            cursor = history.next_cursor([int(r["ordId"]) for r in rows], cursor,
-                                         "orders-pending")
+            cursor = history.next_cursor([int(r["ordId"]) for r in rows], cursor, "orders-pending")
             yield Page(sorted(rows, key=lambda r: int(r["ordId"])), str(cursor))
 
     # ----- snapshots ------------------------------------------------------------------------------

@@ -10,16 +10,18 @@
 The decisions are pure functions in plan.py; this module only reads and writes Redis and sends
 tasks (through the callables it is given).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from okx.channels import PRIVATE_CHANNELS
 from core import keys
+from core.settings import WorkerSettings as Settings
+from okx.channels import PRIVATE_CHANNELS
 from tasks.backfill import plan as planning
 from tasks.backfill.ledger import GapLedger
-from core.settings import WorkerSettings as Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,19 @@ def read_feeders(r: Any) -> dict[str, dict | None]:
     pipe = r.pipeline(transaction=False)
     for fid in ids:
         pipe.hgetall(keys.feeder_key(fid))
-    return {fid: ({_s(k): _s(v) for k, v in h.items()} or None)
-            for fid, h in zip(ids, pipe.execute())}
+    return {
+        fid: ({_s(k): _s(v) for k, v in h.items()} or None) for fid, h in zip(ids, pipe.execute())
+    }
 
 
-def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
-          send_repair: Callable[[str], None], send_snapshot: Callable[[], None]) -> dict:
+def sweep(
+    ledger: GapLedger,
+    *,
+    now_ms: int,
+    settings: Settings,
+    send_repair: Callable[[str], None],
+    send_snapshot: Callable[[], None],
+) -> dict:
     r = ledger.r
     gaps = ledger.open_gaps()
     due = planning.gaps_to_enqueue(gaps, now_ms, int(settings.backfill_requeue_after_s * 1000))
@@ -64,11 +73,12 @@ def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
     covered_raw = r.mget(covered_names) if covered_names else []
     covered = {k: int(v) for k, v in zip(marks, covered_raw) if v is not None}
     open_keys = {(g.get("channel", ""), g.get("instId", "")) for g in gaps}
-    stale = planning.stale_watermarks(marks, now_ms, int(settings.backfill_stale_s * 1000),
-                                      covered, open_keys)
+    stale = planning.stale_watermarks(
+        marks, now_ms, int(settings.backfill_stale_s * 1000), covered, open_keys
+    )
     for gap in stale:
         gid = ledger.create(gap, "backfill-sweep", now_ms)
-        r.set(keys.backfill_stale(gap["channel"], gap["instId"]), gap["end_ms"])
+        r.set(keys.backfill_stale(gap.channel, gap.instId), gap.end_ms)
         send_repair(gid)
         ledger.mark_enqueued([gid], now_ms)
 
@@ -79,10 +89,17 @@ def sweep(ledger: GapLedger, *, now_ms: int, settings: Settings,
     snapshot = bool(dead) or (not alive and account_marks)
     if snapshot:
         if dead:
-            log.warning("sweep: feeder(s) %s dead (no heartbeat for %.0f s): snapshotting "
-                        "balances and positions over REST", ", ".join(dead),
-                        settings.feeder_dead_s)
-            r.srem(keys.FEEDERS, *dead)   # reported once; a restarted feeder adds itself
+            log.warning(
+                "sweep: feeder(s) %s dead (no heartbeat for %.0f s): snapshotting "
+                "balances and positions over REST",
+                ", ".join(dead),
+                settings.feeder_dead_s,
+            )
+            r.srem(keys.FEEDERS, *dead)  # reported once; a restarted feeder adds itself
         send_snapshot()
-    return {"resent": len(due), "stale_gaps": len(stale), "dead_feeders": dead,
-            "snapshot": snapshot}
+    return {
+        "resent": len(due),
+        "stale_gaps": len(stale),
+        "dead_feeders": dead,
+        "snapshot": snapshot,
+    }

@@ -13,6 +13,7 @@
 No secret ever travels in a task's arguments: credentials come from the worker's settings
 (core/settings.py, read from its environment).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,11 +22,20 @@ from typing import Any
 
 from celery import Task
 
-from okx.channels import BOOK_CHANNELS
-from core.contract import (AUDIT_TASK, BACKFILL_ALIAS_TASK, BACKFILL_QUEUE, BACKFILL_TASK,
-                           FILLS_TASK, REPAIR_GAP_TASK, SNAPSHOT_TASK, SWEEP_TASK)
-from okx.clock import now_ms
 from core import settings as settings_mod
+from core.contract import (
+    AUDIT_TASK,
+    BACKFILL_ALIAS_TASK,
+    BACKFILL_QUEUE,
+    BACKFILL_TASK,
+    FILLS_TASK,
+    REPAIR_GAP_TASK,
+    SNAPSHOT_TASK,
+    SWEEP_TASK,
+)
+from core.gaps import Gap
+from okx.channels import BOOK_CHANNELS
+from okx.clock import now_ms
 from tasks.app import app
 from tasks.backfill import audit as audit_mod
 from tasks.backfill import context, snapshots
@@ -37,24 +47,29 @@ log = logging.getLogger(__name__)
 
 
 class BackfillTask(Task):
-    acks_late = True                # a killed worker's message comes back; the lease expires too
+    acks_late = True  # a killed worker's message comes back; the lease expires too
     reject_on_worker_lost = True
     ignore_result = True
-    max_retries = None              # attempts are counted in the gap (BACKFILL_MAX_ATTEMPTS)
+    max_retries = None  # attempts are counted in the gap (BACKFILL_MAX_ATTEMPTS)
 
 
 def make_repairer(on_page: Any = None) -> Repairer:
     s = settings_mod.current()
     st = context.store()
-    return Repairer(context.ledger(), context.source(), st, state_redis=st.state.client,
-                    inst_types=s.backfill_inst_types,
-                    orders_lookback_ms=s.orders_lookback_s * 1000,
-                    max_attempts=s.backfill_max_attempts, on_page=on_page)
+    return Repairer(
+        context.ledger(),
+        context.source(),
+        st,
+        state_redis=st.state.client,
+        inst_types=s.backfill_inst_types,
+        orders_lookback_ms=s.orders_lookback_s * 1000,
+        max_attempts=s.backfill_max_attempts,
+        on_page=on_page,
+    )
 
 
 def _summary(res: Result) -> dict[str, Any]:
-    return {"gap": res.gap_id, "status": res.status, "reason": res.reason,
-            "written": res.written}
+    return {"gap": res.gap_id, "status": res.status, "reason": res.reason, "written": res.written}
 
 
 @app.task(bind=True, base=BackfillTask, name=REPAIR_GAP_TASK)
@@ -67,8 +82,9 @@ def repair_gap(self: BackfillTask, gap_id: Any, **_ignored: Any) -> dict[str, An
     return _summary(res)
 
 
-def create_manual_gap(channel: Any, inst_id: Any, start: Any, end: Any, bar: Any = None,
-                      *, now: int | None = None) -> str:
+def create_manual_gap(
+    channel: Any, inst_id: Any, start: Any, end: Any, bar: Any = None, *, now: int | None = None
+) -> str:
     """Validate an on-demand request and record it in the ledger as an open `manual` gap."""
     ch = planning.normalize_channel(channel, bar)
     now = now if now is not None else now_ms()
@@ -86,25 +102,36 @@ def create_manual_gap(channel: Any, inst_id: Any, start: Any, end: Any, bar: Any
         inst = inst or "ANY"
     if not inst and ch not in planning.ACCOUNT_CHANNELS:
         raise planning.PlanError(f"instId is required for {ch}")
-    gap = {"channel": ch, "instId": inst, "start_ms": start_ms, "end_ms": end_ms,
-           "start_id": "", "end_id": "", "cause": "manual",
-           "reason": f"manual: backfill {ch} {inst} requested"}
+    gap = Gap(
+        ch, inst, start_ms, end_ms, "manual", reason=f"manual: backfill {ch} {inst} requested"
+    )
     return context.ledger().create(gap, "backfill-manual", now)
 
 
 @app.task(bind=True, base=BackfillTask, name=BACKFILL_TASK)
-def backfill(self: BackfillTask, channel: Any = None, instId: Any = None, start: Any = None,
-             end: Any = None, bar: Any = None, **_ignored: Any) -> dict[str, Any]:
+def backfill(
+    self: BackfillTask,
+    channel: Any = None,
+    instId: Any = None,
+    start: Any = None,
+    end: Any = None,
+    bar: Any = None,
+    **_ignored: Any,
+) -> dict[str, Any]:
     """On demand: record a `manual` gap (visible in the ledger) and fill it."""
     try:
         gap_id = create_manual_gap(channel, instId, start, end, bar)
     except planning.PlanError as exc:
-        log.error("backfill request refused: %s", exc)   # counted by Celery as a failure
+        log.error("backfill request refused: %s", exc)  # counted by Celery as a failure
         return {"gap": None, "status": "refused", "reason": str(exc), "written": 0}
     res = make_repairer().run(gap_id)
-    if res.retry:   # continue in a repair task; this request's gap stays the same
-        app.send_task(REPAIR_GAP_TASK, args=[gap_id], queue=BACKFILL_QUEUE,
-                      countdown=settings_mod.current().backfill_retry_s)
+    if res.retry:  # continue in a repair task; this request's gap stays the same
+        app.send_task(
+            REPAIR_GAP_TASK,
+            args=[gap_id],
+            queue=BACKFILL_QUEUE,
+            countdown=settings_mod.current().backfill_retry_s,
+        )
     return _summary(res)
 
 
@@ -120,9 +147,12 @@ def backfill_alias(self: BackfillTask, **kwargs: Any) -> dict[str, Any]:
 def sweep(self: BackfillTask, **_ignored: Any) -> dict[str, Any]:
     s = settings_mod.current()
     return run_sweep(
-        context.ledger(), now_ms=now_ms(), settings=s,
+        context.ledger(),
+        now_ms=now_ms(),
+        settings=s,
         send_repair=lambda gid: app.send_task(REPAIR_GAP_TASK, args=[gid], queue=BACKFILL_QUEUE),
-        send_snapshot=lambda: app.send_task(SNAPSHOT_TASK, queue=BACKFILL_QUEUE))
+        send_snapshot=lambda: app.send_task(SNAPSHOT_TASK, queue=BACKFILL_QUEUE),
+    )
 
 
 @app.task(bind=True, base=BackfillTask, name=SNAPSHOT_TASK)
@@ -136,7 +166,7 @@ def snapshot_account(self: BackfillTask, **_ignored: Any) -> dict[str, Any]:
         return snapshots.snapshot_account(context.source(), st, st.state.client, now_ms())
     except Exception as exc:  # noqa: BLE001 - REST or storage trouble: try again soon
         log.warning("account snapshot failed (%r); retrying", exc)
-        raise self.retry(countdown=s.backfill_retry_s, max_retries=5)
+        raise self.retry(countdown=s.backfill_retry_s, max_retries=5) from exc
 
 
 @app.task(bind=True, base=BackfillTask, name=AUDIT_TASK)
@@ -148,8 +178,14 @@ def audit(self: BackfillTask, instId: Any = None, **_ignored: Any) -> dict[str, 
     for inst in insts:
         try:
             out[inst] = audit_mod.audit_instrument(
-                inst, source=context.source(), store=st, r=r, now_ms=now_ms(),
-                window_ms=s.audit_window_s * 1000, lag_ms=s.audit_lag_s * 1000)
+                inst,
+                source=context.source(),
+                store=st,
+                r=r,
+                now_ms=now_ms(),
+                window_ms=s.audit_window_s * 1000,
+                lag_ms=s.audit_lag_s * 1000,
+            )
         except Exception as exc:  # noqa: BLE001 - one instrument's trouble must not stop the rest
             log.warning("audit %s failed: %r (next run retries the window)", inst, exc)
             errors[inst] = f"{type(exc).__name__}: {exc}"
@@ -162,9 +198,14 @@ def sync_fills(self: BackfillTask, **_ignored: Any) -> dict[str, Any]:
     if s.credentials is None:
         return {"skipped": "no credentials"}
     try:
-        n = audit_mod.sync_fills(source=context.source(), store=context.store(),
-                                 r=context.ledger_redis(), inst_types=s.backfill_inst_types,
-                                 now_ms=now_ms(), first_window_ms=s.fills_first_window_s * 1000)
+        n = audit_mod.sync_fills(
+            source=context.source(),
+            store=context.store(),
+            r=context.ledger_redis(),
+            inst_types=s.backfill_inst_types,
+            now_ms=now_ms(),
+            first_window_ms=s.fills_first_window_s * 1000,
+        )
     except Exception as exc:  # noqa: BLE001 - the next beat run continues from the cursor
         log.warning("fills sync failed: %r", exc)
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -22,13 +22,14 @@ Replaying sends the stored args to the stored task name with `send_task`, so tas
 queue, and marks the document `replayed`. Writers are idempotent, so a replay of something that
 was in fact stored is harmless.
 """
+
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 import logging
-import builtins
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from core import keys
@@ -36,21 +37,33 @@ from core import keys
 log = logging.getLogger(__name__)
 
 
-def make_doc(*, task: str, task_id: str | None, args: list, reason: str, exc: BaseException | None,
-             retries: int, suffix: str = "") -> dict[str, Any]:
+def make_doc(
+    *,
+    task: str,
+    task_id: str | None,
+    args: list,
+    reason: str,
+    exc: BaseException | None,
+    retries: int,
+    suffix: str = "",
+) -> dict[str, Any]:
     envelope = args[0] if args and isinstance(args[0], dict) else {}
     records = envelope.get("records")
     return {
         "_id": f"{task_id or 'no-id'}{suffix}",
-        "task": task, "task_id": task_id, "args": args, "kwargs": {},
-        "kind": envelope.get("kind"), "producer": envelope.get("producer"),
+        "task": task,
+        "task_id": task_id,
+        "args": args,
+        "kwargs": {},
+        "kind": envelope.get("kind"),
+        "producer": envelope.get("producer"),
         "batch": envelope.get("batch"),
         "records": len(records) if isinstance(records, list) else None,
         "reason": reason,
         "exc_type": type(exc).__name__ if exc is not None else None,
         "exception": str(exc)[:2000] if exc is not None else None,
         "retries": retries,
-        "time": datetime.now(timezone.utc),
+        "time": datetime.now(UTC),
         "status": "new",
     }
 
@@ -93,10 +106,13 @@ class DeadLetters:
 
     def list(self, status: str = "new", limit: int = 20) -> list[dict[str, Any]]:
         query = {} if status == "all" else {"status": status}
-        return list(self.db[keys.DEAD_LETTERS].find(query, {"args": 0}).sort("time", -1).limit(limit))
+        return list(
+            self.db[keys.DEAD_LETTERS].find(query, {"args": 0}).sort("time", -1).limit(limit)
+        )
 
-    def replay(self, app: Any, *, ids: builtins.list[str] | None = None, include_bad: bool = False
-               ) -> builtins.list[str]:
+    def replay(
+        self, app: Any, *, ids: builtins.list[str] | None = None, include_bad: bool = False
+    ) -> builtins.list[str]:
         """Re-send dead letters by task name; returns the new task ids."""
         coll = self.db[keys.DEAD_LETTERS]
         if ids:
@@ -112,15 +128,24 @@ class DeadLetters:
         sent = []
         for doc in docs:
             result = app.send_task(doc["task"], args=doc["args"], kwargs=doc.get("kwargs") or {})
-            coll.update_one({"_id": doc["_id"]}, {"$set": {
-                "status": "replayed", "replayed_at": datetime.now(timezone.utc),
-                "replay_task_id": result.id}})
+            coll.update_one(
+                {"_id": doc["_id"]},
+                {
+                    "$set": {
+                        "status": "replayed",
+                        "replayed_at": datetime.now(UTC),
+                        "replay_task_id": result.id,
+                    }
+                },
+            )
             sent.append(result.id)
         return sent
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.deadletters", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.deadletters", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_list = sub.add_parser("list", help="show dead letters")
     p_list.add_argument("--status", default="new", choices=("new", "replayed", "all"))
@@ -129,17 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     group = p_replay.add_mutually_exclusive_group(required=True)
     group.add_argument("--id", action="append", dest="ids", help="dead letter id (repeatable)")
     group.add_argument("--all", action="store_true", help="every dead letter with status new")
-    p_replay.add_argument("--include-bad", action="store_true", help="with --all: also bad_batch ones")
+    p_replay.add_argument(
+        "--include-bad", action="store_true", help="with --all: also bad_batch ones"
+    )
     sub.add_parser("drain", help="move dead letters spooled in Redis into MongoDB")
     args = parser.parse_args(argv)
 
     from tasks import clients
     from tasks.app import app
+
     store = DeadLetters(clients.mongo_db(), clients.state_redis())
     if args.cmd == "list":
         for d in store.list(args.status, args.limit):
-            print(f"{d['_id']}  {d['time']:%Y-%m-%d %H:%M:%S}  {d['status']:8}  {d['task']}  "
-                  f"records={d.get('records')}  {d['reason']}: {d.get('exc_type')}: {d.get('exception')}")
+            print(
+                f"{d['_id']}  {d['time']:%Y-%m-%d %H:%M:%S}  {d['status']:8}  {d['task']}  "
+                f"records={d.get('records')}  {d['reason']}: {d.get('exc_type')}: {d.get('exception')}"
+            )
         return 0
     if args.cmd == "drain":
         print(f"moved {store.drain()} spooled dead letters into MongoDB")
@@ -148,4 +178,3 @@ def main(argv: list[str] | None = None) -> int:
     sent = store.replay(app, ids=args.ids, include_bad=args.include_bad)
     print(f"drained {moved} from the spool; replayed {len(sent)}: {' '.join(sent)}")
     return 0
-

@@ -6,6 +6,7 @@ Plain functions and classes that take their clients as arguments:
 * `redis_state.RedisState(client, settings).write(kind, records)`: versioned current state.
 * `Store`: both, in the order MongoDB then Redis, for one batch of checked records.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,14 @@ from tasks.writers.redis_state import RedisState
 # Kinds that only backfill writes and that have no current state in Redis.
 HISTORY_ONLY_KINDS = ("fills",)
 
-__all__ = ["Store", "HISTORY_ONLY_KINDS", "RedisState", "Written", "insert_history", "write_history"]
+__all__ = [
+    "Store",
+    "HISTORY_ONLY_KINDS",
+    "RedisState",
+    "Written",
+    "insert_history",
+    "write_history",
+]
 
 
 class Store:
@@ -36,22 +44,38 @@ class Store:
         self.state = RedisState(redis_client, settings)
         self.settings = settings
 
-    def write(self, kind: str, records: list[dict], *, source: str = "ws",
-              validated: bool = False) -> dict[str, int]:
+    def write(
+        self, kind: str, records: list[dict], *, source: str = "ws", validated: bool = False
+    ) -> dict[str, int]:
         return self.write_many([(kind, records)], validated=validated)[0]
 
-    def write_many(self, parts: list[tuple[str, list[dict]]], *,
-                   validated: bool = False) -> list[dict[str, int]]:
+    def write_many(
+        self, parts: list[tuple[str, list[dict]]], *, validated: bool = False
+    ) -> list[dict[str, int]]:
         """Several (kind, records) parts: every part's state in one Redis round trip, then
         history per kind. One count dict per part."""
         # A trade is `validated` once REST (backfill/audit) confirmed it; the live feed never
         # does. Backfill passes validated=True for the trades it fetched from REST.
-        states = self.state.write_many([(kind, records if kind not in HISTORY_ONLY_KINDS else [])
-                                        for kind, records in parts])
-        hists = [write_history(self.db, kind, records, validated=validated,
-                               books_sample_ms=self.settings.books_sample_ms)
-                 for kind, records in parts]
-        return [{"records": len(records), "inserted": hist.inserted,
-                 "duplicates": hist.duplicates, "state_applied": state["applied"],
-                 "state_stale": state["stale"]}
-                for (_kind, records), hist, state in zip(parts, hists, states)]
+        states = self.state.write_many(
+            [(kind, records if kind not in HISTORY_ONLY_KINDS else []) for kind, records in parts]
+        )
+        hists = [
+            write_history(
+                self.db,
+                kind,
+                records,
+                validated=validated,
+                books_sample_ms=self.settings.books_sample_ms,
+            )
+            for kind, records in parts
+        ]
+        return [
+            {
+                "records": len(records),
+                "inserted": hist.inserted,
+                "duplicates": hist.duplicates,
+                "state_applied": state["applied"],
+                "state_stale": state["stale"],
+            }
+            for (_kind, records), hist, state in zip(parts, hists, states)
+        ]

@@ -4,25 +4,44 @@ Unique compound indexes repeat each collection's natural key (documents.py build
 too, so a replayed batch inserts nothing new even before these exist): they serve queries and are
 a second guard. The `dt` indexes serve time queries. Collection names come from core/keys.py.
 """
+
 from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from core.keys import (BALANCE, BOOKS, CANDLES, DEAD_LETTERS, FILLS, GAPS, ORDER, POSITION,
-                       TICKERS, TRADES)
+from core.keys import (
+    BALANCE,
+    BOOKS,
+    CANDLES,
+    DEAD_LETTERS,
+    FILLS,
+    GAPS,
+    ORDER,
+    POSITION,
+    TICKERS,
+    TRADES,
+)
 
 
 def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
     """Indexes per collection. Unique ones repeat the natural key; `dt` ones serve time queries."""
-    books = [IndexModel([("instId", ASCENDING), ("channel", ASCENDING), ("dt", ASCENDING)],
-                        name="instId_channel_dt")]
+    books = [
+        IndexModel(
+            [("instId", ASCENDING), ("channel", ASCENDING), ("dt", ASCENDING)],
+            name="instId_channel_dt",
+        )
+    ]
     if books_retention_s > 0:
-        books.append(IndexModel([("dt", ASCENDING)], name="dt_ttl",
-                                expireAfterSeconds=books_retention_s))
+        books.append(
+            IndexModel([("dt", ASCENDING)], name="dt_ttl", expireAfterSeconds=books_retention_s)
+        )
     return {
         ORDER: [
-            IndexModel([("ordId", ASCENDING), ("uTime", ASCENDING), ("state", ASCENDING)],
-                       unique=True, name="natural_key"),
+            IndexModel(
+                [("ordId", ASCENDING), ("uTime", ASCENDING), ("state", ASCENDING)],
+                unique=True,
+                name="natural_key",
+            ),
             IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
         ],
         BALANCE: [
@@ -30,16 +49,20 @@ def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
             IndexModel([("ccy", ASCENDING), ("dt", ASCENDING)], name="ccy_dt"),
         ],
         POSITION: [
-            IndexModel([("posId", ASCENDING), ("uTime", ASCENDING)], unique=True,
-                       name="natural_key"),
+            IndexModel(
+                [("posId", ASCENDING), ("uTime", ASCENDING)], unique=True, name="natural_key"
+            ),
             IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
         ],
         TRADES: [
-            IndexModel([("instId", ASCENDING), ("tradeId", ASCENDING)], unique=True,
-                       name="natural_key"),
+            IndexModel(
+                [("instId", ASCENDING), ("tradeId", ASCENDING)], unique=True, name="natural_key"
+            ),
             IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
-            IndexModel([("validated", ASCENDING), ("instId", ASCENDING), ("dt", ASCENDING)],
-                       name="validated_instId_dt"),
+            IndexModel(
+                [("validated", ASCENDING), ("instId", ASCENDING), ("dt", ASCENDING)],
+                name="validated_instId_dt",
+            ),
         ],
         BOOKS: books,
         TICKERS: [
@@ -47,21 +70,29 @@ def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
             IndexModel([("instId", ASCENDING), ("dt", ASCENDING)], name="instId_dt"),
         ],
         CANDLES: [
-            IndexModel([("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)],
-                       unique=True, name="natural_key"),
-            IndexModel([("instId", ASCENDING), ("bar", ASCENDING), ("dt", ASCENDING)],
-                       name="instId_bar_dt"),
+            IndexModel(
+                [("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)],
+                unique=True,
+                name="natural_key",
+            ),
+            IndexModel(
+                [("instId", ASCENDING), ("bar", ASCENDING), ("dt", ASCENDING)], name="instId_bar_dt"
+            ),
         ],
         FILLS: [
-            IndexModel([("instId", ASCENDING), ("tradeId", ASCENDING), ("ordId", ASCENDING)],
-                       name="instId_tradeId_ordId"),
+            IndexModel(
+                [("instId", ASCENDING), ("tradeId", ASCENDING), ("ordId", ASCENDING)],
+                name="instId_tradeId_ordId",
+            ),
             IndexModel([("instType", ASCENDING), ("dt", ASCENDING)], name="instType_dt"),
         ],
         GAPS: [
-            IndexModel([("status", ASCENDING), ("channel", ASCENDING), ("instId", ASCENDING)],
-                       name="status_channel_instId"),
+            IndexModel(
+                [("status", ASCENDING), ("channel", ASCENDING), ("instId", ASCENDING)],
+                name="status_channel_instId",
+            )
         ],
         DEAD_LETTERS: [
-            IndexModel([("status", ASCENDING), ("time", DESCENDING)], name="status_time"),
+            IndexModel([("status", ASCENDING), ("time", DESCENDING)], name="status_time")
         ],
     }

@@ -6,16 +6,18 @@ redelivered batch is expected. Any other write error is re-raised: the task deci
 retry or dead-letter. History is insert-only (no UpdateOne in bulk_write, which mongomock 4.3
 cannot run on pymongo >= 4.10).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pymongo.errors import BulkWriteError
 
+from core import keys
 from tasks import documents
 from tasks.writers.indexes import indexes
-from core import keys
 
 DUPLICATE_KEY = 11000
 
@@ -25,7 +27,7 @@ class Written:
     inserted: int = 0
     duplicates: int = 0
 
-    def __iadd__(self, other: "Written") -> "Written":
+    def __iadd__(self, other: Written) -> Written:
         self.inserted += other.inserted
         self.duplicates += other.duplicates
         return self
@@ -44,12 +46,19 @@ def insert_history(collection: Any, docs: list[dict]) -> Written:
         others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
         if others or details.get("writeConcernErrors"):
             raise
-        return Written(inserted=details.get("nInserted", len(docs) - len(errors)),
-                       duplicates=len(errors))
+        return Written(
+            inserted=details.get("nInserted", len(docs) - len(errors)), duplicates=len(errors)
+        )
 
 
-def write_history(db: Any, kind: str, records: Iterable[dict], *, validated: bool = False,
-                  books_sample_ms: int = 0) -> Written:
+def write_history(
+    db: Any,
+    kind: str,
+    records: Iterable[dict],
+    *,
+    validated: bool = False,
+    books_sample_ms: int = 0,
+) -> Written:
     """Store checked records of `kind` in their collection (database handle `db`)."""
     docs = documents.mongo_docs(kind, records, validated=validated, books_sample_ms=books_sample_ms)
     return insert_history(db[keys.COLLECTION_BY_KIND[kind]], docs)
@@ -60,8 +69,9 @@ def mark_trades_validated(db: Any, inst_id: str, trade_ids: Iterable[str]) -> in
     ids = [f"{inst_id}:{t}" for t in trade_ids]
     if not ids:
         return 0
-    res = db[keys.TRADES].update_many({"_id": {"$in": ids}, "validated": False},
-                                      {"$set": {"validated": True}})
+    res = db[keys.TRADES].update_many(
+        {"_id": {"$in": ids}, "validated": False}, {"$set": {"validated": True}}
+    )
     return res.modified_count
 
 

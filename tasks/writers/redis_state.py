@@ -7,17 +7,19 @@ batch is one pipeline (one round trip). Records are first reduced to the newest 
 
 Scripts touch keys they build themselves (order<N>); fine on a single Redis, not on Redis Cluster.
 """
+
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from tasks import documents
 from core import keys
 from core.settings import WorkerSettings as Settings
+from tasks import documents
 
 # KEYS[1] hash. ARGV[1] ttl (0 = none), ARGV[2] n, then n pairs (version field, value), then
 # field/value pairs. Applies when the version is >= the stored one, compared component by
@@ -96,8 +98,9 @@ class RedisState:
         self.settings = settings
 
     # -- helpers ----------------------------------------------------------------------------
-    def _hset(self, pipe: Any, key: str, version: documents.Version, fields: dict[str, str],
-              ttl: int) -> None:
+    def _hset(
+        self, pipe: Any, key: str, version: documents.Version, fields: dict[str, str], ttl: int
+    ) -> None:
         args: list[Any] = [ttl, len(version)]
         for name, value in version:
             args += (name, repr(value))
@@ -160,14 +163,22 @@ class RedisState:
     def _orders(self, pipe: Any, records: list[dict]) -> None:
         fields = documents.ORDER_FIELDS
         for i in range(0, len(records), ORDER_CHUNK):
-            chunk = records[i:i + ORDER_CHUNK]
+            chunk = records[i : i + ORDER_CHUNK]
             dedupe = [keys.order_event(r["ordId"], r["uTime"], r["state"]) for r in chunk]
             values: list[str] = []
             for rec in chunk:
                 values += documents.order_hash(rec).values()
-            pipe.evalsha(ORDER_EVENTS_SHA, 1 + len(dedupe), keys.ORDER_COUNTER, *dedupe,
-                         self.settings.order_ttl_s, keys.ORDER_PREFIX, len(fields), *fields,
-                         *values)
+            pipe.evalsha(
+                ORDER_EVENTS_SHA,
+                1 + len(dedupe),
+                keys.ORDER_COUNTER,
+                *dedupe,
+                self.settings.order_ttl_s,
+                keys.ORDER_PREFIX,
+                len(fields),
+                *fields,
+                *values,
+            )
 
     def _trades(self, pipe: Any, records: Iterable[dict]) -> None:
         by_inst: dict[str, dict[bytes, float]] = defaultdict(dict)
@@ -177,8 +188,8 @@ class RedisState:
         cap, ttl = self.settings.trades_cap, self.settings.state_ttl_s
         for inst, members in by_inst.items():
             key = keys.trades(inst)
-            pipe.zadd(key, members)                      # same trade twice = same member
-            pipe.zremrangebyrank(key, 0, -(cap + 1))     # keep the newest `cap`
+            pipe.zadd(key, members)  # same trade twice = same member
+            pipe.zremrangebyrank(key, 0, -(cap + 1))  # keep the newest `cap`
             if ttl > 0:
                 pipe.expire(key, ttl)
 
