@@ -106,7 +106,6 @@ class Account:
                 return
         self._ord_seq += 1
         ord_id = str(700_000_000_000_000_000 + self._ord_seq * 7919)
-        quote = m.spec.quote
         rec = order_record(
             m, ord_id, self._ord_seq, ord_type, is_buy, margin, px, sz, Decimal(m.fpx(ba)), ts
         )
