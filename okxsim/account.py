@@ -1,11 +1,7 @@
 """The simulated trading account and its bot: orders placed, amended, cancelled and filled
 against the simulated market, deterministically per seed. Pure: it records events, the
-publisher (account_pub.py) pushes them and REST reads them.
-
-Over 400 lines for now: the account is one state machine in which orders, fills, positions and
-balances share one ledger of frozen funds, and its records are spelt field by field as OKX
-documents them. The record builders are the seam to split along next (docs/okxsim.md).
-"""
+publisher (account_pub.py) pushes them and REST reads them. The records themselves, field by
+field as OKX documents them, are built in account_records.py."""
 
 from __future__ import annotations
 
@@ -13,44 +9,21 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from .account_records import (
+    MAKER_FEE,
+    MARGIN_INSTS,
+    START_BALANCES,
+    TAKER_FEE,
+    Order,
+    account_record,
+    balance_detail_record,
+    dstr,
+    order_record,
+    position_record,
+)
 from .clock import SimClock
 from .config import SimConfig
 from .market import Market
-
-START_BALANCES = {
-    "USDT": "100000",
-    "USDC": "50000",
-    "BTC": "1.5",
-    "ETH": "20",
-    "SOL": "300",
-    "DOGE": "200000",
-    "TON": "5000",
-    "UNI": "3000",
-    "PEPE": "4000000000",
-}
-TAKER_FEE = Decimal("0.001")
-MAKER_FEE = Decimal("0.0008")
-MARGIN_INSTS = ("BTC-USDT", "ETH-USDT")
-
-
-def dstr(d: Decimal) -> str:
-    """Decimal -> OKX-style string: no exponent, no trailing zeros."""
-    s = format(d.normalize(), "f") if d else "0"
-    return s
-
-
-class Order:
-    __slots__ = ("rec", "remaining", "px", "is_buy", "market", "margin")
-
-    def __init__(
-        self, rec: dict, px: Decimal | None, sz: Decimal, is_buy: bool, market: Market, margin: bool
-    ) -> None:
-        self.rec = rec
-        self.px = px
-        self.remaining = sz
-        self.is_buy = is_buy
-        self.market = market
-        self.margin = margin
 
 
 class Account:
@@ -133,50 +106,9 @@ class Account:
                 return
         self._ord_seq += 1
         ord_id = str(700_000_000_000_000_000 + self._ord_seq * 7919)
-        rec = {
-            "instType": "MARGIN" if margin else "SPOT",
-            "instId": m.inst_id,
-            "tgtCcy": "",
-            "ccy": "",
-            "ordId": ord_id,
-            "clOrdId": f"sim{self._ord_seq}",
-            "tag": "",
-            "px": dstr(px) if px is not None else "",
-            "sz": dstr(sz),
-            "pnl": "0",
-            "ordType": ord_type,
-            "side": "buy" if is_buy else "sell",
-            "posSide": "net" if margin else "",
-            "tdMode": "cross" if margin else "cash",
-            "accFillSz": "0",
-            "fillNotionalUsd": "",
-            "avgPx": "",
-            "state": "live",
-            "lever": "3" if margin else "",
-            "tpTriggerPx": "",
-            "slTriggerPx": "",
-            "feeCcy": m.spec.base if is_buy else m.spec.quote,
-            "fee": "0",
-            "rebateCcy": m.spec.quote,
-            "rebate": "0",
-            "source": "",
-            "category": "normal",
-            "fillPx": "",
-            "tradeId": "",
-            "fillSz": "0",
-            "fillTime": "",
-            "fillFee": "0",
-            "fillFeeCcy": "",
-            "execType": "",
-            "reduceOnly": "false",
-            "cancelSource": "",
-            "amendResult": "",
-            "reqId": "",
-            "code": "0",
-            "msg": "",
-            "uTime": str(ts),
-            "cTime": str(ts),
-        }
+        rec = order_record(
+            m, ord_id, self._ord_seq, ord_type, is_buy, margin, px, sz, Decimal(m.fpx(ba)), ts
+        )
         o = Order(rec, px, sz, is_buy, m, margin)
         self.live[ord_id] = o
         self._emit(o)
@@ -219,6 +151,7 @@ class Account:
                 "px": dstr(new_px),
                 "amendResult": "0",
                 "reqId": f"amend{self._req_seq}",
+                "amendSource": "1",
                 "uTime": str(ts),
                 "fillSz": "0",
                 "fillPx": "",
@@ -226,19 +159,30 @@ class Account:
                 "fillTime": "",
                 "fillFee": "0",
                 "fillFeeCcy": "",
+                "fillPnl": "0",
                 "execType": "",
+                "lastPx": m.fpx(m.last_px),
             }
         )
         self._emit(o)
-        o.rec.update({"amendResult": "", "reqId": ""})
+        o.rec.update({"amendResult": "", "reqId": "", "amendSource": ""})
 
     def _cancel(self, o: Order, ts: int) -> None:
-        self._finish(o, "canceled", ts)
+        # One bot cancel in ten ends as OKX's market-maker-protection cancel, so the terminal
+        # state `mmp_canceled` is on the wire too; chosen from the order number, not the bot's
+        # Random, so the seed's sequence of actions stays what it was.
+        mmp = int(o.rec["clOrdId"][3:]) % 10 == 7
+        self._finish(o, "mmp_canceled" if mmp else "canceled", ts)
 
     def _finish(self, o: Order, state: str, ts: int) -> None:
         self.live.pop(o.rec["ordId"], None)
         if o.remaining > 0 and o.px is not None:
             self._freeze(o.market, o.is_buy, o.remaining, o.px, o.margin, -1)
+        reason = {
+            "canceled": ("1", "Order canceled by user"),
+            "mmp_canceled": ("20", "Order canceled by market maker protection"),
+        }
+        source, why = reason.get(state, ("", ""))
         o.rec.update(
             {
                 "state": state,
@@ -249,8 +193,10 @@ class Account:
                 "fillTime": "",
                 "fillFee": "0",
                 "fillFeeCcy": "",
+                "fillPnl": "0",
                 "execType": "",
-                "cancelSource": "1" if state == "canceled" else "",
+                "cancelSource": source,
+                "cancelSourceReason": why,
             }
         )
         self._emit(o)
@@ -306,6 +252,16 @@ class Account:
         avg = ((Decimal(rec["avgPx"] or 0) * Decimal(rec["accFillSz"])) + px * sz) / acc
         o.remaining -= sz
         state = "filled" if o.remaining <= 0 else "partially_filled"
+        notional = (sz * px * self.usd_px(quote)).quantize(Decimal("1e-8")).normalize()
+        rec.update(
+            {
+                "fillNotionalUsd": dstr(notional),
+                "fillPnl": dstr(pnl),
+                "fillMarkPx": dstr(px) if o.margin else "",
+                "lastPx": dstr(px),
+                "fillIdxPx": dstr(px) if o.margin else "",
+            }
+        )
         rec.update(
             {
                 "fillPx": dstr(px),
@@ -366,43 +322,7 @@ class Account:
         m = o.market
         p = self.positions.get(m.inst_id)
         if p is None:
-            p = self.positions[m.inst_id] = {
-                "instType": "MARGIN",
-                "mgnMode": "cross",
-                "posId": str(300_000_000 + len(self.positions) * 17 + 1),
-                "posSide": "net",
-                "pos": "0",
-                "baseBal": "",
-                "quoteBal": "",
-                "posCcy": m.spec.base,
-                "availPos": "0",
-                "avgPx": "",
-                "upl": "0",
-                "uplRatio": "0",
-                "instId": m.inst_id,
-                "lever": "3",
-                "liqPx": "",
-                "markPx": "",
-                "imr": "",
-                "margin": "",
-                "mgnRatio": "",
-                "mmr": "",
-                "liab": "",
-                "liabCcy": m.spec.quote,
-                "interest": "0",
-                "tradeId": "",
-                "notionalUsd": "",
-                "optVal": "",
-                "adl": "1",
-                "ccy": m.spec.quote,
-                "last": "",
-                "realizedPnl": "0",
-                "pnl": "0",
-                "fee": "0",
-                "cTime": str(ts),
-                "uTime": str(ts),
-                "pTime": str(ts),
-            }
+            p = self.positions[m.inst_id] = position_record(m, len(self.positions), ts)
         pos = Decimal(p["pos"])
         avg = Decimal(p["avgPx"] or 0)
         signed = sz if o.is_buy else -sz
@@ -439,11 +359,13 @@ class Account:
         last = Decimal(m.fpx(m.last_px))
         pos = Decimal(p["pos"])
         upl = (last - Decimal(p["avgPx"] or 0)) * pos if pos else Decimal(0)
+        upl_s = dstr(upl.quantize(Decimal("1e-8")).normalize())
         p.update(
             {
                 "markPx": dstr(last),
                 "last": dstr(last),
-                "upl": dstr(upl.quantize(Decimal("1e-8")).normalize()),
+                "upl": upl_s,
+                "uplLastPx": upl_s,
                 "notionalUsd": dstr((abs(pos) * last).quantize(Decimal("1e-8")).normalize()),
             }
         )
@@ -464,31 +386,8 @@ class Account:
         cash = self.balances[ccy]
         frozen = self.frozen.get(ccy, Decimal(0))
         avail = cash - frozen
-        return {
-            "ccy": ccy,
-            "eq": dstr(cash),
-            "cashBal": dstr(cash),
-            "availBal": dstr(avail),
-            "frozenBal": dstr(frozen),
-            "ordFrozen": dstr(frozen),
-            "availEq": dstr(avail),
-            "liab": "",
-            "upl": "0",
-            "uplLiab": "",
-            "crossLiab": "",
-            "isoLiab": "",
-            "mgnRatio": "",
-            "interest": "",
-            "twap": "0",
-            "maxLoan": "",
-            "eqUsd": dstr((cash * self.usd_px(ccy)).quantize(Decimal("1e-8")).normalize()),
-            "notionalLever": "",
-            "stgyEq": "0",
-            "isoEq": "0",
-            "disEq": "",
-            "spotInUseAmt": "",
-            "uTime": str(self.bal_utime[ccy]),
-        }
+        eq_usd = dstr((cash * self.usd_px(ccy)).quantize(Decimal("1e-8")).normalize())
+        return balance_detail_record(ccy, cash, frozen, avail, eq_usd, self.bal_utime[ccy])
 
     def balance_record(self, ccys: Any = None, now: int | None = None) -> dict:
         names = [
@@ -497,21 +396,8 @@ class Account:
         details = [self.balance_detail(c) for c in names]
         total = sum((Decimal(d["eqUsd"]) for d in details), Decimal(0))
         frozen = sum((self.frozen.get(c, Decimal(0)) * self.usd_px(c) for c in names), Decimal(0))
-        return {
-            "uTime": str(now or self.clock.now_ms()),
-            "totalEq": dstr(total.quantize(Decimal("1e-8")).normalize()),
-            "isoEq": "0",
-            "adjEq": dstr(total.quantize(Decimal("1e-8")).normalize()),
-            "availEq": "",
-            "ordFroz": dstr(frozen.quantize(Decimal("1e-8")).normalize()),
-            "imr": "0",
-            "mmr": "0",
-            "borrowFroz": "",
-            "mgnRatio": "",
-            "notionalUsd": "0",
-            "upl": "0",
-            "details": details,
-        }
+        total_s = dstr(total.quantize(Decimal("1e-8")).normalize())
+        return account_record(now or self.clock.now_ms(), total_s, frozen, details)
 
     def open_positions(self) -> list[dict]:
         out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .account import dstr
+from .account_records import dstr
 from .conn import Conn
 from .context import ExchangeContext
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .conn import OP_BINARY, Conn, ws_frame
 from .context import ExchangeContext
+from .hostile import HostileFault, mutations_for
 
 JUNK_FRAMES = (
     ws_frame(b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"as'),
@@ -96,4 +97,36 @@ def apply_fault(
         for i in insts:
             ex.markets[i].paused_until = now + (seconds if seconds is not None else 5.0)
         return {"instruments": len(insts)}
+    if kind == "hostile":
+        return _hostile(ex, inst, seconds, body, now)
     raise ValueError(kind)
+
+
+HOSTILE_DEFAULT_CHANNELS = ("books", "trades", "trades-all", "tickers")
+
+
+def _hostile(
+    ex: ExchangeContext, inst: str | None, seconds: float | None, body: dict, now: float
+) -> dict[str, Any]:
+    """Start a hostile window (replacing a running one): `every` (default 3: one frame in
+    three of the chosen channels gets a broken copy), `channels` (list or comma-separated),
+    `seconds` (default 60)."""
+    every = body.get("every", 3)
+    if type(every) is not int or every < 1:
+        raise ValueError("every must be an integer >= 1")
+    raw = body.get("channels") or HOSTILE_DEFAULT_CHANNELS
+    channels = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+        raise ValueError("channels must be a list of channel names")
+    unknown = [c for c in channels if not mutations_for(c)]
+    if unknown:
+        raise ValueError(f"hostile has no mutations for {', '.join(unknown)}")
+    duration = seconds if seconds is not None else 60.0
+    ex.faults.hostile = HostileFault(
+        every=every,
+        until=now + duration,
+        channels=frozenset(channels),
+        inst=inst,
+        records=ex.faults.hostile_log,
+    )
+    return {"every": every, "channels": sorted(channels), "seconds": duration}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from .hostile import HostileFault
 
 KINDS = (
     "drop",
@@ -15,6 +18,7 @@ KINDS = (
     "reject_login",
     "rate_limit",
     "pause",
+    "hostile",
 )
 
 
@@ -26,6 +30,8 @@ class FaultState:
     reject_login_next: int = 0  # number of next logins to reject
     rate_limit_until: float = 0.0
     history: list[dict] = field(default_factory=list)  # every fault applied, for /sim/stats
+    hostile: HostileFault | None = None  # the current (or last) hostile window
+    hostile_log: list[dict[str, Any]] = field(default_factory=list)  # every copy ever sent
 
     def login_rejected(self) -> bool:
         if self.reject_login_until > time.monotonic():

@@ -3,6 +3,8 @@ subscribers of its (channel, instId) key."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from . import views
@@ -11,6 +13,7 @@ from .checksum import okx_checksum
 from .config import SimConfig
 from .conn import Conn, ws_frame
 from .faults import FaultState
+from .hostile import COPY_FIRST
 from .market import Market, TickOut
 from .stats import Stats
 
@@ -37,6 +40,7 @@ class Hub:
         self._last_b5: dict[str, tuple] = {}
         self._last_tick: dict[str, tuple] = {}
         self._last_bbo: dict[str, tuple] = {}
+        self.last_ticker: dict[str, dict] = {}  # instId -> the last ticker sent (truth)
         self.heartbeat_ms = int(cfg.heartbeat_s * 1000)
         # While a market step runs, broadcast frames are collected per connection and written
         # with one socket write each when it ends (`uncork`): one system call per connection and
@@ -101,13 +105,9 @@ class Hub:
                 channel,
             )
         elif channel == "tickers":
+            tick = self.last_ticker[m.inst_id] = views.ticker(m, now_ms)
             conn.push(
-                _frame(
-                    {
-                        "arg": {"channel": "tickers", "instId": m.inst_id},
-                        "data": [views.ticker(m, now_ms)],
-                    }
-                ),
+                _frame({"arg": {"channel": "tickers", "instId": m.inst_id}, "data": [tick]}),
                 channel,
             )
         elif channel.startswith("candle"):
@@ -130,6 +130,10 @@ class Hub:
             return
         frame = _frame(obj)
         channel = key[0]
+        hostile = self.faults.hostile
+        if hostile is not None and hostile.wants(channel, key[1], time.monotonic()):
+            self._send_hostile(key, obj, frame, conns)
+            return
         corked = self._corked
         if corked is not None:
             for c in conns:
@@ -141,6 +145,24 @@ class Hub:
             return
         for c in tuple(conns):
             c.push(frame, channel)
+
+    def _send_hostile(self, key: tuple, obj: dict, frame: bytes, conns: set[Conn]) -> None:
+        """The original frame plus its broken copy (hostile.py), in the order where a collector
+        that wrongly accepted the copy would store something wrong. The copy is counted in
+        /sim/stats under the channel "hostile", so stats show what was actually written."""
+        channel = key[0]
+        assert self.faults.hostile is not None
+        bad = self.faults.hostile.copy(channel, key[1], obj, len(conns), int(time.time() * 1000))
+        pair = [(frame, channel)]
+        if bad is not None:
+            copy = (ws_frame(bad), "hostile")
+            pair = [copy, *pair] if channel in COPY_FIRST else [*pair, copy]
+        corked = self._corked
+        for c in tuple(conns):
+            if corked is not None:
+                corked.setdefault(c, []).extend(pair)
+            else:
+                c.push_many(pair)
 
     def cork(self) -> None:
         """Collect broadcast frames until `uncork` (one market step)."""
@@ -234,12 +256,10 @@ class Hub:
             )
             if key != self._last_tick.get(inst):
                 self._last_tick[inst] = key
+                tick = self.last_ticker[inst] = views.ticker(m, now_ms)
                 self.send(
                     ("tickers", inst),
-                    {
-                        "arg": {"channel": "tickers", "instId": inst},
-                        "data": [views.ticker(m, now_ms)],
-                    },
+                    {"arg": {"channel": "tickers", "instId": inst}, "data": [tick]},
                 )
 
     def _publish_books(self, m: Market, now_ms: int) -> None:

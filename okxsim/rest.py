@@ -209,6 +209,25 @@ async def truth_trades(request: web.Request) -> web.Response:
     return ok([views.trade_all(m, f) for f in m.trades])
 
 
+async def truth_tickers(request: web.Request) -> web.Response:
+    """The last ticker sent per instrument (what a collector's ticker state must equal)."""
+    ex = ex_of(request)
+    inst = request.query.get("instId")
+    return ok([t for i, t in sorted(ex.hub.last_ticker.items()) if not inst or i == inst])
+
+
+async def truth_hostile(request: web.Request) -> web.Response:
+    """Every hostile copy sent, in order: channel, instId, field, mutation, copies (connections
+    it was written to), the original's identity. `?summary=1`: copies per channel and in all."""
+    log = ex_of(request).faults.hostile_log
+    if request.query.get("summary"):
+        per: dict[str, int] = {}
+        for r in log:
+            per[r["channel"]] = per.get(r["channel"], 0) + r["copies"]
+        return ok([{"frames": len(log), "copies": sum(per.values()), "perChannel": per}])
+    return ok(log)
+
+
 async def faults(request: web.Request) -> web.Response:
     try:
         body = orjson.loads(await request.read())
@@ -226,7 +245,10 @@ async def faults(request: web.Request) -> web.Response:
         seconds = None if seconds is None else float(seconds)
     except (TypeError, ValueError):
         raise ApiError("51000", "seconds must be a number") from None
-    result = apply_fault(ex, kind, inst, seconds, body)
+    try:
+        result = apply_fault(ex, kind, inst, seconds, body)
+    except ValueError as exc:  # a bad parameter of one kind (hostile's every, channels)
+        raise ApiError("51000", str(exc)) from None
     ex.faults.history.append(
         {"kind": kind, "instId": inst, "seconds": seconds, "at": time.time(), **result}
     )
@@ -275,5 +297,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v5/market/history-candles", history_candles)
     rest_private.add_routes(app)
     r.add_get("/sim/truth/trades", truth_trades)
+    r.add_get("/sim/truth/tickers", truth_tickers)
+    r.add_get("/sim/truth/hostile", truth_hostile)
     r.add_post("/sim/faults", faults)
     r.add_get("/sim/stats", stats)
