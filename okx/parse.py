@@ -43,6 +43,8 @@ from okx.schemas import (
     BALANCE,
     EVENT_TYPE,
     INT64,
+    MAX_DIGITS,
+    MAX_ID_DIGITS,
     MAX_MS_DIGITS,
     ORDER,
     POSITION,
@@ -92,9 +94,11 @@ def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     elif action != "update" and action != "snapshot":
         raise BadField(f"action enum: book action must be 'snapshot' or 'update', got {action!r}")
     get = item.get
-    inst_id = get("instId") or arg.get("instId")
-    if type(inst_id) is not str:
-        raise BadField("instId missing: book frame has no instId")
+    inst_id = get("instId")
+    if inst_id is None and "instId" not in item:
+        inst_id = arg.get("instId")  # books5 carries it in the item, the others in arg
+    if type(inst_id) is not str or not inst_id:
+        raise BadField(f"instId non-empty-string: book frame has no instId, got {inst_id!r:.40}")
     asks = get("asks")
     bids = get("bids")
     ts = get("ts")
@@ -122,17 +126,55 @@ def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
         and (type(cs) is int and -INT64 <= cs < INT64 if cs is not None else "checksum" not in item)
     ):
         raise _fail(_BOOK_SCHEMA[channel], item)
-    reason = check_levels(asks, "asks") or check_levels(bids, "bids")
-    if reason is not None:
-        raise BadField(reason)
+    # Both sides in one pass (one join, one regex); only a failure looks at each side alone.
+    if check_levels(asks + bids, "levels") is not None:
+        raise BadField(check_levels(asks, "asks") or check_levels(bids, "bids") or "levels")
     return BookData(channel, inst_id, action, asks, bids, int(ts), seq, prev, cs)
 
 
 def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
+    get = item.get
+    inst_id = get("instId")
+    trade_id = get("tradeId")
+    px = get("px")
+    sz = get("sz")
+    side = get("side")
+    ts = get("ts")
+    count = get("count", "1")
+    source = get("source", "0")
+    seq = get("seqId")
+    # Fast path, the common trade: plain digits or one inner dot (C-level str methods, no call
+    # per field); anything else, and every rejection, goes through check(TRADE) itself.
+    if (
+        type(trade_id) is str
+        and type(px) is str
+        and type(sz) is str
+        and type(ts) is str
+        and type(count) is str
+        and type(inst_id) is str
+        and inst_id
+        and (side == "buy" or side == "sell")
+        and (source == "0" or source == "1")
+        and (seq is None or (type(seq) is int and -INT64 <= seq < INT64))
+        and 0 < len(trade_id) <= MAX_ID_DIGITS
+        and 0 < len(ts) <= MAX_MS_DIGITS
+        and 0 < len(count) <= MAX_ID_DIGITS
+        and len(px) <= MAX_DIGITS
+        and len(sz) <= MAX_DIGITS
+        and (trade_id + ts + count).isdigit()
+        and (trade_id + ts + count + px + sz).isascii()
+        and px.replace(".", "", 1).isdigit()
+        and sz.replace(".", "", 1).isdigit()
+        and px[0] != "."
+        and px[-1] != "."
+        and sz[0] != "."
+        and sz[-1] != "."
+        and (seq is not None or "seqId" not in item)
+    ):
+        return Trade(arg["channel"], inst_id, trade_id, px, sz, side, int(ts), count, source, seq)
     reason = check(TRADE, item)
     if reason is not None:
         raise BadField(reason)
-    get = item.get
     return Trade(
         arg["channel"],
         item["instId"],

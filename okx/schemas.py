@@ -21,6 +21,8 @@ from okx.schema_rules import (
     INT64,
     JINT,
     LIST,
+    MAX_DIGITS,
+    MAX_ID_DIGITS,
     MAX_MS_DIGITS,
     MS,
     MS_E,
@@ -38,6 +40,8 @@ from okx.schema_rules import (
 
 __all__ = [
     "INT64",
+    "MAX_DIGITS",
+    "MAX_ID_DIGITS",
     "MAX_MS_DIGITS",
     "SCHEMAS",
     "Schema",
