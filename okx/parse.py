@@ -19,17 +19,7 @@ from typing import Any
 import orjson
 
 from okx.channels import BOOK_CHANNELS, CANDLE_BARS
-from okx.parse_fields import (
-    BadField,
-    clip,
-    levels_of,
-    ms_or_zero,
-    opt_int,
-    opt_str,
-    req_ms,
-    req_str,
-    strings_only,
-)
+from okx.parse_fields import BadField, clip, opt_int
 from okx.records import (
     TICKER_FIELDS,
     Balance,
@@ -46,6 +36,25 @@ from okx.records import (
     Ticker,
     Trade,
     Unknown,
+)
+from okx.schema_rules import LIST, MS_E
+from okx.schemas import (
+    ACCOUNT,
+    BALANCE,
+    EVENT_TYPE,
+    INT64,
+    MAX_DIGITS,
+    MAX_ID_DIGITS,
+    MAX_MS_DIGITS,
+    ORDER,
+    POSITION,
+    SCHEMAS,
+    TICKER,
+    TRADE,
+    Schema,
+    check,
+    check_candle,
+    check_levels,
 )
 
 KNOWN_EVENTS = frozenset(
@@ -68,67 +77,59 @@ _PUSHED_BOOKS = frozenset({"books5", "bbo-tbt"})  # every push is the whole (sho
 ItemParser = Callable[[JsonObject, Any, JsonObject], Record | Sequence[Record]]
 
 
-# ----- field readers: each raises BadField with a reason a person can act on -----------------------
-
-
 # ----- per-channel item parsers ------------------------------------------------------------------
+
+
+def _fail(schema: Schema, row: Any) -> BadField:
+    """The reason a book row failed the fast path: check()'s, or the seqId pairing rule."""
+    return BadField(check(schema, row) or "seqId pairing: seqId and prevSeqId must come together")
 
 
 def _book(arg: JsonObject, item: JsonObject, frame: JsonObject) -> BookData:
     channel = arg["channel"]
     action = frame.get("action")
-    if channel in _PUSHED_BOOKS:
+    incremental = channel not in _PUSHED_BOOKS
+    if not incremental:
         action = None
     elif action != "update" and action != "snapshot":
-        raise BadField(f"book frame action must be 'snapshot' or 'update', got {action!r}")
+        raise BadField(f"action enum: book action must be 'snapshot' or 'update', got {action!r}")
     get = item.get
-    inst_id = get("instId") or arg.get("instId")
-    if type(inst_id) is not str:
-        raise BadField("book frame has no instId")
+    inst_id = get("instId")
+    if inst_id is None and "instId" not in item:
+        inst_id = arg.get("instId")  # books5 carries it in the item, the others in arg
+    if type(inst_id) is not str or not inst_id:
+        raise BadField(f"instId non-empty-string: book frame has no instId, got {inst_id!r:.40}")
     asks = get("asks")
     bids = get("bids")
     ts = get("ts")
     seq = get("seqId")
     prev = get("prevSeqId")
     cs = get("checksum")
-    # Fast path: everything well-typed (the checked readers below give the precise reason).
-    if (
+    # Fast path: every field well-typed and in range; check() gives the precise reason
+    # otherwise (and is the definition: this condition accepts nothing it rejects).
+    if not (
         type(asks) is list
         and type(bids) is list
         and type(ts) is str
         and ts.isdigit()
-        and (seq is None or type(seq) is int)
-        and (prev is None or type(prev) is int)
-        and (cs is None or type(cs) is int)
+        and ts.isascii()
+        and len(ts) <= MAX_MS_DIGITS
+        and (type(seq) is int and -INT64 <= seq < INT64 if seq is not None else "seqId" not in item)
+        and (
+            type(prev) is int and -INT64 <= prev < INT64
+            if prev is not None
+            else "prevSeqId" not in item
+        )
+        # seqId and prevSeqId come together on the incremental channels (both, or neither as
+        # in 2022's feeds): one without the other is a frame broken on the way
+        and (not incremental or (seq is None) is (prev is None))
+        and (type(cs) is int and -INT64 <= cs < INT64 if cs is not None else "checksum" not in item)
     ):
-        for level in asks:
-            if (
-                type(level) is not list
-                or len(level) < 2
-                or type(level[0]) is not str
-                or type(level[1]) is not str
-            ):
-                raise BadField(f"bad level in 'asks': {str(level)[:60]}")
-        for level in bids:
-            if (
-                type(level) is not list
-                or len(level) < 2
-                or type(level[0]) is not str
-                or type(level[1]) is not str
-            ):
-                raise BadField(f"bad level in 'bids': {str(level)[:60]}")
-        return BookData(channel, inst_id, action, asks, bids, int(ts), seq, prev, cs)
-    return BookData(
-        channel,
-        inst_id,
-        action,
-        levels_of(item, "asks"),
-        levels_of(item, "bids"),
-        req_ms(item, "ts"),
-        opt_int(item, "seqId"),
-        opt_int(item, "prevSeqId"),
-        opt_int(item, "checksum"),
-    )
+        raise _fail(_BOOK_SCHEMA[channel], item)
+    # Both sides in one pass (one join, one regex); only a failure looks at each side alone.
+    if check_levels(asks + bids, "levels") is not None:
+        raise BadField(check_levels(asks, "asks") or check_levels(bids, "bids") or "levels")
+    return BookData(channel, inst_id, action, asks, bids, int(ts), seq, prev, cs)
 
 
 def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
@@ -142,53 +143,70 @@ def _trade(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Trade:
     count = get("count", "1")
     source = get("source", "0")
     seq = get("seqId")
+    # Fast path, the common trade: plain digits or one inner dot (C-level str methods, no call
+    # per field); anything else, and every rejection, goes through check(TRADE) itself.
     if (
-        type(inst_id) is str
-        and type(trade_id) is str
+        type(trade_id) is str
         and type(px) is str
         and type(sz) is str
-        and type(side) is str
         and type(ts) is str
-        and ts.isdigit()
         and type(count) is str
-        and type(source) is str
-        and (seq is None or type(seq) is int)
+        and type(inst_id) is str
+        and inst_id
+        and (side == "buy" or side == "sell")
+        and (source == "0" or source == "1")
+        and (seq is None or (type(seq) is int and -INT64 <= seq < INT64))
+        and 0 < len(trade_id) <= MAX_ID_DIGITS
+        and 0 < len(ts) <= MAX_MS_DIGITS
+        and 0 < len(count) <= MAX_ID_DIGITS
+        and len(px) <= MAX_DIGITS
+        and len(sz) <= MAX_DIGITS
+        and (trade_id + ts + count).isdigit()
+        and (trade_id + ts + count + px + sz).isascii()
+        and px.replace(".", "", 1).isdigit()
+        and sz.replace(".", "", 1).isdigit()
+        and px[0] != "."
+        and px[-1] != "."
+        and sz[0] != "."
+        and sz[-1] != "."
+        and (seq is not None or "seqId" not in item)
     ):
         return Trade(arg["channel"], inst_id, trade_id, px, sz, side, int(ts), count, source, seq)
-    # Something is off: the checked readers name the field.
+    reason = check(TRADE, item)
+    if reason is not None:
+        raise BadField(reason)
     return Trade(
-        channel=arg["channel"],
-        instId=req_str(item, "instId"),
-        tradeId=req_str(item, "tradeId"),
-        px=req_str(item, "px"),
-        sz=req_str(item, "sz"),
-        side=req_str(item, "side"),
-        ts=req_ms(item, "ts"),
-        count=opt_str(item, "count", "1"),
-        source=opt_str(item, "source", "0"),
-        seqId=opt_int(item, "seqId"),
+        arg["channel"],
+        item["instId"],
+        item["tradeId"],
+        item["px"],
+        item["sz"],
+        item["side"],
+        int(item["ts"]),
+        get("count", "1"),
+        get("source", "0"),
+        get("seqId"),
     )
 
 
 def _ticker(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Ticker:
-    fields = {}
-    for key in TICKER_FIELDS:
-        if key in item:
-            fields[key] = req_str(item, key)
-    return Ticker(instId=req_str(item, "instId"), ts=req_ms(item, "ts"), fields=fields)
+    reason = check(TICKER, item)
+    if reason is not None:
+        raise BadField(reason)
+    fields = {key: item[key] for key in TICKER_FIELDS if key in item}
+    return Ticker(instId=item["instId"], ts=int(item["ts"]), fields=fields)
 
 
 def _candle_parser(bar: str) -> ItemParser:
     def parse(arg: JsonObject, item: Any, frame: JsonObject) -> Candle:
         # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]; older payloads had 7 fields, newer
         # ones may add more: read by index and ignore the rest.
-        if type(item) is not list or len(item) < 7 or not all(type(v) is str for v in item):
-            raise BadField(f"candle must be a list of at least 7 strings, got {str(item)[:80]}")
-        if not item[0].isdigit():
-            raise BadField(f"candle ts must be integer milliseconds, got {item[0][:40]!r}")
+        reason = check_candle(item)
+        if reason is not None:
+            raise BadField(reason)
         inst_id = arg.get("instId")
         if type(inst_id) is not str:
-            raise BadField("candle frame has no instId in arg")
+            raise BadField("instId missing: candle frame has no instId in arg")
         return Candle(
             instId=inst_id,
             bar=bar,
@@ -207,26 +225,30 @@ def _candle_parser(bar: str) -> ItemParser:
 
 
 def _order(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Order:
-    strings_only(item)
+    reason = check(ORDER, item)
+    if reason is not None:
+        raise BadField(reason)
     return Order(
-        instType=req_str(item, "instType"),
-        instId=req_str(item, "instId"),
-        ordId=req_str(item, "ordId"),
-        state=req_str(item, "state"),
-        uTime=req_ms(item, "uTime"),
-        cTime=req_ms(item, "cTime"),
+        instType=item["instType"],
+        instId=item["instId"],
+        ordId=item["ordId"],
+        state=item["state"],
+        uTime=int(item["uTime"]),
+        cTime=int(item["cTime"]),
         fields=item,
     )
 
 
-def _position(item: JsonObject, source: str) -> Position:
-    strings_only(item)
+def _position(item: Any, source: str, where: str = "") -> Position:
+    reason = check(POSITION, item)
+    if reason is not None:
+        raise BadField(where + reason)
     return Position(
-        posId=req_str(item, "posId"),
-        instId=req_str(item, "instId"),
-        instType=req_str(item, "instType"),
-        pos=req_str(item, "pos"),
-        uTime=req_ms(item, "uTime"),
+        posId=item["posId"],
+        instId=item["instId"],
+        instType=item["instType"],
+        pos=item["pos"],
+        uTime=int(item["uTime"]),
         source=source,
         fields=item,
     )
@@ -236,53 +258,48 @@ def _positions(arg: JsonObject, item: JsonObject, frame: JsonObject) -> Position
     return _position(item, "positions")
 
 
+def _balance(detail: Any, fallback_utime: int, source: str, where: str) -> Balance:
+    """One currency (an account detail, a balData entry): the same schema as REST's balance."""
+    reason = check(BALANCE, detail)
+    if reason is not None:
+        raise BadField(where + reason)
+    utime = int(detail.get("uTime") or 0) or fallback_utime
+    if not utime:
+        raise BadField(f"{where}uTime missing: a balance needs its uTime or the account's")
+    return Balance(
+        ccy=detail["ccy"], cashBal=detail["cashBal"], uTime=utime, source=source, fields=detail
+    )
+
+
 def _account(arg: JsonObject, item: JsonObject, frame: JsonObject) -> list[Balance]:
-    details = item.get("details")
-    if type(details) is not list:
-        raise BadField("account item has no 'details' list")
-    account_utime = ms_or_zero(item, "uTime")
-    balances: list[Balance] = []
-    for detail in details:
-        if type(detail) is not dict:
-            raise BadField("account detail must be an object")
-        strings_only(detail)
-        utime = ms_or_zero(detail, "uTime") or account_utime
-        if not utime:
-            raise BadField("account detail has no uTime")
-        balances.append(
-            Balance(
-                ccy=req_str(detail, "ccy"),
-                cashBal=req_str(detail, "cashBal"),
-                uTime=utime,
-                source="account",
-                fields=detail,
-            )
-        )
-    return balances
+    reason = check(ACCOUNT, item)
+    if reason is not None:
+        raise BadField(reason)
+    account_utime = int(item.get("uTime") or 0)
+    return [_balance(d, account_utime, "account", "details ") for d in item["details"]]
 
 
 def _balance_and_position(arg: JsonObject, item: JsonObject, frame: JsonObject) -> list[Record]:
+    reason = check(_BAL_AND_POS, item)
+    if reason is not None:
+        raise BadField(reason)
     records: list[Record] = []
-    p_time = ms_or_zero(item, "pTime")
+    p_time = int(item.get("pTime") or 0)
     for bal in item.get("balData") or ():
-        if type(bal) is not dict:
-            raise BadField("balData entry must be an object")
-        strings_only(bal)
-        utime = ms_or_zero(bal, "uTime") or p_time
-        records.append(
-            Balance(
-                ccy=req_str(bal, "ccy"),
-                cashBal=req_str(bal, "cashBal"),
-                uTime=utime,
-                source="balance_and_position",
-                fields=bal,
-            )
-        )
+        records.append(_balance(bal, p_time, "balance_and_position", "balData "))
     for pos in item.get("posData") or ():
-        if type(pos) is not dict:
-            raise BadField("posData entry must be an object")
-        records.append(_position(pos, "balance_and_position"))
+        records.append(_position(pos, "balance_and_position", "posData "))
     return records
+
+
+_BOOK_SCHEMA = {name: SCHEMAS[name] for name in BOOK_CHANNELS}
+_BAL_AND_POS: Schema = (
+    ("pTime", MS_E, False),
+    ("eventType", EVENT_TYPE, False),
+    ("balData", LIST, False),
+    ("posData", LIST, False),
+    ("trades", LIST, False),
+)
 
 
 _ITEM_PARSERS: dict[str, ItemParser] = {
@@ -354,7 +371,7 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
             if type(parsed) is not list:
                 return Data(channel, arg, (parsed,), None, None, None)
     except BadField as bad:
-        return ParseError(f"{channel}: {bad}", clip(raw))
+        return ParseError(f"{channel} {bad}", clip(raw))
     # Records; Any because mypy cannot narrow `parsed` to a Record in the else branch below
     # (`type(parsed) is list` narrows only its own branch, and isinstance() would cost a call
     # per item). Data.records is tuple[Any, ...] anyway (see okx/records.py).
@@ -362,7 +379,7 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
     try:
         for item in data:
             if type(item) is not dict and not channel.startswith("candle"):
-                raise BadField("data item must be an object")
+                raise BadField("row object: data item must be an object")
             parsed = parser(arg, item, obj)
             if type(parsed) is list:
                 records.extend(parsed)
@@ -373,12 +390,12 @@ def parse_frame(raw: str | bytes) -> Data | Event | Pong | ParseError | Unknown:
             cur_page = opt_int(obj, "curPage")  # raises with the reason
         last_page = obj.get("lastPage")
         if last_page is not None and type(last_page) is not bool:
-            raise BadField("'lastPage' must be a boolean")
+            raise BadField("lastPage json-boolean: 'lastPage' must be a boolean")
         event_type = obj.get("eventType")
         if event_type is None and channel == "balance_and_position" and data:
             event_type = data[0].get("eventType")
-        if event_type is not None and type(event_type) is not str:
-            raise BadField("'eventType' must be a string")
+        if event_type is not None and (type(event_type) is not str or event_type not in EVENT_TYPE):
+            raise BadField(f"eventType enum: unknown eventType {str(event_type)[:40]!r}")
     except BadField as bad:
-        return ParseError(f"{channel}: {bad}", clip(raw))
+        return ParseError(f"{channel} {bad}", clip(raw))
     return Data(channel, arg, tuple(records), event_type, cur_page, last_page)

@@ -52,12 +52,23 @@ DT_FIELD = {"orders": "uTime", "balances": "uTime", "positions": "uTime"}
 DEFAULTED: dict[str, tuple[str, ...]] = {"orders": ("tradeId",), "positions": ("tradeId", "ccy")}
 
 
+# 14 digits of milliseconds reach the year 5138; more would overflow `to_datetime` (datetime
+# stops at 9999), so such a time is a bad record, never an exception in the writer.
+MAX_MS = 99_999_999_999_999
+
+
+def _is_ms(value: str) -> bool:
+    """ASCII digits only (str.isdigit() alone also takes "²" and Arabic-Indic digits, which
+    int() then converts or rejects), within MAX_MS."""
+    return value.isdigit() and value.isascii() and len(value) <= 14
+
+
 def _ms_string(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value) if value >= 0 else None
-    if isinstance(value, str) and value.isdigit():
+        return str(value) if 0 <= value <= MAX_MS else None
+    if isinstance(value, str) and _is_ms(value):
         return value
     return None
 
@@ -71,7 +82,7 @@ def check_record(kind: str, rec: Record) -> Record:
     out = rec
     for name in TIME_FIELDS[kind]:
         value = rec.get(name)
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and _is_ms(value):
             continue
         ms = _ms_string(value)
         if ms is None:

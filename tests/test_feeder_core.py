@@ -436,13 +436,15 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     p.feed(1, book("snapshot", 10, -1, asks, bids), 0)
     p.feed(1, book("snapshot", 50, -1, asks, bids, inst="ETH-USDT"), 0)
     n = len(sink.kinds("books"))
-    # strings pass the parser's type checks; the book finds out when it needs the number
+    # the parser rejects the whole frame (a counted parse error, okx/schemas.py), so the next
+    # update no longer chains: the book breaks there and resyncs
     p.feed(1, book("update", 11, 10, [["102", "2", "0", "1"], ["abc", "1", "0", "1"]], []), 100)
+    assert p.parse_errors["books asks px decimal"] == 1
     p.feed(1, book("update", 12, 11, [["103", "1", "0", "1"]], []), 150)  # buffered
     p.feed(1, book("update", 51, 50, [["104", "2", "0", "1"]], [], inst="ETH-USDT"), 150)
     books = sink.kinds("books")
     assert [b["instId"] for b in books[n:]] == ["ETH-USDT"]  # nothing from the bad book
-    assert p.book_status["bad_level"] == 1
+    assert p.book_status["gap"] == 1
     (job,) = p.due_resyncs(200)
     assert job[0] == ("books", "BTC-USDT")
     # a hostile REST snapshot is refused too, and the book keeps asking
@@ -459,7 +461,7 @@ def test_a_price_that_is_not_a_number_invalidates_only_that_book_and_resyncs_it(
     assert p.offer_snapshot(job[0], good, job[1], 10_000) == "done"
     assert sink.kinds("books")[-1]["instId"] == "BTC-USDT"
     (gap,) = p.gaps
-    assert gap.cause == "bad_data" and gap.instId == "BTC-USDT"
+    assert gap.cause == "seq_gap" and gap.instId == "BTC-USDT"
 
 
 def test_publisher_is_woken_once_per_burst_not_per_record():

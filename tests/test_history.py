@@ -439,7 +439,7 @@ def test_positions_and_book_snapshots():
         "source": "rest",
     }
     for bad, reason in [
-        ({**row, "asks": [[2, 1]]}, "level"),
+        ({**row, "asks": [[2, 1]]}, "asks px decimal"),
         ({**row, "seqId": True}, "seqId"),
         ({**row, "ts": 5}, "ts"),
     ]:

@@ -10,6 +10,20 @@ from typing import Any
 
 from okx.errors import BadReply, RestError  # noqa: F401 - RestError: importable from here too
 from okx.records import JsonObject, Payload
+from okx.schemas import (
+    ACCOUNT,
+    BALANCE,
+    BOOK,
+    FILL,
+    ORDER,
+    POSITION,
+    TICKER,
+    TRADE,
+    Schema,
+    check,
+    check_candle,
+    check_levels,
+)
 
 SOURCE = "rest"  # the `source` of every record fetched over REST
 
@@ -37,11 +51,18 @@ def need_str(row: JsonObject, key: str, what: str) -> str:
     return value
 
 
+def checked(schema: Schema, row: Any, what: str) -> JsonObject:
+    """`row` if it satisfies the shared schema of its kind (okx/schemas.py, the same one the
+    WebSocket parser uses), else BadReply naming the endpoint, the field and the rule."""
+    reason = check(schema, row)
+    if reason is not None:
+        raise BadReply(f"{what}: {reason}")
+    return row  # type: ignore[no-any-return]  # check() made sure it is an object
+
+
 def trade_payload(row: Any, inst_id: str) -> Payload:
     """One history-trades row -> a trades record as the live trades-all channel gives it."""
-    row = need_dict(row, "history-trades")
-    as_int(row.get("tradeId"), "history-trades tradeId")
-    as_int(row.get("ts"), "history-trades ts")
+    row = checked(TRADE, row, "history-trades")
     rec = {k: need_str(row, k, "history-trades") for k in ("tradeId", "px", "sz", "side", "ts")}
     if row.get("instId", inst_id) != inst_id:
         raise BadReply(f"history-trades: asked for {inst_id}, got a row of {row.get('instId')!r}")
@@ -57,9 +78,9 @@ def trade_payload(row: Any, inst_id: str) -> Payload:
 
 def candle_payload(row: Any, inst_id: str, bar: str) -> Payload:
     """[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] -> a candles record."""
-    if not isinstance(row, list) or len(row) < 9 or not all(isinstance(v, str) for v in row):
-        raise BadReply(f"history-candles: row must be a list of 9 strings, got {str(row)[:80]}")
-    as_int(row[0], "history-candles ts")
+    reason = check_candle(row, 9)
+    if reason is not None:
+        raise BadReply(f"history-candles: {reason}, got {str(row)[:80]}")
     return {
         "instId": inst_id,
         "bar": bar,
@@ -77,72 +98,46 @@ def candle_payload(row: Any, inst_id: str, bar: str) -> Payload:
 
 def order_payload(row: Any) -> Payload:
     """An orders-history row, kept whole (OKX's own `source` field included)."""
-    row = need_dict(row, "orders-history")
-    for key in ("instType", "instId", "ordId", "state", "cTime", "uTime"):
-        need_str(row, key, "orders-history")
-    as_int(row["ordId"], "orders-history ordId")
-    as_int(row["cTime"], "orders-history cTime")
-    as_int(row["uTime"], "orders-history uTime")
-    return dict(row)
+    return dict(checked(ORDER, row, "orders-history"))
 
 
 def fill_payload(row: Any) -> Payload:
     """A fills row as OKX sends it, plus source "rest" (tradeId is negative for liquidations)."""
-    row = need_dict(row, "fills")
-    for key in ("instId", "tradeId", "ordId", "billId", "fillPx", "fillSz", "side", "ts"):
-        need_str(row, key, "fills")
-    as_int(row["billId"], "fills billId")
-    as_int(row["tradeId"], "fills tradeId")
-    as_int(row["ts"], "fills ts")
+    row = checked(FILL, row, "fills")
     return {**row, "source": SOURCE}
 
 
 def balance_payloads(row: Any) -> list[Payload]:
     """One /account/balance row (account totals + details per currency) -> balances records."""
-    row = need_dict(row, "balance")
-    details = row.get("details")
-    if not isinstance(details, list):
-        raise BadReply("balance: 'details' must be a list")
+    row = checked(ACCOUNT, row, "balance")
     account_utime = row.get("uTime")
     out: list[Payload] = []
-    for detail in details:
-        detail = need_dict(detail, "balance detail")
-        ccy = need_str(detail, "ccy", "balance detail")
-        cash = need_str(detail, "cashBal", "balance detail")
+    for detail in row["details"]:
+        # the account channel's detail schema: the two paths accept exactly the same detail
+        detail = checked(BALANCE, detail, "balance detail")
+        ccy = detail["ccy"]
         utime = detail.get("uTime") or account_utime
         as_int(utime, f"balance {ccy} uTime")
-        out.append({**detail, "ccy": ccy, "cashBal": cash, "uTime": utime, "source": SOURCE})
+        out.append({**detail, "uTime": utime, "source": SOURCE})
     return out
 
 
 def position_payload(row: Any) -> Payload:
-    row = need_dict(row, "positions")
-    for key in ("posId", "instId", "instType", "pos", "uTime"):
-        need_str(row, key, "positions")
-    as_int(row["uTime"], "positions uTime")
+    row = checked(POSITION, row, "positions")
     return {**row, "source": SOURCE}
 
 
 def book_payload(row: Any, inst_id: str, depth: int) -> Payload:
     """A /market/books row -> a books record (channel "books", full True)."""
     row = need_dict(row, "books")
-    asks, bids = row.get("asks"), row.get("bids")
-    if not isinstance(asks, list) or not isinstance(bids, list):
-        raise BadReply("books: asks and bids must be lists")
-    for level in (*asks, *bids):
-        if (
-            not isinstance(level, list)
-            or len(level) < 2
-            or not all(isinstance(v, str) for v in level)
-        ):
-            raise BadReply(f"books: a level must be a list of strings, got {str(level)[:60]}")
-    ts = need_str(row, "ts", "books")
-    as_int(ts, "books ts")
     seq = row.get("seqId")
-    if seq is not None:
-        if isinstance(seq, bool) or not isinstance(seq, (int, str)):
-            raise BadReply(f"books: seqId must be an integer, got {seq!r}")
-        seq = seq if isinstance(seq, int) else as_int(seq, "books seqId")
+    if isinstance(seq, str):  # REST may spell it as a string: the same integer
+        row = {**row, "seqId": as_int(seq, "books seqId")}
+    row = checked(BOOK, row, "books")
+    asks, bids, ts, seq = row["asks"], row["bids"], row["ts"], row.get("seqId")
+    reason = check_levels(asks, "asks") or check_levels(bids, "bids")
+    if reason is not None:
+        raise BadReply(f"books: {reason}")
     return {
         "instId": inst_id,
         "channel": "books",
@@ -158,8 +153,7 @@ def book_payload(row: Any, inst_id: str, depth: int) -> Payload:
 
 def ticker_payload(row: Any, inst_id: str) -> Payload:
     """A /market/ticker row, kept whole, plus source "rest"."""
-    row = need_dict(row, "ticker")
-    as_int(row.get("ts"), "ticker ts")
+    row = checked(TICKER, row, "ticker")
     if row.get("instId") != inst_id:
         raise BadReply(f"ticker: asked for {inst_id}, got {row.get('instId')!r}")
     return {**row, "source": SOURCE}
