@@ -88,6 +88,8 @@ class Feeder:
         self.metrics: Metrics | None = None
         self._parse_rate = RateWindow(60.0)
         self._parse_rate.add(self.started, 0)
+        self._frame_rate = RateWindow(60.0)
+        self._frame_rate.add(self.started, 0)
 
     # ----- what the connection threads ask of the process (driver.DriverHost) ---------------------
 
@@ -263,6 +265,7 @@ class Feeder:
             resyncs = dict(p.resync_count)
             duplicates = p.duplicates
             parse_last_min = self._parse_rate.add(now, sum(parse_errors.values()))
+            frames_last_min = self._frame_rate.add(now, frames)
         # Every configured connection: a retired one (64008, replaced) only while it winds
         # down; one whose thread ended any other way stays in the list as "dead".
         conns = tuple(
@@ -293,6 +296,8 @@ class Feeder:
             threads=self.supervisor.snapshot(),
             parse_errors_last_min=parse_last_min,
             parse_errors_per_min_max=self.settings.parse_errors_per_min,
+            frames_last_min=frames_last_min,
+            parse_error_share_max=self.settings.parse_error_share,
             unhealthy_after_s=self.settings.unhealthy_after_s,
             broker_error=None if pub is None or pub.broker_ok else pub.last_error,
         )

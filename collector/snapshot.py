@@ -18,6 +18,9 @@ from collector.supervisor import ThreadSnapshot
 # FEEDER_PARSE_ERRORS_PER_MIN); a snapshot built by hand gets these.
 UNHEALTHY_AFTER_S = 5.0
 PARSE_ERRORS_PER_MIN = 60
+# ...and more than this share of the minute's frames: a feed that OKX (or an attacker) salts
+# with bad frames is still healthy while most frames are good; one whose format broke is not.
+PARSE_ERROR_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ class FeederSnapshot:
     # parse errors in the last minute, and the thresholds the verdict uses (settings)
     parse_errors_last_min: int = 0
     parse_errors_per_min_max: int = PARSE_ERRORS_PER_MIN
+    frames_last_min: int = 0
+    parse_error_share_max: float = PARSE_ERROR_SHARE
     unhealthy_after_s: float = UNHEALTHY_AFTER_S
     broker_error: str | None = None
 
@@ -138,10 +143,14 @@ class FeederSnapshot:
             problems.append(f"broker unavailable{why}; {self.backlog} records waiting")
         if not self.ledger_redis_ok:
             problems.append("redis unavailable for the ledger")
-        if self.parse_errors_last_min > self.parse_errors_per_min_max:
+        errors = self.parse_errors_last_min
+        if errors > self.parse_errors_per_min_max and errors > (
+            self.parse_error_share_max * self.frames_last_min
+        ):
             problems.append(
-                f"{self.parse_errors_last_min} parse errors in the last minute "
-                f"(more than {self.parse_errors_per_min_max})"
+                f"{errors} parse errors in the last minute of {self.frames_last_min} frames "
+                f"(more than {self.parse_errors_per_min_max} and "
+                f"{self.parse_error_share_max:.0%} of the frames)"
             )
         return problems
 

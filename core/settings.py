@@ -171,6 +171,7 @@ class FeederSettings:
     unhealthy_after_s: float = setting("FEEDER_UNHEALTHY_AFTER", 5.0)
     # ... or when more parse errors than this arrived over the last minute
     parse_errors_per_min: int = setting("FEEDER_PARSE_ERRORS_PER_MIN", 60)
+    parse_error_share: float = setting("FEEDER_PARSE_ERROR_SHARE", 0.5, parse_share)
 
     @property
     def private_channels(self) -> tuple[str, ...]:

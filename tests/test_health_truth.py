@@ -102,7 +102,25 @@ def test_broker_unreachable_says_why_and_how_much_waits():
 def test_parse_errors_past_the_rate_are_a_problem():
     assert snap(conn(), parse_errors_last_min=60, parse_errors_per_min_max=60).problems() == []
     [p] = snap(conn(), parse_errors_last_min=61, parse_errors_per_min_max=60).problems()
-    assert p == "61 parse errors in the last minute (more than 60)"
+    assert (
+        p == "61 parse errors in the last minute of 0 frames (more than 60 and 50% of the frames)"
+    )
+
+
+def test_parse_errors_in_a_minority_of_frames_are_no_problem():
+    # A feed salted with bad frames (okxsim's hostile fault: one extra bad copy per three good
+    # frames) is healthy while most frames are good; a feed whose format broke is not.
+    salted = snap(conn(), parse_errors_last_min=3000, frames_last_min=12_000)
+    assert salted.problems() == []
+    broken = snap(conn(), parse_errors_last_min=9000, frames_last_min=12_000)
+    [p] = broken.problems()
+    assert p.startswith("9000 parse errors in the last minute of 12000 frames")
+    assert (
+        snap(
+            conn(), parse_errors_last_min=3000, frames_last_min=12_000, parse_error_share_max=0.2
+        ).problems()
+        != []
+    )
 
 
 def test_rate_window_counts_the_growth_over_the_last_minute():
