@@ -33,6 +33,7 @@ from localrun.demo_report import (
     flower_task_totals,
     format_summary,
     gather_summary,
+    newest_trade_ms,
     progress_line,
     write_env_file,
 )
@@ -172,6 +173,15 @@ def _count_trades(db):
     return count
 
 
+def _first_trade_ms(rest_url: str, inst_id: str = "BTC-USDT", wait_s: float = 20.0) -> int | None:
+    """A trade of `inst_id` okxsim already has (the backfill example's window starts after it),
+    waited for at most `wait_s` (a calm market's first trade); None: the example starts now."""
+    deadline = time.monotonic() + wait_s
+    while (ts := newest_trade_ms(rest_url, inst_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return ts
+
+
 def run(seconds: float | None) -> int:
     stop_requested = False
 
@@ -269,7 +279,7 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
             web_password=web_password,
             log=log,
             env_file=env_file,
-            start=backfill_example_start(),
+            start=backfill_example_start(traded_ms=_first_trade_ms(sim.rest_url)),
         ),
         flush=True,
     )

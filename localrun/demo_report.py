@@ -42,13 +42,30 @@ SIDE_VARIABLES = (
 )
 
 
-def backfill_example_start(now: datetime | None = None) -> str:
-    """The start of the printed backfill example: now, to the second. okxsim has traded since it
-    started (before the Procfile processes came up), so a window from here to the moment the
-    example runs lies inside okxsim's history and ends `filled`; a window from before the demo
-    would end `unrepairable` (history ends before the gap's start), which is right but no demo."""
+def backfill_example_start(now: datetime | None = None, traded_ms: int | None = None) -> str:
+    """The start of the printed backfill example: now, to the second, and at least a second after
+    `traded_ms`, a trade okxsim already has. A backfill window ends `filled` only if the
+    exchange's history reaches below its start; okxsim starts before the Procfile processes, but
+    in a calm market its first trade of an instrument can come after the banner, and a window
+    from before that trade ends `unrepairable` (history ends before the gap's start), which is
+    right but no demo."""
     moment = now or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start_s = int(moment.timestamp())
+    if traded_ms is not None:
+        start_s = max(start_s, traded_ms // 1000 + 1)
+    return datetime.fromtimestamp(start_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def newest_trade_ms(rest_url: str, inst_id: str, timeout: float = 2.0) -> int | None:
+    """The ts of okxsim's newest trade of `inst_id` (GET /api/v5/market/trades), None if it has
+    none yet or does not answer."""
+    url = f"{rest_url}/api/v5/market/trades?instId={inst_id}&limit=1"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            rows = json.loads(reply.read()).get("data") or []
+        return int(rows[0]["ts"]) if rows else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def banner(

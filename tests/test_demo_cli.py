@@ -301,3 +301,39 @@ def test_lock_check_runs_without_the_project(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_backfill_example_starts_after_a_trade_okxsim_already_has():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 1, 9, 8, 7, 654321, tzinfo=UTC)
+    now_ms = int(now.timestamp() * 1000)
+    # okxsim's first trade came after the banner's second: the window starts after that trade
+    late = demo_report.backfill_example_start(now, traded_ms=now_ms)
+    assert late == "2026-12-01T09:08:08Z"
+    # a trade exactly on a second: still strictly older than the window's start
+    on_second = demo_report.backfill_example_start(now, traded_ms=now_ms // 1000 * 1000)
+    assert on_second == "2026-12-01T09:08:08Z"
+    # an older trade changes nothing: the window starts now
+    assert demo_report.backfill_example_start(now, traded_ms=now_ms - 5_000) == (
+        "2026-12-01T09:08:07Z"
+    )
+
+
+@pytest.mark.integration
+def test_newest_trade_ms_reads_okxsim_and_is_none_where_nothing_answers(sim_factory):
+    import urllib.request
+
+    from tests.polling import wait_for
+
+    sim = sim_factory(instruments=("BTC-USDT",), tick_ms=25)
+
+    def truth() -> list[int]:
+        url = f"{sim.rest_url}/sim/truth/trades?instId=BTC-USDT"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return [int(t["ts"]) for t in json.loads(reply.read())["data"]]
+
+    wait_for(truth, 20, interval=0.1, what="a BTC-USDT trade in okxsim")
+    ts = demo_report.newest_trade_ms(sim.rest_url, "BTC-USDT")
+    assert ts is not None and ts in truth()
+    assert demo_report.newest_trade_ms(f"http://127.0.0.1:{free_port()}", "BTC-USDT") is None
