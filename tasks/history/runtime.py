@@ -19,6 +19,10 @@ from core import contract, keys
 from core import settings as settings_mod
 from tasks import clients
 from tasks.app import app
+from tasks.history import (
+    metrics,  # noqa: F401 - connects the worker's /metrics server
+    overflow,
+)
 from tasks.history.breaker import Breaker
 from tasks.history.drain import drain
 from tasks.history.path import HistoryPath
@@ -86,7 +90,7 @@ def repair_overflow_gaps(client: Any) -> int:
         gap_id = gid.decode() if isinstance(gid, bytes) else str(gid)
         fields = client.hmget(keys.gap_key(gap_id), "cause", "status")
         cause, status = (v.decode() if isinstance(v, bytes) else v for v in fields)
-        if cause == "history_overflow" and status == "open":
+        if cause == overflow.CAUSE and status == "open":
             app.send_task(contract.REPAIR_GAP_TASK, args=[gap_id], queue=contract.BACKFILL_QUEUE)
             sent += 1
     if sent:
