@@ -229,6 +229,7 @@ class World:
         self.breaker = breaker(self.broker, clock, settings)
         self.pending = Pending(self.broker, settings.history_pending_max_bytes)
         self.drains: list[str] = []
+        self.opened: list[tuple[str, float]] = []  # drains sent when a batch opened the breaker
         self.skip = _Skip()
 
     def path(self, state_client=None) -> HistoryPath:
@@ -239,7 +240,9 @@ class World:
             breaker=self.breaker,
             pending=self.pending,
             settings=self.s,
-            send_drain=self.drains.append,
+            send_drain=lambda token, countdown=0.0: (
+                self.opened.append((token, countdown)) if countdown else self.drains.append(token)
+            ),
             ledger=self.broker,
             monotonic=lambda: self.clock.mono,
             skip=self.skip,
@@ -258,7 +261,8 @@ class World:
             history=self.path(state_client),
         )
 
-    def drain(self, token="tok"):
+    def drain(self, token=None):
+        token = token or (self.opened[0][0] if self.opened else "tok")
         return drain(
             breaker=self.breaker, pending=self.pending, db=lambda: self.db, settings=self.s,
             token=token, monotonic=lambda: self.clock.mono,
@@ -293,8 +297,10 @@ def test_drain_while_down_keeps_everything_and_after_recovery_writes_it_once(clo
         clock.advance(0.05)
     clock.advance(2.1)
     w.ingest("trades", batch("trades", [trade(21)]))
-    assert len(w.drains) == 1  # the probe was handed to one drain task
-    res = w.drain(w.drains[0])
+    # the batch that opened the breaker sent the one drain (its probe due in open_s); no check
+    # hands out another while its lease runs
+    assert [c for _t, c in w.opened] == [S.history_breaker_open_s] and w.drains == []
+    res = w.drain()
     assert res.state == OPEN and res.records == 0 and "probe failed" in res.error
     assert w.pending.entries() == 21 and w.trade_ids() == []
     w.up[0] = True
@@ -427,3 +433,28 @@ def test_dead_letter_spool_is_bounded_in_bytes_counted_and_logged(caplog):
     assert "dropped the oldest, _id=id0" in caplog.text
     db._state["left"] = 0  # MongoDB back
     assert dead.drain() == len(held) and int(r.get(keys.DEADLETTER_SPOOL_BYTES)) == 0
+
+
+def test_the_drain_chain_keeps_its_lease_until_the_backlog_is_gone(clock):
+    w = World(clock)
+    w.up[0] = False
+    w.ingest("trades", batch("trades", [trade(1)]))
+    sent: list[tuple[str, float]] = []
+
+    def run(token):
+        return drain(
+            breaker=w.breaker, pending=w.pending, db=lambda: w.db, settings=S, token=token,
+            follow_up=lambda t, wait: sent.append((t, wait)), monotonic=lambda: clock.mono,
+        )  # fmt: skip
+
+    chain = w.opened[0][0]  # the drain the failing batch sent
+    res = run(chain)
+    assert res.state == OPEN and sent == [(chain, S.history_breaker_open_s)]
+    assert "next drain in 2 s" in res.summary()
+    clock.advance(2.5)
+    assert w.breaker.check().kick is None  # the chain holds the probe: nobody else is sent
+    assert not w.breaker.claim("another")
+    w.up[0] = True
+    res = run(chain)  # the follow-up, same token
+    assert res.state == CLOSED and res.records == 1 and len(sent) == 1  # done: no follow-up
+    assert w.breaker.claim("another")  # lease given back

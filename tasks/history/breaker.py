@@ -87,15 +87,18 @@ redis.call('HSET', KEYS[1], 'state', 'open', 'opened_ms', ARGV[1], 'changed_ms',
 return 1
 """
 
-# KEYS: breaker hash. ARGV: now_ms, lease_ms, token. The drain lease: the caller's own (from a
-# kick, or renewed), or a free one. An open breaker whose drain claims it is half_open.
+# KEYS: breaker hash. ARGV: now_ms, lease_ms, token, probing (1/0). The drain lease: the caller's
+# own (from a kick, or renewed), or a free one. An open breaker whose drain claims it to probe
+# is half_open; a lease taken ahead for a drain that runs later (probing 0) leaves it open.
 CLAIM = """
 local h = redis.call('HMGET', KEYS[1], 'drain_until_ms', 'drain_token', 'state')
 local lease_end = tonumber(h[1] or '0')
 local now = tonumber(ARGV[1])
 if now >= lease_end or h[2] == ARGV[3] then
   redis.call('HSET', KEYS[1], 'drain_until_ms', now + tonumber(ARGV[2]), 'drain_token', ARGV[3])
-  if h[3] == 'open' then redis.call('HSET', KEYS[1], 'state', 'half_open', 'changed_ms', now) end
+  if h[3] == 'open' and ARGV[4] == '1' then
+    redis.call('HSET', KEYS[1], 'state', 'half_open', 'changed_ms', now)
+  end
   return 1
 end
 return 0
@@ -201,14 +204,12 @@ class Breaker:
         self._cached = None
         self._reopen(keys=[self.key], args=[self.clock_ms(), reason[:200]])
 
-    def claim(self, token: str) -> bool:
-        """Take (or renew) the drain lease for `token`."""
-        return bool(
-            self._claim(
-                keys=[self.key],
-                args=[self.clock_ms(), int(self.s.history_drain_lease_s * 1000), token],
-            )
-        )
+    def claim(self, token: str, extra_s: float = 0.0, *, probing: bool = True) -> bool:
+        """Take (or renew) the drain lease for `token`, for the lease time plus `extra_s`;
+        `probing`: the caller probes now (open -> half_open)."""
+        lease_ms = int((self.s.history_drain_lease_s + extra_s) * 1000)
+        args = [self.clock_ms(), lease_ms, token, 1 if probing else 0]
+        return bool(self._claim(keys=[self.key], args=args))
 
     def release(self, token: str) -> None:
         self._release(keys=[self.key], args=[token])

@@ -6,8 +6,14 @@ closes it (ingest writes inline again); a slow one (over HISTORY_SLOW_MS) keeps 
 now, but the drain still writes: a slow MongoDB takes one big insert per kind per chunk far
 better than one small insert per batch, so the backlog shrinks instead of reaching its bound.
 Chunks of HISTORY_DRAIN_CHUNK_BYTES are written until the backlog is empty or
-HISTORY_DRAIN_BUDGET_S is spent (then the lease is given back and the next check sends
-another drain), so a drain never holds a worker process for long.
+HISTORY_DRAIN_BUDGET_S is spent, so a drain never holds a worker process for long.
+
+While work is left (breaker not closed, or history still parked), the drain keeps its lease
+and sends its own follow-up carrying the same token (`follow_up(token, countdown)`: after
+HISTORY_BREAKER_OPEN_S when MongoDB failed or was slow, at once when only the budget ran out).
+So exactly one drain chain probes and drains until the backlog is gone, with or without live
+batches or beat; a follow-up that is lost only costs the lease time, after which the next
+check hands the probe out again. Done, it gives the lease back.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class DrainResult:
     duplicates: int = 0
     pending_bytes: int = 0
     error: str = ""
+    follow_up_s: float | None = None  # a follow-up drain was sent, running after this long
 
     def summary(self) -> str:
         """The task's result: one line Flower shows (breaker state and backlog at a glance)."""
@@ -48,7 +55,10 @@ class DrainResult:
             f"breaker {self.state}; drained {self.chunks} chunks, {self.records} records "
             f"({self.inserted} new, {self.duplicates} dup); pending {self.pending_bytes} B"
         )
-        return text + (f"; {self.error}" if self.error else "")
+        text += f"; {self.error}" if self.error else ""
+        return text + (
+            f"; next drain in {self.follow_up_s:g} s" if self.follow_up_s is not None else ""
+        )
 
 
 def _timed(fn: Callable[[], Any], timeout_s: float) -> float:
@@ -67,6 +77,7 @@ def drain(
     settings: Settings,
     token: str,
     on_closed: Callable[[], Any] = lambda: None,
+    follow_up: Callable[[str, float], Any] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> DrainResult:
     s = settings
@@ -103,10 +114,18 @@ def drain(
             out.chunks += 1
             out.records += sum(len(r) for _k, r in parts)
             log.info("history: drained %d records in %.0f ms", out.records, took)
-            breaker.claim(token)  # renew the lease
-    finally:
+            breaker.claim(token, probing=False)  # renew the lease
+        out.pending_bytes = pending.size()
+        if follow_up is not None and (out.state != CLOSED or out.pending_bytes > 0):
+            wait = 0.0 if out.state == CLOSED else s.history_breaker_open_s
+            breaker.claim(token, extra_s=wait, probing=False)  # the follow-up's, until it runs
+            follow_up(token, wait)
+            out.follow_up_s = wait
+            return out
+    except BaseException:
         breaker.release(token)
-    out.pending_bytes = pending.size()
+        raise
+    breaker.release(token)
     return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +83,7 @@ class HistoryPath:
         breaker: Breaker | None,
         pending: Pending | None,
         settings: Settings,
-        send_drain: Callable[[str], Any] = lambda token: None,
+        send_drain: Callable[..., Any] = lambda token, countdown=0.0: None,
         ledger: Any = None,  # the broker Redis, for overflow gaps
         monotonic: Callable[[], float] = time.monotonic,
         skip: type[_Skip] | _Skip = _Skip,
@@ -191,8 +192,16 @@ class HistoryPath:
         try:
             if self.breaker.failure(reason):
                 log.error("history breaker OPEN: %s", reason)
+                # Start the drain chain now, its probe due when the breaker may half-open:
+                # history gets back to MongoDB even if no further batch ever arrives.
+                token = uuid.uuid4().hex
+                wait = self.s.history_breaker_open_s
+                if self.breaker.claim(token, extra_s=wait, probing=False):
+                    self.send_drain(token, wait)
         except REDIS_DOWN as exc:
             log.warning("cannot record the history failure in the breaker: %r", exc)
+        except Exception as exc:  # noqa: BLE001 - the lease runs out; a check sends again
+            log.warning("cannot send the history drain task: %r", exc)
 
     def _park(self, parts: Parts, cause: BaseException | None) -> list[dict[str, int]]:
         """Park the batch's records; raise (transient) if even that is impossible."""

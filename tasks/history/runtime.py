@@ -63,9 +63,12 @@ def reset() -> None:
     _parts.clear()
 
 
-def send_drain(token: str | None = None) -> Any:
+def send_drain(token: str | None = None, countdown: float = 0.0) -> Any:
     return app.send_task(
-        contract.HISTORY_DRAIN_TASK, kwargs={"token": token}, queue=contract.HISTORY_QUEUE
+        contract.HISTORY_DRAIN_TASK,
+        kwargs={"token": token},
+        queue=contract.HISTORY_QUEUE,
+        countdown=countdown or None,
     )
 
 
@@ -115,5 +118,6 @@ def drain_task(self: DrainTask, token: str | None = None, **_ignored: Any) -> st
         settings=settings_mod.current(),
         token=token or uuid.uuid4().hex,
         on_closed=lambda: repair_overflow_gaps(pending.client),
+        follow_up=send_drain,
     )
     return result.summary()
