@@ -160,7 +160,8 @@ class HistoryPath:
         started = time.perf_counter()
         try:
             with pymongo.timeout(self.s.history_write_timeout_s):
-                db = self.db()
+                db = self.db()  # (a process's first call also creates the indexes: not timed)
+                started = time.perf_counter()
                 out = []
                 for kind, records in parts:
                     w = write_history(
