@@ -458,3 +458,29 @@ def test_the_drain_chain_keeps_its_lease_until_the_backlog_is_gone(clock):
     res = run(chain)  # the follow-up, same token
     assert res.state == CLOSED and res.records == 1 and len(sent) == 1  # done: no follow-up
     assert w.breaker.claim("another")  # lease given back
+
+
+def test_parked_books_are_sampled_as_mongodb_would_keep_them(clock):
+    from tasks.history import path as path_mod
+
+    path_mod._PARKED_WINDOWS.clear()
+    s = Settings(books_sample_ms=1000, history_breaker_cache_s=0.25)
+    w = World(clock, s)
+    w.up[0] = False
+    t = 1_700_000_001_000
+    pushes = [book(ts=t + i * 100, seq=i) for i in range(25)]  # 2.5 windows of 100 ms pushes
+    for i in range(0, 25, 5):
+        w.ingest("books", batch("books", pushes[i : i + 5]))
+    w.ingest("books", batch("books", [book(ts=t + 50, seq=99, full=True)]))
+    parked = [r for _k, recs in merge(w.broker.lrange(keys.HISTORY_PENDING, 0, -1)) for r in recs]
+    assert [(r["ts"], r["full"]) for r in parked] == [
+        (str(t), False), (str(t + 1000), False), (str(t + 2000), False), (str(t + 50), True),
+    ]  # fmt: skip
+    w.up[0] = True
+    w.drain()
+    inline = mongomock.MongoClient()["okex"]  # the same pushes written inline, for comparison
+    for i in range(0, 25, 5):
+        Store(inline, fakeredis.FakeRedis(), s).write("books", pushes[i : i + 5])
+    Store(inline, fakeredis.FakeRedis(), s).write("books", [book(ts=t + 50, seq=99, full=True)])
+    ids = sorted(d["_id"] for d in w.mongo["books"].find())
+    assert ids == sorted(d["_id"] for d in inline["books"].find()) and len(ids) == 4

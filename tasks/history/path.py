@@ -32,6 +32,7 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from core.settings import WorkerSettings as Settings
+from tasks.documents import natural_id
 from tasks.history import overflow
 from tasks.history.breaker import Breaker, Reading
 from tasks.history.pending import Parts, Pending
@@ -74,6 +75,10 @@ class _Skip:
     until = 0.0
 
 
+# Per process: the books windows already parked (an insertion-ordered dict as a bounded set).
+_PARKED_WINDOWS: dict[str, None] = {}
+
+
 class HistoryPath:
     def __init__(
         self,
@@ -97,6 +102,7 @@ class HistoryPath:
         self.ledger = ledger
         self.monotonic = monotonic
         self.skip = skip
+        self._parked_windows = _PARKED_WINDOWS
 
     def write_many(
         self, parts: list[tuple[str, list[dict]]], *, validated: bool = False
@@ -204,11 +210,40 @@ class HistoryPath:
         except Exception as exc:  # noqa: BLE001 - the lease runs out; a check sends again
             log.warning("cannot send the history drain task: %r", exc)
 
+    def _sampled(self, records: list[dict]) -> list[dict]:
+        """Books pushes MongoDB would not keep anyway: with BOOKS_SAMPLE_MS one book per
+        instrument, channel and window is stored (its `_id` is the window, insert-only), so a
+        push whose window this process already parked is not parked again. That keeps the
+        backlog's largest kind to a few KB a second; full snapshots are always kept."""
+        if self.s.books_sample_ms <= 0:
+            return records
+        out = []
+        for rec in records:
+            if rec.get("full"):
+                out.append(rec)
+                continue
+            try:
+                key = natural_id("books", rec, books_sample_ms=self.s.books_sample_ms)
+            except (KeyError, TypeError, ValueError):
+                out.append(rec)  # the writer decides about it, as inline
+                continue
+            if key not in self._parked_windows:
+                self._parked_windows[key] = None
+                out.append(rec)
+        while len(self._parked_windows) > 10_000:  # bounded: oldest windows first
+            self._parked_windows.pop(next(iter(self._parked_windows)))
+        return out
+
     def _park(self, parts: Parts, cause: BaseException | None) -> list[dict[str, int]]:
         """Park the batch's records; raise (transient) if even that is impossible."""
         if self.pending is None:
             raise cause or redis.exceptions.ConnectionError("no parking for history")
-        kept = [(kind, records) for kind, records in parts if records]
+        kept = [
+            (kind, self._sampled(records) if kind == "books" else records)
+            for kind, records in parts
+            if records
+        ]
+        kept = [(kind, records) for kind, records in kept if records]
         if kept:
             evicted = self.pending.park(kept)
             if evicted:
@@ -217,4 +252,4 @@ class HistoryPath:
                 )
         for kind, records in kept:
             PARKED.labels(kind).inc(len(records))
-        return [{"parked": len(records)} for _kind, records in parts]
+        return [{"parked": len(records)} for _kind, records in parts]  # (sampled books: held)
