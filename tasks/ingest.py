@@ -127,9 +127,9 @@ def handle_batches(
 ) -> Outcome:
     """`_handle_batches`, and whatever it raises unexpectedly dead-lettered (internal_error).
     `history` (tasks/history/path.py's HistoryPath) puts history on its own path: state
-    first, then MongoDB inline or parked while the breaker is open; without it (unit tests,
-    the crash tests' pause hook) `store.write_many` writes both, retried as one."""
-    # `write_many` (the pause hook) wins: the crash tests pause inside one write
+    first, then MongoDB inline or parked while the breaker is open; without it (unit tests)
+    `store.write_many` writes both, retried as one."""
+    # `write_many` wins (the task passes the history path's, possibly inside the pause hook)
     write = write_many or (history.write_many if history is not None else None)
     kw = dict(store=store, dead=dead, settings=settings, retries=retries, write_many=write)
     try:
@@ -305,9 +305,10 @@ class IngestTask(Task):
         except Exception as exc:  # noqa: BLE001 - no clients: keep the message, never ack it away
             log.error("%s: cannot open storage clients (%r); retrying", self.name, exc)
             raise self.retry(exc=exc, countdown=s.retry_cap_s, max_retries=None) from exc
+        write = history_runtime.history_path(store.state).write_many
         if s.test_pause_after and s.test_pause_file:
-            return s, store, dead, write_with_test_pause(store, s)
-        return s, store, dead, history_runtime.history_path(store.state).write_many
+            write = write_with_test_pause(write, s)
+        return s, store, dead, write
 
     def _finish(self, out: Outcome) -> None:
         if out.retry_in is not None:

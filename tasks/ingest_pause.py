@@ -1,5 +1,6 @@
 """The crash tests' pause inside a batch (OKX_TEST_PAUSE_AFTER / OKX_TEST_PAUSE_FILE; never set in
-production), out of tasks/ingest.py so the task module stays about its decisions."""
+production), out of tasks/ingest.py so the task module stays about its decisions. It wraps the
+production writer (state, then history inline or parked), so the crash tests pause the real path."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import time
 from collections.abc import Callable
 
 from core.settings import WorkerSettings as Settings
-from tasks.writers import Store
 
 
-def write_with_test_pause(store: Store, settings: Settings) -> Callable[..., list]:
+def write_with_test_pause(write: Callable[..., list], settings: Settings) -> Callable[..., list]:
     """OKX_TEST_PAUSE_AFTER=N / OKX_TEST_PAUSE_FILE=F (crash tests only): write the first N
     records; then, if F exists, take it (rename to F.held: only one run ever pauses), create
     F.reached and wait while F.held exists (at most 120 s); then write the rest."""
@@ -24,7 +24,7 @@ def write_with_test_pause(store: Store, settings: Settings) -> Callable[..., lis
             left -= n
             head.append((kind, records[:n]))
             tail.append((kind, records[n:]))
-        first = store.write_many(head)
+        first = write(head)
         path = settings.test_pause_file
         try:
             os.rename(path, path + ".held")
@@ -35,7 +35,7 @@ def write_with_test_pause(store: Store, settings: Settings) -> Callable[..., lis
             deadline = time.monotonic() + 120
             while os.path.exists(path + ".held") and time.monotonic() < deadline:
                 time.sleep(0.02)
-        rest = store.write_many(tail)
+        rest = write(tail)
         return [
             {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)} for a, b in zip(first, rest)
         ]

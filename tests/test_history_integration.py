@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from pymongo import MongoClient
 from core import keys
 from core.contract import INGEST_QUEUE, INGEST_TASKS
 from localrun.mongo_faults import MongoFaultProxy
+from localrun.redis_server import free_port
 from tests.conftest import with_database
 from tests.workers_fixtures import batch, kill_quietly, ticker, trade, wait_for
 
@@ -114,6 +116,7 @@ def test_state_keeps_fresh_through_a_mongodb_fault_and_history_arrives_once(
         "BOOKS_RETENTION_S": "0",
         "HISTORY_BREAKER_OPEN_S": "1",
         "HISTORY_WRITE_TIMEOUT_S": "0.5",
+        "WORKER_METRICS_PORT": str(metrics_port := free_port()),
     }
     env.pop("MONGO_CLIENT_FACTORY", None)
     worker = _start_worker(env, tmp_path / "worker.log")
@@ -121,9 +124,7 @@ def test_state_keeps_fresh_through_a_mongodb_fault_and_history_arrives_once(
     direct = MongoClient(mongo_server.uri, serverSelectionTimeoutMS=5000)
     try:
         feed = Feed(redis_url, state).start()
-        wait_for(
-            lambda: feed.ages and feed.ages[-1][1] < 0.3, timeout=60, what="fresh state first"
-        )
+        wait_for(lambda: feed.ages and feed.ages[-1][1] < 0.3, timeout=60, what="fresh state first")
         proxy.set_mode(mode)
         fault_start = time.monotonic()
         time.sleep(FAULT_S)  # the outage lasts this long; the feed and the watcher run on
@@ -131,6 +132,8 @@ def test_state_keeps_fresh_through_a_mongodb_fault_and_history_arrives_once(
         broker = redis.Redis.from_url(redis_url)  # breaker and parked history live there
         parked = int(broker.get(keys.HISTORY_PENDING_BYTES) or 0)
         breaker = broker.hget(keys.history_breaker(keys.MONGO_BREAKER), "state")
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        metrics = scraped.read().decode()
         proxy.set_mode("pass")
         time.sleep(2.0)
         feed.end()
@@ -138,6 +141,12 @@ def test_state_keeps_fresh_through_a_mongodb_fault_and_history_arrives_once(
         log = (tmp_path / "worker.log").read_text
         assert during and p99(during) < 1.0, (p99(during), max(during), log()[-3000:])
         assert parked > 0 and breaker in (b"open", b"half_open"), (parked, breaker)
+        # the worker's /metrics says so too (read from Redis at scrape time)
+        assert any(
+            f'okx_history_breaker_state{{state="{st}"}} 1.0' in metrics
+            for st in ("open", "half_open")
+        ), metrics
+        assert "okx_history_pending_bytes" in metrics
         coll = direct[name]["trades"]
         wait_for(lambda: coll.count_documents({}) >= len(feed.sent_ids), timeout=60,
                  what="every trade in MongoDB")  # fmt: skip

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from celery.signals import worker_ready
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -100,12 +99,3 @@ def serve(port: int, client: Callable[[], Any], registry: Any = REGISTRY) -> Non
     start_http_server(port, registry=registry)
     _served.append(port)
     log.info("worker /metrics on port %d", port)
-
-
-@worker_ready.connect
-def _serve_when_ready(**_: Any) -> None:
-    port = settings_mod.current().metrics_port
-    if port:
-        from tasks.history.runtime import broker_redis
-
-        serve(port, broker_redis)

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_ready
 
 from core import contract, keys
 from core import settings as settings_mod
@@ -121,3 +122,11 @@ def drain_task(self: DrainTask, token: str | None = None, **_ignored: Any) -> st
         follow_up=send_drain,
     )
     return result.summary()
+
+
+@worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    """The main worker process serves /metrics once the pool is up (WORKER_METRICS_PORT)."""
+    port = settings_mod.current().metrics_port
+    if port:
+        metrics.serve(port, broker_redis)
