@@ -312,6 +312,8 @@ class WorkerSettings:
     # one MongoDB write (ingest inline, drain chunk, probe) at most this long (pymongo.timeout)
     history_write_timeout_s: float = setting("HISTORY_WRITE_TIMEOUT_S", 1.0)
     history_slow_ms: float = setting("HISTORY_SLOW_MS", 150.0)  # slower writes count as failures
+    # ... and this many in a row open the breaker (one slow write under load is no outage)
+    history_slow_writes: int = setting("HISTORY_SLOW_WRITES", 3)
     history_breaker_failures: int = setting("HISTORY_BREAKER_FAILURES", 1)  # consecutive: open
     history_breaker_open_s: float = setting("HISTORY_BREAKER_OPEN_S", 2.0)  # open, then a probe
     history_breaker_cache_s: float = setting("HISTORY_BREAKER_CACHE_S", 0.25)  # per process

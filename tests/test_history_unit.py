@@ -347,12 +347,26 @@ def test_a_slow_mongodb_opens_the_breaker_but_the_drain_still_writes(clock):
             return {"ok": 1}
 
     w.db = Slow(w.mongo)
-    out = w.ingest("trades", batch("trades", [trade(1)]))
-    assert out.written["inserted"] == 1 and w.breaker.read()["state"] == OPEN
-    w.ingest("trades", batch("trades", [trade(2)]))
+    for i in (1, 2):  # slow, but written: one slow write under load is no outage
+        out = w.ingest("trades", batch("trades", [trade(i)]))
+        assert out.written["inserted"] == 1 and w.breaker.read().get("state", CLOSED) == CLOSED
+    out = w.ingest("trades", batch("trades", [trade(3)]))
+    assert out.written["inserted"] == 1 and w.breaker.read()["state"] == OPEN  # third in a row
+    w.ingest("trades", batch("trades", [trade(4)]))
     assert w.pending.entries() == 1
     res = w.drain()
-    assert res.state == OPEN and res.records == 1 and w.trade_ids() == ["1", "2"]
+    assert res.state == OPEN and res.records == 1 and w.trade_ids() == ["1", "2", "3", "4"]
+
+
+def test_a_fast_write_between_slow_ones_starts_the_count_again(clock):
+    s = Settings(history_slow_ms=20.0, books_sample_ms=0, history_breaker_cache_s=0.0)
+    w = World(clock, s)
+    b = w.breaker
+    assert not b.failure("slow", slow=True) and not b.failure("slow", slow=True)
+    b.check()
+    b.success()  # a fast write
+    assert not b.failure("slow", slow=True) and not b.failure("slow", slow=True)
+    assert b.failure("slow", slow=True)
 
 
 def test_overflow_during_an_outage_records_gaps_for_exactly_what_it_dropped(clock):

@@ -175,11 +175,12 @@ class Breaker:
         self._remember(Reading(reading.state, reading.failures, reading.pending_bytes))
         return reading
 
-    def failure(self, reason: str) -> bool:
-        """Count a failed (or slow) MongoDB write; True if this call opened the breaker."""
+    def failure(self, reason: str, *, slow: bool = False) -> bool:
+        """Count a failed (or, `slow`, a slow) MongoDB write; True if this call opened the
+        breaker (after HISTORY_BREAKER_FAILURES failures, HISTORY_SLOW_WRITES slow ones)."""
+        threshold = self.s.history_slow_writes if slow else self.s.history_breaker_failures
         state, failures, opened = self._failure(
-            keys=[self.key],
-            args=[self.clock_ms(), self.s.history_breaker_failures, reason[:200]],
+            keys=[self.key], args=[self.clock_ms(), threshold, reason[:200]]
         )
         self._remember(Reading(_text(state), int(failures), 0))
         return bool(opened)

@@ -9,7 +9,8 @@
              state write succeeds.
     history  the breaker (breaker.py) decides: closed -> written inline under
              HISTORY_WRITE_TIMEOUT_S (pymongo.timeout bounds server selection and sockets); a
-             write that fails or takes longer than HISTORY_SLOW_MS counts against the breaker;
+             write that fails, or HISTORY_SLOW_WRITES in a row that take longer than
+             HISTORY_SLOW_MS, open the breaker;
              a failed write, and every batch while the breaker is open, is parked
              (pending.py) and the batch acknowledged. Parked history reaches MongoDB through
              the drain task (drain.py) on the `history` queue.
@@ -186,7 +187,7 @@ class HistoryPath:
             if elapsed_ms > self.s.history_slow_ms:
                 SLOW.inc()
                 log.warning("history write took %.0f ms (> HISTORY_SLOW_MS)", elapsed_ms)
-                self._failure(f"slow: {elapsed_ms:.0f} ms")
+                self._failure(f"slow: {elapsed_ms:.0f} ms", slow=True)
             else:
                 try:
                     self.breaker.success()
@@ -194,10 +195,10 @@ class HistoryPath:
                     pass  # failures are forgotten at the next success
         return out
 
-    def _failure(self, reason: str) -> None:
+    def _failure(self, reason: str, *, slow: bool = False) -> None:
         assert self.breaker is not None
         try:
-            if self.breaker.failure(reason):
+            if self.breaker.failure(reason, slow=slow):
                 log.error("history breaker OPEN: %s", reason)
                 # Start the drain chain now, its probe due when the breaker may half-open:
                 # history gets back to MongoDB even if no further batch ever arrives.
