@@ -16,6 +16,9 @@ from core.contract import (
     BACKFILL_QUEUE,
     BACKFILL_TASK_GLOB,
     FILLS_TASK,
+    HISTORY_DRAIN_TASK,
+    HISTORY_QUEUE,
+    HISTORY_TASK_GLOB,
     INGEST_QUEUE,
     INGEST_TASK_GLOB,
     SWEEP_TASK,
@@ -110,6 +113,9 @@ task_routes = {
     INGEST_TASK_GLOB: {"queue": INGEST_QUEUE},
     BACKFILL_TASK_GLOB: {"queue": BACKFILL_QUEUE},
     BACKFILL_ALIAS_TASK: {"queue": BACKFILL_QUEUE},  # `celery -A tasks call backfill`
+    # parked history drained into MongoDB (docs/history-path.md): its own queue, so a drain
+    # waiting on a slow MongoDB is never in front of live batches
+    HISTORY_TASK_GLOB: {"queue": HISTORY_QUEUE},
 }
 task_create_missing_queues = True
 
@@ -147,6 +153,13 @@ beat_schedule: dict = {
         "task": FILLS_TASK,
         "schedule": _s.fills_every_s,
         "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9},
+    },
+    # the safety net of the history drain: ingest tasks send it when the breaker's probe is due
+    # or history waits, but with no live batches (feeder stopped) only this one does
+    "history-drain": {
+        "task": HISTORY_DRAIN_TASK,
+        "schedule": _s.history_drain_every_s,
+        "options": {"queue": HISTORY_QUEUE, "expires": _s.history_drain_every_s * 0.9},
     },
 }
 

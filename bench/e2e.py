@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_env,
             logdir,
             "bench.sink_worker" if a.mongo == "sink" else "bench.stamped_worker",
-            "ingest,backfill",
+            "ingest,history,backfill",
             a.pool,
             a.concurrency,
             "worker",

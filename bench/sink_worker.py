@@ -38,6 +38,10 @@ class _Sink:
     def __getitem__(self, name: str) -> _Collection:
         return _Collection(self, name)
 
+    def command(self, *args: Any, **kwargs: Any) -> dict:
+        """The history drain's probe (`ping`): a sink always answers."""
+        return {"ok": 1.0}
+
     def log_trades(self, docs: list[dict]) -> None:
         """Append "instId tradeId" lines to DIR/trades-<pid>.txt, one write per batch (cheap next
         to the batch itself, and nothing is lost however the worker process ends)."""

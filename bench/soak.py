@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             env,
             logdir,
             "bench.sink_worker" if a.mongo == "sink" else "tasks",
-            "ingest,backfill",
+            "ingest,history,backfill",
             a.pool,
             a.concurrency,
             "worker",

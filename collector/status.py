@@ -2,7 +2,9 @@
 
 What each feeder last reported (heartbeat every HEARTBEAT_EVERY_S: connection states, last-message age per
 subscription), the gap ledger's open gaps, and the broker backlog: tasks waiting in the `ingest`
-and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`).
+and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`), and the
+history path (docs/history-path.md): the MongoDB breaker, the parked history's bytes, the
+dead-letter spool's bytes and the drain queue.
 `gather` does the reading, `assess` and `format_status` are pure.
 """
 
@@ -73,10 +75,31 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
         "recent_open_gaps": gaps,
         "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
         "unacked": r.hlen(keys.KOMBU_UNACKED),
+        "history": _history(r, now_ms),
     }
     st["problems"] = assess(st)
     st["healthy"] = not st["problems"]
     return st
+
+
+def _history(r: redis.Redis, now_ms: int) -> dict[str, Any]:
+    """The breaker's hash and the backlog counters, as the workers' scripts keep them."""
+    b = r.hgetall(keys.history_breaker(keys.MONGO_BREAKER))
+    changed = int(b.get("changed_ms") or 0)
+    return {
+        "breaker": b.get("state") or "closed",
+        "failures": int(b.get("failures") or 0),
+        "reason": b.get("reason", ""),
+        "since_s": round((now_ms - changed) / 1000, 1) if changed else None,
+        "pending_bytes": int(r.get(keys.HISTORY_PENDING_BYTES) or 0),
+        "pending_batches": r.llen(keys.HISTORY_PENDING) + r.llen(keys.HISTORY_DRAINING),
+        "spool_bytes": int(r.get(keys.DEADLETTER_SPOOL_BYTES) or 0),
+        "queue": r.llen(contract.HISTORY_QUEUE),
+    }
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} B"
 
 
 def assess(st: dict) -> list[str]:
@@ -107,6 +130,13 @@ def assess(st: dict) -> list[str]:
     for q, n in st["queues"].items():
         if n > BACKLOG_WARN:
             problems.append(f"queue {q}: {n} tasks waiting (add workers?)")
+    h = st.get("history")
+    if h and h["breaker"] != "closed":
+        since = f" for {h['since_s']:.0f} s" if h.get("since_s") is not None else ""
+        problems.append(
+            f"MongoDB breaker {h['breaker']}{since} ({h.get('reason') or 'no reason stored'}): "
+            f"history parked in Redis, {_bytes(h['pending_bytes'])}"
+        )
     return problems
 
 
@@ -161,4 +191,12 @@ def format_status(st: dict) -> str:
         + ", ".join(f"{q} {n}" for q, n in st["queues"].items())
         + f"; fetched by workers, not yet acknowledged: {st.get('unacked', 0)}"
     )
+    h = st.get("history")
+    if h:
+        lines.append(
+            f"history: MongoDB breaker {h['breaker']}"
+            + (f" ({h['failures']} failures)" if h.get("failures") else "")
+            + f"; parked {_bytes(h['pending_bytes'])} in {h['pending_batches']} batches"
+            + f"; dead-letter spool {_bytes(h['spool_bytes'])}; drain tasks waiting {h['queue']}"
+        )
     return "\n".join(lines)

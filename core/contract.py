@@ -35,13 +35,18 @@ VERSION = 1
 
 INGEST_QUEUE = "ingest"
 BACKFILL_QUEUE = "backfill"
+# Parked history written back to MongoDB (tasks/history/): its own queue, so a drain that waits
+# on a slow MongoDB is never in front of live batches in `ingest`.
+HISTORY_QUEUE = "history"
 
 # Task names (each spelled out below, as deployments call them) start with one of these prefixes;
 # celeryconfig.task_routes sends each glob to its queue.
 INGEST_TASK_PREFIX = "tasks.ingest."
 BACKFILL_TASK_PREFIX = "tasks.backfill."
+HISTORY_TASK_PREFIX = "tasks.history."
 INGEST_TASK_GLOB = f"{INGEST_TASK_PREFIX}*"  # -> INGEST_QUEUE
 BACKFILL_TASK_GLOB = f"{BACKFILL_TASK_PREFIX}*"  # -> BACKFILL_QUEUE
+HISTORY_TASK_GLOB = f"{HISTORY_TASK_PREFIX}*"  # -> HISTORY_QUEUE
 
 KINDS = ("trades", "tickers", "candles", "books", "orders", "balances", "positions")
 
@@ -65,6 +70,9 @@ SWEEP_TASK = "tasks.backfill.sweep"
 AUDIT_TASK = "tasks.backfill.audit"
 FILLS_TASK = "tasks.backfill.sync_fills"
 SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
+# Writes parked history into MongoDB and probes the breaker (kwargs: token, optional). Sent by an
+# ingest task when the breaker's probe is due or history is pending, and by beat as a safety net.
+HISTORY_DRAIN_TASK = "tasks.history.drain"
 
 
 def make_batch(
@@ -119,9 +127,11 @@ GAP_CAUSES = (
     "audit",
     "manual",
     "bad_data",
+    "history_overflow",
 )
 # manual: `celery call backfill` or the backfill CLI; bad_data: a book level whose price is not a
-# number (the book resyncs, the window in between is a gap)
+# number (the book resyncs, the window in between is a gap); history_overflow: history parked
+# while MongoDB was down outgrew HISTORY_PENDING_MAX_BYTES and its oldest window was dropped
 # failed: a repair attempt failed (MongoDB or OKX unreachable, OKX refusing, Ctrl-C); terminal
 # for that attempt, not for the gap: the beat sweep retries it with backoff (`retry_at`) until
 # BACKFILL_MAX_ATTEMPTS failures make it unrepairable. filled and unrepairable are final.

@@ -23,6 +23,15 @@ Redis, the workers' current state (see docs/data-model.md for the memory budget)
     trades:<instId>           sorted set of the latest trades (score ts), capped
     candle:<instId>:<bar>     hash of the current candle          versioned by (ts, confirm, vol)
     deadletters:spool         list: dead letters that could not reach MongoDB
+    deadletters:spool:bytes   int: bytes held by that list (bounded, DEADLETTER_SPOOL_MAX_BYTES)
+
+Redis, the workers' history path (on the broker Redis; docs/history-path.md):
+
+    history:breaker:<name>    hash state (closed|open|half_open), failures, opened_ms,
+                              changed_ms, reason, drain_until_ms, drain_token
+    history:pending           list: parked history batches (zlib JSON), oldest first
+    history:draining          list: the chunk a drain task took out of history:pending
+    history:pending:bytes     int: bytes held by both lists (HISTORY_PENDING_MAX_BYTES)
 
 Redis, the feeder's own keys (gap ledger, watermarks, heartbeat; on the broker Redis). The feeder
 writes them; backfill, beat sweeps and `python -m collector status` read them:
@@ -87,6 +96,7 @@ BOOK_PREFIX = "book:"
 TRADES_PREFIX = "trades:"
 CANDLE_PREFIX = "candle:"
 DEADLETTER_SPOOL = "deadletters:spool"
+DEADLETTER_SPOOL_BYTES = f"{DEADLETTER_SPOOL}:bytes"
 
 # SCAN/KEYS (and keyspace-notification) patterns of the families read back as a whole
 # (account snapshots, bench/common.py's latency probe)
@@ -175,6 +185,18 @@ def parse_watermark_key(name: str) -> tuple[str, str]:
 
 def feeder_key(feeder_id: str) -> str:
     return f"{FEEDER_PREFIX}{feeder_id}"
+
+
+# ----- Redis keys: the history path (tasks/history/, on the broker Redis) ------------------------
+HISTORY_BREAKER_PREFIX = "history:breaker:"
+HISTORY_PENDING = "history:pending"
+HISTORY_DRAINING = "history:draining"
+HISTORY_PENDING_BYTES = f"{HISTORY_PENDING}:bytes"
+MONGO_BREAKER = "mongodb"  # the breaker's name: the store it guards
+
+
+def history_breaker(name: str) -> str:
+    return f"{HISTORY_BREAKER_PREFIX}{name}"
 
 
 # ----- Redis keys that Celery's parts own ---------------------------------------------------------

@@ -12,6 +12,9 @@ Each field names its variable next to its default (`setting("VAR", default)`); t
 by core/config_parsers.py, one parser per kind of value, and every bad value is a `ConfigError`
 with a one-line message naming the variable. Nothing else in okx/, core/, collector/ or tasks/
 reads os.environ: values flow from here as arguments (tests/test_layout_env.py checks it).
+
+Over 400 lines: it is one table of every setting, kept in one place on purpose (the one reader
+of the environment); splitting it would give settings two homes.
 """
 
 from __future__ import annotations
@@ -301,6 +304,28 @@ class WorkerSettings:
     account_ttl_s: int = setting("ACCOUNT_TTL_S", 0)  # balance:/position: keys (0 = keep)
     trades_cap: int = setting("TRADES_CAP", 100)  # latest trades kept per instId
 
+    # --- the history path (docs/history-path.md) -----------------------------------------------
+    # parked history + the chunk being drained, in bytes (zlib JSON); with the spool below and the
+    # broker's queues it keeps a 25 MB Redis plan from filling (docs/data-model.md)
+    history_pending_max_bytes: int = setting("HISTORY_PENDING_MAX_BYTES", 8_000_000)
+    deadletter_spool_max_bytes: int = setting("DEADLETTER_SPOOL_MAX_BYTES", 2_000_000)
+    # one MongoDB write (ingest inline, drain chunk, probe) at most this long (pymongo.timeout)
+    history_write_timeout_s: float = setting("HISTORY_WRITE_TIMEOUT_S", 1.0)
+    history_slow_ms: float = setting("HISTORY_SLOW_MS", 150.0)  # slower writes count as failures
+    # ... and this many in a row open the breaker (one slow write under load is no outage)
+    history_slow_writes: int = setting("HISTORY_SLOW_WRITES", 3)
+    history_breaker_failures: int = setting("HISTORY_BREAKER_FAILURES", 1)  # consecutive: open
+    history_breaker_open_s: float = setting("HISTORY_BREAKER_OPEN_S", 2.0)  # open, then a probe
+    history_breaker_cache_s: float = setting("HISTORY_BREAKER_CACHE_S", 0.25)  # per process
+    history_drain_lease_s: float = setting("HISTORY_DRAIN_LEASE_S", 30.0)  # a lost drain's lease
+    history_drain_budget_s: float = setting("HISTORY_DRAIN_BUDGET_S", 5.0)  # one drain task's run
+    history_drain_chunk_bytes: int = setting("HISTORY_DRAIN_CHUNK_BYTES", 1_000_000)
+    history_drain_every_s: float = setting("HISTORY_DRAIN_EVERY_S", 10.0)  # beat's safety net
+    # after a state (Redis) write failed, this process skips state writes this long
+    state_skip_s: float = setting("STATE_SKIP_S", 0.5)
+    # the workers' /metrics (breaker, backlog bytes), served by the main worker process; 0 = off
+    metrics_port: int = setting("WORKER_METRICS_PORT", 0)
+
     # --- MongoDB history bounds ----------------------------------------------------------------
     # one books push kept per instId+channel per window (0 = every push; full snapshots always)
     books_sample_ms: int = setting("BOOKS_SAMPLE_MS", 1000)
@@ -353,11 +378,18 @@ class WorkerSettings:
         values = _read(cls, [(env, True)])
         uri = values.get("mongodb_uri", cls.mongodb_uri)
         parse_mongo_uri("MONGODB_URI", uri, any_scheme=bool(values.get("mongo_client_factory")))
-        return cls(credentials=_credentials(env), **values)
+        built = cls(credentials=_credentials(env), **values)
+        for name in ("HISTORY_PENDING_MAX_BYTES", "DEADLETTER_SPOOL_MAX_BYTES",
+                     "HISTORY_WRITE_TIMEOUT_S", "HISTORY_BREAKER_FAILURES",
+                     "HISTORY_DRAIN_CHUNK_BYTES", "HISTORY_DRAIN_BUDGET_S"):  # fmt: skip
+            if getattr(built, _FIELD_BY_ENV[name]) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        return built
 
     __repr__ = _redacted_repr
 
 
+_FIELD_BY_ENV = {f.metadata["env"]: f.name for f in fields(WorkerSettings) if "env" in f.metadata}
 _current: WorkerSettings | None = None
 
 

@@ -1,6 +1,6 @@
 """The Celery workers of the OKX collector: ingest tasks and the idempotent writers.
 
-`celery -A tasks worker -Q ingest,backfill` runs them; `tasks.app` (also `tasks.celery`) is the
+`celery -A tasks worker -Q ingest,history,backfill` runs them; `tasks.app` (also `tasks.celery`) is the
 Celery application.
 
 Importing `tasks` or one of its pure modules (tasks.documents, tasks.backfill.plan, ...) builds

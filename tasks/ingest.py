@@ -20,8 +20,6 @@ without a worker); the Celery task only turns its answer into `self.retry(...)`.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +38,9 @@ from okx.backoff import backoff_delay
 from tasks import clients, documents
 from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
+from tasks.history import runtime as history_runtime
 from tasks.ingest_dead import put_dead
+from tasks.ingest_pause import write_with_test_pause
 from tasks.writers import Store
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def handle_batch(
     task_id: str | None,
     retries: int,
     write_many: Callable[..., list] | None = None,
+    history: Any = None,
 ) -> Outcome:
     """Validate and store one batch; say what happened (see the module docstring)."""
     return handle_batches(
@@ -110,6 +111,7 @@ def handle_batch(
         settings=settings,
         retries=retries,
         write_many=write_many,
+        history=history,
     )
 
 
@@ -121,9 +123,15 @@ def handle_batches(
     settings: Settings,
     retries: int,
     write_many: Callable[..., list] | None = None,
+    history: Any = None,
 ) -> Outcome:
-    """`_handle_batches`, and whatever it raises unexpectedly dead-lettered (internal_error)."""
-    kw = dict(store=store, dead=dead, settings=settings, retries=retries, write_many=write_many)
+    """`_handle_batches`, and whatever it raises unexpectedly dead-lettered (internal_error).
+    `history` (tasks/history/path.py's HistoryPath) puts history on its own path: state
+    first, then MongoDB inline or parked while the breaker is open; without it (unit tests)
+    `store.write_many` writes both, retried as one."""
+    # `write_many` wins (the task passes the history path's, possibly inside the pause hook)
+    write = write_many or (history.write_many if history is not None else None)
+    kw = dict(store=store, dead=dead, settings=settings, retries=retries, write_many=write)
     try:
         return _handle_batches(items, **kw)
     except Exception as exc:  # noqa: BLE001 - a bug must not crash the task or loop on retries
@@ -262,46 +270,12 @@ def summary(out: Outcome) -> str:
     parts = [
         f"{kind} {w.get('records', 0)} rec {w.get('inserted', 0)} new "
         f"{w.get('duplicates', 0)} dup {w.get('state_applied', 0)} state"
+        + (f" {w['parked']} parked" if w.get("parked") else "")
         for kind, w in out.written_by_kind.items()
     ]
     if out.dead_letters:
         parts.append("dead letters " + " ".join(out.dead_letters))
     return "; ".join(parts) or "nothing stored"
-
-
-# ----- test-only hook --------------------------------------------------------------------------------
-
-
-def _write_with_test_pause(store: Store, settings: Settings) -> Callable[..., list]:
-    """OKX_TEST_PAUSE_AFTER=N / OKX_TEST_PAUSE_FILE=F (crash tests only): write the first N
-    records; then, if F exists, take it (rename to F.held: only one run ever pauses), create
-    F.reached and wait while F.held exists (at most 120 s); then write the rest."""
-
-    def write_many(parts: list[tuple[str, list]]) -> list[dict]:
-        left = settings.test_pause_after
-        head, tail = [], []
-        for kind, records in parts:
-            n = min(left, len(records))
-            left -= n
-            head.append((kind, records[:n]))
-            tail.append((kind, records[n:]))
-        first = store.write_many(head)
-        path = settings.test_pause_file
-        try:
-            os.rename(path, path + ".held")
-        except OSError:
-            pass  # not armed, or another run took it
-        else:
-            open(path + ".reached", "w").close()
-            deadline = time.monotonic() + 120
-            while os.path.exists(path + ".held") and time.monotonic() < deadline:
-                time.sleep(0.02)
-        rest = store.write_many(tail)
-        return [
-            {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)} for a, b in zip(first, rest)
-        ]
-
-    return write_many
 
 
 # ----- Celery tasks ----------------------------------------------------------------------------------
@@ -318,14 +292,22 @@ class IngestTask(Task):
     def _storage(self) -> tuple[Settings, Store, DeadLetters, Callable[..., list] | None]:
         s = settings_mod.current()
         try:
-            store = Store(clients.mongo_db(), clients.state_redis(), s)
-            dead = DeadLetters(clients.mongo_db(), clients.state_redis())
+            # The database handle without the index check: that may wait on MongoDB, so it
+            # runs only where history is written (clients.mongo_db, under the write timeout).
+            db = clients.mongo_client()[s.mongodb_db]
+            store = Store(db, clients.state_redis(), s)
+            dead = DeadLetters(
+                db,
+                clients.state_redis(),
+                timeout_s=s.history_write_timeout_s,
+                spool_max_bytes=s.deadletter_spool_max_bytes,
+            )
         except Exception as exc:  # noqa: BLE001 - no clients: keep the message, never ack it away
             log.error("%s: cannot open storage clients (%r); retrying", self.name, exc)
             raise self.retry(exc=exc, countdown=s.retry_cap_s, max_retries=None) from exc
-        write = (
-            _write_with_test_pause(store, s) if s.test_pause_after and s.test_pause_file else None
-        )
+        write = history_runtime.history_path(store.state).write_many
+        if s.test_pause_after and s.test_pause_file:
+            write = write_with_test_pause(write, s)
         return s, store, dead, write
 
     def _finish(self, out: Outcome) -> None:

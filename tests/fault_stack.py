@@ -155,7 +155,7 @@ class FaultStack:
                 "-c",
                 str(self.worker_processes),
                 "-Q",
-                "ingest,backfill",
+                "ingest,history,backfill",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

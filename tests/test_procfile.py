@@ -55,7 +55,7 @@ def test_procfile_declares_the_heroku_process_types():
     assert "flower" in procs["web"] and "--port=${PORT" in procs["web"]
     assert "python -m collector" in procs["feeder"]
     worker = procs["worker"]
-    assert "REMAP_SIGTERM=SIGQUIT" in worker and "-Q ingest,backfill" in worker
+    assert "REMAP_SIGTERM=SIGQUIT" in worker and "-Q ingest,history,backfill" in worker
     assert " -E" in worker and "WORKER_CONCURRENCY" in worker
     assert "beat" in procs["beat"] and "redbeat.RedBeatScheduler" in procs["beat"]
     # `exec`: the process itself gets Heroku's SIGTERM and its exit code is reported, no shell

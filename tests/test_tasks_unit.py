@@ -244,11 +244,12 @@ def test_no_data_loss_settings():
     assert vt > s.retry_cap_s + s.task_time_limit_s
     assert s.retry_cap_s < vt and c.redbeat_redis_url == c.broker_url
     assert c.beat_scheduler == "redbeat.RedBeatScheduler"
-    # Every periodic job runs on the backfill queue (never delays live data) and expires before
-    # its next run, so a backlog while workers are down never piles up copies of the same job.
+    # Every periodic job runs on the backfill queue (never delays live data), the history
+    # drain on its own, and each expires before its next run, so a backlog while workers are
+    # down never piles up copies of the same job.
     assert celeryconfig.beat_schedule
-    for entry in celeryconfig.beat_schedule.values():
-        assert entry["options"]["queue"] == "backfill"
+    for name, entry in celeryconfig.beat_schedule.items():
+        assert entry["options"]["queue"] == ("history" if name == "history-drain" else "backfill")
         assert 0 < entry["options"]["expires"] < entry["schedule"]
     # A killed beat must not block its replacement for RedBeat's default 25 minutes.
     assert c.redbeat_lock_timeout <= 5 * c.beat_max_loop_interval

@@ -73,7 +73,7 @@ def world(redis_url, standin, tmp_path):
                 "-c",
                 "1",
                 "-Q",
-                "ingest,backfill",
+                "ingest,history,backfill",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

@@ -3,6 +3,8 @@
 Batches are sent by name as the feeder sends them: Celery task messages built by
 collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
 Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
+A MongoDB outage parks history (tasks/history/) and the worker's drain task writes it back, so
+the worker consumes the `history` queue too, as the Procfile's does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from localrun.redis_server import RedisServer
 from tasks import clients
 from tasks.app import app
 from tasks.deadletters import DeadLetters
+from tasks.history import runtime as history_runtime
 from tests.workers_fixtures import (
     T0,
     FlakyMongoClient,
@@ -70,6 +73,7 @@ def feeder(redis_url):
 def running_worker(redis_url, mongo, state, **settings):
     settings_mod.use(Settings(redis_url=redis_url, **{**FAST_RETRY, **settings}))
     clients.install(mongo=mongo, redis=state)
+    history_runtime.reset()
     app.conf.broker_url = redis_url
     app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
     try:
@@ -77,12 +81,13 @@ def running_worker(redis_url, mongo, state, **settings):
             app,
             pool="solo",
             perform_ping_check=False,
-            queues=["ingest", "backfill"],
+            queues=["ingest", "history", "backfill"],
             shutdown_timeout=20,
         ) as w:
             yield w
     finally:
         clients.install()
+        history_runtime.reset()
         settings_mod.use(None)
 
 
@@ -128,7 +133,9 @@ def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
     assert state.zcard("trades:BTC-USDT") == 2
 
 
-def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_url, broker, feeder):
+def test_mongodb_outage_parks_history_without_loss_or_duplicates_or_early_ack(
+    redis_url, broker, feeder
+):
     # Given MongoDB fails for 30 s (as the issue asks), half the time *after* a write went through
     # (lost reply)
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
@@ -140,29 +147,38 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
         after=True,
     )
     events = [order(str(i), T0 + i, s) for i in range(50) for s in ("live", "filled")]
-    # Retries spaced out to span the whole outage (100 retries, 0.5 s doubling to 4 s).
-    with running_worker(redis_url, flaky, state, retry_max=100, retry_base_s=0.5, retry_cap_s=4.0):
+    retried = _retries("orders")
+    with running_worker(redis_url, flaky, state):
         # When batches arrive during the outage
         for i in range(0, 100, 25):
             feeder("orders", batch("orders", events[i : i + 25]))
         feeder("trades", batch("trades", [trade(i) for i in range(40)]))
         held = []
-        while time.monotonic() < end - 0.1:  # the broker keeps every unstored batch meanwhile
-            held.append(broker.llen(INGEST_QUEUE) + broker.hlen("unacked"))
+        while time.monotonic() < end - 0.1:  # every unstored batch is kept somewhere meanwhile
+            held.append(
+                broker.llen(INGEST_QUEUE)
+                + broker.hlen("unacked")
+                + state.llen(keys.HISTORY_PENDING)
+                + state.llen(keys.HISTORY_DRAINING)
+            )
             time.sleep(0.05)
-        # Then everything is stored exactly once after it ends
+        # (state was current all along: every order event has its number already)
+        assert int(state.get(keys.ORDER_COUNTER)) == 100
+        # Then everything is stored exactly once after it ends, by the drain alone
         wait_for(
             lambda: (
                 base["okex"]["order"].count_documents({}) == 100
                 and base["okex"]["trades"].count_documents({}) == 40
                 and drained(broker)
+                and state.llen(keys.HISTORY_PENDING) == 0
             ),
             what="orders after the outage",
         )
     # A message is in neither list for an instant while kombu moves it from the queue into the
     # unacked hash (BRPOP, then HSET); two empty samples 50 ms apart would mean a real early ack.
     assert held and not any(a == b == 0 for a, b in zip(held, held[1:])), held
-    assert flaky["okex"].raised >= 2
+    assert flaky["okex"].raised >= 2  # the first write, then the probes while it was down
+    assert _retries("orders") == retried  # parked, never retried as ETA tasks
     assert int(state.get(keys.ORDER_COUNTER)) == 100
     assert base["okex"]["dead_letters"].count_documents({}) == 0
     assert (
@@ -190,26 +206,36 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
     mongo = mongomock.MongoClient()
     retried = _retries("orders")
     try:
-        with running_worker(redis_url, mongo, state, retry_max=200):
+        with running_worker(redis_url, mongo, state, retry_max=200, state_redis_url=srv.url):
             srv.stop()
             # When batches arrive while it is down
             for i in range(3):
                 feeder("orders", batch("orders", [order(f"{i}{j}", T0 + j) for j in range(10)]))
-            feeder("tickers", batch("tickers", [ticker(ts=T0 + 9, last="newest"), ticker(ts=T0)]))
-            # (state is written first: nothing is stored, every batch is retried and kept)
-            wait_for(lambda: _retries("orders") >= retried + 3, what="retries while down")
-            assert broker.llen(INGEST_QUEUE) + broker.hlen("unacked") >= 1
-            assert mongo["okex"]["order"].count_documents({}) == 0
-            srv = RedisServer(port=port, workdir=str(tmp_path)).start()
-            # Then the retries land once the server is back, each event once
+            feeder("tickers", batch("tickers", [ticker(ts=T0 + 9, last="older"), ticker(ts=T0)]))
+            # Then history is stored all the same; the account batches are kept for their state
             wait_for(
                 lambda: (
-                    drained(broker)
-                    and state.get(keys.ORDER_COUNTER) == b"30"
-                    and state.exists("ticker:BTC-USDT")
-                    and mongo["okex"]["order"].count_documents({}) == 30
+                    mongo["okex"]["order"].count_documents({}) == 30
+                    and mongo["okex"]["tickers"].count_documents({}) == 2
                 ),
-                what="state and history after restart",
+                what="history while the state Redis is down",
+            )
+            wait_for(lambda: _retries("orders") >= retried + 3, what="account state retried")
+            assert broker.llen(INGEST_QUEUE) + broker.hlen("unacked") >= 1
+            srv = RedisServer(port=port, workdir=str(tmp_path)).start()
+            back = time.monotonic()
+            # Then, with tickers arriving as a live feed sends them, state is current again
+            # within 2 s of its return, and the account state lands once the retries get
+            # through, each event once
+            n = 0
+            while not state.exists("ticker:BTC-USDT") and time.monotonic() - back < 10:
+                n += 1
+                feeder("tickers", batch("tickers", [ticker(ts=T0 + 20 + n, last="newest")]))
+                time.sleep(0.1)  # the feed's pace, not a wait for the worker
+            assert time.monotonic() - back < 2.0
+            wait_for(
+                lambda: drained(broker) and state.get(keys.ORDER_COUNTER) == b"30",
+                what="account state after restart",
             )
         assert not state.exists("order31")
         assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
@@ -218,32 +244,38 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
         srv.stop()
 
 
-def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, feeder):
-    # Given MongoDB is down for good (dead letters go to the Redis spool)
+def test_mongodb_down_for_good_parks_history_and_spools_dead_letters(redis_url, broker, feeder):
+    # Given MongoDB is down for good
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
     up = threading.Event()
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("down")], until=up.is_set)
     with running_worker(redis_url, flaky, state, retry_max=2):
+        # When a good batch and a bad one arrive
         feeder("balances", batch("balances", [balance("ETH", "2", T0)]))
+        feeder("trades", {"v": 1, "kind": "tickers", "records": []})
+        # Then the good one is parked (never retried into a dead letter), the bad one spooled
         wait_for(
-            lambda: state.llen(keys.DEADLETTER_SPOOL) == 1 and drained(broker),
-            what="dead letter in the spool",
+            lambda: (
+                state.llen(keys.DEADLETTER_SPOOL) == 1
+                and state.llen(keys.HISTORY_PENDING) + state.llen(keys.HISTORY_DRAINING) == 1
+                and broker.llen(INGEST_QUEUE) == 0  # (unacked holds the drain chain's next run)
+            ),
+            what="parked history and the spooled dead letter",
         )
-        assert base["okex"]["balance"].count_documents({}) == 0
-        # When MongoDB is back and the operator replays
+        assert decode(state.hgetall("balance:ETH"))["cashBal"] == "2"  # state meanwhile
+        assert int(state.get(keys.DEADLETTER_SPOOL_BYTES)) == len(
+            state.lindex(keys.DEADLETTER_SPOOL, 0)
+        )
+        # When MongoDB is back, the drain writes the parked batch without anyone's help
         up.set()
-        dl = DeadLetters(base["okex"], state)
-        assert dl.drain() == 1
-        doc = base["okex"]["dead_letters"].find_one()
-        assert doc["reason"] == "retries_exhausted" and doc["retries"] == 2
-        assert len(dl.replay(app)) == 1
-        # Then the batch is stored
         wait_for(
-            lambda: base["okex"]["balance"].count_documents({}) == 1 and drained(broker),
-            what="replayed batch",
+            lambda: (
+                base["okex"]["balance"].count_documents({}) == 1
+                and state.llen(keys.HISTORY_PENDING) == 0
+            ),
+            what="drained history",
         )
-    assert base["okex"]["dead_letters"].find_one()["status"] == "replayed"
-    assert decode(state.hgetall("balance:ETH"))["cashBal"] == "2"
+    assert base["okex"]["dead_letters"].count_documents({}) == 0  # the spool waits for `drain`
 
 
 def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
@@ -281,7 +313,8 @@ def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transie
     from core.contract import INGEST_MIXED_TASK
 
     base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
-    flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=1)
+    # two failures: the bad envelope's dead letter (spooled), then the good ones' write (parked)
+    flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=2)
     envelopes = [
         batch("trades", [trade(i) for i in range(5)]),
         {"v": 1, "kind": "nope", "records": []},
@@ -301,7 +334,8 @@ def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transie
             ),
             what="mixed task stored",
         )
-    assert flaky["okex"].raised == 1  # the first write failed: a retry ran
+    assert flaky["okex"].raised == 2  # the write failed: parked, then drained
+    assert DeadLetters(db, state).drain() == 1
     [letter] = db["dead_letters"].find()
     assert letter["reason"] == "bad_batch" and letter["task"] == INGEST_MIXED_TASK
     assert letter["args"] == [envelopes[1]]  # only the bad envelope, dead-lettered once

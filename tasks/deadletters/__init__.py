@@ -11,6 +11,12 @@ If MongoDB is what failed, the document goes to the Redis list `deadletters:spoo
 `drain` (or `replay`) moves it into MongoDB later. If both fail, `put` raises and the task keeps
 its message (it retries), so a batch is never acknowledged without being stored somewhere.
 
+The spool is bounded in bytes (DEADLETTER_SPOOL_MAX_BYTES, counted in `deadletters:spool:bytes`
+by the same scripts that push and drain): past it, the oldest spooled dead letters are dropped,
+each one counted (okx_dead_letters_spool_dropped_total) and logged with its id, task, kind,
+producer, batch number and record count, so an operator knows what to replay from where. A Redis
+that fills would stop the broker, the feeder's publishing and every worker with it.
+
 Commands (Heroku: `heroku run python -m tasks.deadletters ...`):
 
     python -m tasks.deadletters list [--status new|replayed|all] [--limit 20]
@@ -35,9 +41,40 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
+from prometheus_client import Counter
+
 from core import keys
 
 log = logging.getLogger(__name__)
+
+SPOOL_DROPPED = Counter(
+    "okx_dead_letters_spool_dropped_total",
+    "Spooled dead letters dropped at DEADLETTER_SPOOL_MAX_BYTES (each one logged)",
+)
+
+# KEYS: spool, bytes. ARGV: doc, max bytes. Push (newest at the head); past the bound, drop the
+# oldest (the tail) and return them.
+SPOOL_PUSH = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+local total = redis.call('INCRBY', KEYS[2], string.len(ARGV[1]))
+local dropped = {}
+while total > tonumber(ARGV[2]) do
+  local old = redis.call('RPOP', KEYS[1])
+  if not old then break end
+  total = redis.call('DECRBY', KEYS[2], string.len(old))
+  table.insert(dropped, old)
+end
+return dropped
+"""
+# KEYS: spool, bytes. ARGV: doc. Remove one spooled doc (moved to MongoDB) and its bytes.
+SPOOL_REMOVE = """
+local n = redis.call('LREM', KEYS[1], -1, ARGV[1])
+if n > 0 then
+  if redis.call('DECRBY', KEYS[2], string.len(ARGV[1])) < 0 then redis.call('SET', KEYS[2], 0) end
+end
+return n
+"""
 
 PROG = "python -m tasks.deadletters"
 
@@ -76,25 +113,55 @@ def make_doc(
 class DeadLetters:
     """Store for dead letters: MongoDB first, the Redis spool as fallback."""
 
-    def __init__(self, db: Any, redis_client: Any = None):
+    def __init__(
+        self,
+        db: Any,
+        redis_client: Any = None,
+        *,
+        timeout_s: float | None = None,
+        spool_max_bytes: int = 2_000_000,
+    ):
         self.db = db
         self.redis = redis_client
+        self.timeout_s = timeout_s  # MongoDB's part of `put` at most this long (then the spool)
+        self.spool_max_bytes = spool_max_bytes
 
     def put(self, doc: dict[str, Any]) -> str:
         """Store `doc` (idempotent by `_id`). Returns "mongo" or "spool"; raises if neither works."""
         try:
-            self.db[keys.DEAD_LETTERS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            with pymongo.timeout(self.timeout_s):
+                self.db[keys.DEAD_LETTERS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
             return "mongo"
         except Exception as mongo_exc:  # noqa: BLE001 - fall back, then re-raise below
             if self.redis is None:
                 raise
             try:
                 spooled = dict(doc, time=doc["time"].isoformat())
-                self.redis.lpush(keys.DEADLETTER_SPOOL, json.dumps(spooled))
+                self._spool(json.dumps(spooled))
                 log.error("dead letter %s spooled to Redis (MongoDB: %r)", doc["_id"], mongo_exc)
                 return "spool"
             except Exception:  # noqa: BLE001
                 raise mongo_exc from None
+
+    def _spool(self, text: str) -> None:
+        dropped = self.redis.eval(
+            SPOOL_PUSH, 2, keys.DEADLETTER_SPOOL, keys.DEADLETTER_SPOOL_BYTES, text,
+            self.spool_max_bytes,
+        )  # fmt: skip
+        for raw in dropped:
+            SPOOL_DROPPED.inc()
+            try:
+                d = json.loads(raw)
+                what = " ".join(
+                    f"{k}={d.get(k)}"
+                    for k in ("_id", "task", "kind", "producer", "batch", "records")
+                )
+            except ValueError:
+                what = f"{len(raw)} unreadable bytes"
+            log.error(
+                "dead-letter spool over DEADLETTER_SPOOL_MAX_BYTES (%d): dropped the oldest, %s",
+                self.spool_max_bytes, what,
+            )  # fmt: skip
 
     def drain(self) -> int:
         """Move spooled dead letters into MongoDB. Returns how many moved."""
@@ -106,7 +173,10 @@ class DeadLetters:
             doc = json.loads(raw)
             doc["time"] = datetime.fromisoformat(doc["time"])
             self.db[keys.DEAD_LETTERS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-            self.redis.lrem(keys.DEADLETTER_SPOOL, -1, raw)  # only after it is in MongoDB
+            # only after it is in MongoDB
+            self.redis.eval(
+                SPOOL_REMOVE, 2, keys.DEADLETTER_SPOOL, keys.DEADLETTER_SPOOL_BYTES, raw
+            )
             moved += 1
 
     def list(self, status: str = "new", limit: int = 20) -> list[dict[str, Any]]:
