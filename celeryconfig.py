@@ -15,6 +15,7 @@ from core.contract import (
     BACKFILL_ALIAS_TASK,
     BACKFILL_QUEUE,
     BACKFILL_TASK_GLOB,
+    DERIVE_TASK,
     FILLS_TASK,
     INGEST_QUEUE,
     INGEST_TASK_GLOB,
@@ -110,6 +111,7 @@ task_routes = {
     INGEST_TASK_GLOB: {"queue": INGEST_QUEUE},
     BACKFILL_TASK_GLOB: {"queue": BACKFILL_QUEUE},
     BACKFILL_ALIAS_TASK: {"queue": BACKFILL_QUEUE},  # `celery -A tasks call backfill`
+    DERIVE_TASK: {"queue": BACKFILL_QUEUE},  # candles and VWAP from stored trades
 }
 task_create_missing_queues = True
 
@@ -147,6 +149,12 @@ beat_schedule: dict = {
         "task": FILLS_TASK,
         "schedule": _s.fills_every_s,
         "options": {"queue": BACKFILL_QUEUE, "expires": _s.fills_every_s * 0.9},
+    },
+    # candles from trades and the rolling VWAP of the minutes stored trades made dirty
+    "derive-rebuild": {
+        "task": DERIVE_TASK,
+        "schedule": _s.derive_every_s,
+        "options": {"queue": BACKFILL_QUEUE, "expires": _s.derive_every_s * 0.9},
     },
 }
 

@@ -65,6 +65,9 @@ SWEEP_TASK = "tasks.backfill.sweep"
 AUDIT_TASK = "tasks.backfill.audit"
 FILLS_TASK = "tasks.backfill.sync_fills"
 SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
+# Beat: rebuild the candles and VWAP marks that stored trades made dirty (tasks/derive). It runs
+# on the backfill queue (longer than an ingest batch, and live state must never wait for it).
+DERIVE_TASK = "tasks.derive.rebuild"
 
 
 def make_batch(

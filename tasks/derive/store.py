@@ -1,0 +1,93 @@
+"""MongoDB I/O of the derive task: read stored trades and candles, write what changed.
+
+Writes are `replace_one(upsert=True)` per changed document (no bulk UpdateOne: mongomock 4.3
+cannot run it on pymongo >= 4.10), after one read of the documents already there, so a rebuild
+that changes nothing writes nothing, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from core import keys
+from tasks import documents
+from tasks.derive.ohlcv import SOURCE
+
+TRADE_FIELDS = {"_id": 0, "tradeId": 1, "px": 1, "sz": 1, "ts": 1, "validated": 1}
+
+
+def _dt(ms: int) -> Any:
+    return documents.to_datetime(str(ms))
+
+
+def trades_between(db: Any, inst_id: str, start_ms: int, end_ms: int) -> list[dict]:
+    """Stored trades of `inst_id` with start_ms <= ts < end_ms."""
+    query = {"instId": inst_id, "dt": {"$gte": _dt(start_ms), "$lt": _dt(end_ms)}}
+    return list(db[keys.TRADES].find(query, TRADE_FIELDS))
+
+
+def first_trade_ms(db: Any, inst_id: str) -> int | None:
+    doc = db[keys.TRADES].find_one(
+        {"instId": inst_id}, {"ts": 1, "_id": 0}, sort=[("dt", ASCENDING)]
+    )
+    return int(doc["ts"]) if doc else None
+
+
+def trade_candles(db: Any, inst_id: str, bar: str, start_ms: int, end_ms: int) -> list[dict]:
+    """Stored trades candles of `bar` with start_ms <= ts < end_ms."""
+    query = {
+        "instId": inst_id,
+        "bar": bar,
+        "source": SOURCE,
+        "dt": {"$gte": _dt(start_ms), "$lt": _dt(end_ms)},
+    }
+    return list(db[keys.CANDLES_COLLECTION].find(query))
+
+
+def unfinal_candles(db: Any, inst_id: str, limit: int = 5000) -> list[dict]:
+    """Trades candles of `inst_id` not final yet (the current bars, and incomplete ones)."""
+    query = {"instId": inst_id, "source": SOURCE, "final": False}
+    return list(db[keys.CANDLES_COLLECTION].find(query, limit=limit))
+
+
+def vwap_between(db: Any, inst_id: str, start_ms: int, end_ms: int) -> list[dict]:
+    """Stored VWAP marks of `inst_id` with start_ms <= ts <= end_ms."""
+    query = {"instId": inst_id, "ts": {"$gte": start_ms, "$lte": end_ms}}
+    return list(db[keys.VWAP_COLLECTION].find(query))
+
+
+def _same(a: dict, b: dict) -> bool:
+    # BSON datetimes come back naive (pymongo) or aware (mongomock): compare the rest, and dt by
+    # its instant only when both have one
+    return all(a.get(k) == b.get(k) for k in b if k != "dt")
+
+
+def write_changed(collection: Any, docs: Iterable[dict], existing: Iterable[dict]) -> int:
+    """Upsert the `docs` that differ from `existing` (by `_id`); returns how many were written."""
+    known = {d["_id"]: d for d in existing}
+    written = 0
+    for doc in docs:
+        old = known.get(doc["_id"])
+        if old is not None and _same(old, doc):
+            continue
+        collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        written += 1
+    return written
+
+
+def set_flags(collection: Any, doc_id: str, complete: bool, final: bool) -> None:
+    collection.update_one({"_id": doc_id}, {"$set": {"complete": complete, "final": final}})
+
+
+def last_trade_ms(db: Any, inst_id: str) -> int | None:
+    doc = db[keys.TRADES].find_one(
+        {"instId": inst_id}, {"ts": 1, "_id": 0}, sort=[("dt", DESCENDING)]
+    )
+    return int(doc["ts"]) if doc else None
+
+
+def latest_vwap(db: Any, inst_id: str) -> dict | None:
+    return db[keys.VWAP_COLLECTION].find_one({"instId": inst_id}, sort=[("ts", DESCENDING)])
