@@ -224,8 +224,11 @@ def audit(inst_id: str) -> str:
 # derive:dirty              zset "<instId>|<minute ms>" -> µs it was last marked (the trades
 #                           writer and backfill mark; the derive task rebuilds and removes)
 # derive:vwap_until         hash instId -> ms of the newest VWAP mark computed
-# derive:covered_from      hash instId -> ms: start of a filled backfill that reaches before the
-#                           first stored trade (trades are known from there on)
+# derive:first_trade       hash instId -> ms of the first stored trade (read once)
+# derive:covered_from      hash instId -> ms: the earliest start of a filled trades backfill
+#                           (trades are known from the earlier of the two on)
+# derive:newest            hash instId -> ms of the newest stored trade the rebuild has seen
+# derive:seen_wm           hash instId -> the trades watermark at the last rebuild
 # derive:holes:<instId>     zset "<start>:<end>" -> start: unrepairable trade gaps (bars touching
 #                           them are incomplete for good)
 VWAP_PREFIX = "vwap:"
@@ -234,6 +237,9 @@ VALIDATED_UNTIL_KEY = f"{DERIVE_PREFIX}validated_until"
 DERIVE_DIRTY = f"{DERIVE_PREFIX}dirty"
 DERIVE_VWAP_UNTIL = f"{DERIVE_PREFIX}vwap_until"
 DERIVE_COVERED_FROM = f"{DERIVE_PREFIX}covered_from"
+DERIVE_NEWEST = f"{DERIVE_PREFIX}newest"
+DERIVE_FIRST_TRADE = f"{DERIVE_PREFIX}first_trade"
+DERIVE_SEEN_WM = f"{DERIVE_PREFIX}seen_wm"
 DERIVE_HOLES_PREFIX = f"{DERIVE_PREFIX}holes:"
 DERIVE_LOCK = f"{DERIVE_PREFIX}lock"  # one rebuild at a time (SET NX PX)
 

@@ -45,6 +45,10 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _hash(h: dict) -> dict[str, Any]:
+    return {_s(k): v for k, v in h.items()}
+
+
 def _int(v: Any) -> int | None:
     try:
         return int(_s(v)) if v is not None else None
@@ -113,22 +117,44 @@ class Rebuilder:
                     holes[g.get("instId", "")].append((start, end))
         return holes
 
-    def coverage(self, inst: str, wm: int, open_holes: list[tuple[int, int]]) -> Coverage:
-        first = store.first_trade_ms(self.db, inst)
-        hinted = _int(self.state.hget(keys.DERIVE_COVERED_FROM, inst))
-        known = [v for v in (first, hinted) if v is not None]
+    def coverage(
+        self, inst: str, wm: int, open_holes: list[tuple[int, int]], newest: int | None
+    ) -> Coverage:
+        first = _int(self.state.hget(keys.DERIVE_FIRST_TRADE, inst))
+        if first is None:
+            first = store.first_trade_ms(self.db, inst)  # read once, then cached
+            if first is not None:
+                self.state.hset(keys.DERIVE_FIRST_TRADE, inst, str(first))
+        # a filled backfill reaching further back than the first trade: known from its start
+        backfilled = _int(self.state.hget(keys.DERIVE_COVERED_FROM, inst))
+        known = [v for v in (first, backfilled) if v is not None]
         holes = list(open_holes)
         for m in self.state.zrange(keys.derive_holes(inst), 0, -1):
             a, _, b = _s(m).partition(":")
             holes.append((int(a), int(b)))
-        last = store.last_trade_ms(self.db, inst)
-        watermark = min(wm, last) if last is not None else 0
+        watermark = min(wm, newest) if newest is not None else 0
         return Coverage(
             covered_from=min(known) if known else None,
             watermark=watermark,
             holes=holes,
             now_ms=max(self.clock(), watermark),
         )
+
+    def _newest(self, inst: str, minutes: set[int]) -> int | None:
+        """Newest trade time the rebuild has seen stored: every stored trade marks its minute
+        dirty, so the newest dirty minute's trades hold it (cached in derive:newest)."""
+        known = _int(self.state.hget(keys.DERIVE_NEWEST, inst))
+        if minutes and (known is None or max(minutes) + bars.MINUTE > known):
+            top = max(minutes)
+            found = [
+                int(t["ts"]) for t in store.trades_between(self.db, inst, top, top + bars.MINUTE)
+            ]
+            if known is None and not found:
+                found = [v for v in (store.last_trade_ms(self.db, inst),) if v is not None]
+            if found and (known is None or max(found) > known):
+                known = max(found)
+                self.state.hset(keys.DERIVE_NEWEST, inst, str(known))
+        return known
 
     def _audited_minutes(self, inst: str) -> tuple[set[int], int | None]:
         audited = _int(self.ledger.hget(keys.audit(inst), "validated_until"))
@@ -152,15 +178,21 @@ class Rebuilder:
         wms = self._watermarks()
         open_holes = self._open_holes()
         counts = Counts(dirty=len(claimed))
+        seen = {i: _int(v) or 0 for i, v in _hash(self.state.hgetall(keys.DERIVE_SEEN_WM)).items()}
         for inst in sorted(set(minutes) | set(wms)):
             audited_minutes, audited = self._audited_minutes(inst)
             todo = minutes[inst] | audited_minutes
-            cov = self.coverage(inst, wms.get(inst, 0), open_holes.get(inst, []))
+            wm = wms.get(inst, 0)
+            if not todo and wm == seen.get(inst) and not open_holes.get(inst):
+                continue  # nothing new: no dirty minute, the watermark has not moved
+            newest = self._newest(inst, todo)
+            cov = self.coverage(inst, wm, open_holes.get(inst, []), newest)
             counts.candles += self.rebuild_candles(inst, todo, cov)
             counts.vwap += self.rebuild_vwap(inst, todo, cov)
             counts.flagged += self.reflag(inst, cov)
             if audited is not None:
                 self.state.hset(keys.VALIDATED_UNTIL_KEY, inst, str(audited))
+            self.state.hset(keys.DERIVE_SEEN_WM, inst, str(wm))
             counts.instruments += 1
         counts.cleared = dirty.done(self.state, claimed)
         return counts
@@ -181,33 +213,42 @@ class Rebuilder:
                     docs.append(candle_doc(inst, bars.BASE_BAR, minute, c, cov))
             existing = store.trade_candles(self.db, inst, bars.BASE_BAR, start, end)
             written += store.write_changed(coll, docs, existing)
-        for bar in self.bar_names:
-            if bar != bars.BASE_BAR:
-                written += self._rebuild_bar(inst, bar, minutes, cov)
-        return written
+        return written + self._rebuild_longer_bars(inst, minutes, cov)
 
-    def _rebuild_bar(self, inst: str, bar: str, minutes: set[int], cov: Coverage) -> int:
-        coll = self.db[keys.CANDLES_COLLECTION]
-        starts = bars.bars_containing(minutes, bar)
+    def _rebuild_longer_bars(self, inst: str, minutes: set[int], cov: Coverage) -> int:
+        """Every longer bar containing `minutes`, from its stored 1m candles: one read of the 1m
+        candles of the longest bars' span and one of the existing longer bars, per span."""
+        longer = [b for b in self.bar_names if b != bars.BASE_BAR]
+        if not longer:
+            return 0
+        widest = max(longer, key=bars.length_of)
         spans: list[tuple[int, int]] = []
-        for s in starts:
-            e = bars.end_of(bar, s)
+        for s in bars.bars_containing(minutes, widest):
+            e = bars.end_of(widest, s)
             if spans and spans[-1][1] == s:
                 spans[-1] = (spans[-1][0], e)
             else:
                 spans.append((s, e))
+        coll = self.db[keys.CANDLES_COLLECTION]
         written = 0
         for span_start, span_end in spans:
-            parts: dict[int, list[tuple[int, Any]]] = defaultdict(list)
-            for d in store.trade_candles(self.db, inst, bars.BASE_BAR, span_start, span_end):
-                ts = int(d["ts"])
-                parts[bars.start_of(bar, ts)].append((ts, from_doc(d)))
+            ones = [
+                (int(d["ts"]), from_doc(d))
+                for d in store.trade_candles(self.db, inst, bars.BASE_BAR, span_start, span_end)
+            ]
             docs = []
-            for s, ps in sorted(parts.items()):
-                c = combine(ps)
-                if c is not None:
-                    docs.append(candle_doc(inst, bar, s, c, cov))
-            existing = store.trade_candles(self.db, inst, bar, span_start, span_end)
+            for bar in longer:
+                wanted = set(bars.bars_containing(minutes, bar))
+                parts: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+                for ts, c in ones:
+                    start = bars.start_of(bar, ts)
+                    if start in wanted:
+                        parts[start].append((ts, c))
+                for start, ps in sorted(parts.items()):
+                    combined = combine(ps)
+                    if combined is not None:
+                        docs.append(candle_doc(inst, bar, start, combined, cov))
+            existing = store.trade_candles(self.db, inst, longer, span_start, span_end)
             written += store.write_changed(coll, docs, existing)
         return written
 
@@ -230,16 +271,18 @@ class Rebuilder:
             spans.append((ext_from, ext_to))
         coll = self.db[keys.VWAP_COLLECTION]
         written = 0
+        latest: dict | None = None
         for a, b in merge_spans(spans):
             trades = store.trades_between(self.db, inst, a - w + 1, b + 1)
             docs = [vw.vwap_doc(inst, m, w) for m in vw.marks(trades, a, b, w)]
             written += store.write_changed(coll, docs, store.vwap_between(self.db, inst, a, b))
+            if docs and (latest is None or docs[-1]["ts"] > latest["ts"]):
+                latest = docs[-1]
         if ext_from <= ext_to:
             self.state.hset(keys.DERIVE_VWAP_UNTIL, inst, str(ext_to))
-        if written:
-            latest = store.latest_vwap(self.db, inst)
-            if latest is not None:
-                self.state.hset(keys.vwap_key(inst), mapping=vw.redis_fields(latest))
+        shown = _int(self.state.hget(keys.vwap_key(inst), "ts"))
+        if latest is not None and (shown is None or latest["ts"] >= shown):
+            self.state.hset(keys.vwap_key(inst), mapping=vw.redis_fields(latest))
         return written
 
     def reflag(self, inst: str, cov: Coverage) -> int:

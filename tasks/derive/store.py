@@ -36,11 +36,13 @@ def first_trade_ms(db: Any, inst_id: str) -> int | None:
     return int(doc["ts"]) if doc else None
 
 
-def trade_candles(db: Any, inst_id: str, bar: str, start_ms: int, end_ms: int) -> list[dict]:
-    """Stored trades candles of `bar` with start_ms <= ts < end_ms."""
+def trade_candles(
+    db: Any, inst_id: str, bar: str | list[str], start_ms: int, end_ms: int
+) -> list[dict]:
+    """Stored trades candles of `bar` (or of several bars) with start_ms <= ts < end_ms."""
     query = {
         "instId": inst_id,
-        "bar": bar,
+        "bar": bar if isinstance(bar, str) else {"$in": bar},
         "source": SOURCE,
         "dt": {"$gte": _dt(start_ms), "$lt": _dt(end_ms)},
     }
