@@ -85,3 +85,62 @@ def runs(minutes: set[int] | list[int]) -> list[tuple[int, int]]:
 def overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
     """Does [start, end) share an instant with any closed span [s, e] (a gap's start..end)?"""
     return any(s < end and e >= start for s, e in spans)
+
+
+# Each longer bar is built from a few bars of the next shorter size that tile it exactly (6H and
+# longer HK bars start at 16:00 UTC, a multiple of 2H and 4H): a rebuilt day reads six 4H bars.
+CHILD_OF: dict[str, str] = {
+    "3m": "1m",
+    "5m": "1m",
+    "15m": "5m",
+    "30m": "15m",
+    "1H": "30m",
+    "2H": "1H",
+    "4H": "2H",
+    "6H": "2H",
+    "12H": "6H",
+    "1D": "4H",
+    "2D": "1D",
+    "3D": "1D",
+    "1W": "1D",
+    "6Hutc": "2H",
+    "12Hutc": "6Hutc",
+    "1Dutc": "4H",
+    "2Dutc": "1Dutc",
+    "3Dutc": "1Dutc",
+    "1Wutc": "1Dutc",
+}
+
+
+def build_order(wanted: tuple[str, ...] | list[str]) -> list[str]:
+    """The bars to build for `wanted`, each after the bar it is built from (1m first)."""
+    needed: set[str] = set()
+    for bar in wanted:
+        length_of(bar)
+        while bar != BASE_BAR:
+            needed.add(bar)
+            bar = CHILD_OF[bar]
+    return [BASE_BAR] + sorted(needed, key=lambda b: (length_of(b), b))
+
+
+def spans(starts: list[int] | set[int], bar: str) -> list[tuple[int, int]]:
+    """[start, end) ranges of consecutive `bar`s starting at `starts`, merged, sorted."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(starts)):
+        e = end_of(bar, s)
+        if out and out[-1][1] >= s:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge overlapping or touching [start, end) ranges."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

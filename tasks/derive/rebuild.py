@@ -32,7 +32,8 @@ from core import keys
 from okx.clock import now_ms as wall_ms
 from tasks.derive import bars, dirty, store
 from tasks.derive import vwap as vw
-from tasks.derive.ohlcv import SOURCE, Coverage, candle_doc, combine, flags, from_doc, from_trades
+from tasks.derive.build import TradeCache, build_candles, build_vwap
+from tasks.derive.ohlcv import Coverage, flags
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class Rebuilder:
         clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.db, self.state, self.ledger = db, state, ledger
-        self.window_ms, self.batch, self.bar_names, self.clock = window_ms, batch, bar_names, clock
+        self.window_ms, self.batch, self.clock = window_ms, batch, clock
+        self.bar_names = bars.build_order(bar_names)
 
     # ----- inputs ----------------------------------------------------------------------------
     def _watermarks(self) -> dict[str, int]:
@@ -117,9 +119,7 @@ class Rebuilder:
                     holes[g.get("instId", "")].append((start, end))
         return holes
 
-    def coverage(
-        self, inst: str, wm: int, open_holes: list[tuple[int, int]], newest: int | None
-    ) -> Coverage:
+    def _covered_from(self, inst: str) -> int | None:
         first = _int(self.state.hget(keys.DERIVE_FIRST_TRADE, inst))
         if first is None:
             first = store.first_trade_ms(self.db, inst)  # read once, then cached
@@ -128,32 +128,25 @@ class Rebuilder:
         # a filled backfill reaching further back than the first trade: known from its start
         backfilled = _int(self.state.hget(keys.DERIVE_COVERED_FROM, inst))
         known = [v for v in (first, backfilled) if v is not None]
+        return min(known) if known else None
+
+    def _holes(self, inst: str, open_holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
         holes = list(open_holes)
         for m in self.state.zrange(keys.derive_holes(inst), 0, -1):
             a, _, b = _s(m).partition(":")
             holes.append((int(a), int(b)))
-        watermark = min(wm, newest) if newest is not None else 0
-        return Coverage(
-            covered_from=min(known) if known else None,
-            watermark=watermark,
-            holes=holes,
-            now_ms=max(self.clock(), watermark),
-        )
+        return holes
 
-    def _newest(self, inst: str, minutes: set[int]) -> int | None:
+    def _newest(self, inst: str, cache: TradeCache) -> int | None:
         """Newest trade time the rebuild has seen stored: every stored trade marks its minute
-        dirty, so the newest dirty minute's trades hold it (cached in derive:newest)."""
+        dirty, so the dirty minutes' trades (in the cache) hold it; cached in derive:newest."""
         known = _int(self.state.hget(keys.DERIVE_NEWEST, inst))
-        if minutes and (known is None or max(minutes) + bars.MINUTE > known):
-            top = max(minutes)
-            found = [
-                int(t["ts"]) for t in store.trades_between(self.db, inst, top, top + bars.MINUTE)
-            ]
-            if known is None and not found:
-                found = [v for v in (store.last_trade_ms(self.db, inst),) if v is not None]
-            if found and (known is None or max(found) > known):
-                known = max(found)
-                self.state.hset(keys.DERIVE_NEWEST, inst, str(known))
+        found = cache.newest(inst)
+        if known is None and found is None:
+            found = store.last_trade_ms(self.db, inst)
+        if found is not None and (known is None or found > known):
+            known = found
+            self.state.hset(keys.DERIVE_NEWEST, inst, str(known))
         return known
 
     def _audited_minutes(self, inst: str) -> tuple[set[int], int | None]:
@@ -161,12 +154,22 @@ class Rebuilder:
         done = _int(self.state.hget(keys.VALIDATED_UNTIL_KEY, inst))
         if audited is None or (done is not None and audited <= done):
             return set(), None
-        start = done if done is not None else store.first_trade_ms(self.db, inst)
+        start = done if done is not None else self._covered_from(inst)
         if start is None:
             return set(), audited
         start = max(start, audited - bars.DAY)
         first, last = bars.minute_of(start), bars.minute_of(audited)
         return set(range(first, last + 1, bars.MINUTE)), audited
+
+    def _extension(self, until: int | None, covered: int | None, top: int) -> tuple[int, int]:
+        """[from, to] of the new VWAP marks (from > to: none)."""
+        if until is not None:
+            start = until + bars.SECOND
+        elif covered is not None:
+            start = vw.first_mark(covered)
+        else:
+            return top + 1, top
+        return start, min(top, start + MAX_EXTEND_MS)
 
     # ----- the run -----------------------------------------------------------------------------
     def run(self) -> Counts:
@@ -177,121 +180,90 @@ class Rebuilder:
             minutes[inst].add(minute)
         wms = self._watermarks()
         open_holes = self._open_holes()
+        seen = {i: _int(v) for i, v in _hash(self.state.hgetall(keys.DERIVE_SEEN_WM)).items()}
         counts = Counts(dirty=len(claimed))
-        seen = {i: _int(v) or 0 for i, v in _hash(self.state.hgetall(keys.DERIVE_SEEN_WM)).items()}
+        todo: dict[str, set[int]] = {}
+        audited_at: dict[str, int] = {}
         for inst in sorted(set(minutes) | set(wms)):
             audited_minutes, audited = self._audited_minutes(inst)
-            todo = minutes[inst] | audited_minutes
-            wm = wms.get(inst, 0)
-            if not todo and wm == seen.get(inst) and not open_holes.get(inst):
+            work = minutes.get(inst, set()) | audited_minutes
+            if not work and wms.get(inst, 0) == seen.get(inst) and not open_holes.get(inst):
                 continue  # nothing new: no dirty minute, the watermark has not moved
-            newest = self._newest(inst, todo)
-            cov = self.coverage(inst, wm, open_holes.get(inst, []), newest)
-            counts.candles += self.rebuild_candles(inst, todo, cov)
-            counts.vwap += self.rebuild_vwap(inst, todo, cov)
-            counts.flagged += self.reflag(inst, cov)
+            todo[inst] = work
             if audited is not None:
-                self.state.hset(keys.VALIDATED_UNTIL_KEY, inst, str(audited))
-            self.state.hset(keys.DERIVE_SEEN_WM, inst, str(wm))
-            counts.instruments += 1
+                audited_at[inst] = audited
+        if todo:
+            self._rebuild(todo, wms, open_holes, counts)
+        for inst in todo:
+            if inst in audited_at:
+                self.state.hset(keys.VALIDATED_UNTIL_KEY, inst, str(audited_at[inst]))
+            self.state.hset(keys.DERIVE_SEEN_WM, inst, str(wms.get(inst, 0)))
+        counts.instruments = len(todo)
         counts.cleared = dirty.done(self.state, claimed)
         return counts
 
-    def rebuild_candles(self, inst: str, minutes: set[int], cov: Coverage) -> int:
-        if not minutes:
-            return 0
-        coll = self.db[keys.CANDLES_COLLECTION]
-        written = 0
-        for start, end in bars.runs(minutes):
-            by_minute: dict[int, list[dict]] = defaultdict(list)
-            for t in store.trades_between(self.db, inst, start, end):
-                by_minute[bars.minute_of(int(t["ts"]))].append(t)
-            docs = []
-            for minute, trades in sorted(by_minute.items()):
-                c = from_trades(trades)
-                if c is not None:
-                    docs.append(candle_doc(inst, bars.BASE_BAR, minute, c, cov))
-            existing = store.trade_candles(self.db, inst, bars.BASE_BAR, start, end)
-            written += store.write_changed(coll, docs, existing)
-        return written + self._rebuild_longer_bars(inst, minutes, cov)
-
-    def _rebuild_longer_bars(self, inst: str, minutes: set[int], cov: Coverage) -> int:
-        """Every longer bar containing `minutes`, from its stored 1m candles: one read of the 1m
-        candles of the longest bars' span and one of the existing longer bars, per span."""
-        longer = [b for b in self.bar_names if b != bars.BASE_BAR]
-        if not longer:
-            return 0
-        widest = max(longer, key=bars.length_of)
-        spans: list[tuple[int, int]] = []
-        for s in bars.bars_containing(minutes, widest):
-            e = bars.end_of(widest, s)
-            if spans and spans[-1][1] == s:
-                spans[-1] = (spans[-1][0], e)
-            else:
-                spans.append((s, e))
-        coll = self.db[keys.CANDLES_COLLECTION]
-        written = 0
-        for span_start, span_end in spans:
-            ones = [
-                (int(d["ts"]), from_doc(d))
-                for d in store.trade_candles(self.db, inst, bars.BASE_BAR, span_start, span_end)
-            ]
-            docs = []
-            for bar in longer:
-                wanted = set(bars.bars_containing(minutes, bar))
-                parts: dict[int, list[tuple[int, Any]]] = defaultdict(list)
-                for ts, c in ones:
-                    start = bars.start_of(bar, ts)
-                    if start in wanted:
-                        parts[start].append((ts, c))
-                for start, ps in sorted(parts.items()):
-                    combined = combine(ps)
-                    if combined is not None:
-                        docs.append(candle_doc(inst, bar, start, combined, cov))
-            existing = store.trade_candles(self.db, inst, longer, span_start, span_end)
-            written += store.write_changed(coll, docs, existing)
-        return written
-
-    def rebuild_vwap(self, inst: str, minutes: set[int], cov: Coverage) -> int:
+    def _rebuild(
+        self,
+        todo: dict[str, set[int]],
+        wms: dict[str, int],
+        open_holes: dict[str, list[tuple[int, int]]],
+        counts: Counts,
+    ) -> None:
         w = self.window_ms
-        until = _int(self.state.hget(keys.DERIVE_VWAP_UNTIL, inst))
-        top = cov.watermark - cov.watermark % bars.SECOND
-        spans: list[tuple[int, int]] = []
-        if until is not None:
-            for start, end in bars.runs(minutes):
-                # a trade at t is in the windows of the marks t <= m < t + w
-                hi = min(end - 1 + w - 1, until)
-                if start <= hi:
-                    spans.append((start, hi))
-            ext_from = until + bars.SECOND
-        else:
-            ext_from = vw.first_mark(cov.covered_from) if cov.covered_from is not None else top + 1
-        ext_to = min(top, ext_from + MAX_EXTEND_MS)
-        if ext_from <= ext_to:
-            spans.append((ext_from, ext_to))
-        coll = self.db[keys.VWAP_COLLECTION]
-        written = 0
-        latest: dict | None = None
-        for a, b in merge_spans(spans):
-            trades = store.trades_between(self.db, inst, a - w + 1, b + 1)
-            docs = [vw.vwap_doc(inst, m, w) for m in vw.marks(trades, a, b, w)]
-            written += store.write_changed(coll, docs, store.vwap_between(self.db, inst, a, b))
-            if docs and (latest is None or docs[-1]["ts"] > latest["ts"]):
-                latest = docs[-1]
-        if ext_from <= ext_to:
-            self.state.hset(keys.DERIVE_VWAP_UNTIL, inst, str(ext_to))
-        shown = _int(self.state.hget(keys.vwap_key(inst), "ts"))
-        if latest is not None and (shown is None or latest["ts"] >= shown):
-            self.state.hset(keys.vwap_key(inst), mapping=vw.redis_fields(latest))
-        return written
+        insts = sorted(todo)
+        covered = {i: self._covered_from(i) for i in insts}
+        untils = {i: _int(self.state.hget(keys.DERIVE_VWAP_UNTIL, i)) for i in insts}
+        ranges: list[tuple[int, int]] = []
+        for inst in insts:
+            ranges += [(s - w, e + w) for s, e in bars.runs(todo[inst])]
+            wm = wms.get(inst, 0)
+            a, b = self._extension(untils[inst], covered[inst], wm - wm % bars.SECOND)
+            if a <= b:
+                ranges.append((a - w, b + 1))
+        cache = TradeCache(self.db, insts, ranges)
+        covs: dict[str, Coverage] = {}
+        for inst in insts:
+            newest = self._newest(inst, cache)
+            watermark = min(wms.get(inst, 0), newest) if newest is not None else 0
+            covs[inst] = Coverage(
+                covered_from=covered[inst],
+                watermark=watermark,
+                holes=self._holes(inst, open_holes.get(inst, [])),
+                now_ms=max(self.clock(), watermark),
+            )
+        counts.candles = build_candles(self.db, todo, covs, cache, self.bar_names)
+        spans: dict[str, list[tuple[int, int]]] = {}
+        new_until: dict[str, int] = {}
+        for inst in insts:
+            wm = covs[inst].watermark
+            until = untils[inst]
+            inst_spans = []
+            if until is not None:
+                for start, end in bars.runs(todo[inst]):
+                    # a trade at t is in the windows of the marks t <= m < t + w
+                    hi = min(end - 1 + w - 1, until)
+                    if start <= hi:
+                        inst_spans.append((start, hi))
+            a, b = self._extension(until, covered[inst], wm - wm % bars.SECOND)
+            if a <= b:
+                inst_spans.append((a, b))
+                new_until[inst] = b
+            spans[inst] = merge_spans(inst_spans)
+        counts.vwap, latest = build_vwap(self.db, spans, cache, w)
+        for inst, b in new_until.items():
+            self.state.hset(keys.DERIVE_VWAP_UNTIL, inst, str(b))
+        for inst, doc in latest.items():
+            shown = _int(self.state.hget(keys.vwap_key(inst), "ts"))
+            if shown is None or doc["ts"] >= shown:
+                self.state.hset(keys.vwap_key(inst), mapping=vw.redis_fields(doc))
+        counts.flagged = self.reflag(insts, covs)
 
-    def reflag(self, inst: str, cov: Coverage) -> int:
+    def reflag(self, insts: list[str], covs: dict[str, Coverage]) -> int:
+        """complete/final of the trades candles not final yet, as the coverage says now."""
         coll = self.db[keys.CANDLES_COLLECTION]
         changed = 0
-        for d in store.unfinal_candles(self.db, inst):
-            if d.get("source") != SOURCE:
-                continue
-            complete, final = flags(d["bar"], int(d["ts"]), cov)
+        for d in store.unfinal_candles(self.db, insts):
+            complete, final = flags(d["bar"], int(d["ts"]), covs[d["instId"]])
             if (complete, final) != (d.get("complete"), d.get("final")):
                 store.set_flags(coll, d["_id"], complete, final)
                 changed += 1
