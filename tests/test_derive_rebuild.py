@@ -18,7 +18,7 @@ from tasks.derive import bars, dirty, ohlcv
 from tasks.derive.rebuild import Rebuilder
 from tasks.derive.tasks import run_locked
 from tasks.writers import Store
-from tasks.writers.mongo_history import mark_trades_validated
+from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 
 pytestmark = pytest.mark.integration  # a real redis-server
 
@@ -49,10 +49,19 @@ def make_trades(n, start=H0 + 30_000, span=20 * bars.MINUTE, seed=7):
     return out
 
 
-@pytest.fixture
-def env(redis_url):
+@pytest.fixture(params=["mongomock", "wire"])
+def env(request, redis_url):
+    """mongomock, and real pymongo against the MongoDB wire-protocol server with the indexes."""
     r = redis.Redis.from_url(redis_url)
-    db = mongomock.MongoClient()["okex"]
+    if request.param == "wire":
+        from pymongo import MongoClient
+
+        uri = request.getfixturevalue("mongodb_uri")
+        client = MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+        db = client.get_default_database()
+        ensure_indexes(db)
+    else:
+        db = mongomock.MongoClient()["okex"]
     store = Store(db, r, WorkerSettings(books_sample_ms=0))
     clock = {"now": H0}
     rb = Rebuilder(db, r, r, window_ms=W, clock=lambda: clock["now"])
@@ -222,6 +231,7 @@ def test_the_audit_flips_vwap_to_validated_and_sets_validated_until(env):
     for d in db.vwap.find({"instId": INST}):
         # validated exactly when the window's trades are all at or before the audited time
         window = [t for t in trades if d["ts"] - W < int(t["ts"]) <= d["ts"]]
+        assert type(d["validated"]) is bool
         assert d["validated"] is all(int(t["ts"]) <= audited for t in window), d["ts"]
     assert db.vwap.count_documents({"validated": True, "ts": {"$gt": audited + W}}) == 0
     assert db.vwap.count_documents({"validated": True}) > 500

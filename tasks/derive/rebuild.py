@@ -265,6 +265,6 @@ class Rebuilder:
         for d in store.unfinal_candles(self.db, insts):
             complete, final = flags(d["bar"], int(d["ts"]), covs[d["instId"]])
             if (complete, final) != (d.get("complete"), d.get("final")):
-                store.set_flags(coll, d["_id"], complete, final)
+                store.set_flags(coll, d, complete, final)
                 changed += 1
         return changed

@@ -107,8 +107,10 @@ def write_changed(collection: Any, docs: Iterable[dict], existing: Iterable[dict
     return len(new) + len(changed)
 
 
-def set_flags(collection: Any, doc_id: str, complete: bool, final: bool) -> None:
-    collection.update_one({"_id": doc_id}, {"$set": {"complete": complete, "final": final}})
+def set_flags(collection: Any, doc: dict, complete: bool, final: bool) -> None:
+    """Replace the whole document rather than `$set` the two booleans: the wire-protocol test
+    server (nx-27017) stores a `$set` boolean as an integer, and readers query `final: false`."""
+    collection.replace_one({"_id": doc["_id"]}, {**doc, "complete": complete, "final": final})
 
 
 def last_trade_ms(db: Any, inst_id: str) -> int | None:

@@ -34,6 +34,13 @@ class Mark:
     validated: bool
 
 
+def is_validated(trade: Mapping[str, Any]) -> bool:
+    """validated: true. The wire-protocol test server (nx-27017) hands back a `$set` true as 1,
+    so 1 counts too; anything else (False, missing, "true") does not."""
+    v = trade.get("validated")
+    return v is True or (type(v) is int and v == 1)
+
+
 def first_mark(ts: int) -> int:
     """The first second mark at or after `ts`."""
     return -(-ts // bars.SECOND) * bars.SECOND
@@ -51,7 +58,7 @@ def marks(trades: Sequence[Mapping[str, Any]], start: int, end: int, window_ms: 
         px, sz = Decimal(str(t["px"])), Decimal(str(t["sz"]))
         num.append(EXACT.add(num[-1], EXACT.multiply(px, sz)))
         den.append(EXACT.add(den[-1], sz))
-        unval.append(unval[-1] + (0 if t.get("validated") is True else 1))
+        unval.append(unval[-1] + (0 if is_validated(t) else 1))
     out = []
     m = first_mark(start)
     while m <= end:
