@@ -1,10 +1,13 @@
 """Candles from trades and the rolling VWAP end to end: okxsim (9 instruments, a fast clock), the
-real feeder, a real Celery worker (in-process, solo pool, both queues, mongomock shared with the
-test) and a real `celery beat` (RedBeat) process sending the rebuild every second.
+real feeder, a real Celery worker (in-process, solo pool, both queues), pymongo against the
+MongoDB wire-protocol server (`mongodb_uri`, the indexes created) and a real `celery beat`
+(RedBeat) process sending the rebuild every two seconds.
 
 The clock runs at 40x: twelve simulated minutes of trading take about eighteen seconds, so the
-run holds 1m and 5m bars by the dozen and one or two 1H bars (the first reaches back to the hour
-before okxsim started: a manual backfill from that hour's start makes it complete)."""
+run holds 1m and 5m bars by the dozen and two 1H bars per instrument: okxsim's clock jumps to
+two minutes before an hour, so the second one is complete (its trades known from its start on)
+though not over; it is compared with okxsim's forming bar once the market is paused. About
+60 s in all."""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ from bisect import bisect_right
 from decimal import Decimal
 from fractions import Fraction
 
-import mongomock
 import pytest
 import redis
+from pymongo import MongoClient
 
 from core import keys
 from core.contract import AUDIT_TASK, BACKFILL_QUEUE
@@ -26,6 +29,7 @@ from okxsim.config import DEFAULT_INSTRUMENTS
 from tasks.app import app
 from tasks.backfill import context
 from tasks.derive import bars
+from tasks.writers.mongo_history import ensure_indexes
 from tests.feeder_fixtures import gaps
 from tests.polling import wait_for
 from tests.test_backfill_integration import (
@@ -124,6 +128,7 @@ def test_candles_and_vwap_from_trades_match_okxsim_and_an_independent_computatio
     redis_url,
     tmp_path,
     monkeypatch,
+    mongodb_uri,
 ):
     sim = sim_factory(
         instruments=DEFAULT_INSTRUMENTS, clock_speed=40, rate=0.2, tick_ms=25, bot_interval_s=0
@@ -137,14 +142,22 @@ def test_candles_and_vwap_from_trades_match_okxsim_and_an_independent_computatio
     sim_start = sim_now(sim)
     broker = redis.Redis.from_url(redis_url)
     state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
-    mongo = mongomock.MongoClient()
-    db = mongo["okex"]
+    mongo = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    db = mongo.get_default_database()
+    ensure_indexes(db)
     # the audit and the rebuild run on okxsim's clock (40x ahead of the wall clock)
     monkeypatch.setattr("tasks.backfill.tasks.now_ms", lambda: sim_now(sim))
     beat, beat_log = start_beat(redis_url, tmp_path / "beat.log")
     try:
         with running_worker(
-            redis_url, sim, mongo, state, vwap_window_s=W_S, audit_lag_s=1, audit_window_s=7200
+            redis_url,
+            sim,
+            mongo,
+            state,
+            mongodb_db=db.name,
+            vwap_window_s=W_S,
+            audit_lag_s=1,
+            audit_window_s=7200,
         ):
             feeder_factory(
                 sim, redis_url, channels="trades-all", instruments=",".join(DEFAULT_INSTRUMENTS)
@@ -179,7 +192,7 @@ def test_candles_and_vwap_from_trades_match_okxsim_and_an_independent_computatio
             assert db.trades.find_one({"ts": {"$lt": str(boundary)}}) is not None
             fault(sim, kind="pause", seconds=600)
             try:
-                wait_for(lambda: caught_up(broker, state), 40, interval=0.3, what="rebuild")
+                wait_for(lambda: caught_up(broker, state), 60, interval=0.3, what="rebuild")
             except AssertionError:
                 raise AssertionError(f"{lag(broker, state)}; beat: {beat_tail(tmp_path)}") from None
 
