@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
+from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from core import keys
@@ -102,8 +103,15 @@ def write_changed(collection: Any, docs: Iterable[dict], existing: Iterable[dict
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             changed += [new[e["index"]] for e in errors]
-    for doc in changed:
-        collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    if changed and isinstance(collection, Collection):
+        # pymongo: one round trip for them all (a late trade rewrites five minutes of marks)
+        collection.bulk_write(
+            [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in changed], ordered=False
+        )
+    else:
+        # mongomock 4.3 cannot run bulk ReplaceOne on pymongo >= 4.10: one at a time
+        for doc in changed:
+            collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
     return len(new) + len(changed)
 
 
