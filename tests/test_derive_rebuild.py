@@ -276,3 +276,17 @@ def test_only_one_rebuild_runs_at_a_time(env):
     r.delete(keys.DERIVE_LOCK)
     out = run_locked(rb, 60_000)
     assert out is not None and out["dirty"] > 0 and r.get(keys.DERIVE_LOCK) is None
+
+
+@pytest.mark.parametrize("field", ["vwap_window_s", "derive_batch"])
+def test_a_window_or_batch_that_is_not_positive_is_a_clear_config_error(field):
+    from core import settings as settings_mod
+    from core.errors import ConfigError
+    from tasks.derive.tasks import rebuilder
+
+    settings_mod.use(WorkerSettings(**{field: 0}))
+    try:
+        with pytest.raises(ConfigError, match="must be positive"):
+            rebuilder()
+    finally:
+        settings_mod.use(None)

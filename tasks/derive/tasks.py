@@ -17,6 +17,7 @@ from celery import Task
 from core import keys
 from core import settings as settings_mod
 from core.contract import DERIVE_TASK
+from core.errors import ConfigError
 from tasks import clients
 from tasks.app import app
 from tasks.backfill import context
@@ -38,6 +39,9 @@ class DeriveTask(Task):
 
 def rebuilder() -> Rebuilder:
     s = settings_mod.current()
+    for name, value in (("VWAP_WINDOW_S", s.vwap_window_s), ("DERIVE_BATCH", s.derive_batch)):
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value!r}")
     return Rebuilder(
         clients.mongo_db(),
         clients.state_redis(),

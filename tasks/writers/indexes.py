@@ -27,7 +27,10 @@ from core.keys import (
 # them. candles' unique (instId, bar, ts) admitted one candle per bar, so a candle built from
 # trades (`source: "trades"`) could not sit beside OKX's own; the key now ends with `source`
 # (missing on OKX's candles, so theirs stay unique as before).
-RETIRED: dict[str, tuple[str, ...]] = {CANDLES: ("natural_key",)}
+# Matched by key, not by name (nx-27017, the offline stand-in, names indexes itself).
+RETIRED: dict[str, list[list[tuple[str, int]]]] = {
+    CANDLES: [[("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)]],
+}
 
 
 def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:

@@ -79,10 +79,10 @@ def ensure_indexes(db: Any, *, books_retention_s: int = 0) -> list[str]:
     """Create every index of indexes.indexes() (idempotent). Returns 'collection.name' created
     or kept."""
     done = []
-    for coll, names in RETIRED.items():
-        present = set(db[coll].index_information())
-        for name in set(names) & present:
-            db[coll].drop_index(name)
+    for coll, retired in RETIRED.items():
+        for name, info in db[coll].index_information().items():
+            if [(k, int(d)) for k, d in info["key"]] in retired:
+                db[coll].drop_index(name)
     for coll, models in indexes(books_retention_s).items():
         db[coll].create_indexes(models)
         done += [f"{coll}.{m.document['name']}" for m in models]
