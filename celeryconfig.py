@@ -15,6 +15,7 @@ from core.contract import (
     BACKFILL_ALIAS_TASK,
     BACKFILL_QUEUE,
     BACKFILL_TASK_GLOB,
+    DERIVE_TASK,
     FILLS_TASK,
     HISTORY_DRAIN_TASK,
     HISTORY_QUEUE,
@@ -116,6 +117,7 @@ task_routes = {
     # parked history drained into MongoDB (docs/history-path.md): its own queue, so a drain
     # waiting on a slow MongoDB is never in front of live batches
     HISTORY_TASK_GLOB: {"queue": HISTORY_QUEUE},
+    DERIVE_TASK: {"queue": BACKFILL_QUEUE},  # candles and VWAP from stored trades
 }
 task_create_missing_queues = True
 
@@ -160,6 +162,12 @@ beat_schedule: dict = {
         "task": HISTORY_DRAIN_TASK,
         "schedule": _s.history_drain_every_s,
         "options": {"queue": HISTORY_QUEUE, "expires": _s.history_drain_every_s * 0.9},
+    },
+    # candles from trades and the rolling VWAP of the minutes stored trades made dirty
+    "derive-rebuild": {
+        "task": DERIVE_TASK,
+        "schedule": _s.derive_every_s,
+        "options": {"queue": BACKFILL_QUEUE, "expires": _s.derive_every_s * 0.9},
     },
 }
 

@@ -73,6 +73,9 @@ SNAPSHOT_TASK = "tasks.backfill.snapshot_account"
 # Writes parked history into MongoDB and probes the breaker (kwargs: token, optional). Sent by an
 # ingest task when the breaker's probe is due or history is pending, and by beat as a safety net.
 HISTORY_DRAIN_TASK = "tasks.history.drain"
+# Beat: rebuild the candles and VWAP marks that stored trades made dirty (tasks/derive). It runs
+# on the backfill queue (longer than an ingest batch, and live state must never wait for it).
+DERIVE_TASK = "tasks.derive.rebuild"
 
 
 def make_batch(

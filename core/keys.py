@@ -66,10 +66,26 @@ CANDLES = "candles"
 GAPS = "gaps"
 FILLS = "fills"  # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
+VWAP = "vwap"  # rolling VWAP per instrument per second mark (tasks/derive)
+# The read side's names for them (docs: the shared contract of the read side)
+CANDLES_COLLECTION = CANDLES  # OKX's candles and (source "trades") candles built from trades
+VWAP_COLLECTION = VWAP
 
 # Every collection name. Not Redis keys: tests/test_layout_keys.py leaves these words alone
 # (they double as record kinds and channel names everywhere).
-COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS, DEAD_LETTERS)
+COLLECTIONS = (
+    ORDER,
+    BALANCE,
+    POSITION,
+    TRADES,
+    BOOKS,
+    TICKERS,
+    CANDLES,
+    GAPS,
+    FILLS,
+    DEAD_LETTERS,
+    VWAP,
+)
 
 # record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
@@ -221,6 +237,41 @@ def backfill_fills(inst_type: str) -> str:
 
 def audit(inst_id: str) -> str:
     return f"audit:{inst_id}"
+
+
+# ----- derived data (tasks/derive), on the current-state Redis ---------------------------------------
+# vwap:<instId>             hash vwap, ts, window_ms, n, validated ("1"/"0"): the latest mark
+# derive:validated_until    hash instId -> ms: VWAP marks up to here were recomputed with the
+#                           audit's validated flags
+# derive:dirty              zset "<instId>|<minute ms>" -> µs it was last marked (the trades
+#                           writer and backfill mark; the derive task rebuilds and removes)
+# derive:vwap_until         hash instId -> ms of the newest VWAP mark computed
+# derive:first_trade       hash instId -> ms of the first stored trade (read once)
+# derive:covered_from      hash instId -> ms: the earliest start of a filled trades backfill
+#                           (trades are known from the earlier of the two on)
+# derive:newest            hash instId -> ms of the newest stored trade the rebuild has seen
+# derive:seen_wm           hash instId -> the trades watermark at the last rebuild
+# derive:holes:<instId>     zset "<start>:<end>" -> start: unrepairable trade gaps (bars touching
+#                           them are incomplete for good)
+VWAP_PREFIX = "vwap:"
+DERIVE_PREFIX = "derive:"
+VALIDATED_UNTIL_KEY = f"{DERIVE_PREFIX}validated_until"
+DERIVE_DIRTY = f"{DERIVE_PREFIX}dirty"
+DERIVE_VWAP_UNTIL = f"{DERIVE_PREFIX}vwap_until"
+DERIVE_COVERED_FROM = f"{DERIVE_PREFIX}covered_from"
+DERIVE_NEWEST = f"{DERIVE_PREFIX}newest"
+DERIVE_FIRST_TRADE = f"{DERIVE_PREFIX}first_trade"
+DERIVE_SEEN_WM = f"{DERIVE_PREFIX}seen_wm"
+DERIVE_HOLES_PREFIX = f"{DERIVE_PREFIX}holes:"
+DERIVE_LOCK = f"{DERIVE_PREFIX}lock"  # one rebuild at a time (SET NX PX)
+
+
+def vwap_key(inst_id: str) -> str:
+    return f"{VWAP_PREFIX}{inst_id}"
+
+
+def derive_holes(inst_id: str) -> str:
+    return f"{DERIVE_HOLES_PREFIX}{inst_id}"
 
 
 # ----- REST rate limits (core/rest_limits.py) -----------------------------------------------------

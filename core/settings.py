@@ -363,6 +363,9 @@ class WorkerSettings:
     audit_lag_s: int = setting("AUDIT_LAG_S", 60)  # newest seconds left to the feed
     # "" = every instrument with a trades watermark
     audit_instruments: tuple[str, ...] = setting("AUDIT_INSTRUMENTS", ())
+    vwap_window_s: float = setting("VWAP_WINDOW_S", 300.0)  # derived data (docs/derived.md)
+    derive_every_s: float = setting("DERIVE_EVERY_S", 5.0)  # beat period of the rebuild
+    derive_batch: int = setting("DERIVE_BATCH", 2000)  # dirty minutes per rebuild at most
 
     # --- test-only hook (never set in production) ------------------------------------------------
     test_pause_after: int = setting("OKX_TEST_PAUSE_AFTER", 0)  # pause a batch after N records

@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["app"]
 
 # Imported with the app so that every task name is registered wherever the app is used.
-_TASK_MODULES = ("tasks.ingest", "tasks.backfill.tasks")
+_TASK_MODULES = ("tasks.ingest", "tasks.backfill.tasks", "tasks.derive.tasks")
 
 
 class _Package(ModuleType):

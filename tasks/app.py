@@ -36,7 +36,7 @@ registry.register(
 app = Celery("tasks")
 app.config_from_object("celeryconfig")
 # The task modules; they import `app` from here, so they are listed, not imported, at this point.
-app.conf.imports = ("tasks.ingest", "tasks.backfill.tasks")
+app.conf.imports = ("tasks.ingest", "tasks.backfill.tasks", "tasks.derive.tasks")
 
 # One structured, redacted log line per event in workers and beat (a Celery logging signal).
 import tasks.logging_setup  # noqa: E402,F401

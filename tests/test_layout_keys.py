@@ -418,6 +418,7 @@ def test_feeder_key_names_need_no_database_driver():
 
 def test_every_registered_task_is_named_in_the_contract():
     import tasks.backfill.tasks  # noqa: F401 - registers the backfill tasks
+    import tasks.derive.tasks  # noqa: F401 - registers the derive task
     import tasks.ingest  # noqa: F401 - registers the ingest tasks
     from tasks.app import app
 

@@ -297,7 +297,7 @@ def test_migrate_creates_indexes(capsys):
         from tasks.migrate import main
 
         assert main([]) == 0
-        assert "natural_key" in client["okex"]["candles"].index_information()
+        assert "natural_key_source" in client["okex"]["candles"].index_information()
         assert "migrate:" in capsys.readouterr().out
     finally:
         clients.install()

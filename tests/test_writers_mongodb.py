@@ -86,8 +86,25 @@ def test_books_sampling_and_unique_indexes(db):
     store = Store(db, fakeredis.FakeRedis(), Settings(books_sample_ms=1000))
     _write(store, "books", [book(ts=T0 + i * 100, seq=i) for i in range(25)])
     assert db["books"].count_documents({}) == 3
-    assert index_by_key(db["candles"], "instId", "bar", "ts").get("unique") is True
+    assert index_by_key(db["candles"], "instId", "bar", "ts", "source").get("unique") is True
     assert not index_by_key(db["books"], "instId", "channel", "dt").get("unique")
+
+
+def test_an_older_candles_unique_index_is_replaced(db):
+    # an older release's unique (instId, bar, ts) admitted no candle built from trades beside
+    # OKX's own (tasks/derive): ensure_indexes drops it, whatever the server named it
+    from pymongo import ASCENDING
+
+    db["candles"].drop_indexes()
+    db["candles"].create_index(
+        [("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)], unique=True
+    )
+    ensure_indexes(db)
+    keys = [[k for k, _ in i["key"]] for i in db["candles"].index_information().values()]
+    assert ["instId", "bar", "ts"] not in keys and ["instId", "bar", "ts", "source"] in keys
+    okx = {"_id": "BTC-USDT:1m:1", "instId": "BTC-USDT", "bar": "1m", "ts": "1"}
+    db["candles"].insert_many([okx, dict(okx, _id="BTC-USDT:1m:1:trades", source="trades")])
+    assert db["candles"].count_documents({"ts": "1"}) == 2
 
 
 def test_handle_batch_and_dead_letters(db):

@@ -66,6 +66,9 @@ def redis_dump(r) -> dict:
         t = r.type(key)
         if t == b"hash":
             out[key] = decode(r.hgetall(key))
+        elif key == keys.DERIVE_DIRTY.encode():
+            # rebuild requests: a redelivered batch asks again (a newer score), same minutes
+            out[key] = r.zrange(key, 0, -1)
         elif t == b"zset":
             out[key] = r.zrange(key, 0, -1, withscores=True)
         else:

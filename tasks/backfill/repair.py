@@ -38,7 +38,8 @@ from okx.backoff import backoff_delay
 from okx.clock import now_ms
 from tasks.backfill import plan as planning
 from tasks.backfill import snapshots
-from tasks.backfill.plan import Plan, Step
+from tasks.backfill.plan import TRADE_CHANNELS, Plan, Step
+from tasks.derive.dirty import gap_closed
 from tasks.writers.mongo_history import mark_trades_validated
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,8 @@ class Repairer:
         if not self.ledger.finish(gid, owner, self.clock(), status, reason):
             return Result(gid, "lost", "lease lost before finishing", written, attempts)
         GAPS_DONE.labels(gap.get("channel", ""), status).inc()
+        if self.state_redis is not None and gap.get("channel") in TRADE_CHANNELS:
+            gap_closed(self.state_redis, gap, status)  # its bars are rebuilt (tasks/derive)
         log_fn = log.info if status == "filled" and not reason else log.warning
         log_fn(
             "gap %s %s: %s %s %s..%s, %d records%s",

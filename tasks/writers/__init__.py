@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.settings import WorkerSettings as Settings
+from tasks.derive.dirty import mark_trades
 from tasks.writers.mongo_history import Written, insert_history, write_history
 from tasks.writers.redis_state import RedisState
 
@@ -69,6 +70,8 @@ class Store:
             )
             for kind, records in parts
         ]
+        # candles and VWAP of these minutes are rebuilt from the stored trades (tasks/derive)
+        mark_trades(self.state.client, [r for kind, rs in parts if kind == "trades" for r in rs])
         return [
             {
                 "records": len(records),

@@ -20,7 +20,17 @@ from core.keys import (
     POSITION,
     TICKERS,
     TRADES,
+    VWAP_COLLECTION,
 )
+
+# Indexes an older release created that the current definitions replace: ensure_indexes drops
+# them. candles' unique (instId, bar, ts) admitted one candle per bar, so a candle built from
+# trades (`source: "trades"`) could not sit beside OKX's own; the key now ends with `source`
+# (missing on OKX's candles, so theirs stay unique as before).
+# Matched by key, not by name (nx-27017, the offline stand-in, names indexes itself).
+RETIRED: dict[str, list[list[tuple[str, int]]]] = {
+    CANDLES: [[("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)]],
+}
 
 
 def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
@@ -71,14 +81,25 @@ def indexes(books_retention_s: int = 0) -> dict[str, list[IndexModel]]:
         ],
         CANDLES: [
             IndexModel(
-                [("instId", ASCENDING), ("bar", ASCENDING), ("ts", ASCENDING)],
+                [
+                    ("instId", ASCENDING),
+                    ("bar", ASCENDING),
+                    ("ts", ASCENDING),
+                    ("source", ASCENDING),
+                ],
                 unique=True,
-                name="natural_key",
+                name="natural_key_source",
             ),
             IndexModel(
                 [("instId", ASCENDING), ("bar", ASCENDING), ("dt", ASCENDING)], name="instId_bar_dt"
             ),
+            # the rebuild's "not final yet" pass
+            IndexModel(
+                [("instId", ASCENDING), ("source", ASCENDING), ("final", ASCENDING)],
+                name="instId_source_final",
+            ),
         ],
+        VWAP_COLLECTION: [IndexModel([("instId", ASCENDING), ("ts", ASCENDING)], name="instId_ts")],
         FILLS: [
             IndexModel(
                 [("instId", ASCENDING), ("tradeId", ASCENDING), ("ordId", ASCENDING)],

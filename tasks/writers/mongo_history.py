@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError
 
 from core import keys
 from tasks import documents
-from tasks.writers.indexes import indexes
+from tasks.writers.indexes import RETIRED, indexes
 
 DUPLICATE_KEY = 11000
 
@@ -79,6 +79,10 @@ def ensure_indexes(db: Any, *, books_retention_s: int = 0) -> list[str]:
     """Create every index of indexes.indexes() (idempotent). Returns 'collection.name' created
     or kept."""
     done = []
+    for coll, retired in RETIRED.items():
+        for name, info in db[coll].index_information().items():
+            if [(k, int(d)) for k, d in info["key"]] in retired:
+                db[coll].drop_index(name)
     for coll, models in indexes(books_retention_s).items():
         db[coll].create_indexes(models)
         done += [f"{coll}.{m.document['name']}" for m in models]
