@@ -57,10 +57,23 @@ CANDLES = "candles"
 GAPS = "gaps"
 FILLS = "fills"  # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
+VWAP_COLLECTION = "vwap"  # rolling VWAP per instrument and second mark (tasks/derive)
 
 # Every collection name. Not Redis keys: tests/test_layout_keys.py leaves these words alone
 # (they double as record kinds and channel names everywhere).
-COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS, DEAD_LETTERS)
+COLLECTIONS = (
+    ORDER,
+    BALANCE,
+    POSITION,
+    TRADES,
+    BOOKS,
+    TICKERS,
+    CANDLES,
+    GAPS,
+    FILLS,
+    DEAD_LETTERS,
+    VWAP_COLLECTION,
+)
 
 # record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
