@@ -204,6 +204,8 @@ def assert_row_is_doc(row: dict[str, Any], doc: dict[str, Any]) -> None:
             assert isinstance(v, str) and json.loads(v) == d, (name, v, d)
         elif isinstance(v, int) and not isinstance(v, bool) and isinstance(d, str):
             assert str(v) == d, (name, v, d)  # ms times: int64 from OKX's digit string
+        elif isinstance(v, int) and not isinstance(v, bool):  # pymongo's int64 is bson.Int64
+            assert isinstance(d, int) and not isinstance(d, bool) and v == d, (name, v, d)
         else:
             assert type(v) is type(d) and v == d, (name, v, d)
     for name in floats:

@@ -138,14 +138,16 @@ def _millis(v: Any) -> int | None:
         return None
     if type(v) is str and v.isascii() and v.isdigit():
         return int(v)
-    if type(v) is int:
-        return v
+    if isinstance(v, int) and not isinstance(v, bool):  # bson.Int64 too
+        return int(v)
     raise ValueError(f"expected milliseconds, got {v!r:.40}")
 
 
 def _int(v: Any) -> int | None:
-    if v is None or type(v) is int:
-        return v
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):  # pymongo decodes int64 as bson.Int64
+        return int(v)
     raise ValueError(f"expected an integer, got {v!r:.40}")
 
 
