@@ -236,7 +236,8 @@ def read_csv_bytes(data: bytes, kind: str) -> list[dict[str, Any]]:
     options = pacsv.ConvertOptions(
         column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
     )
-    table = pacsv.read_csv(io.BytesIO(data), convert_options=options)
+    parse = pacsv.ParseOptions(newlines_in_values=True)  # quoted text may hold newlines
+    table = pacsv.read_csv(io.BytesIO(data), parse_options=parse, convert_options=options)
     assert table.schema.names == schema.names
     return table.to_pylist()
 
