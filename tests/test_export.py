@@ -260,7 +260,7 @@ def expected(docs: list[dict[str, Any]], start: int, end: int, kind: str) -> lis
 def mongo(monkeypatch):
     """One mongomock client that the command line gets instead of pymongo's."""
     client = mongomock.MongoClient()
-    monkeypatch.setattr("tasks.clients.make_mongo_client", lambda *a, **k: client)
+    monkeypatch.setattr("tasks.export.cli.open_client", lambda *a, **k: client)
     return client
 
 

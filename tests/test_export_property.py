@@ -67,7 +67,7 @@ def test_files_hold_exactly_the_documents_of_the_range(docs, start, length, batc
     lo, hi = T0 + start, T0 + start + length
     want = expected(docs, lo, hi, "trades")
     with (
-        mock.patch("tasks.clients.make_mongo_client", lambda *a, **k: client),
+        mock.patch("tasks.export.cli.open_client", lambda *a, **k: client),
         tempfile.TemporaryDirectory() as where,
     ):
         for fmt in ("parquet", "csv"):

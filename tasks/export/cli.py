@@ -5,7 +5,8 @@ MONGODB_TIMEOUT_MS, MONGO_CLIENT_FACTORY), and runs the export under the house p
 core/cli_errors.py: operator errors are one line on stderr and exit 2 (a bad kind, time, range,
 bar or --out) or 1 (MongoDB unreachable, the disk failing mid-write); Ctrl-C is 130 and leaves
 no file behind. A progress bar goes to stderr when it is a terminal (not with --quiet), its
-total counted up front with count_documents on the export's own filter.
+total counted up front with count_documents on the export's own filter (only then: without a
+bar nothing needs the count).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def _export(args: argparse.Namespace) -> int:
     from core import settings
     from core.cli_errors import EXIT_FAILURE, report
     from core.errors import PlanError
-    from tasks.clients import make_mongo_client
     from tasks.export.query import COLLECTION, make_request
 
     req = make_request(
@@ -65,7 +65,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise PlanError("--batch-size must be at least 1")
     s = settings.current()
-    client = make_mongo_client(s.mongodb_uri, s.mongo_timeout_ms, s.mongo_client_factory)
+    client = open_client(s)
     try:
         collection = client[s.mongodb_db][COLLECTION[req.kind]]
         try:
@@ -91,23 +91,62 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+# One server operation of an export may take long where a worker's must not: counting or
+# sorting a big range on a slow server (nx-27017 counts 360,000 trades in ~40 s). Reaching the
+# server still fails within MONGODB_TIMEOUT_MS; a server that stops answering mid-export is
+# given this long per operation, and Ctrl-C ends the wait at any time.
+EXPORT_SOCKET_TIMEOUT_MS = 600_000
+
+
+def open_client(s: Any) -> Any:
+    """The export's MongoDB client: the MONGO_CLIENT_FACTORY's when one is set (offline
+    stand-ins), else pymongo's with the workers' connect timeouts and a long socket timeout."""
+    from tasks.clients import make_mongo_client
+
+    if s.mongo_client_factory:
+        return make_mongo_client(s.mongodb_uri, s.mongo_timeout_ms, s.mongo_client_factory)
+    from pymongo import MongoClient
+
+    return MongoClient(
+        s.mongodb_uri,
+        serverSelectionTimeoutMS=s.mongo_timeout_ms,
+        connectTimeoutMS=s.mongo_timeout_ms,
+        socketTimeoutMS=EXPORT_SOCKET_TIMEOUT_MS,
+        appname="okx-export",
+    )
+
+
 def _write(args: argparse.Namespace, req: Any, collection: Any) -> Any:
     from tasks.export.columns import arrow_schema
     from tasks.export.sinks import atomic_output, open_sink
-    from tasks.export.stream import BATCH_DOCS, count
+    from tasks.export.stream import BATCH_DOCS
 
     batch = args.batch_size or BATCH_DOCS
     if args.out == "-":
-        total = count(collection, req)
+        total = _total(args, req, collection)
         sink = open_sink("csv", sys.stdout.buffer, arrow_schema(req.kind))
         return _run(args, req, collection, sink, total, batch)
     with atomic_output(args.out) as tmp:  # a bad --out fails here, before MongoDB is asked
-        total = count(collection, req)
+        total = _total(args, req, collection)
         sink = open_sink(args.format, tmp, arrow_schema(req.kind))
         return _run(args, req, collection, sink, total, batch)
 
 
-def _run(args: argparse.Namespace, req: Any, collection: Any, sink: Any, total: int, batch: int):
+def _shows_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _total(args: argparse.Namespace, req: Any, collection: Any) -> int | None:
+    """The bar's total, counted only when there is a bar (a count is a second pass over the
+    range on the server)."""
+    from tasks.export.stream import count
+
+    return count(collection, req) if _shows_progress(args) else None
+
+
+def _run(
+    args: argparse.Namespace, req: Any, collection: Any, sink: Any, total: int | None, batch: int
+) -> Any:
     from tqdm import tqdm
 
     from tasks.export.stream import export_documents
@@ -118,7 +157,7 @@ def _run(args: argparse.Namespace, req: Any, collection: Any, sink: Any, total: 
         unit_scale=True,
         desc=f"{req.kind} {req.inst_id}",
         file=sys.stderr,
-        disable=args.quiet or not sys.stderr.isatty(),
+        disable=not _shows_progress(args),
         leave=True,
     )
     try:
