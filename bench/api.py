@@ -159,11 +159,13 @@ def latest_state(port: int, r: Any, rate: float, seconds: float) -> list[dict[st
     }
     rows = []
     for name, path in paths.items():
-        api_call = http_getter(port, path)
-        for _ in range(200):  # warm up: connection, threadpool, caches
-            api_call()
+        for _ in range(200):  # warm up
             direct[name]()
         d = paced(direct[name], rate, seconds)
+        # a fresh connection after the baseline (uvicorn closes one idle for 5 s)
+        api_call = http_getter(port, path)
+        for _ in range(200):  # warm up: connection, caches
+            api_call()
         a = paced(api_call, rate, seconds)
         rows.append(
             {
