@@ -32,6 +32,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds  # noqa: E402
 from core import keys  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -142,7 +143,7 @@ def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"web did not start; log:\n{log.read_text()[-2000:]}")
 
 
-def latest_state(port: int, r: Any, rate: float, seconds: float) -> list[dict[str, Any]]:
+def latest_state(port: int, pid: int, r: Any, rate: float, seconds: float) -> list[dict[str, Any]]:
     direct = {
         "ticker": lambda: r.hgetall(keys.ticker(INST)),
         "book": lambda: r.hgetall(keys.books5(INST)),
@@ -161,12 +162,16 @@ def latest_state(port: int, r: Any, rate: float, seconds: float) -> list[dict[st
     for name, path in paths.items():
         for _ in range(200):  # warm up
             direct[name]()
+        cpu0 = time.process_time()
         d = paced(direct[name], rate, seconds)
+        direct_cpu = (time.process_time() - cpu0) / len(d) * 1000
         # a fresh connection after the baseline (uvicorn closes one idle for 5 s)
         api_call = http_getter(port, path)
         for _ in range(200):  # warm up: connection, caches
             api_call()
+        server0 = cpu_seconds(pid)
         a = paced(api_call, rate, seconds)
+        server_cpu = (cpu_seconds(pid) - server0) / len(a) * 1000
         rows.append(
             {
                 "endpoint": name,
@@ -176,6 +181,10 @@ def latest_state(port: int, r: Any, rate: float, seconds: float) -> list[dict[st
                 "direct_p50_ms": round(statistics.median(d), 3),
                 "direct_p99_ms": round(_pct(d, 0.99), 3),
                 "p99_ratio": round(_pct(a, 0.99) / _pct(d, 0.99), 2),
+                # CPU per request: the web process's (from /proc), the direct reader's own;
+                # unlike latencies these hardly move with the machine's load
+                "server_cpu_ms": round(server_cpu, 3),
+                "direct_client_cpu_ms": round(direct_cpu, 3),
             }
         )
     return rows
@@ -269,7 +278,7 @@ def main() -> int:
         result = {
             "rate_per_s": args.rate,
             "seconds": args.seconds,
-            "latest_state": latest_state(port, r, args.rate, args.seconds),
+            "latest_state": latest_state(port, proc.pid, r, args.rate, args.seconds),
             "range_page": range_page(port, db),
             "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }
@@ -285,12 +294,14 @@ def main() -> int:
         return 0
     print(f"latest state at {args.rate:.0f} requests/s, {args.seconds:.0f} s each (ms)")
     print(
-        f"{'endpoint':<14} {'api p50':>8} {'api p99':>8} {'redis p50':>10} {'redis p99':>10} {'p99 x':>6}"
+        f"{'endpoint':<14} {'api p50':>8} {'api p99':>8} {'redis p50':>10} {'redis p99':>10} "
+        f"{'p99 x':>6} {'web cpu/req':>12} {'redis-py cpu/call':>18}"
     )
     for row in result["latest_state"]:
         print(
             f"{row['endpoint']:<14} {row['api_p50_ms']:>8} {row['api_p99_ms']:>8} "
-            f"{row['direct_p50_ms']:>10} {row['direct_p99_ms']:>10} {row['p99_ratio']:>6}"
+            f"{row['direct_p50_ms']:>10} {row['direct_p99_ms']:>10} {row['p99_ratio']:>6} "
+            f"{row['server_cpu_ms']:>12} {row['direct_client_cpu_ms']:>18}"
         )
     load = result["load_average_1m"]
     print(
