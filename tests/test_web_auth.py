@@ -127,3 +127,10 @@ def test_refusals_are_counted(stores):
     c.get("/api/v1/gaps")
     c.get("/api/v1/gaps", headers=basic(USER, "nope"))
     assert app.state.counters["auth_refused"] == 2 and app.state.counters["http_401"] == 2
+
+
+def test_unknown_api_paths_need_credentials_too(stores):
+    c = client_for(stores, ENV)
+    assert c.get("/api/v1/no-such-thing").status_code == 401  # no probing without credentials
+    assert c.get("/api/v1/no-such-thing", headers=BEARER).status_code == 404
+    assert c.get("/openapi.json").status_code == 200  # the description holds no data

@@ -1,7 +1,7 @@
 """The read API's FastAPI application: `create_app(stores, credentials, ...)`.
 
-Routers by concern under /api/v1: health (open), then, behind `require_auth`, current state
-(Redis), history (MongoDB), completeness (the gap ledger). OpenAPI at /openapi.json, docs at
+Routers by concern under /api/v1: health (open), then, behind the AuthGate middleware (web/auth.py),
+current state (Redis), history (MongoDB), completeness (the gap ledger). OpenAPI at /openapi.json, docs at
 /docs. Every refusal is `{"error": "<one line>"}` with its 4xx status, counted per status in
 `app.state.counters`; a bad query parameter FastAPI itself refuses is a 400 of the same shape.
 An unexpected exception is logged with its type and answered 500 `{"error": "internal error"}`:
@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from web import routes_completeness, routes_health, routes_history, routes_state
-from web.auth import Credentials
-from web.deps import WWW_AUTHENTICATE, require_auth
+from web.auth import AuthGate, Credentials
+from web.deps import WWW_AUTHENTICATE
 from web.params import ApiError
 from web.responses import Json
 from web.stores import Stores
@@ -102,9 +102,10 @@ def create_app(
     app.include_router(routes_health.router, prefix=API_PREFIX)
     # each router straight onto the app (no nesting: fewer routing layers per request); the
     # latest-state router first, as the busiest
-    auth = [Depends(require_auth)]
     for module in (routes_state, routes_history, routes_completeness):
-        app.include_router(module.router, prefix=API_PREFIX, dependencies=auth)
+        app.include_router(module.router, prefix=API_PREFIX)
+    # everything under /api/ but health needs credentials (web/auth.py)
+    app.add_middleware(AuthGate, credentials=credentials, counters=app.state.counters)
     # The dashboard helper adds here: app.include_router(dashboard.router)
     if flower is not None:
         from web.flower import proxy_router

@@ -19,6 +19,9 @@ import binascii
 import hmac
 import logging
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from core.settings import WebSettings
 
@@ -26,6 +29,7 @@ log = logging.getLogger("web.auth")
 
 ACCEPTED_CACHE = 256
 REALM = 'Basic realm="okx-collector", charset="UTF-8"'
+CHALLENGE = f'{REALM}, Bearer realm="okx-collector"'  # the WWW-Authenticate of a 401
 
 
 @dataclass(frozen=True)
@@ -92,3 +96,63 @@ class Credentials:
             )
             ok = ok or same
         return ok
+
+
+class AuthGate:
+    """ASGI middleware: requests under a protected prefix need `credentials` (else 401 with the
+    challenge), except the `open` paths. A middleware rather than a FastAPI dependency: one check
+    per request before routing, no dependency solving on the hot path, and an unknown path under
+    /api/ is a 401 too (no probing of which endpoints exist without credentials)."""
+
+    def __init__(
+        self,
+        app: Any,
+        credentials: Credentials,
+        counters: Any,
+        protected: tuple[str, ...] = ("/api/",),
+        open: tuple[str, ...] = ("/api/v1/health",),  # noqa: A002 - the paths left open
+    ) -> None:
+        self.app, self.credentials, self.counters = app, credentials, counters
+        self.protected, self.open = protected, frozenset(open)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and path.startswith(self.protected)
+            and path not in self.open
+            and not self.credentials.allows(_header(scope, b"authorization"))
+        ):
+            await self._refuse(scope, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Any, send: Any) -> None:
+        header = _header(scope, b"authorization")
+        why = "missing" if not header else "wrong"
+        self.counters["auth_refused"] += 1
+        self.counters["http_401"] += 1
+        log.warning("refused %s %s: credentials %s", scope.get("method"), scope["path"], why)
+        body = orjson.dumps(
+            {"error": f"authentication required: credentials {why} (HTTP Basic or Bearer token)"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", CHALLENGE.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

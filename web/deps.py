@@ -1,4 +1,5 @@
-"""What every endpoint needs from the app: the stores, the auth check, checked instIds.
+"""What every endpoint needs from the app: the stores and checked instIds (the auth check is
+the AuthGate middleware, web/auth.py).
 
 The dependencies are `async def` on purpose: they touch no socket (the instrument list is
 cached), and an async dependency runs on the event loop instead of costing a threadpool hop.
@@ -8,37 +9,17 @@ and the blocking clients never stall the loop.
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from web.auth import REALM, Credentials
+from web.auth import CHALLENGE
 from web.params import ApiError, inst_id_shape
 from web.stores import Stores
-
-log = logging.getLogger("web.auth")
-
-
-class Unauthorized(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(401, message)
 
 
 async def stores(request: Request) -> Stores:
     stores: Stores = request.app.state.stores
     return stores
-
-
-async def require_auth(request: Request) -> None:
-    creds: Credentials = request.app.state.credentials
-    header = request.headers.get("authorization")
-    if creds.allows(header):
-        return
-    request.app.state.counters["auth_refused"] += 1
-    why = "missing" if not header else "wrong"
-    log.warning("refused %s %s: credentials %s", request.method, request.url.path, why)
-    raise Unauthorized(f"authentication required: credentials {why} (HTTP Basic or Bearer token)")
 
 
 async def inst_id(request: Request) -> str:
@@ -61,7 +42,7 @@ async def check_inst_id(request: Request, raw: str) -> Stores:
     return stores
 
 
-WWW_AUTHENTICATE = {"WWW-Authenticate": f'{REALM}, Bearer realm="okx-collector"'}
+WWW_AUTHENTICATE = {"WWW-Authenticate": CHALLENGE}
 
 # Module-level dependency markers (one object each, shared by every endpoint's signature)
 STORES = Depends(stores)
