@@ -1,0 +1,158 @@
+"""Who may read: HTTP Basic with Flower's credentials, or `Authorization: Bearer <WEB_API_TOKEN>`.
+
+The accepted credentials are those Flower is given (WEB_USER + WEB_PASSWORD, or every
+`user:password` pair of FLOWER_BASIC_AUTH), so one set opens the API, the dashboard and Flower.
+They are read once, at startup, into `Credentials`; a request's header is then checked with
+hmac.compare_digest against each (the "cached" check: no decoding of settings, no allocation
+beyond the header's own), so the time taken does not tell a caller how much of a guess was right.
+No credential appears in a response, an exception or a log line: a refusal says only that the
+credentials were missing or wrong, and the header is never logged.
+
+With WEB_NO_AUTH=1 (a local demo on a private machine, as for Flower) every request is let in.
+Flower's OAuth (FLOWER_AUTH_PROVIDER) gives the API no password to check: set WEB_API_TOKEN then.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core.settings import WebSettings
+
+log = logging.getLogger("web.auth")
+
+ACCEPTED_CACHE = 256
+REALM = 'Basic realm="okx-collector", charset="UTF-8"'
+CHALLENGE = f'{REALM}, Bearer realm="okx-collector"'  # the WWW-Authenticate of a 401
+
+
+@dataclass(frozen=True)
+class Credentials:
+    pairs: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)  # (user, password)
+    token: bytes = field(default=b"", repr=False)
+    open: bool = False  # WEB_NO_AUTH=1: no check at all
+    # Authorization headers already accepted: a repeat skips the decoding and the comparisons.
+    # Only accepted headers enter (a wrong guess is always checked in full), and a set lookup
+    # hashes the whole header, so its timing says nothing about how close a guess was.
+    _accepted: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, web: WebSettings) -> Credentials:
+        raw_pairs = list(web.basic_auth or ())
+        if web.flower_basic_auth:
+            raw_pairs += [p for p in web.flower_basic_auth.split(",") if ":" in p]
+        pairs = []
+        for pair in raw_pairs:
+            user, _, password = pair.partition(":")
+            pairs.append((user.encode(), password.encode()))
+        return cls(tuple(pairs), web.api_token.encode(), web.no_auth)
+
+    @property
+    def configured(self) -> bool:
+        return self.open or bool(self.pairs) or bool(self.token)
+
+    def allows(self, header: str | None) -> bool:
+        """Does the Authorization header carry one of the accepted credentials?"""
+        if self.open:
+            return True
+        if not header:
+            return False
+        if header in self._accepted:  # a header already checked in full (bounded, below)
+            return True
+        ok = self._check(header)
+        if ok and len(self._accepted) < ACCEPTED_CACHE:
+            self._accepted.add(header)
+        return ok
+
+    def _check(self, header: str) -> bool:
+        scheme, _, value = header.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            given = value.encode("utf-8", "replace")
+            return bool(self.token) and hmac.compare_digest(given, self.token)
+        if scheme == "basic":
+            return self._basic(value)
+        return False
+
+    def _basic(self, value: str) -> bool:
+        try:
+            decoded = base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        if not sep:
+            return False
+        ok = False
+        for want_user, want_password in self.pairs:  # no early exit: every pair is compared
+            same = hmac.compare_digest(user, want_user) & hmac.compare_digest(
+                password, want_password
+            )
+            ok = ok or same
+        return ok
+
+
+class AuthGate:
+    """ASGI middleware: requests under a protected prefix need `credentials` (else 401 with the
+    challenge), except the `open` paths. A middleware rather than a FastAPI dependency: one check
+    per request before routing, no dependency solving on the hot path, and an unknown path under
+    /api/ is a 401 too (no probing of which endpoints exist without credentials)."""
+
+    def __init__(
+        self,
+        app: Any,
+        credentials: Credentials,
+        counters: Any,
+        protected: tuple[str, ...] = ("/api/",),
+        open: tuple[str, ...] = ("/api/v1/health",),  # noqa: A002 - the paths left open
+    ) -> None:
+        self.app, self.credentials, self.counters = app, credentials, counters
+        self.protected, self.open = protected, frozenset(open)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and path.startswith(self.protected)
+            and path not in self.open
+            and not self.credentials.allows(_header(scope, b"authorization"))
+        ):
+            await self._refuse(scope, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Any, send: Any) -> None:
+        header = _header(scope, b"authorization")
+        why = "missing" if not header else "wrong"
+        self.counters["auth_refused"] += 1
+        self.counters["http_401"] += 1
+        log.warning("refused %s %s: credentials %s", scope.get("method"), scope["path"], why)
+        body = orjson.dumps(
+            {"error": f"authentication required: credentials {why} (HTTP Basic or Bearer token)"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", CHALLENGE.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
