@@ -57,10 +57,26 @@ CANDLES = "candles"
 GAPS = "gaps"
 FILLS = "fills"  # REST only: /trade/fills rows (backfill), natural key billId
 DEAD_LETTERS = "dead_letters"
+CANDLES_COLLECTION = (
+    CANDLES  # the contract's name (docs: OKX's candles and those built from trades)
+)
+VWAP_COLLECTION = "vwap"  # rolling VWAP per instId per second mark (tasks/derive), _id instId:ts
 
 # Every collection name. Not Redis keys: tests/test_layout_keys.py leaves these words alone
 # (they double as record kinds and channel names everywhere).
-COLLECTIONS = (ORDER, BALANCE, POSITION, TRADES, BOOKS, TICKERS, CANDLES, GAPS, FILLS, DEAD_LETTERS)
+COLLECTIONS = (
+    ORDER,
+    BALANCE,
+    POSITION,
+    TRADES,
+    BOOKS,
+    TICKERS,
+    CANDLES,
+    GAPS,
+    FILLS,
+    DEAD_LETTERS,
+    VWAP_COLLECTION,
+)
 
 # record kind (core.contract.KINDS) -> history collection
 COLLECTION_BY_KIND = {
@@ -131,6 +147,17 @@ def trades(inst_id: str) -> str:
 
 def candle(inst_id: str, bar: str) -> str:
     return f"{CANDLE_PREFIX}{inst_id}:{bar}"
+
+
+# ----- Redis keys: derived state (tasks/derive writes, web/ reads) ------------------------------
+# vwap:<instId>            hash vwap, ts, window_ms, n, validated ("1"/"0"): the latest VWAP
+# derive:validated_until   hash instId -> ms up to which every trade is REST-validated
+VWAP_PREFIX = "vwap:"
+VALIDATED_UNTIL_KEY = "derive:validated_until"
+
+
+def vwap_key(inst_id: str) -> str:
+    return f"{VWAP_PREFIX}{inst_id}"
 
 
 # ----- Redis keys: the feeder's gap ledger, watermarks and heartbeat -----------------------------

@@ -6,7 +6,7 @@
                     install their own with `use(...)`): workers, beat, the backfill and migrate
                     commands, celeryconfig.py.
     LogSettings     `load_logging()`: LOG_LEVEL, LOG_FORMAT and the secrets to redact.
-    WebSettings     `load_web()`: the Flower process (flowerconfig.py).
+    WebSettings     `load_web()`: the `web` process: read API, Flower (flowerconfig.py).
 
 Each field names its variable next to its default (`setting("VAR", default)`); the text is parsed
 by core/config_parsers.py, one parser per kind of value, and every bad value is a `ConfigError`
@@ -401,17 +401,18 @@ class WebSettings:
     max_tasks: int | None = 10_000  # None: FLOWER_MAX_TASKS is set, Flower applies it
     purge_offline_workers: int | None = 600  # None: FLOWER_PURGE_OFFLINE_WORKERS is set
     log: LogSettings = LogSettings()
+    port: int = setting("PORT", 8000)  # Heroku's routed port: read API, dashboard, /flower
+    api_token: str = field(default="", repr=False, metadata={"env": "WEB_API_TOKEN"})
+    flower_basic_auth: str = field(default="", repr=False, metadata={"env": "FLOWER_BASIC_AUTH"})
+    no_auth: bool = setting("WEB_NO_AUTH", False)  # the API open too (a local demo only)
+    flower: bool = setting("WEB_FLOWER", True)  # 0: no Flower child (API-only tests, bench)
+    flower_port: int = setting("WEB_FLOWER_PORT", 0)  # Flower's loopback port; 0 = a free one
 
 
 def load_web(env: Mapping[str, str] | None = None) -> WebSettings:
     env = _environ(env)
     auth, error = web_basic_auth(env)
-    return WebSettings(
-        basic_auth=auth,
-        auth_error=error,
-        max_tasks=None if "FLOWER_MAX_TASKS" in env else WebSettings.max_tasks,
-        purge_offline_workers=(
-            None if "FLOWER_PURGE_OFFLINE_WORKERS" in env else WebSettings.purge_offline_workers
-        ),
-        log=load_logging(env),
-    )
+    values = _read(WebSettings, [(env, True)])
+    own = ("max_tasks", "purge_offline_workers")  # None: FLOWER_<NAME> is set, Flower applies it
+    values.update({n: None for n in own if f"FLOWER_{n.upper()}" in env})
+    return WebSettings(basic_auth=auth, auth_error=error, log=load_logging(env), **values)

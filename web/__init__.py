@@ -1,0 +1,15 @@
+"""The `web` process: the read API (/api/v1), the dashboard (/) and Flower (/flower) on one port.
+
+    app.py          create_app(...): the FastAPI application, its routers and error handlers
+    stores.py       the Redis and MongoDB clients, built once per process and handed in
+    auth.py         HTTP Basic (Flower's credentials) or Bearer WEB_API_TOKEN, constant-time
+    params.py       query parameters: times (ms or ISO-8601), ranges, bars, instIds, limits
+    paging.py       the opaque cursor of the paged history endpoints
+    history.py      paged range reads over MongoDB (pure filters + one thin reader)
+    routes_*.py     one router per concern: state (Redis), history (MongoDB), completeness
+                    (the gap ledger), health
+    flower.py       Flower as a supervised child on a loopback port, proxied under /flower
+    __main__.py     `python -m web`: uvicorn on $PORT
+
+docs/read-api.md describes the endpoints, the auth and the paging.
+"""

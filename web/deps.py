@@ -1,0 +1,57 @@
+"""What every endpoint needs from the app: the stores, the auth check, checked instIds.
+
+The dependencies are `async def` on purpose: they touch no socket (the instrument list is
+cached), and an async dependency runs on the event loop instead of costing a threadpool hop.
+The endpoints that read Redis or MongoDB are plain `def`, so FastAPI runs them in its threadpool
+and the blocking clients never stall the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, Request
+
+from web.auth import REALM, Credentials
+from web.params import ApiError, inst_id_shape
+from web.stores import Stores
+
+log = logging.getLogger("web.auth")
+
+
+class Unauthorized(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message)
+
+
+async def stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.stores
+    return stores
+
+
+async def require_auth(request: Request) -> None:
+    creds: Credentials = request.app.state.credentials
+    header = request.headers.get("authorization")
+    if creds.allows(header):
+        return
+    request.app.state.counters["auth_refused"] += 1
+    why = "missing" if not header else "wrong"
+    log.warning("refused %s %s: credentials %s", request.method, request.url.path, why)
+    raise Unauthorized(f"authentication required: credentials {why} (HTTP Basic or Bearer token)")
+
+
+async def inst_id(request: Request) -> str:
+    """The path's instId: well formed (else 400) and one we collect (else 404)."""
+    raw = request.path_params["instId"]
+    inst_id_shape(raw)
+    stores: Stores = request.app.state.stores
+    if raw not in stores.instruments:
+        raise ApiError(404, f"unknown instId {raw!r}: no data collected for it")
+    return raw
+
+
+WWW_AUTHENTICATE = {"WWW-Authenticate": f'{REALM}, Bearer realm="okx-collector"'}
+
+# Module-level dependency markers (one object each, shared by every endpoint's signature)
+STORES = Depends(stores)
+INST_ID = Depends(inst_id)
