@@ -1,13 +1,12 @@
-"""The MongoDB writers against a real MongoDB (MONGODB_URI); skipped when it is not set.
+"""The MongoDB writers through pymongo against a server speaking MongoDB's wire protocol: the
+harness's nx-27017 (tests/conftest.py `mongodb_uri`), or a real MongoDB given as MONGODB_URI at
+session start. Never skipped in CI.
 
 Each test uses its own throw-away database, dropped afterwards. State goes to fakeredis: these
 tests are about MongoDB's behaviour (bulk errors, unique indexes, BSON datetimes, upserts).
 """
 
 from __future__ import annotations
-
-import os
-import uuid
 
 import fakeredis
 import pytest
@@ -20,23 +19,26 @@ from tasks.writers import Store
 from tasks.writers.mongo_history import ensure_indexes, mark_trades_validated
 from tests.workers_fixtures import T0, batch, book, one_of_each, trade
 
-pytestmark = [
-    pytest.mark.mongodb,
-    pytest.mark.skipif(not os.environ.get("MONGODB_URI"), reason="MONGODB_URI not set"),
-]
+pytestmark = [pytest.mark.mongodb, pytest.mark.integration]
 
 
 @pytest.fixture
-def db():
+def db(mongodb_uri):
     from tasks.clients import make_mongo_client
 
-    client = make_mongo_client(os.environ["MONGODB_URI"], 5000)
-    name = f"okex_test_{uuid.uuid4().hex[:8]}"
-    database = client[name]
+    client = make_mongo_client(mongodb_uri, 5000)
+    database = client.get_default_database()
     ensure_indexes(database, books_retention_s=0)
     yield database
-    client.drop_database(name)
     client.close()
+
+
+def index_by_key(coll, *fields):
+    """The index on exactly these fields (by key, not name: nx-27017 names indexes itself)."""
+    for info in coll.index_information().values():
+        if [k for k, _ in info["key"]] == list(fields):
+            return info
+    raise AssertionError(f"no index on {fields}: {coll.index_information()}")
 
 
 def _write(store, kind, recs):
@@ -84,8 +86,8 @@ def test_books_sampling_and_unique_indexes(db):
     store = Store(db, fakeredis.FakeRedis(), Settings(books_sample_ms=1000))
     _write(store, "books", [book(ts=T0 + i * 100, seq=i) for i in range(25)])
     assert db["books"].count_documents({}) == 3
-    info = db["candles"].index_information()
-    assert info["natural_key"]["unique"] is True
+    assert index_by_key(db["candles"], "instId", "bar", "ts").get("unique") is True
+    assert not index_by_key(db["books"], "instId", "channel", "dt").get("unique")
 
 
 def test_handle_batch_and_dead_letters(db):
