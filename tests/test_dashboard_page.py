@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from tests.conftest import IN_CI
@@ -68,6 +69,23 @@ def test_the_table_holds_only_known_file_types(tmp_path):
     client = TestClient(app)
     assert client.get("/").status_code == 404  # no index.html in this table
     assert client.get("/static/secret.env").status_code == 404
+
+
+def test_the_web_app_serves_the_page_without_credentials_and_the_data_only_with():
+    import fakeredis
+    import mongomock
+
+    from tests.web_fixtures import BEARER, app_for
+
+    client = TestClient(
+        app_for(fakeredis.FakeRedis(decode_responses=True), mongomock.MongoClient().db)
+    )
+    assert client.get("/").status_code == 200 and "dashboard.js" in client.get("/").text
+    assert client.get("/static/charts.js").status_code == 200
+    assert client.get("/api/v1/instruments").status_code == 401
+    assert client.get("/api/v1/instruments", headers=BEARER).json() == {"items": []}
+    missing = client.get("/static/missing.js")
+    assert missing.status_code == 404 and missing.json() == {"error": "no static file 'missing.js'"}
 
 
 def test_the_page_loads_nothing_from_elsewhere():
@@ -275,8 +293,8 @@ def fixture_app(data: dict) -> FastAPI:
     guarded = [Depends(auth)]
 
     @app.get("/api/v1/health")
-    def health():
-        return data["health"]
+    def health():  # like the real one: 503 unless the verdict is "ok"
+        return JSONResponse(data["health"], 200 if data["health"]["verdict"] == "ok" else 503)
 
     @app.get("/api/v1/instruments", dependencies=guarded)
     def instruments():

@@ -105,7 +105,9 @@ def create_app(
     guarded.include_router(routes_history.router)
     guarded.include_router(routes_completeness.router)
     app.include_router(guarded)
-    # The dashboard helper adds here: app.include_router(dashboard.router)
+    from web.dashboard import router as dashboard_router  # the page at / and /static/
+
+    app.include_router(dashboard_router)
     if flower is not None:
         from web.flower import proxy_router
 

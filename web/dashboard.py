@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import Response
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
 
 __all__ = ["STATIC_DIR", "router", "static_files"]
 
@@ -63,20 +63,25 @@ def _response(content: bytes, media_type: str) -> Response:
     )
 
 
+def _not_found(message: str) -> Response:
+    # the API's refusal shape (web/app.py), without needing the app's handlers
+    return JSONResponse({"error": message}, status_code=404)
+
+
 def build_router(files: dict[str, tuple[bytes, str]]) -> APIRouter:
     """The routes of `/` and `/static/{name}` over `files` (tests pass their own table)."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    def index() -> Response:
+    async def index() -> Response:
         if INDEX not in files:
-            raise HTTPException(status_code=404, detail="the dashboard is not installed")
+            return _not_found("the dashboard is not installed")
         return _response(*files[INDEX])
 
     @router.get("/static/{name}")
-    def static(name: str) -> Response:
+    async def static(name: str) -> Response:
         if name not in files:
-            raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+            return _not_found(f"no static file {name!r}")
         return _response(*files[name])
 
     return router

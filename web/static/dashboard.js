@@ -23,16 +23,17 @@ class HttpError extends Error {
   }
 }
 
-async function api(path, params) {
+// `accept`: statuses besides 2xx whose JSON body is the answer (/health is 503 unless "ok").
+async function api(path, params, accept = []) {
   const query = new URLSearchParams(params || {}).toString();
   const url = `/api/v1/${path}${query ? `?${query}` : ""}`;
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   const reply = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
-  if (!reply.ok) {
+  if (!reply.ok && !accept.includes(reply.status)) {
     let detail = "";
-    try { detail = (await reply.json()).detail; } catch (e) { /* not JSON */ }
+    try { const body = await reply.json(); detail = body.error || body.detail; } catch (e) { /* not JSON */ }
     throw new HttpError(reply.status, path, typeof detail === "string" ? detail : "");
   }
   return reply.json();
@@ -77,20 +78,25 @@ function renderHealth(health) {
   body.replaceChildren();
   const connections = (health.feeder && health.feeder.connections) || [];
   for (const conn of connections) {
+    // one feeder: the connection's name; redundant feeders: feeder/name
+    const name = conn.feeder && connections.some((c) => c.feeder !== conn.feeder)
+      ? `${conn.feeder}/${conn.name}` : conn.name;
     const row = body.insertRow();
     row.className = "conn";
-    row.dataset.conn = conn.name;
+    row.dataset.conn = name;
     row.dataset.state = conn.state;
-    cell(row, conn.name, "name");
+    cell(row, name, "name");
     cell(row, conn.state, "state", `state-${conn.state}`);
     for (const sub of conn.subscriptions || []) {
       const subRow = body.insertRow();
       subRow.className = "sub";
-      subRow.dataset.sub = `${conn.name}|${sub.channel}|${sub.instId}`;
+      subRow.dataset.sub = `${name}|${sub.channel}|${sub.instId}`;
+      subRow.dataset.status = sub.status || "";
       subRow.dataset.ageMs = sub.age_ms === null || sub.age_ms === undefined ? "" : String(sub.age_ms);
       cell(subRow, `${sub.channel} ${sub.instId}`, "subscription");
       const age = sub.age_ms === null || sub.age_ms === undefined ? "no data" : `${sub.age_ms} ms`;
-      cell(subRow, age, "age_ms", sub.age_ms > 10000 ? "stale" : "");
+      const status = sub.status && sub.status !== "live" ? ` (${sub.status})` : "";
+      cell(subRow, age + status, "age_ms", sub.age_ms > 10000 || status ? "stale" : "");
     }
   }
   if (!connections.length) cell(body.insertRow(), "no feeder connections reported", "none");
@@ -192,7 +198,7 @@ function setStatus(state, text) {
 
 async function refresh() {
   const problems = [];
-  const health = api("health").then(renderHealth);
+  const health = api("health", {}, [503]).then(renderHealth);
   const gaps = allPages("gaps", { limit: "1000" }).then((g) => renderGaps(g.items, g.truncated));
   const inst = refreshInstruments().then((chosen) => (chosen ? refreshInstrument(chosen) : null));
   for (const result of await Promise.allSettled([health, gaps, inst])) {
