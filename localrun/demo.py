@@ -259,7 +259,7 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
     seen: set[tuple[int, str]] = set()  # (pid, start time) of every process honcho started
     stack.callback(_stop_runner, runner, seen)
 
-    flower_url = f"http://127.0.0.1:{web_port}"
+    flower_url = f"http://127.0.0.1:{web_port}/flower"  # python -m web proxies Flower there
     write_env_file(
         env_file,
         env_file_text(

@@ -94,7 +94,8 @@ okx-collector demo: offline, the Procfile against okxsim (Ctrl-C stops everythin
   okxsim   {sim.ws_url}/ws/v5/public   REST {sim.rest_url}/api/v5/
   redis    {r}
   MongoDB  {mongo_label}
-  Flower   http://127.0.0.1:{web_port}   user demo   password {web_password}
+  API      http://127.0.0.1:{web_port}/api/v1   docs /docs   user demo   password {web_password}
+  Flower   http://127.0.0.1:{web_port}/flower   (the same user and password)
   feeder   http://127.0.0.1:{health_port}/healthz   http://127.0.0.1:{health_port}/metrics
   logs     {log}   (one line per event, prefixed with the process type)
 

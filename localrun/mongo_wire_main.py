@@ -87,7 +87,7 @@ def patch_neosqlite() -> None:
         ("rename_collection", (0, 1)),
     ):
         setattr(Connection, name, _name_in(getattr(Connection, name), *positions))
-    Collection.rename = _name_in(Collection.rename, 0)  # type: ignore[method-assign]
+    Collection.rename = _name_in(Collection.rename, 0)
 
     list_names = Connection.list_collection_names
     list_infos = Connection.list_collections
@@ -98,8 +98,8 @@ def patch_neosqlite() -> None:
     def list_collections(self: Any) -> list[dict[str, Any]]:
         return [{**info, "name": collection_name(info["name"])} for info in list_infos(self)]
 
-    Connection.list_collection_names = list_collection_names  # type: ignore[method-assign]
-    Connection.list_collections = list_collections  # type: ignore[method-assign]
+    Connection.list_collection_names = list_collection_names
+    Connection.list_collections = list_collections
 
 
 def patch_datetime_updates() -> None:
@@ -158,7 +158,7 @@ def patch_datetime_comparisons() -> None:
         self.db.create_function("datetime", 1, millisecond_datetime, deterministic=True)
 
     register_with_ms_datetime.__okx_patched__ = True  # type: ignore[attr-defined]
-    Connection._register_custom_functions = register_with_ms_datetime  # type: ignore[method-assign]
+    Connection._register_custom_functions = register_with_ms_datetime
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,8 @@ def test_procfile_declares_the_heroku_process_types():
     procs = read_procfile()
     assert list(procs) == ["release", "web", "feeder", "worker", "beat"]
     assert "tasks.migrate" in procs["release"]
-    assert "flower" in procs["web"] and "--port=${PORT" in procs["web"]
+    # one process on $PORT: the read API, the dashboard and Flower under /flower (web/__main__.py)
+    assert procs["web"] == "exec python -m web"
     assert "python -m collector" in procs["feeder"]
     worker = procs["worker"]
     assert "REMAP_SIGTERM=SIGQUIT" in worker and "-Q ingest,backfill" in worker
@@ -238,7 +239,7 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
         )
         client = redis.Redis.from_url(redis_url)
         health = f"http://127.0.0.1:{health_port}/healthz"
-        flower = f"http://127.0.0.1:{web_port}"
+        flower = f"http://127.0.0.1:{web_port}/flower"
 
         # The feeder's health endpoint reports live data.
         def live_health():
@@ -275,6 +276,14 @@ def test_procfile_processes_run_60s_and_stop_within_heroku_grace(redis_url, tmp_
             return listed if "trades" in text and "books" in text else None
 
         wait_for(ingest_tasks, 40, interval=1, what="trades and books ingest tasks in Flower")
+
+        # The read API on the same port: behind the same credentials, health open and "ok"
+        # once the feeder and a worker both answer.
+        api = f"http://127.0.0.1:{web_port}/api/v1"
+        assert _get(api + "/instruments")[0] == 401
+        code, body = _get(api + "/instruments", ("demo", password))
+        assert code == 200 and "BTC-USDT" in orjson.loads(body)["items"]
+        wait_for(lambda: _get(api + "/health")[0] == 200, 30, interval=0.5, what="API health ok")
 
         # `python -m collector status` sees the feeder and the backlog (the stack can be up
         # within a second here, so poll rather than read once).
