@@ -1,8 +1,9 @@
 """`./dev.sh demo`: the whole collector offline, on this machine, run from the Procfile.
 
 Starts, in this order: a private redis-server (broker and state), okxsim (the local OKX), MongoDB
-(MONGODB_URI when set; else a `mongod` on PATH in a temporary directory; else the in-memory
-stand-in, clearly labelled), the Procfile's release command (indexes), then the Procfile's `web`
+(MONGODB_URI when set; else a `mongod` on PATH; else the MongoDB wire-protocol server nx-27017,
+localrun/mongo_server.py; the last two keep their data in the work directory across demos), all
+through pymongo as in production, the Procfile's release command (indexes), then the Procfile's `web`
 (Flower), `feeder`, `worker` and `beat` through honcho (localrun/procfile.py). Prints where to
 look and a line of progress every few seconds. Ctrl-C, SIGTERM or `--seconds N` stops
 everything: the Procfile processes get SIGTERM as on Heroku (30 s grace), then the services go,
@@ -47,6 +48,7 @@ INSTRUMENTS = "BTC-USDT,ETH-USDT,SOL-USDT,DOGE-USDT,TON-USDT,ETH-USDC,BTC-USDC,U
 CHANNELS = "books,books5,trades-all,tickers,candle1m,orders,balance_and_position,positions,account"
 PROCESS_TYPES = ("web", "feeder", "worker", "beat")
 PROGRESS_EVERY_S = 3.0
+STANDIN_SCHEME = "mongostandin://"
 
 
 def _wait_until(check, timeout: float, what: str) -> None:
@@ -79,8 +81,11 @@ def _start_service(
 
 
 def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str, str]:
-    """-> (MONGODB_URI, label, what becomes of its data). A real MongoDB when one is configured
-    or installed."""
+    """-> (MONGODB_URI, label, what becomes of its data). Always a `mongodb://` server that
+    pymongo talks to: MONGODB_URI when set, else a `mongod` on PATH, else the MongoDB
+    wire-protocol server of localrun/mongo_server.py (nx-27017 on SQLite). The last two keep
+    their data under the work directory, so a restarted demo continues with it."""
+    from localrun.mongo_server import MongoServer, MongoServerError
     from localrun.redis_server import free_port
 
     uri = os.environ.get("MONGODB_URI")
@@ -90,8 +95,7 @@ def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str,
     if mongod:
         port = free_port()
         dbpath = workdir / "mongod"
-        shutil.rmtree(dbpath, ignore_errors=True)
-        dbpath.mkdir(parents=True)
+        dbpath.mkdir(parents=True, exist_ok=True)
         _start_service(
             stack,
             [mongod, "--dbpath", str(dbpath), "--port", str(port), "--bind_ip", "127.0.0.1"],
@@ -102,22 +106,19 @@ def start_mongodb(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, str,
         return (
             f"mongodb://127.0.0.1:{port}",
             f"real MongoDB (mongod on PATH, data in {dbpath})",
-            f"stays in {dbpath} (mongod's files; the next demo clears them)",
+            f"stays in {dbpath}: the next demo continues with it (delete it to start empty)",
         )
-    port = free_port()
-    _start_service(
-        stack,
-        [sys.executable, "-m", "localrun.mongo_standin", "--port", str(port)],
-        workdir / "mongo_standin.log",
-        port,
-        "MongoDB stand-in",
-    )
+    server = MongoServer(workdir=str(workdir / "mongo"))
+    stack.callback(server.stop)
+    try:
+        server.start()
+    except MongoServerError as exc:
+        raise RuntimeError(str(exc)) from None
     return (
-        f"mongostandin://127.0.0.1:{port}",
-        "IN-MEMORY STAND-IN, not MongoDB: mongomock behind a socket, forgotten on exit "
-        "(set MONGODB_URI or put mongod on PATH for a real one)",
-        "went with the demo: the stand-in keeps it in memory only, so only these counts stay "
-        "(set MONGODB_URI or put mongod on PATH to keep it)",
+        server.uri,
+        f"MongoDB wire protocol: nx-27017 on SQLite, through pymongo (data in {server.data_dir}; "
+        "set MONGODB_URI or put mongod on PATH for a real MongoDB)",
+        f"stays in {server.data_dir}: the next demo continues with it (delete it to start empty)",
     )
 
 
@@ -131,7 +132,6 @@ def demo_env(
         "PYTHONPATH": str(ROOT),
         "REDIS_URL": redis_url,
         "MONGODB_URI": mongo_uri,
-        "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,  # the stand-in for mongostandin://, else pymongo
         "OKX_WS_URL": sim.ws_url,
         "OKX_REST_URL": sim.rest_url,
         "OKX_INSTRUMENTS": INSTRUMENTS,
@@ -146,6 +146,11 @@ def demo_env(
         "WEB_USER": "demo",
         "WEB_PASSWORD": web_password,
     }
+    # pymongo, as in production, for every mongodb:// URI (an inherited factory is dropped); the
+    # stand-in's client only for a mongostandin:// URI, which a test may still hand in
+    env.pop("MONGO_CLIENT_FACTORY", None)
+    if mongo_uri.startswith(STANDIN_SCHEME):
+        env["MONGO_CLIENT_FACTORY"] = CLIENT_FACTORY
     # Ctrl-C should not take 20 s: the worker's soft shutdown (time for running tasks to finish)
     # is 3 s here unless you set it; production keeps 20 s of Heroku's 30 s grace.
     env.setdefault("CELERY_SOFT_SHUTDOWN_TIMEOUT", "3")
@@ -153,10 +158,10 @@ def demo_env(
 
 
 def _mongo_db(mongo_uri: str):
-    """(the demo's database, its client): the stand-in's client for mongostandin://, else pymongo."""
-    from localrun.mongo_standin import client_for as make_mongo_client
+    """(the demo's database, its client), through pymongo as the workers do."""
+    from tasks.clients import pymongo_client
 
-    client = make_mongo_client(mongo_uri, 2000)
+    client = pymongo_client(mongo_uri, 2000)
     return client[os.environ.get("MONGODB_DB", "okex")], client
 
 
@@ -210,11 +215,16 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
     workdir = Path(os.environ.get("DEMO_WORKDIR") or ROOT / "var" / "demo")
     workdir.mkdir(parents=True, exist_ok=True)
     redis_dir = workdir / "redis"
-    shutil.rmtree(redis_dir, ignore_errors=True)  # each demo starts empty, like the stand-in
+    # Redis starts empty each demo (a new okxsim is a new exchange: its state, queue and gap
+    # ledger mean nothing to the next one); MongoDB's history is kept (start_mongodb).
+    shutil.rmtree(redis_dir, ignore_errors=True)
     redis_dir.mkdir()
     redis_server = RedisServer(appendonly=True, workdir=str(redis_dir)).start()
     stack.callback(redis_server.stop)
-    sim = OkxSim(SimConfig(port=free_port())).start()
+    # A new seed each run: MongoDB keeps the last run's history, and okxsim's trade ids follow
+    # from its seed, so the same seed would hand out the same ids again and the new trades would
+    # be refused as duplicates of the old ones (a real exchange never reuses an id).
+    sim = OkxSim(SimConfig(port=free_port(), seed=time.time_ns() % 2**31)).start()
     stack.callback(sim.stop)
     mongo_uri, mongo_label, data_note = start_mongodb(stack, workdir)
     health_port, web_port = free_port(), free_port()
@@ -356,8 +366,8 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="./dev.sh demo",
         description="The whole collector offline on this machine: a private redis-server, okxsim "
-        "(the local OKX), MongoDB (MONGODB_URI, else mongod on PATH, else an in-memory "
-        "stand-in), and the Procfile's web, feeder, worker and beat. Ctrl-C stops everything.",
+        "(the local OKX), MongoDB (MONGODB_URI, else mongod on PATH, else the wire-protocol "
+        "server nx-27017, data kept in var/demo/mongo), and the Procfile's web, feeder, worker and beat. Ctrl-C stops everything.",
         epilog="Another shell takes the demo's environment with `source var/demo/env.sh` "
         "(printed at start). Logs: var/demo/processes.log; at exit a summary, also in "
         "var/demo/summary.json. DEMO_WORKDIR moves var/demo.",

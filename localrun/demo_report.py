@@ -82,10 +82,10 @@ def banner(
 ) -> str:
     r = redis_server.url
     kwargs = json.dumps({"channel": "trades", "instId": "BTC-USDT", "start": start})
-    # one line that works for the stand-in and a real MongoDB (client_for picks the client)
+    # pymongo, as for any MongoDB: the demo's is a mongodb:// server too
     read_mongo = (
-        "import os; from localrun.mongo_standin import client_for; "
-        'db = client_for(os.environ["MONGODB_URI"])[os.environ.get("MONGODB_DB", "okex")]; '
+        "import os; from pymongo import MongoClient; "
+        'db = MongoClient(os.environ["MONGODB_URI"])[os.environ.get("MONGODB_DB", "okex")]; '
         f'print(db["{keys.TRADES}"].count_documents({{}}), '
         f'db["{keys.TRADES}"].find_one({{}}, {{"_id": 0}}))'
     )

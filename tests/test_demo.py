@@ -1,7 +1,9 @@
-"""`./dev.sh demo`: data flows, and Ctrl-C stops everything with no process left behind."""
+"""`./dev.sh demo`: data flows, Ctrl-C stops everything with no process left behind, and a
+restarted demo continues with the MongoDB history of the last one."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -51,7 +53,7 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
 
         wait_for(data_flowing, 90, interval=0.5, what="stored trades in the demo's progress")
         text = "".join(lines)
-        assert "IN-MEMORY STAND-IN" in text or "real MongoDB" in text
+        assert "MongoDB wire protocol: nx-27017" in text or "real MongoDB" in text
         flower = re.search(r"Flower\s+(http://127\.0\.0\.1:\d+)\s+user demo\s+password (\S+)", text)
         assert flower, text
         with pytest.raises(urllib.error.HTTPError) as denied:
@@ -61,7 +63,7 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
             assert hint in text
         redis_port = int(re.search(r"redis-cli -p (\d+)", text).group(1))
         seen.update(identities(descendants(demo.pid)))
-        assert len(seen) >= 8  # redis, stand-in, honcho + its 4 helpers, web, feeder, worker...
+        assert len(seen) >= 8  # redis, nx-27017, honcho + its 4 helpers, web, feeder, worker...
 
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
         assert demo.wait(45) == 0, "".join(lines)
@@ -77,3 +79,60 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
             os.killpg(demo.pid, signal.SIGKILL)
         for pid, _ in (i for i in seen if alive(i)):
             os.kill(pid, signal.SIGKILL)
+
+
+def _demo_until(workdir: Path, enough, what: str) -> str:
+    """Run the demo in `workdir` until `enough(progress counts)` holds, then Ctrl-C it; its
+    output. Fails if it exits early or stops uncleanly."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB")}
+    env["DEMO_WORKDIR"] = str(workdir)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "localrun.demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True
+    )
+    reader.start()
+    try:
+
+        def reached():
+            assert demo.poll() is None, "".join(lines)
+            counts = [int(m.group(1)) for x in lines if (m := PROGRESS.search(x))]
+            return counts and enough(counts)
+
+        wait_for(reached, 90, interval=0.5, what=what)
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(45) == 0, "".join(lines)
+        reader.join(5)
+        return "".join(lines)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_a_restarted_demo_continues_with_its_mongodb_history(tmp_path):
+    _demo_until(tmp_path, lambda counts: counts[-1] > 0, "the first demo's stored trades")
+    first = json.loads((tmp_path / "summary.json").read_text())["mongodb"]
+    assert first["trades"] > 0
+    out = _demo_until(
+        tmp_path,
+        lambda counts: counts[-1] > first["trades"],
+        "the second demo's new trades on top of the first's",
+    )
+    assert "nx-27017" in out and "data in " + str(tmp_path / "mongo" / "data") in out
+    counts = [int(m.group(1)) for m in PROGRESS.finditer(out)]
+    assert counts[0] >= first["trades"]  # its first line, before it stored anything new
+    second = json.loads((tmp_path / "summary.json").read_text())["mongodb"]
+    # okxsim restarted with a new seed: its new trade ids are stored, not refused as duplicates
+    assert second["trades"] > first["trades"]
+    for name, n in first.items():
+        assert second.get(name, 0) >= n, (name, first, second)
+    assert "MongoDB data stays in" in out

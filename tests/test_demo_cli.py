@@ -110,7 +110,7 @@ def test_env_file_survives_source_with_awkward_values(tmp_path):
         "WEB_PASSWORD": awkward,
         "FEEDER_ID": "demo-feeder",
         "PORT": "5555",
-        "MONGODB_URI": "mongostandin://h:2",
+        "MONGODB_URI": "mongodb://h:2",
     }
     path = tmp_path / "env.sh"
     demo_report.write_env_file(
@@ -119,22 +119,25 @@ def test_env_file_survives_source_with_awkward_values(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds the Flower password
     assert _source(path, "$WEB_PASSWORD") == awkward
     assert _source(path, "$REDIS_URL|$MONGODB_URI|$DEMO_FLOWER_URL") == (
-        "redis://127.0.0.1:1/0|mongostandin://h:2|http://x"
+        "redis://127.0.0.1:1/0|mongodb://h:2|http://x"
     )
     assert _source(path, "$PATH").startswith("/venv dir/bin:/usr/bin")
     # a second feeder started from that shell must not pose as the demo's
     assert _source(path, "${FEEDER_ID-unset}|${PORT-unset}") == "unset|unset"
 
 
-def test_env_file_has_every_variable_a_side_command_reads(tmp_path):
+def test_env_file_has_every_variable_a_side_command_reads(tmp_path, monkeypatch):
     from okxsim import SimConfig
+
+    # an inherited stand-in factory would make the demo's pymongo path something else
+    monkeypatch.setenv("MONGO_CLIENT_FACTORY", "localrun.mongo_standin:client_for")
 
     class Sim:
         ws_url, rest_url, config = "ws://127.0.0.1:9", "http://127.0.0.1:9", SimConfig()
 
     env = demo.demo_env(
         redis_url="redis://r",
-        mongo_uri="mongostandin://m",
+        mongo_uri="mongodb://127.0.0.1:9",
         sim=Sim,
         health_port=1,
         web_port=2,
@@ -144,7 +147,6 @@ def test_env_file_has_every_variable_a_side_command_reads(tmp_path):
     for name in (
         "REDIS_URL",
         "MONGODB_URI",
-        "MONGO_CLIENT_FACTORY",
         "OKX_REST_URL",
         "OKX_WS_URL",
         "OKX_API_KEY",
@@ -155,6 +157,29 @@ def test_env_file_has_every_variable_a_side_command_reads(tmp_path):
         "PYTHONPATH",
     ):
         assert f"export {name}=" in text, name
+    assert "MONGO_CLIENT_FACTORY" not in env and "MONGO_CLIENT_FACTORY" not in text  # pymongo
+
+
+def test_only_a_standin_uri_gets_the_standin_client(monkeypatch):
+    monkeypatch.delenv("MONGO_CLIENT_FACTORY", raising=False)
+
+    class Sim:
+        ws_url, rest_url = "ws://127.0.0.1:9", "http://127.0.0.1:9"
+        config = type("C", (), {"api_key": "k", "api_secret": "s", "passphrase": "p"})
+
+    def env_for(uri):
+        return demo.demo_env(
+            redis_url="redis://r",
+            mongo_uri=uri,
+            sim=Sim,
+            health_port=1,
+            web_port=2,
+            web_password="p",
+        )
+
+    assert "MONGO_CLIENT_FACTORY" not in env_for("mongodb://127.0.0.1:9")
+    standin = env_for("mongostandin://127.0.0.1:9")
+    assert standin["MONGO_CLIENT_FACTORY"] == "localrun.mongo_standin:client_for"
 
 
 def test_backfill_example_uses_one_task_name_and_a_window_from_now():
