@@ -76,18 +76,24 @@ function drawCandles(svg, candles, vwap, barMs) {
 }
 
 // The gap ledger on a time axis: one lane per (channel, instId), one bar per gap, by status.
+const LANE_PX = 14;
+
 function drawGaps(svg, gaps, nowMs) {
   clear(svg);
-  const { w, h } = viewBox(svg);
+  const { w } = viewBox(svg);
+  const lanes = [...new Set(gaps.map((g) => `${g.channel} ${g.instId}`))].sort();
+  // one readable lane per stream: the chart grows with the lanes instead of squeezing them
+  const h = Math.max(60, lanes.length * LANE_PX + 22);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("height", String(h));
   if (!gaps.length) {
     svg.appendChild(svgEl("text", { x: w / 2, y: h / 2, "text-anchor": "middle" }, "no gaps recorded"));
     return;
   }
-  const lanes = [...new Set(gaps.map((g) => `${g.channel} ${g.instId}`))].sort();
   const t0 = Math.min(...gaps.map((g) => Number(g.start)));
   const t1 = Math.max(nowMs, ...gaps.map((g) => Number(g.end)));
   const pad = { l: 150, r: 6, t: 4, b: 16 };
-  const laneH = Math.min(18, (h - pad.t - pad.b) / lanes.length);
+  const laneH = LANE_PX;
   const x = (t) => pad.l + ((t - t0) / Math.max(1, t1 - t0)) * (w - pad.l - pad.r);
   lanes.forEach((lane, i) => {
     svg.appendChild(svgEl("text", { x: 2, y: pad.t + i * laneH + laneH * 0.75 }, lane));

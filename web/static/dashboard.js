@@ -95,7 +95,8 @@ function renderHealth(health) {
       subRow.dataset.ageMs = sub.age_ms === null || sub.age_ms === undefined ? "" : String(sub.age_ms);
       cell(subRow, `${sub.channel} ${sub.instId}`, "subscription");
       const age = sub.age_ms === null || sub.age_ms === undefined ? "no data" : `${sub.age_ms} ms`;
-      const status = sub.status && sub.status !== "live" ? ` (${sub.status})` : "";
+      // pending | sent | acked | failed (okx/ws): only a subscription not acked says so
+      const status = sub.status && sub.status !== "acked" ? ` (${sub.status})` : "";
       cell(subRow, age + status, "age_ms", sub.age_ms > 10000 || status ? "stale" : "");
     }
   }
