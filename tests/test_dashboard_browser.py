@@ -85,15 +85,17 @@ def what_the_api_says(api: Api, inst: str, start: str) -> dict:
     if not candles:
         candles = api.every(f"candles/{inst}", bar="1m", source="okx", start=start, limit="1000")
     gaps = api.every("gaps", limit="1000")
+    trades = api.json(f"trades/{inst}/latest", limit=str(TRADES_SHOWN))["items"]
+    ticker = api.json(f"ticker/{inst}")
+    # the window: 60 bars up to the exchange's newest time (its ticker's or trade's)
+    newest = max([int(ticker["ts"])] + [int(t["ts"]) for t in trades])
     statuses = ("open", "filling", "failed", "filled", "unrepairable")
     return {
         "verdict": health["verdict"],
         "connections": {c["name"]: c["state"] for c in health["feeder"]["connections"]},
-        "last": api.json(f"ticker/{inst}")["last"],
-        "trades": [
-            {k: t[k] for k in ("tradeId", "px", "sz", "side", "ts")}
-            for t in api.json(f"trades/{inst}/latest", limit=str(TRADES_SHOWN))["items"]
-        ],
+        "last": ticker["last"],
+        "trades": [{k: t[k] for k in ("tradeId", "px", "sz", "side", "ts")} for t in trades],
+        "chart_start": str(newest // 60_000 * 60_000 - 59 * 60_000),
         "candle_source": source if candles else "",
         "candle_count": len(candles),
         "candles": [{k: c[k] for k in ("ts", "o", "h", "l", "c", "vol")} for c in candles],
@@ -105,7 +107,8 @@ def what_the_api_says(api: Api, inst: str, start: str) -> dict:
 
 
 def shown_numbers(shown: dict) -> dict:
-    keys = ("verdict", "connections", "last", "trades", "candle_source", "candle_count")
+    keys = ("verdict", "connections", "last", "trades", "chart_start", "candle_source")
+    keys += ("candle_count",)
     return {**{k: shown[k] for k in keys}, "candles": shown["candles"], "gaps": shown["gaps"]}
 
 
@@ -291,6 +294,22 @@ def test_the_dashboard_shows_what_the_api_says_about_a_running_collector(
         assert len(numbers["trades"]) == TRADES_SHOWN and numbers["candle_count"] >= 2
         assert numbers["gaps"]["filled"] >= 1 and numbers["gaps"]["total"] >= 2
         assert set(numbers["connections"].values()) == {"live"}
+
+        # The VWAP line: exactly the API's marks from the window's start to the last one drawn
+        # (marks already made do not come and go; new ones may follow). Without marks (no
+        # derive in the stack) the page shows none and no latest value.
+        shown = read_dashboard(page)
+        latest_status, latest = api.get(f"vwap/{inst}")
+        assert (shown["vwap"] != "") == (latest_status == 200), (shown["vwap"], latest)
+        if shown["vwap_count"]:
+            marks = api.every(
+                f"vwap/{inst}/range",
+                start=shown["chart_start"],
+                end=str(int(shown["vwap_last_ts"]) + 1),
+                limit="1000",
+            )
+            assert shown["vwap_count"] == shown["vwap_points"] == len(marks)
+            assert str(marks[0]["ts"]) == shown["vwap_first_ts"]
 
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

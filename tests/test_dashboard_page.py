@@ -120,7 +120,10 @@ def read_dashboard(page) -> dict:
           vwap: v('#vwap-latest'),
           vwap_validated: v('#vwap-validated'),
           vwap_count: Number(v('#vwap-count')),
+          vwap_ts: v('#vwap-latest', 'ts'),
           vwap_points: Number(document.querySelector('#vwap-line')?.dataset.points || 0),
+          vwap_first_ts: document.querySelector('#vwap-line')?.dataset.firstTs || '',
+          vwap_last_ts: document.querySelector('#vwap-line')?.dataset.lastTs || '',
           candle_count: Number(v('#candle-count')),
           candle_source: v('#candle-source'),
           chart_start: v('#candle-chart', 'start'),
@@ -380,6 +383,11 @@ def test_the_page_shows_the_apis_numbers_and_follows_changes(chromium, fixture_s
     window_vwap = [v for v in data["vwap"]["BTC-USDT"] if v["ts"] >= int(shown["chart_start"])]
     assert shown["vwap_count"] == shown["vwap_points"] == len(window_vwap) == 25
     assert shown["vwap"] == "35004.25" and shown["vwap_validated"] == "false"
+    assert shown["vwap_ts"] == str(window_vwap[-1]["ts"])
+    assert [shown["vwap_first_ts"], shown["vwap_last_ts"]] == [
+        str(window_vwap[0]["ts"]),
+        str(window_vwap[-1]["ts"]),
+    ]
     # gaps: 8 over 3 pages, every status counted and drawn
     assert shown["gaps"] == {
         "open": 2,

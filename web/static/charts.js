@@ -71,7 +71,7 @@ function drawCandles(svg, candles, vwap, barMs) {
   if (vwap.length) {
     const points = vwap.map((v) => `${x(Number(v.ts)).toFixed(1)},${y(Number(v.vwap)).toFixed(1)}`);
     svg.appendChild(svgEl("polyline", { id: "vwap-line", points: points.join(" "),
-      "data-points": vwap.length }));
+      "data-points": vwap.length, "data-first-ts": vwap[0].ts, "data-last-ts": vwap[vwap.length - 1].ts }));
   }
 }
 

@@ -153,7 +153,11 @@ async function refreshInstrument(inst) {
   if (inst !== $("#instrument").value) return; // the user picked another one meanwhile
 
   show("#last-price", ticker ? ticker.last : null);
-  show("#vwap-latest", latestVwap ? latestVwap.vwap : null);
+  // a VWAP can carry 30 digits: the full string stays in data-value and the tooltip, the
+  // text is cut by CSS (an ellipsis shows it is cut), never rounded
+  const vwapEl = show("#vwap-latest", latestVwap ? latestVwap.vwap : null);
+  vwapEl.title = latestVwap ? latestVwap.vwap : "";
+  vwapEl.dataset.ts = latestVwap ? String(latestVwap.ts) : "";
   show("#vwap-validated", latestVwap ? String(latestVwap.validated) : null);
   show("#candle-count", candles.items.length);
   show("#candle-source", candles.source);
