@@ -295,7 +295,7 @@ def test_the_dashboard_shows_what_the_api_says_about_a_running_collector(
         assert numbers["gaps"]["filled"] >= 1 and numbers["gaps"]["total"] >= 2
         assert set(numbers["connections"].values()) == {"live"}
 
-        # The VWAP line: exactly the API's marks from the window's start to the last one drawn
+        # The VWAP line: exactly the API's marks from its start to the last one drawn
         # (marks already made do not come and go; new ones may follow). Without marks (no
         # derive in the stack) the page shows none and no latest value.
         shown = read_dashboard(page)
@@ -304,7 +304,7 @@ def test_the_dashboard_shows_what_the_api_says_about_a_running_collector(
         if shown["vwap_count"]:
             marks = api.every(
                 f"vwap/{inst}/range",
-                start=shown["chart_start"],
+                start=shown["vwap_start"],
                 end=str(int(shown["vwap_last_ts"]) + 1),
                 limit="1000",
             )

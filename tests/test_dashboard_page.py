@@ -127,6 +127,7 @@ def read_dashboard(page) -> dict:
           candle_count: Number(v('#candle-count')),
           candle_source: v('#candle-source'),
           chart_start: v('#candle-chart', 'start'),
+          vwap_start: v('#candle-chart', 'vwapStart'),
           candles: [...document.querySelectorAll('#candle-chart g.candle')].map(g => ({
             ts: g.dataset.ts, o: g.dataset.o, h: g.dataset.h, l: g.dataset.l, c: g.dataset.c,
             vol: g.dataset.vol})),
@@ -380,7 +381,8 @@ def test_the_page_shows_the_apis_numbers_and_follows_changes(chromium, fixture_s
     assert shown["candles"] == [
         {k: c[k] for k in keys} for c in data["candles"][("BTC-USDT", "trades")]
     ]
-    window_vwap = [v for v in data["vwap"]["BTC-USDT"] if v["ts"] >= int(shown["chart_start"])]
+    assert int(shown["vwap_start"]) >= int(shown["chart_start"])
+    window_vwap = [v for v in data["vwap"]["BTC-USDT"] if v["ts"] >= int(shown["vwap_start"])]
     assert shown["vwap_count"] == shown["vwap_points"] == len(window_vwap) == 25
     assert shown["vwap"] == "35004.25" and shown["vwap_validated"] == "false"
     assert shown["vwap_ts"] == str(window_vwap[-1]["ts"])

@@ -10,6 +10,9 @@ const WINDOW_BARS = 60; // candles shown: the last 60 bars before the newest tra
 const TRADES_SHOWN = 20;
 const MAX_PAGES = 10; // a paged read stops there (10 x 1000 items), the page says so
 const TOKEN_KEY = "okx-collector-token";
+// VWAP marks come one per second: the line covers at most the window's last 61 minutes (all of
+// a 1m chart; about 3700 marks, 4 pages), not the 216 000 marks of sixty 1H bars
+const VWAP_SPAN_MS = 61 * 60e3;
 const BAR_MS = { "1m": 60e3, "3m": 180e3, "5m": 300e3, "15m": 900e3, "30m": 1800e3,
   "1H": 3600e3, "2H": 7200e3, "4H": 14400e3 };
 
@@ -146,9 +149,10 @@ async function refreshInstrument(inst) {
   const newest = Math.max(Number((ticker && ticker.ts) || 0), ...trades.items.map((t) => Number(t.ts)));
   const end = newest > 0 ? newest : Date.now();
   const start = Math.floor(end / barMs) * barMs - (WINDOW_BARS - 1) * barMs;
+  const vwapStart = Math.max(start, end - VWAP_SPAN_MS);
   const [candles, vwap] = await Promise.all([
     candlesFor(inst, bar, start),
-    allPages(`vwap/${id}/range`, { start: String(start), limit: "1000" }),
+    allPages(`vwap/${id}/range`, { start: String(vwapStart), limit: "1000" }),
   ]);
   if (inst !== $("#instrument").value) return; // the user picked another one meanwhile
 
@@ -164,6 +168,7 @@ async function refreshInstrument(inst) {
   show("#vwap-count", vwap.items.length);
   const chart = $("#candle-chart");
   chart.dataset.start = String(start);
+  chart.dataset.vwapStart = String(vwapStart);
   chart.dataset.bar = bar;
   chart.dataset.inst = inst;
   Charts.drawCandles(chart, candles.items, vwap.items, barMs);
