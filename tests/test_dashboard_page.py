@@ -268,6 +268,11 @@ def fixture_data() -> dict:
             ("BTC-USDT", "trades"): [_candle(i, "trades", f"3501{i}.5") for i in range(10)],
             ("BTC-USDT", "okx"): [_candle(i, "okx", "1") for i in range(10)],
             ("ETH-USDT", "okx"): [_candle(i, "okx", f"200{i}") for i in range(5, 10)],
+            # 5m bars from trades: the oldest lies before a 5m chart's 60-bar window
+            ("BTC-USDT", "trades", "5m"): [
+                {**_candle(0, "trades", f"3505{i}"), "ts": str(T - 300_000 * i)}
+                for i in (70, 3, 2, 1, 0)
+            ],
         },
         "vwap": {
             "BTC-USDT": [
@@ -320,8 +325,8 @@ def fixture_app(data: dict) -> FastAPI:
 
     @app.get("/api/v1/candles/{inst}", dependencies=guarded)
     def candles(inst: str, bar: str, source: str, start: int, cursor: str | None = None):
-        assert bar == "1m"
-        items = [c for c in data["candles"].get((inst, source), []) if int(c["ts"]) >= start]
+        series = data["candles"].get((inst, source) if bar == "1m" else (inst, source, bar), [])
+        items = [c for c in series if int(c["ts"]) >= start]
         return paged(items, cursor)
 
     @app.get("/api/v1/vwap/{inst}", dependencies=guarded)
@@ -436,6 +441,21 @@ def test_the_page_shows_the_apis_numbers_and_follows_changes(chromium, fixture_s
         f"200{i}" for i in range(5, 10)
     ]
     assert shown["last"] == "" and shown["trades"] == [] and shown["vwap_count"] == 0
+
+    # Back to BTC-USDT on 5m bars: a window of sixty 5m bars ending at the newest trade's bar.
+    page.select_option("#instrument", "BTC-USDT")
+    page.select_option("#bar", "5m")
+    shown = wait_for(
+        lambda: (lambda s: s if s["candles"] and s["candles"][0]["c"].startswith("3505") else None)(
+            read_dashboard(page)
+        ),
+        timeout=10,
+        what="BTC-USDT's 5m candles",
+    )
+    newest = max(int(data["ticker"]["BTC-USDT"]["ts"]), int(data["trades"]["BTC-USDT"][0]["ts"]))
+    assert int(shown["chart_start"]) == newest // 300_000 * 300_000 - 59 * 300_000
+    assert [c["c"] for c in shown["candles"]] == ["35053", "35052", "35051", "35050"]
+    assert page.evaluate("location.hash") == "#inst=BTC-USDT"
     assert watch.errors == [] and watch.foreign == []
     context.close()
 
