@@ -106,3 +106,20 @@ def test_after_a_cursor_two_plain_queries_read_the_rest_of_the_ms_then_later():
     assert same[0]["_id"] == {"$gt": "BTC-USDT:9"} and same[1] == [("_id", 1)]
     assert set(later[0]["dt"]) == {"$gt", "$lt"} and later[1] == [("dt", 1), ("_id", 1)]
     assert not any("$or" in q for q, _ in first + [same, later])
+
+
+def test_a_cursor_past_the_end_of_its_millisecond_reads_one_query():
+    rng = TimeRange(T0, T0 + 100)
+    (only,) = page_queries({"instId": INST}, rng, Position(T0 + 5, ""))
+    assert only[0]["dt"]["$gt"] is not None and "_id" not in only[0]
+
+
+def test_the_cursor_skips_the_same_ms_query_only_when_the_look_ahead_is_later():
+    # 2 trades at +0, 2 at +1: a page of 2 ends where a later ms starts, a page of 3 does not
+    r, db = _stack([0, 0, 1, 1])
+    from web.history import read_page
+
+    coll = db[keys.TRADES]
+    _, pos2 = read_page(coll, {"instId": INST}, TimeRange(T0, T0 + 9), None, 2)
+    _, pos3 = read_page(coll, {"instId": INST}, TimeRange(T0, T0 + 9), None, 3)
+    assert pos2 == Position(T0, "") and pos3 == Position(T0 + 1, f"{INST}:1002")

@@ -249,3 +249,36 @@ def test_unexpected_errors_are_a_bare_500(stack):
         resp = c.get(f"/api/v1/trades/{INST}", headers=H)
     assert resp.status_code == 500 and resp.json() == {"error": "internal error"}
     assert "hunter22" not in resp.text
+
+
+def test_instrument_list_is_cached_and_an_unknown_id_rescans_at_most_once_a_second():
+    from web.stores import Instruments
+
+    r = fakeredis.FakeRedis(decode_responses=True)
+    now = [100.0]
+    scans = []
+    inst = Instruments(r, r, clock=lambda: now[0])
+    real_refresh = inst.refresh
+    inst.refresh = lambda: scans.append(now[0]) or real_refresh()  # type: ignore[method-assign]
+    assert inst.stale() and inst.refresh() == frozenset()
+    r.hset(keys.ticker("ETH-USDT"), "last", "1")
+    assert not inst.stale() and not inst.stale("BTC-USDT")  # just read: no rescan for a miss
+    now[0] += 1.5
+    assert inst.stale("ETH-USDT") and not inst.stale()  # a miss after 1 s: look again
+    inst.refresh()
+    assert "ETH-USDT" in inst.known()
+    now[0] += 6
+    assert inst.stale()  # older than the 5 s TTL
+
+
+def test_a_new_instrument_is_found_without_waiting_for_the_ttl(stack):
+    r, db = stack
+    app = app_for(r, db)
+    now = [1000.0]
+    app.state.stores.instruments.clock = lambda: now[0]
+    with TestClient(app) as c:
+        assert get(c, "/api/v1/ticker/SOL-USDT").status_code == 404
+        r.hset(keys.ticker("SOL-USDT"), mapping={"last": "150", "ts": str(T0)})
+        assert get(c, "/api/v1/ticker/SOL-USDT").status_code == 404  # rescanned < 1 s ago
+        now[0] += 1.01  # past MISS_RESCAN_S, well within the 5 s TTL
+        assert get(c, "/api/v1/ticker/SOL-USDT").json()["last"] == "150"

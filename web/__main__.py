@@ -57,7 +57,13 @@ def _serve() -> int:
         if server is not None:
             server.should_exit = True
 
-    flower = FlowerChild(web.flower_port, give_up=give_up) if web.flower else None
+    flower = None
+    if web.flower:
+        flower = FlowerChild(
+            web.flower_port,
+            give_up=give_up,
+            shutting_down=lambda: server is not None and bool(server.should_exit),
+        )
     probe = WorkerProbe(ping=celery_ping, mongo_ping=lambda: stores.mongo.command("ping"))
     app = create_app(stores, creds, worker_probe=probe, flower=flower)
     config = uvicorn.Config(

@@ -24,6 +24,7 @@ from core.settings import WebSettings
 
 log = logging.getLogger("web.auth")
 
+ACCEPTED_CACHE = 256
 REALM = 'Basic realm="okx-collector", charset="UTF-8"'
 
 
@@ -32,6 +33,10 @@ class Credentials:
     pairs: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)  # (user, password)
     token: bytes = field(default=b"", repr=False)
     open: bool = False  # WEB_NO_AUTH=1: no check at all
+    # Authorization headers already accepted: a repeat skips the decoding and the comparisons.
+    # Only accepted headers enter (a wrong guess is always checked in full), and a set lookup
+    # hashes the whole header, so its timing says nothing about how close a guess was.
+    _accepted: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, web: WebSettings) -> Credentials:
@@ -54,6 +59,14 @@ class Credentials:
             return True
         if not header:
             return False
+        if header in self._accepted:  # a header already checked in full (bounded, below)
+            return True
+        ok = self._check(header)
+        if ok and len(self._accepted) < ACCEPTED_CACHE:
+            self._accepted.add(header)
+        return ok
+
+    def _check(self, header: str) -> bool:
         scheme, _, value = header.strip().partition(" ")
         scheme = scheme.lower()
         value = value.strip()

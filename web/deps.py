@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from web.auth import REALM, Credentials
 from web.params import ApiError, inst_id_shape
@@ -42,12 +43,22 @@ async def require_auth(request: Request) -> None:
 
 async def inst_id(request: Request) -> str:
     """The path's instId: well formed (else 400) and one we collect (else 404)."""
-    raw = request.path_params["instId"]
+    raw: str = request.path_params["instId"]
+    await check_inst_id(request, raw)
+    return raw
+
+
+async def check_inst_id(request: Request, raw: str) -> Stores:
+    """`inst_id` called directly (the hot endpoints skip the dependency machinery); returns
+    the stores."""
     inst_id_shape(raw)
     stores: Stores = request.app.state.stores
-    if raw not in stores.instruments:
+    instruments = stores.instruments
+    if instruments.stale(raw):
+        await run_in_threadpool(instruments.refresh)  # SCANs: never on the event loop
+    if raw not in instruments.known():
         raise ApiError(404, f"unknown instId {raw!r}: no data collected for it")
-    return raw
+    return stores
 
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": f'{REALM}, Bearer realm="okx-collector"'}

@@ -89,12 +89,15 @@ class FlowerChild:
         give_up: Callable[[], None] | None = None,
         max_restarts: int = MAX_RESTARTS,
         first_pause_s: float = 1.0,
+        shutting_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self.port = port or free_loopback_port()
         self.command = command
         self.give_up = give_up
         self.max_restarts = max_restarts
         self.first_pause_s = first_pause_s
+        # the platform's SIGTERM reaches the child too: its exit then is no crash
+        self.shutting_down = shutting_down
         self.state = "stopped"  # starting | up | restarting | down | stopped
         self.restarts = 0
         self.last_exit: int | None = None
@@ -143,7 +146,8 @@ class FlowerChild:
             ready = asyncio.create_task(self._wait_ready(proc))
             code = await proc.wait()
             ready.cancel()
-            if self._stopping:
+            if self._stopping or self.shutting_down():
+                self.state, self.last_exit = "stopped", code
                 break
             self.last_exit, self.restarts = code, self.restarts + 1
             now = time.monotonic()

@@ -8,7 +8,9 @@ speaks and which each walk one index range:
     1. the rest of the last page's millisecond:  dt == last, _id > last_id   (sort _id)
     2. then the later ones:                      last < dt < end             (sort dt, _id)
 
-so trades sharing a timestamp are never skipped nor repeated, however the pages fall.
+so trades sharing a timestamp are never skipped nor repeated, however the pages fall. When the
+document read beyond the page (to know whether there is a next one) is in a later millisecond,
+the cursor says so (an empty _id) and the next page is the second query alone.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def page_queries(
 ) -> list[Query]:
     """The queries that read one page, in order (read each until the page is full)."""
     queries: list[Query] = []
-    if after is not None:
+    if after is not None and after.id:  # id "": nothing more in that millisecond (read_page)
         same_ms = {**base, field: ms_to_dt(after.key), "_id": {"$gt": after.id}}
         queries.append((same_ms, [("_id", 1)]))
     window = _window(rng, after)
@@ -84,8 +86,11 @@ def read_page(
             break
     if len(docs) <= limit:
         return docs, None
-    last = docs[limit - 1]
-    return docs[:limit], Position(dt_to_ms(last[field]), str(last["_id"]))
+    last_ms = dt_to_ms(docs[limit - 1][field])
+    if dt_to_ms(docs[limit][field]) != last_ms:
+        # the look-ahead is in a later millisecond: the next page needs only the second query
+        return docs[:limit], Position(last_ms, "")
+    return docs[:limit], Position(last_ms, str(docs[limit - 1]["_id"]))
 
 
 def newest_before(

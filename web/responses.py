@@ -12,7 +12,16 @@ from starlette.responses import JSONResponse
 
 
 class Json(JSONResponse):
+    """`Json(content)`, or `Json(None, raw=b"...")` for a body that is already JSON."""
+
     media_type = "application/json"
 
+    def __init__(
+        self, content: Any = None, status_code: int = 200, raw: bytes | None = None, **kw: Any
+    ) -> None:
+        self._raw = raw
+        super().__init__(content, status_code, **kw)
+
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        raw = getattr(self, "_raw", None)
+        return raw if raw is not None else orjson.dumps(content)

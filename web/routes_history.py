@@ -16,6 +16,7 @@ from core import keys
 from web import paging, params
 from web.deps import INST_ID, STORES
 from web.history import public, read_page
+from web.responses import Json
 from web.routes_state import vwap_item
 from web.stores import Stores
 
@@ -34,17 +35,20 @@ def paged(
     limit: int | None,
     cursor: str | None,
     item: Item = public,
-) -> dict[str, Any]:
+) -> Json:
     rng = params.time_range(start, end)
     n = params.limit(limit)
     query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "limit")}
     fp = paging.fingerprint(request.url.path, query)
     after = paging.decode(cursor, fp)
     docs, pos = read_page(coll, base, rng, after, n)
-    return {
-        "items": [item(d) for d in docs],
-        "next": paging.encode(fp, pos) if pos is not None else None,
-    }
+    # a ready response: FastAPI would otherwise validate up to 1000 items against the annotation
+    return Json(
+        {
+            "items": [item(d) for d in docs],
+            "next": paging.encode(fp, pos) if pos is not None else None,
+        }
+    )
 
 
 START = Query(None, description="from this time (ms or ISO-8601), inclusive")
@@ -73,7 +77,7 @@ def trades(
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """Stored trades of a range, oldest first, each exactly once across the pages."""
     base = {"instId": instId}
     return paged(
@@ -111,7 +115,7 @@ def candles(
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """Candles of one bar and source: OKX's confirmed ones, or those built from trades."""
     b, src = params.bar(bar), params.candle_source(source)
     # OKX's candles may lack `source` (written before it existed): "not trades" finds them
@@ -140,7 +144,7 @@ def vwap_range(
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """One VWAP per second mark: ts, vwap, validated, n, window_ms."""
     return paged(
         request,
@@ -164,7 +168,7 @@ def books(
     limit: int | None = LIMIT,
     cursor: str | None = CURSOR,
     s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """Sampled book snapshots (one per BOOKS_SAMPLE_MS window, plus the full ones)."""
     base: dict[str, Any] = {"instId": instId}
     if channel:
@@ -185,7 +189,7 @@ def _account_route(path: str, collection: str, key: str, doc: str) -> None:
         cursor: str | None = CURSOR,
         value: str | None = Query(None, alias=key, description=f"only this {key}"),
         s: Stores = STORES,
-    ) -> dict[str, Any]:
+    ) -> Json:
         base: dict[str, Any] = {}
         if value:
             if key == "instId":

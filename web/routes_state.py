@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from core import keys
 from web import params
-from web.deps import INST_ID, STORES
+from web.deps import STORES, check_inst_id
 from web.history import newest_before
 from web.params import ApiError
+from web.responses import Json
 from web.stores import Stores
 
 router = APIRouter(tags=["current state"])
@@ -30,63 +32,84 @@ def _hash_or_404(r: Any, key: str, what: str) -> dict[str, str]:
     return found
 
 
+async def _ahash_or_404(r: Any, key: str, what: str) -> dict[str, str]:
+    found: dict[str, str] = await r.hgetall(key)
+    if not found:
+        raise ApiError(404, f"no {what} in the current state")
+    return found
+
+
+# The latest-state endpoints below are the hot path: `async def` over the asyncio Redis client
+# (no threadpool hop, the loop never blocked), answering a ready Json response (no response
+# model to validate). bench/api.py measures them.
+
+
 @router.get("/instruments")
 def instruments(s: Stores = STORES) -> dict[str, Any]:
     """Instruments with collected data (watermarks or current state)."""
-    return {"items": sorted(s.instruments.known())}
+    return {"items": sorted(s.instruments.current())}
 
 
-@router.get("/ticker/{instId}")
-def ticker(instId: str = INST_ID, s: Stores = STORES) -> dict[str, str]:  # noqa: N803
-    return _hash_or_404(s.state, keys.ticker(instId), f"ticker for {instId}")
+@router.get("/ticker/{instId}", response_class=Json)
+async def ticker(request: Request, instId: str) -> Json:  # noqa: N803
+    """The ticker hash as the workers stored it (OKX's fields, strings)."""
+    s = await check_inst_id(request, instId)
+    return Json(await _ahash_or_404(s.state_async, keys.ticker(instId), f"ticker for {instId}"))
 
 
-@router.get("/book/{instId}")
-def book(
-    instId: str = INST_ID,  # noqa: N803
+@router.get("/book/{instId}", response_class=Json)
+async def book(
+    request: Request,
+    instId: str,  # noqa: N803
     depth: int | None = Query(None, description="levels per side, 1 to 5"),
-    s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """The top levels of the book: [price, size, ...] per level as OKX sends them."""
+    s = await check_inst_id(request, instId)
     n = params.depth(depth)
-    h: dict[str, str] = s.state.hgetall(keys.books5(instId))
+    h: dict[str, str] = await s.state_async.hgetall(keys.books5(instId))
     if h:
         asks, bids = orjson.loads(h["asks"])[:n], orjson.loads(h["bids"])[:n]
     else:
-        h = _hash_or_404(s.state, keys.book(instId), f"book for {instId}")
+        h = await _ahash_or_404(s.state_async, keys.book(instId), f"book for {instId}")
         asks = [[h["askPx"], h["askSz"]]] if h.get("askPx") else []
         bids = [[h["bidPx"], h["bidSz"]]] if h.get("bidPx") else []
-    return {
-        "instId": instId,
-        "asks": asks,
-        "bids": bids,
-        "ts": h.get("ts", ""),
-        "seqId": h.get("seqId", ""),
-        "channel": h.get("channel", ""),
-    }
+    return Json(
+        {
+            "instId": instId,
+            "asks": asks,
+            "bids": bids,
+            "ts": h.get("ts", ""),
+            "seqId": h.get("seqId", ""),
+            "channel": h.get("channel", ""),
+        }
+    )
 
 
-@router.get("/trades/{instId}/latest")
-def latest_trades(
-    instId: str = INST_ID,  # noqa: N803
+@router.get("/trades/{instId}/latest", response_class=Json)
+async def latest_trades(
+    request: Request,
+    instId: str,  # noqa: N803
     limit: int | None = Query(None, description="newest trades, at most 1000 (Redis keeps 100)"),
-    s: Stores = STORES,
-) -> dict[str, Any]:
+) -> Json:
     """The newest trades first: tradeId, px, sz, side, ts."""
+    s = await check_inst_id(request, instId)
     n = params.limit(limit)
-    members = s.state.zrevrange(keys.trades(instId), 0, n - 1)
-    return {"items": [orjson.loads(m) for m in members]}
+    members = await s.state_async.zrevrange(keys.trades(instId), 0, n - 1)
+    # each member is already the JSON of one trade: splice, do not decode and re-encode
+    return Json(None, raw=b'{"items":[' + ",".join(members).encode() + b"]}")
 
 
-@router.get("/candle/{instId}")
-def candle(
-    instId: str = INST_ID,  # noqa: N803
+@router.get("/candle/{instId}", response_class=Json)
+async def candle(
+    request: Request,
+    instId: str,  # noqa: N803
     bar: str | None = Query(None, description="OKX bar, default 1m"),
-    s: Stores = STORES,
-) -> dict[str, str]:
+) -> Json:
     """The current (forming or just confirmed) candle of one bar."""
+    s = await check_inst_id(request, instId)
     b = params.bar(bar)
-    return _hash_or_404(s.state, keys.candle(instId, b), f"{b} candle for {instId}")
+    key = keys.candle(instId, b)
+    return Json(await _ahash_or_404(s.state_async, key, f"{b} candle for {instId}"))
 
 
 def vwap_item(h: dict[str, Any]) -> dict[str, Any]:
@@ -101,20 +124,26 @@ def vwap_item(h: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/vwap/{instId}")
-def vwap(
-    instId: str = INST_ID,  # noqa: N803
-    ts: str | None = Query(None, description="as of this time (ms or ISO-8601); default latest"),
-    s: Stores = STORES,
-) -> dict[str, Any]:
-    """The latest rolling VWAP (Redis), or the one in force at `ts` (MongoDB)."""
-    if ts is None:
-        return vwap_item(_hash_or_404(s.state, keys.vwap_key(instId), f"VWAP for {instId}"))
-    at = params.parse_time("ts", ts)
-    doc = newest_before(s.mongo[keys.VWAP_COLLECTION], {"instId": instId}, at)
+def _vwap_as_of(s: Stores, inst: str, at: int) -> dict[str, Any]:
+    doc = newest_before(s.mongo[keys.VWAP_COLLECTION], {"instId": inst}, at)
     if doc is None:
-        raise ApiError(404, f"no VWAP for {instId} at or before {at}")
+        raise ApiError(404, f"no VWAP for {inst} at or before {at}")
     return vwap_item(doc)
+
+
+@router.get("/vwap/{instId}", response_class=Json)
+async def vwap(
+    request: Request,
+    instId: str,  # noqa: N803
+    ts: str | None = Query(None, description="as of this time (ms or ISO-8601); default latest"),
+) -> Json:
+    """The latest rolling VWAP (Redis), or the one in force at `ts` (MongoDB)."""
+    s = await check_inst_id(request, instId)
+    if ts is None:
+        key = keys.vwap_key(instId)
+        return Json(vwap_item(await _ahash_or_404(s.state_async, key, f"VWAP for {instId}")))
+    at = params.parse_time("ts", ts)
+    return Json(await run_in_threadpool(_vwap_as_of, s, instId, at))
 
 
 def _scan_hashes(r: Any, pattern: str) -> list[dict[str, str]]:

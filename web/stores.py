@@ -5,9 +5,13 @@ state (STATE_REDIS_URL, default REDIS_URL), `ledger` the broker Redis holding th
 watermarks and heartbeats (REDIS_URL). One client serves both when the URLs are the same. Both
 decode replies to str. `mongo` is the history database (MONGODB_DB).
 
+`state_async` is an asyncio client on the same Redis: the latest-state endpoints (the hot path,
+bench/api.py) await it on the event loop instead of taking a threadpool hop per request, and
+never block the loop. Everything else uses the sync clients from `def` endpoints (threadpool).
+
 `Instruments` answers "is this an instrument we collect?" from the feeder's watermarks and the
-state keys, re-read at most every few seconds, so an unknown instId is a clear 404 and a request
-for a known one costs no extra round trip.
+state keys, re-read at most every few seconds (in the threadpool), so an unknown instId is a
+clear 404 and a request for a known one costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from core import keys
 from core.redis_clients import tls_kwargs
 from core.settings import WorkerSettings
 
 INSTRUMENTS_TTL_S = 5.0
+MISS_RESCAN_S = 1.0  # an unknown instId re-reads the list at most this often
 
 
 def redis_client(url: str, timeout_s: float) -> redis.Redis:
@@ -36,6 +42,47 @@ def redis_client(url: str, timeout_s: float) -> redis.Redis:
         health_check_interval=30,
         **tls_kwargs(url),
     )
+
+
+def async_redis_client(url: str, timeout_s: float) -> Any:
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        decode_responses=True,
+        **tls_kwargs(url),
+    )
+
+
+_ASYNC_KWARGS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "decode_responses",
+    "unix_socket_path",
+)
+
+
+def async_twin(client: Any) -> Any:
+    """An asyncio client on the same server as the sync `client` (tests hand in sync clients:
+    redis-py's or fakeredis', whose twin shares its FakeServer)."""
+    kw = dict(client.connection_pool.connection_kwargs)
+    if type(client).__module__.startswith("fakeredis"):  # same (host, port): the same FakeServer
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(
+            server=kw.get("server"),
+            host=kw["host"],
+            port=kw["port"],
+            decode_responses=kw.get("decode_responses", False),
+        )
+    if "path" in kw:
+        kw["unix_socket_path"] = kw.pop("path")
+    return redis.asyncio.Redis(**{k: v for k, v in kw.items() if k in _ASYNC_KWARGS})
 
 
 def mongo_database(s: WorkerSettings) -> Any:
@@ -67,7 +114,12 @@ def _state_instruments(r: Any) -> set[str]:
 
 @dataclass
 class Instruments:
-    """The instruments with data: watermarks (ledger Redis) and state keys (state Redis)."""
+    """The instruments with data: watermarks (ledger Redis) and state keys (state Redis).
+
+    `known()` never does I/O; `stale()` says when `refresh()` (SCANs: run it off the event
+    loop) should run: the list is older than `ttl_s`, or an unknown instId was asked for and
+    the last read is older than MISS_RESCAN_S (a new instrument appears within a second, and a
+    stream of unknown ids costs at most one rescan a second)."""
 
     state: Any
     ledger: Any
@@ -78,20 +130,23 @@ class Instruments:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def known(self) -> frozenset[str]:
-        now = self.clock()
-        if now - self._read_at > self.ttl_s:
-            with self._lock:
-                if now - self._read_at > self.ttl_s:
-                    found = _state_instruments(self.state)
-                    found |= _instruments_in(self.ledger)
-                    self._known, self._read_at = frozenset(found), now
         return self._known
 
-    def __contains__(self, inst_id: str) -> bool:
-        if inst_id in self.known():
-            return True
-        self._read_at = float("-inf")  # a new instrument: look again before saying no
-        return inst_id in self.known()
+    def stale(self, missing: str | None = None) -> bool:
+        age = self.clock() - self._read_at
+        return age > self.ttl_s or (
+            missing is not None and missing not in self._known and age > MISS_RESCAN_S
+        )
+
+    def refresh(self) -> frozenset[str]:
+        with self._lock:
+            found = _state_instruments(self.state) | _instruments_in(self.ledger)
+            self._known, self._read_at = frozenset(found), self.clock()
+        return self._known
+
+    def current(self) -> frozenset[str]:
+        """The list, re-read first if stale (blocking: for `def` endpoints)."""
+        return self.refresh() if self.stale() else self._known
 
 
 @dataclass
@@ -100,11 +155,13 @@ class Stores:
     ledger: Any
     mongo: Any
     instruments: Instruments
+    state_async: Any
 
     @classmethod
-    def of(cls, state: Any, mongo: Any, ledger: Any = None) -> Stores:
+    def of(cls, state: Any, mongo: Any, ledger: Any = None, state_async: Any = None) -> Stores:
         ledger = state if ledger is None else ledger
-        return cls(state, ledger, mongo, Instruments(state, ledger))
+        state_async = async_twin(state) if state_async is None else state_async
+        return cls(state, ledger, mongo, Instruments(state, ledger), state_async)
 
     @classmethod
     def from_settings(cls, s: WorkerSettings) -> Stores:
@@ -112,7 +169,8 @@ class Stores:
         ledger = (
             state if s.state_url == s.redis_url else redis_client(s.redis_url, s.redis_timeout_s)
         )
-        return cls.of(state, mongo_database(s), ledger)
+        state_async = async_redis_client(s.state_url, s.redis_timeout_s)
+        return cls.of(state, mongo_database(s), ledger, state_async)
 
     def close(self) -> None:
         for client in {id(self.state): self.state, id(self.ledger): self.ledger}.values():
