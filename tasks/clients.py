@@ -74,7 +74,38 @@ def pymongo_client(uri: str, timeout_ms: int) -> Any:
         socketTimeoutMS=max(timeout_ms * 4, 20000),
         retryWrites=True,
         appname="okx-worker",
+        event_listeners=[_server_back_listener()],
     )
+
+
+def recheck_indexes() -> None:
+    """Create the indexes again at the next batch (see _server_back_listener)."""
+    global _indexes_done, _indexes_tried
+    _indexes_done, _indexes_tried = False, 0.0
+
+
+def _server_back_listener() -> Any:
+    """A pymongo listener: when a server that was unreachable answers again, the indexes are
+    checked again. A server can come back empty (data lost, a restore, a replaced node): the
+    `_id`s keep writes idempotent without indexes, but the unique keys, the time indexes and the
+    books TTL would be gone for good. Creating existing indexes again is a no-op."""
+    from pymongo import monitoring
+    from pymongo.server_type import SERVER_TYPE
+
+    class ServerBack(monitoring.ServerListener):
+        def opened(self, event: Any) -> None:
+            pass
+
+        def closed(self, event: Any) -> None:
+            pass
+
+        def description_changed(self, event: Any) -> None:
+            was = event.previous_description.server_type
+            now = event.new_description.server_type
+            if was == SERVER_TYPE.Unknown and now != SERVER_TYPE.Unknown:
+                recheck_indexes()
+
+    return ServerBack()
 
 
 def make_redis_client(url: str, timeout_s: float) -> Any:
