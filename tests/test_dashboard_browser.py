@@ -41,6 +41,7 @@ INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
 CHANNELS = "books,books5,trades-all,tickers,candle1m"
 USER = "demo"
 TRADES_SHOWN = 20
+TOKEN = "dashboard-test-token-" + secrets.token_urlsafe(8)
 
 
 class Api:
@@ -171,6 +172,7 @@ def test_the_dashboard_shows_what_the_api_says_about_a_running_collector(
         OKX_CHANNELS=CHANNELS,
         FEEDER_ID="dashboard-feeder",
         WEB_FLOWER="0",
+        WEB_API_TOKEN=TOKEN,
         BACKFILL_SWEEP_S="2",
     )
     stack_log, web_log = tmp_path / "processes.log", tmp_path / "web.log"
@@ -315,6 +317,26 @@ def test_the_dashboard_shows_what_the_api_says_about_a_running_collector(
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=False)
         assert watch.errors == [] and watch.foreign == []
+        context.close()
+
+        # The same page with the API token instead of the login (a wrong login first: the API
+        # refuses, the page says so; then the token typed into the page opens the data).
+        context = chromium.new_context(http_credentials={"username": USER, "password": "nope"})
+        page = context.new_page()
+        page.goto(f"{base}/#inst={inst}")
+        assert wait_refreshed(page, 0)["status"] == "unauthorized"
+        page.fill("#token", TOKEN)
+        page.click("#token-save")
+        wait_for(
+            # (data, not the same data: the market's pause may be over by now)
+            lambda: (lambda s: s["status"] == "ok" and len(s["trades"]) == TRADES_SHOWN)(
+                read_dashboard(page)
+            ),
+            20,
+            interval=0.2,
+            what="the page opened with the token" + logs(),
+        )
+        assert TOKEN not in page.content()
         context.close()
     finally:
         _stop(web)
