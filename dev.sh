@@ -110,6 +110,20 @@ ensure_redis() {
   fi
 }
 
+# Debian's chromium at /usr/bin/chromium, for the dashboard's browser test (playwright drives it;
+# never a downloaded browser). Only `test` needs it. Without root the test skips, except under CI.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium (for the dashboard's browser test)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "warning: no /usr/bin/chromium and no root to install it: the dashboard's browser test" \
+        "will skip (and fail under CI=true)"
+  fi
+}
+
 setup() { ensure_python; ensure_venv; ensure_redis; }
 
 cmd=${1:-help}; shift || true
@@ -118,7 +132,7 @@ case "$cmd" in
   lock)
     ensure_python; lock "$@" ;;
   test)
-    setup
+    setup; ensure_chromium
     exec "$VENV/bin/python" -m pytest "$@" ;;
   lint)
     ensure_python; ensure_venv

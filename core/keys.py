@@ -159,17 +159,6 @@ def candle(inst_id: str, bar: str) -> str:
     return f"{CANDLE_PREFIX}{inst_id}:{bar}"
 
 
-# ----- Redis keys: derived state (tasks/derive writes, web/ reads) ------------------------------
-# vwap:<instId>            hash vwap, ts, window_ms, n, validated ("1"/"0"): the latest VWAP
-# derive:validated_until   hash instId -> ms up to which every trade is REST-validated
-VWAP_PREFIX = "vwap:"
-VALIDATED_UNTIL_KEY = "derive:validated_until"
-
-
-def vwap_key(inst_id: str) -> str:
-    return f"{VWAP_PREFIX}{inst_id}"
-
-
 # ----- Redis keys: the feeder's gap ledger, watermarks and heartbeat -----------------------------
 # GAPS_KEEP and HEARTBEAT_TTL_S bound these keys (length of gaps:all, TTL of feeder:<id>), so
 # they live with them. The gap's causes and statuses are values of the record, not key names:

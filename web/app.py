@@ -106,7 +106,9 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX)
     # everything under /api/ but health needs credentials (web/auth.py)
     app.add_middleware(AuthGate, credentials=credentials, counters=app.state.counters)
-    # The dashboard helper adds here: app.include_router(dashboard.router)
+    from web.dashboard import router as dashboard_router  # the page at / and /static/ (public)
+
+    app.include_router(dashboard_router)
     if flower is not None:
         from web.flower import proxy_router
 

@@ -128,7 +128,7 @@ def stored_range(s: Stores, channel: str, inst: str) -> tuple[int | None, int | 
         return first_and_last_ms(s.mongo[keys.TICKERS], {"instId": inst})
     if channel.startswith("candle"):
         bar = channel[len("candle") :]
-        base = {"instId": inst, "bar": bar, "source": {"$ne": "trades"}}
+        base = {"instId": inst, "bar": bar, "source": {"$nin": ["trades"]}}  # not $ne: nx-27017
         return first_and_last_ms(s.mongo[keys.CANDLES_COLLECTION], base)
     if channel.startswith("books") or channel.startswith("bbo"):
         return first_and_last_ms(s.mongo[keys.BOOKS], {"instId": inst, "channel": channel})

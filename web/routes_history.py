@@ -119,7 +119,9 @@ def candles(
     """Candles of one bar and source: OKX's confirmed ones, or those built from trades."""
     b, src = params.bar(bar), params.candle_source(source)
     # OKX's candles may lack `source` (written before it existed): "not trades" finds them
-    which: Any = "trades" if src == "trades" else {"$ne": "trades"}
+    # ($nin, not $ne: nx-27017 drops documents lacking the field from $ne beside another
+    # condition; the two mean the same to MongoDB)
+    which: Any = "trades" if src == "trades" else {"$nin": ["trades"]}
     base = {"instId": instId, "bar": b, "source": which}
     return paged(
         request,
