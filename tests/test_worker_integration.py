@@ -1,8 +1,11 @@
 """A real Celery worker (in-process, solo pool) on a real redis-server broker.
 
 Batches are sent by name as the feeder sends them: Celery task messages built by
-collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
-Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
+collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The
+worker shares a pymongo client with the test, connected to the harness's MongoDB wire-protocol
+server (the `mongodb_uri` fixture: nx-27017, a database of this test's own); state goes to a real
+Redis. Storage outages are injected (MongoDB: errors as pymongo raises them, also after a write
+went through) or real (a state redis-server stopped and restarted).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-import mongomock
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from pymongo import MongoClient
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from collector.celery_message import task_message
@@ -42,8 +45,20 @@ from tests.workers_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-# T0 is in 2023: a books TTL index would expire the test data (mongomock applies TTL on reads)
+# T0 is in 2023: a books TTL index would expire the test data (expired documents vanish on reads)
 FAST_RETRY = dict(retry_base_s=0.05, retry_cap_s=0.2, books_sample_ms=0, books_retention_s=0)
+
+
+@pytest.fixture
+def mongo(mongodb_uri):
+    """A pymongo client on this test's own database (its default database)."""
+    client: MongoClient = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
+    yield client
+    client.close()
+
+
+def dbname(client: MongoClient) -> str:
+    return client.get_default_database().name
 
 
 @pytest.fixture
@@ -67,8 +82,10 @@ def feeder(redis_url):
 
 
 @contextmanager
-def running_worker(redis_url, mongo, state, **settings):
-    settings_mod.use(Settings(redis_url=redis_url, **{**FAST_RETRY, **settings}))
+def running_worker(redis_url, mongo, state, db_name, **settings):
+    settings_mod.use(
+        Settings(redis_url=redis_url, mongodb_db=db_name, **{**FAST_RETRY, **settings})
+    )
     clients.install(mongo=mongo, redis=state)
     app.conf.broker_url = redis_url
     app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
@@ -90,11 +107,11 @@ def drained(broker):
     return broker.llen(INGEST_QUEUE) == 0 and broker.hlen("unacked") == 0
 
 
-def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
-    mongo, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
-    db = mongo["okex"]
+def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder, mongo):
+    state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    db = mongo[dbname(mongo)]
     data = one_of_each()
-    with running_worker(redis_url, mongo, state):
+    with running_worker(redis_url, mongo, state, db.name):
         for kind, recs in data.items():
             feeder(kind, batch(kind, recs))
             feeder(kind, batch(kind, recs))  # sent twice: stored once
@@ -128,10 +145,13 @@ def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
     assert state.zcard("trades:BTC-USDT") == 2
 
 
-def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_url, broker, feeder):
+def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(
+    redis_url, broker, feeder, mongo
+):
     # Given MongoDB fails for 30 s (as the issue asks), half the time *after* a write went through
     # (lost reply)
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     end = time.monotonic() + 30.0
     flaky = FlakyMongoClient(
         base,
@@ -141,7 +161,9 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
     )
     events = [order(str(i), T0 + i, s) for i in range(50) for s in ("live", "filled")]
     # Retries spaced out to span the whole outage (100 retries, 0.5 s doubling to 4 s).
-    with running_worker(redis_url, flaky, state, retry_max=100, retry_base_s=0.5, retry_cap_s=4.0):
+    with running_worker(
+        redis_url, flaky, state, name, retry_max=100, retry_base_s=0.5, retry_cap_s=4.0
+    ):
         # When batches arrive during the outage
         for i in range(0, 100, 25):
             feeder("orders", batch("orders", events[i : i + 25]))
@@ -153,8 +175,8 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
         # Then everything is stored exactly once after it ends
         wait_for(
             lambda: (
-                base["okex"]["order"].count_documents({}) == 100
-                and base["okex"]["trades"].count_documents({}) == 40
+                base[name]["order"].count_documents({}) == 100
+                and base[name]["trades"].count_documents({}) == 40
                 and drained(broker)
             ),
             what="orders after the outage",
@@ -162,9 +184,9 @@ def test_mongodb_outage_retries_without_loss_or_duplicates_or_early_ack(redis_ur
     # A message is in neither list for an instant while kombu moves it from the queue into the
     # unacked hash (BRPOP, then HSET); two empty samples 50 ms apart would mean a real early ack.
     assert held and not any(a == b == 0 for a, b in zip(held, held[1:])), held
-    assert flaky["okex"].raised >= 2
+    assert flaky[name].raised >= 2
     assert int(state.get(keys.ORDER_COUNTER)) == 100
-    assert base["okex"]["dead_letters"].count_documents({}) == 0
+    assert base[name]["dead_letters"].count_documents({}) == 0
     assert (
         len(
             {
@@ -182,15 +204,15 @@ def _retries(kind: str) -> float:
     return RETRIES.labels(kind)._value.get()
 
 
-def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path):
+def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path, mongo):
     # Given a separate state redis-server that goes away
     srv = RedisServer(workdir=str(tmp_path)).start()
     port = srv.port
     state = redis.Redis.from_url(srv.url, socket_timeout=2, socket_connect_timeout=1)
-    mongo = mongomock.MongoClient()
+    name = dbname(mongo)
     retried = _retries("orders")
     try:
-        with running_worker(redis_url, mongo, state, retry_max=200):
+        with running_worker(redis_url, mongo, state, name, retry_max=200):
             srv.stop()
             # When batches arrive while it is down
             for i in range(3):
@@ -199,7 +221,7 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
             # (state is written first: nothing is stored, every batch is retried and kept)
             wait_for(lambda: _retries("orders") >= retried + 3, what="retries while down")
             assert broker.llen(INGEST_QUEUE) + broker.hlen("unacked") >= 1
-            assert mongo["okex"]["order"].count_documents({}) == 0
+            assert mongo[name]["order"].count_documents({}) == 0
             srv = RedisServer(port=port, workdir=str(tmp_path)).start()
             # Then the retries land once the server is back, each event once
             wait_for(
@@ -207,42 +229,43 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
                     drained(broker)
                     and state.get(keys.ORDER_COUNTER) == b"30"
                     and state.exists("ticker:BTC-USDT")
-                    and mongo["okex"]["order"].count_documents({}) == 30
+                    and mongo[name]["order"].count_documents({}) == 30
                 ),
                 what="state and history after restart",
             )
         assert not state.exists("order31")
         assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
-        assert mongo["okex"]["dead_letters"].count_documents({}) == 0
+        assert mongo[name]["dead_letters"].count_documents({}) == 0
     finally:
         srv.stop()
 
 
-def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, feeder):
+def test_exhausted_batches_are_dead_lettered_then_replayed(redis_url, broker, feeder, mongo):
     # Given MongoDB is down for good (dead letters go to the Redis spool)
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     up = threading.Event()
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("down")], until=up.is_set)
-    with running_worker(redis_url, flaky, state, retry_max=2):
+    with running_worker(redis_url, flaky, state, name, retry_max=2):
         feeder("balances", batch("balances", [balance("ETH", "2", T0)]))
         wait_for(
             lambda: state.llen(keys.DEADLETTER_SPOOL) == 1 and drained(broker),
             what="dead letter in the spool",
         )
-        assert base["okex"]["balance"].count_documents({}) == 0
+        assert base[name]["balance"].count_documents({}) == 0
         # When MongoDB is back and the operator replays
         up.set()
-        dl = DeadLetters(base["okex"], state)
+        dl = DeadLetters(base[name], state)
         assert dl.drain() == 1
-        doc = base["okex"]["dead_letters"].find_one()
+        doc = base[name]["dead_letters"].find_one()
         assert doc["reason"] == "retries_exhausted" and doc["retries"] == 2
         assert len(dl.replay(app)) == 1
         # Then the batch is stored
         wait_for(
-            lambda: base["okex"]["balance"].count_documents({}) == 1 and drained(broker),
+            lambda: base[name]["balance"].count_documents({}) == 1 and drained(broker),
             what="replayed batch",
         )
-    assert base["okex"]["dead_letters"].find_one()["status"] == "replayed"
+    assert base[name]["dead_letters"].find_one()["status"] == "replayed"
     assert decode(state.hgetall("balance:ETH"))["cashBal"] == "2"
 
 
@@ -275,24 +298,25 @@ def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
 
 
 def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transient_error(
-    redis_url, broker
+    redis_url, broker, mongo
 ):
     # A quiet cycle of the feeder: several kinds in one task; one envelope is not a batch.
     from core.contract import INGEST_MIXED_TASK
 
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=1)
     envelopes = [
         batch("trades", [trade(i) for i in range(5)]),
         {"v": 1, "kind": "nope", "records": []},
         batch("tickers", [ticker(ts=T0 + 1, last="2")]),
     ]
-    with running_worker(redis_url, flaky, state):
+    with running_worker(redis_url, flaky, state, name):
         broker.lpush(
             INGEST_QUEUE,
             task_message(INGEST_MIXED_TASK, [envelopes], INGEST_QUEUE, argsrepr="<mixed>"),
         )
-        db = base["okex"]
+        db = base[name]
         wait_for(
             lambda: (
                 db["trades"].count_documents({}) == 5
@@ -301,7 +325,7 @@ def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transie
             ),
             what="mixed task stored",
         )
-    assert flaky["okex"].raised == 1  # the first write failed: a retry ran
+    assert flaky[name].raised == 1  # the first write failed: a retry ran
     [letter] = db["dead_letters"].find()
     assert letter["reason"] == "bad_batch" and letter["task"] == INGEST_MIXED_TASK
     assert letter["args"] == [envelopes[1]]  # only the bad envelope, dead-lettered once
