@@ -1,9 +1,10 @@
 """The whole collector as separate processes, for the fault matrix (tests/test_fault_matrix.py).
 
 okxsim runs in the test process (so faults and ground truth are a call away); the broker and
-state live on a private redis-server with AOF; MongoDB is the stand-in, served from the test
-process so the test reads exactly what the workers wrote, and restartable on the same port to
-make a real outage (its connections are closed, the data survive, as a real mongod's would).
+state live on a private redis-server with AOF; MongoDB is a wire-protocol server
+(localrun/mongo_server.py, nx-27017) that the worker reaches with pymongo through a fault proxy
+(localrun/mongo_faults.py: nothing listening, hung, slow, refusing), and that can be wiped (back
+empty on the same port). The test reads MongoDB directly, past the proxy.
 The feeder (`python -m collector`) and the worker (`celery -A tasks worker`) are real child
 processes in their own process groups, so a test can SIGKILL or SIGTERM them as an OOM killer
 or Heroku would.
@@ -13,20 +14,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
+from pymongo import MongoClient
 
 from core import keys
-from localrun.mongo_standin import CLIENT_FACTORY, MongoStandin
+from localrun.mongo_faults import MongoFaultProxy
+from localrun.mongo_server import MongoServer
 from localrun.redis_server import RedisServer, free_port
 from okxsim.config import SimConfig
 from okxsim.server import OkxSim
@@ -43,34 +46,9 @@ CHANNELS = "books,trades-all,orders"
 HEALTHY_AFTER_S = 1.0
 
 
-class RestartableStandin(MongoStandin):
-    """The MongoDB stand-in, able to go away (listener and every open connection closed, so
-    clients see the socket drop) and come back on the same port with the same data."""
-
-    def __init__(self, port: int = 0, client: Any = None):
-        super().__init__(port=port)
-        if client is not None:
-            self.client = client
-        self._conns: list[Any] = []
-
-    def _serve(self, conn: Any) -> None:
-        self._conns.append(conn)
-        super()._serve(conn)
-
-    def stop(self) -> None:
-        super().stop()
-        for conn in self._conns:
-            # shut the socket down under its serving thread (which then closes it itself);
-            # closing the descriptor here could close a reused fd number instead
-            try:
-                with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by its thread
-
-
 class FaultStack:
-    """One collector: okxsim, redis-server (AOF), MongoDB stand-in, a feeder and a worker."""
+    """One collector: okxsim, redis-server (AOF), MongoDB (nx-27017 behind a fault proxy), a
+    feeder and a worker."""
 
     def __init__(
         self,
@@ -91,12 +69,18 @@ class FaultStack:
             "bot_interval_s": 0.5,
             **(sim or {}),
         }
-        self.sim = OkxSim(SimConfig(port=0, instruments=insts, **cfg)).start()
         self.redis_dir = workdir / "redis"
         self.redis_dir.mkdir()
         self.redis = RedisServer(appendonly=True, workdir=str(self.redis_dir)).start()
         self.broker = redis.Redis.from_url(self.redis.url, socket_timeout=5)
-        self.mongo = RestartableStandin().start()
+        self.mongo_server = MongoServer(workdir=str(workdir / "mongo")).start()
+        self.mongo = MongoFaultProxy(self.mongo_server.port).start()  # what the worker reaches
+        self.mongo_db = "okex"
+        self.mongo_reader = MongoClient(self.mongo_server.uri, serverSelectionTimeoutMS=10000)
+        # orders_since_ms: orders created from then on are compared (see comparison)
+        self.base: dict[str, int] = {}
+        # okxsim last, so the time its bot trades before the feeder first subscribes is short
+        self.sim = OkxSim(SimConfig(port=0, instruments=insts, **cfg)).start()
         self.pause_file = workdir / "pause"
         self.feeder: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
@@ -108,7 +92,11 @@ class FaultStack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         self._logs += 1
         log = open(self.workdir / f"{self._logs:02d}-{name}.log", "w")
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("OKX_", "FEEDER_"))}
+        full = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OKX_", "FEEDER_", "MONGO"))  # MONGODB_*, MONGO_CLIENT_FACTORY
+        }
         full.update(PYTHONPATH=str(ROOT), REDIS_URL=self.redis.url, **env)
         return subprocess.Popen(
             argv, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -169,8 +157,8 @@ class FaultStack:
                 "CELERY_SOFT_SHUTDOWN_TIMEOUT": "2",
                 "STATE_REDIS_URL": self.redis.url.replace("/0", "/1"),
                 "MONGODB_URI": self.mongo.uri,
+                "MONGODB_DB": self.mongo_db,
                 "MONGODB_TIMEOUT_MS": "1000",
-                "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
                 "OKX_REST_URL": self.sim.rest_url,
                 **self.credentials(),
                 # okxsim's bot trades spot and cross margin: orders backfill must page both types
@@ -197,6 +185,8 @@ class FaultStack:
         if self.feeder is None or self.feeder.poll() is not None:
             self.start_feeder()
         wait_for(self.feeder_live, 30, interval=0.2, what="feeder live\n" + self.logs())
+        if "orders_since_ms" not in self.base:
+            self.rebase()  # the collector's first moment live: nothing before it is owed
 
     def feeder_health(self) -> dict | None:
         try:
@@ -238,11 +228,25 @@ class FaultStack:
         time.sleep(down_s)  # the outage itself (a duration, not a wait for a state)
         self.redis = RedisServer(port=port, appendonly=True, workdir=str(self.redis_dir)).start()
 
-    def restart_mongo(self, down_s: float) -> None:
-        port, data = self.mongo.address[1], self.mongo.client
-        self.mongo.stop()
-        time.sleep(down_s)  # the outage itself
-        self.mongo = RestartableStandin(port=port, client=data).start()
+    def mongo_fault(self, mode: str, seconds: float, **options: Any) -> None:
+        """MongoDB as the worker sees it is `mode` (localrun/mongo_faults.py) for `seconds`."""
+        self.mongo.set_mode(mode, **options)
+        try:
+            time.sleep(seconds)  # the outage itself (a duration, not a wait for a state)
+        finally:
+            self.mongo.set_mode("pass")
+
+    def wipe_mongo(self) -> None:
+        """MongoDB restarts with its data lost, on the same port; the comparison starts anew."""
+        self.mongo_server.wipe()
+        self.rebase()
+
+    def rebase(self) -> None:
+        """Compare the final states of orders created from now on: at the feeder's first start
+        (an order okxsim's bot completed before the collector ever ran is nobody's gap), and
+        after a wipe (older orders' final states were in the lost data). Trades compare from
+        the first one stored."""
+        self.base = {"orders_since_ms": self.sim.call(lambda ex: ex.clock.now_ms())}
 
     def stop(self) -> None:
         for proc in (self.feeder, self.worker):
@@ -250,6 +254,8 @@ class FaultStack:
                 kill_quietly(-proc.pid, signal.SIGKILL)
                 proc.wait(10)
         self.mongo.stop()
+        self.mongo_reader.close()
+        self.mongo_server.stop()
         self.redis.stop()
         self.sim.stop()
 
@@ -283,8 +289,7 @@ class FaultStack:
     # ----- stores -----------------------------------------------------------------------------------
 
     def _find(self, coll: str, query: dict, fields: dict) -> list[dict]:
-        with self.mongo.lock:
-            return list(self.mongo.client["okex"][coll].find(query, fields))
+        return list(self.mongo_reader[self.mongo_db][coll].find(query, fields))
 
     def stored_ids(self, inst: str) -> list[int]:
         return [int(d["tradeId"]) for d in self._find("trades", {"instId": inst}, {"tradeId": 1})]
@@ -305,8 +310,8 @@ class FaultStack:
     def comparison(self, mark: dict) -> dict[str, dict]:
         """Stores against okxsim's truth, from the first record stored up to `mark` (where the
         exchange was when the fault ended). Trades: MongoDB per instrument. Orders: every final
-        order state in MongoDB, nothing the exchange never had, and one Redis order<N> per
-        stored event (a redelivered batch numbered twice shows up as `duplicated`)."""
+        order state in MongoDB, nothing the exchange never had, and exactly one Redis order<N>
+        per stored event (one numbered twice, or stored with no number, is `duplicated`)."""
         out = {}
         for inst in self.insts:
             stored = self.stored_ids(inst)
@@ -323,28 +328,38 @@ class FaultStack:
             return out
         docs = self._find("order", {}, {"ordId": 1, "uTime": 1, "state": 1, "cTime": 1})
         stored_events = {(d["ordId"], d["uTime"], d["state"]) for d in docs}
-        first = min((int(d["cTime"]) for d in docs), default=0)
+        # not the oldest stored cTime: a resting order from before the collector ran, filled
+        # later, would pull in orders that were complete before it ever subscribed
+        first = self.base.get("orders_since_ms") or min((int(d["cTime"]) for d in docs), default=0)
         events = {(o["ordId"], o["uTime"], o["state"]) for o in self.get("/sim/truth/orders")}
         finals = {
             (o["ordId"], o["uTime"], o["state"])
             for o in self.get("/sim/truth/orders?final=1")
             if first <= int(o["cTime"]) and int(o["uTime"]) <= mark["now_ms"]
         }
-        # order<N> numbers handed out minus events stored: > 0 means an event got two numbers
-        # (a redelivery numbered twice), < 0 an event stored without its Redis state
+        numbered = self.numbered_events()
         out["orders"] = {
             "missing": len(finals - stored_events),
-            "duplicated": self.order_numbers() - len(docs),
+            # an event with two order<N> (a redelivery numbered twice), or stored with none
+            "duplicated": sum(n - 1 for n in numbered.values())
+            + len(stored_events - set(numbered)),
             "extra": len(stored_events - events),
             "window": len(finals),
         }
         return out
 
-    def order_numbers(self) -> int:
-        """How many order<N> numbers the workers handed out (state Redis, db 1)."""
-        state = redis.Redis.from_url(self.redis.url.replace("/0", "/1"), socket_timeout=5)
+    def numbered_events(self) -> Counter:
+        """How many order<N> numbers each order event got (state Redis, db 1). Read from the
+        hashes themselves, so a wipe of MongoDB changes nothing here."""
+        state = redis.Redis.from_url(
+            self.redis.url.replace("/0", "/1"), socket_timeout=5, decode_responses=True
+        )
         try:
-            return int(state.get(keys.ORDER_COUNTER) or 0)
+            top = int(state.get(keys.ORDER_COUNTER) or 0)
+            pipe = state.pipeline(transaction=False)
+            for n in range(1, top + 1):
+                pipe.hmget(keys.order_key(n), "ordId", "uTime", "state")
+            return Counter(tuple(v) for v in pipe.execute() if v[0] is not None)
         finally:
             state.close()
 

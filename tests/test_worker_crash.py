@@ -1,7 +1,8 @@
 """Real `celery -A tasks worker` processes (prefork, -c 1) killed in the middle of a batch.
 
-The worker writes MongoDB history to localrun.mongo_standin (a mongomock served from this test
-process, so the test reads exactly what the worker wrote) and state to the real test Redis. A
+The worker writes MongoDB history through pymongo to the harness's wire-protocol server (the
+`mongodb_uri` fixture: nx-27017, a database of this test's own), and state to the real test
+Redis; the test reads both directly. A
 test-only hook (OKX_TEST_PAUSE_AFTER / OKX_TEST_PAUSE_FILE) makes the batch stop after its first
 records until the test has killed something.
 """
@@ -18,10 +19,10 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from pymongo import MongoClient
 
 from core import keys
 from core.contract import INGEST_QUEUE, INGEST_TASKS
-from localrun.mongo_standin import CLIENT_FACTORY, MongoStandin
 from tests.workers_fixtures import T0, batch, children, decode, kill_quietly, order, wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,27 +33,22 @@ PAUSE_AT = 3  # the worker stops after this many
 
 
 @pytest.fixture
-def standin():
-    server = MongoStandin().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def world(redis_url, standin, tmp_path):
-    """Broker and state on the test Redis, history on the stand-in, a pause file, a sender."""
+def world(redis_url, mongodb_uri, tmp_path):
+    """Broker and state on the test Redis, history in MongoDB, a pause file, a sender."""
     state_url = redis_url.replace("/0", "/1")
     pause = tmp_path / "pause"
     procs: list[subprocess.Popen] = []
     sender = Celery("feeder", broker=redis_url)
+    mongo: MongoClient = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
+    db = mongo.get_default_database()
 
     def start(**extra_env) -> subprocess.Popen:
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "MONGO_CLIENT_FACTORY"},
             "REDIS_URL": redis_url,
             "STATE_REDIS_URL": state_url,
-            "MONGODB_URI": standin.uri,
-            "MONGO_CLIENT_FACTORY": CLIENT_FACTORY,
+            "MONGODB_URI": mongodb_uri,
+            "MONGODB_DB": db.name,
             "PYTHONPATH": str(ROOT),
             "BOOKS_RETENTION_S": "0",
             "OKX_TEST_PAUSE_AFTER": str(PAUSE_AT),
@@ -99,7 +95,7 @@ def world(redis_url, standin, tmp_path):
     w = type("World", (), {})()
     w.start, w.send_orders, w.pause, w.tmp = start, send_orders, pause, tmp_path
     w.broker, w.state = redis.Redis.from_url(redis_url), redis.Redis.from_url(state_url)
-    w.orders = lambda: standin.client["okex"]["order"].count_documents({})
+    w.orders = lambda: db["order"].count_documents({})
     w.logs = lambda: "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker*.log")))
     yield w
     for p in procs:
@@ -107,6 +103,7 @@ def world(redis_url, standin, tmp_path):
             kill_quietly(-p.pid, signal.SIGKILL)  # this test's own process group
             p.wait(10)
     sender.close()
+    mongo.close()
 
 
 def paused_child(w, worker: subprocess.Popen) -> int:

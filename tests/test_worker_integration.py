@@ -1,8 +1,11 @@
 """A real Celery worker (in-process, solo pool) on a real redis-server broker.
 
 Batches are sent by name as the feeder sends them: Celery task messages built by
-collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The worker shares a mongomock client with the test; state goes to a real Redis.
-Storage outages are injected (MongoDB) or real (a state redis-server stopped and restarted).
+collector.celery_message and LPUSHed onto the queue (it never imports the workers' code). The
+worker shares a pymongo client with the test, connected to the harness's MongoDB wire-protocol
+server (the `mongodb_uri` fixture: nx-27017, a database of this test's own); state goes to a real
+Redis. Storage outages are injected (MongoDB: errors as pymongo raises them, also after a write
+went through) or real (a state redis-server stopped and restarted).
 A MongoDB outage parks history (tasks/history/) and the worker's drain task writes it back, so
 the worker consumes the `history` queue too, as the Procfile's does.
 """
@@ -13,10 +16,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-import mongomock
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from pymongo import MongoClient
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from collector.celery_message import task_message
@@ -45,8 +48,20 @@ from tests.workers_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-# T0 is in 2023: a books TTL index would expire the test data (mongomock applies TTL on reads)
+# T0 is in 2023: a books TTL index would expire the test data (expired documents vanish on reads)
 FAST_RETRY = dict(retry_base_s=0.05, retry_cap_s=0.2, books_sample_ms=0, books_retention_s=0)
+
+
+@pytest.fixture
+def mongo(mongodb_uri):
+    """A pymongo client on this test's own database (its default database)."""
+    client: MongoClient = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
+    yield client
+    client.close()
+
+
+def dbname(client: MongoClient) -> str:
+    return client.get_default_database().name
 
 
 @pytest.fixture
@@ -70,8 +85,10 @@ def feeder(redis_url):
 
 
 @contextmanager
-def running_worker(redis_url, mongo, state, **settings):
-    settings_mod.use(Settings(redis_url=redis_url, **{**FAST_RETRY, **settings}))
+def running_worker(redis_url, mongo, state, db_name, **settings):
+    settings_mod.use(
+        Settings(redis_url=redis_url, mongodb_db=db_name, **{**FAST_RETRY, **settings})
+    )
     clients.install(mongo=mongo, redis=state)
     history_runtime.reset()
     app.conf.broker_url = redis_url
@@ -95,11 +112,11 @@ def drained(broker):
     return broker.llen(INGEST_QUEUE) == 0 and broker.hlen("unacked") == 0
 
 
-def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
-    mongo, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
-    db = mongo["okex"]
+def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder, mongo):
+    state = redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    db = mongo[dbname(mongo)]
     data = one_of_each()
-    with running_worker(redis_url, mongo, state):
+    with running_worker(redis_url, mongo, state, db.name):
         for kind, recs in data.items():
             feeder(kind, batch(kind, recs))
             feeder(kind, batch(kind, recs))  # sent twice: stored once
@@ -134,11 +151,12 @@ def test_feeder_batches_in_documents_and_keys_out(redis_url, broker, feeder):
 
 
 def test_mongodb_outage_parks_history_without_loss_or_duplicates_or_early_ack(
-    redis_url, broker, feeder
+    redis_url, broker, feeder, mongo
 ):
     # Given MongoDB fails for 30 s (as the issue asks), half the time *after* a write went through
     # (lost reply)
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     end = time.monotonic() + 30.0
     flaky = FlakyMongoClient(
         base,
@@ -148,7 +166,7 @@ def test_mongodb_outage_parks_history_without_loss_or_duplicates_or_early_ack(
     )
     events = [order(str(i), T0 + i, s) for i in range(50) for s in ("live", "filled")]
     retried = _retries("orders")
-    with running_worker(redis_url, flaky, state):
+    with running_worker(redis_url, flaky, state, name):
         # When batches arrive during the outage
         for i in range(0, 100, 25):
             feeder("orders", batch("orders", events[i : i + 25]))
@@ -167,8 +185,8 @@ def test_mongodb_outage_parks_history_without_loss_or_duplicates_or_early_ack(
         # Then everything is stored exactly once after it ends, by the drain alone
         wait_for(
             lambda: (
-                base["okex"]["order"].count_documents({}) == 100
-                and base["okex"]["trades"].count_documents({}) == 40
+                base[name]["order"].count_documents({}) == 100
+                and base[name]["trades"].count_documents({}) == 40
                 and drained(broker)
                 and state.llen(keys.HISTORY_PENDING) == 0
             ),
@@ -177,10 +195,10 @@ def test_mongodb_outage_parks_history_without_loss_or_duplicates_or_early_ack(
     # A message is in neither list for an instant while kombu moves it from the queue into the
     # unacked hash (BRPOP, then HSET); two empty samples 50 ms apart would mean a real early ack.
     assert held and not any(a == b == 0 for a, b in zip(held, held[1:])), held
-    assert flaky["okex"].raised >= 2  # the first write, then the probes while it was down
+    assert flaky[name].raised >= 2  # the first write, then the probes while it was down
     assert _retries("orders") == retried  # parked, never retried as ETA tasks
     assert int(state.get(keys.ORDER_COUNTER)) == 100
-    assert base["okex"]["dead_letters"].count_documents({}) == 0
+    assert base[name]["dead_letters"].count_documents({}) == 0
     assert (
         len(
             {
@@ -198,15 +216,15 @@ def _retries(kind: str) -> float:
     return RETRIES.labels(kind)._value.get()
 
 
-def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path):
+def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp_path, mongo):
     # Given a separate state redis-server that goes away
     srv = RedisServer(workdir=str(tmp_path)).start()
     port = srv.port
     state = redis.Redis.from_url(srv.url, socket_timeout=2, socket_connect_timeout=1)
-    mongo = mongomock.MongoClient()
+    name = dbname(mongo)
     retried = _retries("orders")
     try:
-        with running_worker(redis_url, mongo, state, retry_max=200, state_redis_url=srv.url):
+        with running_worker(redis_url, mongo, state, name, retry_max=200, state_redis_url=srv.url):
             srv.stop()
             # When batches arrive while it is down
             for i in range(3):
@@ -215,8 +233,8 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
             # Then history is stored all the same; the account batches are kept for their state
             wait_for(
                 lambda: (
-                    mongo["okex"]["order"].count_documents({}) == 30
-                    and mongo["okex"]["tickers"].count_documents({}) == 2
+                    mongo[name]["order"].count_documents({}) == 30
+                    and mongo[name]["tickers"].count_documents({}) == 2
                 ),
                 what="history while the state Redis is down",
             )
@@ -239,17 +257,20 @@ def test_state_redis_really_stopped_and_restarted(redis_url, broker, feeder, tmp
             )
         assert not state.exists("order31")
         assert decode(state.hgetall("ticker:BTC-USDT"))["last"] == "newest"
-        assert mongo["okex"]["dead_letters"].count_documents({}) == 0
+        assert mongo[name]["dead_letters"].count_documents({}) == 0
     finally:
         srv.stop()
 
 
-def test_mongodb_down_for_good_parks_history_and_spools_dead_letters(redis_url, broker, feeder):
+def test_mongodb_down_for_good_parks_history_and_spools_dead_letters(
+    redis_url, broker, feeder, mongo
+):
     # Given MongoDB is down for good
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     up = threading.Event()
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("down")], until=up.is_set)
-    with running_worker(redis_url, flaky, state, retry_max=2):
+    with running_worker(redis_url, flaky, state, name, retry_max=2):
         # When a good batch and a bad one arrive
         feeder("balances", batch("balances", [balance("ETH", "2", T0)]))
         feeder("trades", {"v": 1, "kind": "tickers", "records": []})
@@ -270,12 +291,12 @@ def test_mongodb_down_for_good_parks_history_and_spools_dead_letters(redis_url, 
         up.set()
         wait_for(
             lambda: (
-                base["okex"]["balance"].count_documents({}) == 1
+                base[name]["balance"].count_documents({}) == 1
                 and state.llen(keys.HISTORY_PENDING) == 0
             ),
             what="drained history",
         )
-    assert base["okex"]["dead_letters"].count_documents({}) == 0  # the spool waits for `drain`
+    assert base[name]["dead_letters"].count_documents({}) == 0  # the spool waits for `drain`
 
 
 def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
@@ -307,12 +328,13 @@ def test_concurrent_redelivery_gets_one_order_number_per_event(redis_url):
 
 
 def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transient_error(
-    redis_url, broker
+    redis_url, broker, mongo
 ):
     # A quiet cycle of the feeder: several kinds in one task; one envelope is not a batch.
     from core.contract import INGEST_MIXED_TASK
 
-    base, state = mongomock.MongoClient(), redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    base, state = mongo, redis.Redis.from_url(redis_url.replace("/0", "/1"))
+    name = dbname(mongo)
     # two failures: the bad envelope's dead letter (spooled), then the good ones' write (parked)
     flaky = FlakyMongoClient(base, errors=[AutoReconnect("primary gone")], failures=2)
     envelopes = [
@@ -320,12 +342,12 @@ def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transie
         {"v": 1, "kind": "nope", "records": []},
         batch("tickers", [ticker(ts=T0 + 1, last="2")]),
     ]
-    with running_worker(redis_url, flaky, state):
+    with running_worker(redis_url, flaky, state, name):
         broker.lpush(
             INGEST_QUEUE,
             task_message(INGEST_MIXED_TASK, [envelopes], INGEST_QUEUE, argsrepr="<mixed>"),
         )
-        db = base["okex"]
+        db = base[name]
         wait_for(
             lambda: (
                 db["trades"].count_documents({}) == 5
@@ -334,7 +356,7 @@ def test_mixed_task_stores_each_kind_dead_letters_the_bad_and_survives_a_transie
             ),
             what="mixed task stored",
         )
-    assert flaky["okex"].raised == 2  # the write failed: parked, then drained
+    assert flaky[name].raised == 2  # the write failed: parked, then drained
     assert DeadLetters(db, state).drain() == 1
     [letter] = db["dead_letters"].find()
     assert letter["reason"] == "bad_batch" and letter["task"] == INGEST_MIXED_TASK
