@@ -197,6 +197,9 @@ def test_an_open_gap_makes_its_bars_incomplete_until_backfill_fills_it(env):
     assert_candles_equal_truth(db, trades)
     ones = stored(db, "1m")
     assert all(ones[s]["complete"] and ones[s]["final"] for s in touched)
+    # a filled gap in the middle does not move where the trades are known from
+    before_gap = bars.minute_of(gap_start) - bars.MINUTE
+    assert ones[before_gap]["complete"] and not ones[min(ones)]["complete"]
 
 
 def test_an_unrepairable_gap_keeps_its_bars_incomplete_for_good(env):
