@@ -113,6 +113,7 @@ def test_python_m_web_refuses_to_start_without_any_credentials(redis_url):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_a_flower_child_that_keeps_exiting_is_given_up():
     gave_up = []
 

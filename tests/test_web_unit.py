@@ -53,6 +53,10 @@ def test_book_depth_slices_the_top_levels(client, stack):
     assert 1 <= len(full["asks"]) <= 5 and len(two["asks"]) == min(2, len(full["asks"]))
     assert two["asks"] == full["asks"][:2] and two["bids"] == full["bids"][:2]
     assert all(isinstance(px, str) for px, *_ in full["asks"])
+    # the full depth is spliced from the stored JSON, the sliced one re-encoded: same shape
+    assert set(full) == set(two) == {"instId", "asks", "bids", "ts", "seqId", "channel"}
+    stored = stack[0].hgetall(keys.books5(INST))
+    assert full["ts"] == stored["ts"] == two["ts"] and full["instId"] == INST
 
 
 def test_latest_trades_newest_first_with_limit(client):

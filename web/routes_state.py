@@ -67,6 +67,12 @@ async def book(
     s = await check_inst_id(request, instId)
     n = params.depth(depth)
     h: dict[str, str] = await s.state_async.hgetall(keys.books5(instId))
+    if h and n >= params.MAX_BOOK_DEPTH:
+        # books5 holds exactly the top levels as JSON: splice them, no decode and re-encode
+        head = orjson.dumps({k: h.get(k, "") for k in ("ts", "seqId", "channel")})
+        raw = b'{"instId":' + orjson.dumps(instId) + b',"asks":' + h["asks"].encode()
+        raw += b',"bids":' + h["bids"].encode() + b"," + head[1:]
+        return Json(None, raw=raw)
     if h:
         asks, bids = orjson.loads(h["asks"])[:n], orjson.loads(h["bids"])[:n]
     else:
