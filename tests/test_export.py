@@ -469,3 +469,19 @@ def test_request_checks():
     ]:
         with pytest.raises(PlanError, match=words):
             make_request(*args, **kw)
+
+
+def test_the_bench_trades_are_valid_okx_trades_and_export_exactly(mongo, tmp_path):
+    from bench.export import T0 as BENCH_T0
+    from bench.export import okxsim_trades
+    from okx.schemas import validate_row
+
+    docs = list(okxsim_trades(500, rate=10.0))
+    fields = ("instId", "tradeId", "px", "sz", "side", "ts", "count", "source", "seqId")
+    assert all(validate_row("trades", {f: d[f] for f in fields}) is None for d in docs)
+    assert int(docs[-1]["ts"]) - int(docs[0]["ts"]) == 49_900  # 10 per second
+    mongo.okex[keys.TRADES].insert_many([dict(d) for d in docs])
+    out = tmp_path / "b.parquet"
+    argv = ["trades", "BTC-USDT", "--start", str(BENCH_T0), "--end", str(BENCH_T0 + 50_000)]
+    assert run_export([*argv, "--out", str(out)]) == 0
+    assert_rows_are_docs(read_rows(out, "trades", "parquet"), docs)
