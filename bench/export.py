@@ -186,6 +186,7 @@ def main() -> int:
             n = int(hours * 3600 * args.rate)
             took = fill(uri, db_name, n, args.rate)
             print(f"{hours:g} h: {n} trades stored in {took:.1f} s", file=sys.stderr)
+            find_rate(uri, db_name, hours)  # warm-up: the first read after the load is slower
             read_rate = find_rate(uri, db_name, hours)
             own_rate = {
                 fmt: own_work_rate(n, args.rate, fmt, out_dir) for fmt in ("parquet", "csv")

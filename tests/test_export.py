@@ -356,6 +356,8 @@ def test_a_document_that_does_not_fit_is_left_out_counted_and_named(mongo, tmp_p
     assert len(err) == 1, err
     assert "8 trades rows" in err[0] and "2 documents left out" in err[0]
     assert f"{INST}:1000003: px: expected a string" in err[0]
+    assert run_export([*argv, "--out", str(out)]) == 0  # --quiet still says what was left out
+    assert "2 documents left out" in capsys.readouterr().err
 
 
 def test_an_empty_range_is_a_file_with_the_columns_and_no_rows(mongo, tmp_path):
@@ -415,6 +417,31 @@ def test_an_error_mid_export_leaves_no_file_and_keeps_the_old_one(mongo, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.parquet"]
 
 
+def test_a_disk_failing_mid_write_is_one_line_exit_1_and_no_file(mongo, tmp_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    import errno
+
+    from tasks.export import sinks
+
+    mongo.okex[keys.TRADES].insert_many(documents("trades", 100, T0))
+    real = sinks.CsvSink.write
+    calls = {"n": 0}
+
+    def full(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, batch)
+
+    monkeypatch.setattr(sinks.CsvSink, "write", full)
+    out = tmp_path / "t.csv"
+    argv = ["trades", INST, "--start", str(T0), "--end", str(T0 + 10**6), "--format", "csv"]
+    assert run_export([*argv, "--out", str(out), "--batch-size", "10"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m tasks.export: cannot write {out}: No space left on device"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_parquet_is_written_in_row_groups(mongo, tmp_path, monkeypatch):
     monkeypatch.setattr("tasks.export.sinks.ROW_GROUP_ROWS", 100)
     mongo.okex[keys.TRADES].insert_many(documents("trades", 1000, T0, step=10))
@@ -442,3 +469,19 @@ def test_request_checks():
     ]:
         with pytest.raises(PlanError, match=words):
             make_request(*args, **kw)
+
+
+def test_the_bench_trades_are_valid_okx_trades_and_export_exactly(mongo, tmp_path):
+    from bench.export import T0 as BENCH_T0
+    from bench.export import okxsim_trades
+    from okx.schemas import validate_row
+
+    docs = list(okxsim_trades(500, rate=10.0))
+    fields = ("instId", "tradeId", "px", "sz", "side", "ts", "count", "source", "seqId")
+    assert all(validate_row("trades", {f: d[f] for f in fields}) is None for d in docs)
+    assert int(docs[-1]["ts"]) - int(docs[0]["ts"]) == 49_900  # 10 per second
+    mongo.okex[keys.TRADES].insert_many([dict(d) for d in docs])
+    out = tmp_path / "b.parquet"
+    argv = ["trades", "BTC-USDT", "--start", str(BENCH_T0), "--end", str(BENCH_T0 + 50_000)]
+    assert run_export([*argv, "--out", str(out)]) == 0
+    assert_rows_are_docs(read_rows(out, "trades", "parquet"), docs)

@@ -30,7 +30,7 @@ from tests.test_export import INST, T0, read_rows, trade
 from tests.test_operator_errors import PASSWORD, ROOT, assert_one_line, run
 
 PROG = "tasks.export"
-SEEDED = 500
+SEEDED = 999  # ~150 KB of CSV: more than a pipe holds; below 1000, so tqdm shows it unscaled
 SEEDED_ENV = {"MONGODB_URI": "mongomock://seeded", "MONGO_CLIENT_FACTORY": f"{__name__}:seeded"}
 RANGE = ["--start", str(T0), "--end", str(T0 + 10**6)]
 
@@ -104,6 +104,21 @@ def test_a_pipe_gets_no_progress_bar_but_the_summary_and_the_file(tmp_path):
     assert len(read_rows(out, "trades", "csv")) == SEEDED
     quiet = run([PROG, "trades", INST, *RANGE, "--out", str(out), "--quiet"], **SEEDED_ENV)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_a_reader_that_leaves_early_is_one_line_and_exit_1():
+    env = {**{k: v for k, v in os.environ.items() if k not in SEEDED_ENV}, **SEEDED_ENV}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", PROG, "trades", INST, *RANGE, "--format", "csv", "--out", "-",
+         "--batch-size", "10"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(200)  # the header and a row or two, then the reader goes
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err.strip() == "python -m tasks.export: stdout was closed before the export ended", err
 
 
 def run_on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, str]:

@@ -39,7 +39,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file; '-' writes CSV to stdout")
     p.add_argument("--bar", help="candles: OKX bar (1m, 5m, 1H, 1D, 1Dutc, ...), default 1m")
     p.add_argument("--source", choices=SOURCES, help="candles: okx (default) or trades")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no summary line (documents left out are still reported)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)  # bench/tests
     return p
 
@@ -79,7 +83,7 @@ def _export(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
     finally:
         client.close()
-    if not args.quiet:
+    if not args.quiet or result.rejected:  # left-out documents are said even with --quiet
         where = "stdout" if args.out == "-" else args.out
         line = f"{result.rows} {req.kind} rows of {req.inst_id} written to {where}"
         if result.rejected:
