@@ -128,7 +128,8 @@ def _write_chunk(db: Callable[[], Any], parts: list, s: Settings, out: DrainResu
     for kind, records in parts:
         for i in range(0, len(records), SLICE):
             with pymongo.timeout(s.history_write_timeout_s * 4):
-                handle = handle or db()
+                if handle is None:  # (pymongo's Database has no truth value)
+                    handle = db()
                 w = write_history(
                     handle, kind, records[i : i + SLICE], books_sample_ms=s.books_sample_ms
                 )
