@@ -319,7 +319,7 @@ class WorkerSettings:
     history_breaker_cache_s: float = setting("HISTORY_BREAKER_CACHE_S", 0.25)  # per process
     history_drain_lease_s: float = setting("HISTORY_DRAIN_LEASE_S", 30.0)  # a lost drain's lease
     history_drain_budget_s: float = setting("HISTORY_DRAIN_BUDGET_S", 5.0)  # one drain task's run
-    history_drain_chunk_bytes: int = setting("HISTORY_DRAIN_CHUNK_BYTES", 1_000_000)
+    history_drain_chunk_bytes: int = setting("HISTORY_DRAIN_CHUNK_BYTES", 200_000)
     history_drain_every_s: float = setting("HISTORY_DRAIN_EVERY_S", 10.0)  # beat's safety net
     # after a state (Redis) write failed, this process skips state writes this long
     state_skip_s: float = setting("STATE_SKIP_S", 0.5)

@@ -498,3 +498,24 @@ def test_parked_books_are_sampled_as_mongodb_would_keep_them(clock):
     Store(inline, fakeredis.FakeRedis(), s).write("books", [book(ts=t + 50, seq=99, full=True)])
     ids = sorted(d["_id"] for d in w.mongo["books"].find())
     assert ids == sorted(d["_id"] for d in inline["books"].find()) and len(ids) == 4
+
+
+def test_the_breaker_closes_only_once_mongodb_caught_up(clock):
+    s = Settings(history_drain_chunk_bytes=1, books_sample_ms=0, history_drain_budget_s=1.0)
+    w = World(clock, s)
+    w.up[0] = False
+    for i in range(1, 6):
+        w.ingest("trades", batch("trades", [trade(i)]))
+    w.up[0] = True
+    ticks = iter(range(10**6))
+    sent: list[tuple[str, float]] = []
+    res = drain(
+        breaker=w.breaker, pending=w.pending, db=lambda: w.db, settings=s, token=w.opened[0][0],
+        follow_up=lambda t, wait: sent.append((t, wait)),
+        monotonic=lambda: clock.mono + 0.4 * next(ticks),  # the budget runs out after 2 chunks
+    )  # fmt: skip
+    assert res.chunks == 2 and res.pending_bytes > 0
+    assert res.state == HALF_OPEN and sent == [(w.opened[0][0], 0.0)]  # goes on at once
+    assert w.breaker.read()["state"] == HALF_OPEN  # ingest keeps parking meanwhile
+    res = w.drain()
+    assert res.state == CLOSED and w.trade_ids() == ["1", "2", "3", "4", "5"]

@@ -1,12 +1,14 @@
 """The drain: parked history into MongoDB, and the breaker's probe. Plain function, fed its parts.
 
 One drain runs at a time (the breaker's drain lease, `claim`). It pings MongoDB under
-HISTORY_WRITE_TIMEOUT_S: a failure opens the breaker again and ends the run; a fast answer
-closes it (ingest writes inline again); a slow one (over HISTORY_SLOW_MS) keeps it open from
-now, but the drain still writes: a slow MongoDB takes one big insert per kind per chunk far
-better than one small insert per batch, so the backlog shrinks instead of reaching its bound.
-Chunks of HISTORY_DRAIN_CHUNK_BYTES are written until the backlog is empty or
-HISTORY_DRAIN_BUDGET_S is spent, so a drain never holds a worker process for long.
+HISTORY_WRITE_TIMEOUT_S: a failure opens the breaker again and ends the run; a slow answer
+(over HISTORY_SLOW_MS) keeps it open from now, but the drain still writes (a slow MongoDB takes
+large inserts far better than one small insert per batch). Chunks of HISTORY_DRAIN_CHUNK_BYTES
+are written, in slices of SLICE documents each under its own timeout, until the backlog is
+empty or HISTORY_DRAIN_BUDGET_S is spent, so a drain never holds a worker process for long.
+The breaker closes only when the ping was fast *and* the backlog is empty: MongoDB caught up. A
+store slower than the feed never closes it, so ingest never waits on it; the drain writes at
+the store's own pace meanwhile.
 
 While work is left (breaker not closed, or history still parked), the drain keeps its lease
 and sends its own follow-up carrying the same token (`follow_up(token, countdown)`: after
@@ -27,7 +29,7 @@ from typing import Any
 import pymongo
 
 from core.settings import WorkerSettings as Settings
-from tasks.history.breaker import CLOSED, OPEN, Breaker
+from tasks.history.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from tasks.history.path import mongo_down
 from tasks.history.pending import Pending, merge
 from tasks.writers import write_history
@@ -45,6 +47,7 @@ class DrainResult:
     duplicates: int = 0
     pending_bytes: int = 0
     error: str = ""
+    reason: str = ""  # why the breaker stays open (slow)
     follow_up_s: float | None = None  # a follow-up drain was sent, running after this long
 
     def summary(self) -> str:
@@ -61,12 +64,7 @@ class DrainResult:
         )
 
 
-def _timed(fn: Callable[[], Any], timeout_s: float) -> float:
-    """Run `fn` under pymongo's timeout; its duration in ms (raises what it raises)."""
-    started = time.perf_counter()
-    with pymongo.timeout(timeout_s):
-        fn()
-    return (time.perf_counter() - started) * 1000
+SLICE = 1000  # documents per insert: each slice has its own timeout, so a slow store progresses
 
 
 def drain(
@@ -87,28 +85,20 @@ def drain(
         return out
     deadline = monotonic() + s.history_drain_budget_s
     try:
-        out.state = _probe(breaker, db, s, out, on_closed)
-        while out.state != "" and not out.error and monotonic() < deadline:
+        probe = _probe(breaker, db, s, out)
+        while probe != "failed" and not out.error and monotonic() < deadline:
             chunk = pending.take(s.history_drain_chunk_bytes)
             if not chunk:
                 break
             parts = merge(chunk)
-
-            def write(parts: list = parts) -> None:
-                handle = db()
-                for kind, records in parts:
-                    w = write_history(handle, kind, records, books_sample_ms=s.books_sample_ms)
-                    out.inserted += w.inserted
-                    out.duplicates += w.duplicates
-
             try:
-                took = _timed(write, s.history_write_timeout_s * 4)  # a chunk is many batches
+                took = _write_chunk(db, parts, s, out)
             except Exception as exc:
                 if not mongo_down(exc):
                     raise
                 out.error = f"write failed: {type(exc).__name__}"
+                log.warning("history: drain write failed (%r); the chunk is kept", exc)
                 breaker.failure(f"drain: {type(exc).__name__}: {exc}"[:200])
-                out.state = OPEN
                 break  # the chunk stays in history:draining; the next drain writes it first
             pending.done(chunk)
             out.chunks += 1
@@ -116,8 +106,10 @@ def drain(
             log.info("history: drained %d records in %.0f ms", out.records, took)
             breaker.claim(token, probing=False)  # renew the lease
         out.pending_bytes = pending.size()
+        out.state = _verdict(breaker, probe, out, on_closed)
         if follow_up is not None and (out.state != CLOSED or out.pending_bytes > 0):
-            wait = 0.0 if out.state == CLOSED else s.history_breaker_open_s
+            # MongoDB failed or is slow: probe again later; only the budget ran out: go on
+            wait = s.history_breaker_open_s if out.error or probe != "fast" else 0.0
             breaker.claim(token, extra_s=wait, probing=False)  # the follow-up's, until it runs
             follow_up(token, wait)
             out.follow_up_s = wait
@@ -129,27 +121,55 @@ def drain(
     return out
 
 
-def _probe(
-    breaker: Breaker,
-    db: Callable[[], Any],
-    s: Settings,
-    out: DrainResult,
-    on_closed: Callable[[], Any],
-) -> str:
+def _write_chunk(db: Callable[[], Any], parts: list, s: Settings, out: DrainResult) -> float:
+    """Write a merged chunk in slices of SLICE documents; its duration in ms."""
+    started = time.perf_counter()
+    handle = None
+    for kind, records in parts:
+        for i in range(0, len(records), SLICE):
+            with pymongo.timeout(s.history_write_timeout_s * 4):
+                if handle is None:  # (pymongo's Database has no truth value)
+                    handle = db()
+                w = write_history(
+                    handle, kind, records[i : i + SLICE], books_sample_ms=s.books_sample_ms
+                )
+            out.inserted += w.inserted
+            out.duplicates += w.duplicates
+    return (time.perf_counter() - started) * 1000
+
+
+def _verdict(breaker: Breaker, probe: str, out: DrainResult, on_closed: Callable[[], Any]) -> str:
+    """Closed only when MongoDB answered fast *and* the backlog is gone (it caught up: a store
+    slower than the feed keeps the breaker open, so ingest never waits on it)."""
+    if probe == "failed" or out.error:
+        return OPEN
+    if probe == "slow":
+        breaker.reopen(out.reason or "slow")
+        return OPEN
+    if out.pending_bytes > 0:
+        return HALF_OPEN  # still probing: the chain goes on at once
+    was = breaker.close()
+    if was != CLOSED:
+        log.warning("history breaker CLOSED (was %s): MongoDB caught up", was)
+        on_closed()
+    return CLOSED
+
+
+def _probe(breaker: Breaker, db: Callable[[], Any], s: Settings, out: DrainResult) -> str:
+    """ping under the write timeout: "failed" (breaker opened again), "slow" or "fast"."""
+    started = time.perf_counter()
     try:
-        took = _timed(lambda: db().command("ping"), s.history_write_timeout_s)
+        with pymongo.timeout(s.history_write_timeout_s):
+            db().command("ping")
     except Exception as exc:
         if not mongo_down(exc):
             raise
         out.error = f"probe failed: {type(exc).__name__}"
         breaker.failure(f"probe: {type(exc).__name__}: {exc}"[:200])
-        return OPEN
+        return "failed"
+    took = (time.perf_counter() - started) * 1000
     if took > s.history_slow_ms:
-        breaker.reopen(f"slow: probe {took:.0f} ms")
+        out.reason = f"slow: probe {took:.0f} ms"
         log.warning("history: MongoDB answers slowly (%.0f ms): breaker stays open", took)
-        return OPEN
-    was = breaker.close()
-    if was != CLOSED:
-        log.warning("history breaker CLOSED (was %s): MongoDB answered in %.0f ms", was, took)
-        on_closed()
-    return CLOSED
+        return "slow"
+    return "fast"
