@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("okx", "core", "collector", "tasks", "okxsim")
+PACKAGES = ("okx", "core", "collector", "tasks", "okxsim", "web")
 TOP_LEVEL = ("celeryconfig.py", "flowerconfig.py")
 ALLOWED = {"core/settings.py"}
 

@@ -14,7 +14,7 @@ import pytest
 from tests.import_graph import find_cycles, module_imports
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCTION = ("okx", "core", "collector", "tasks")
+PRODUCTION = ("okx", "core", "collector", "tasks", "web")
 OWN = (*PRODUCTION, "okxsim", "localrun", "bench", "tests")
 # Libraries okx/ may not use: it is the exchange as a library, with no storage or queue in it.
 STORAGE_AND_QUEUES = ("redis", "celery", "kombu", "pymongo", "bson", "redbeat", "flower")
@@ -23,23 +23,38 @@ STORAGE_AND_QUEUES = ("redis", "celery", "kombu", "pymongo", "bson", "redbeat", 
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     (
         "okx",
-        ("core", "collector", "tasks", "localrun", "bench", "tests", "okxsim", *STORAGE_AND_QUEUES),
+        (
+            "core",
+            "collector",
+            "tasks",
+            "web",
+            "localrun",
+            "bench",
+            "tests",
+            "okxsim",
+            *STORAGE_AND_QUEUES,
+        ),
         "okx/ is the exchange as a library",
     ),
     (
         "core",
-        ("collector", "tasks", "localrun", "bench", "tests", "okxsim"),
+        ("collector", "tasks", "web", "localrun", "bench", "tests", "okxsim"),
         "core/ is shared by feeder and workers, below both",
     ),
     (
         "collector",
-        ("tasks", "localrun", "bench", "tests", "okxsim"),
+        ("tasks", "web", "localrun", "bench", "tests", "okxsim"),
         "the feeder never imports the workers or the offline tooling",
     ),
     (
         "tasks",
-        ("collector", "localrun", "bench", "tests", "okxsim"),
+        ("collector", "web", "localrun", "bench", "tests", "okxsim"),
         "the workers never import the feeder or the offline tooling",
+    ),
+    (
+        "web",
+        ("localrun", "bench", "tests", "okxsim"),
+        "the web process is production code: it reads what the others wrote, no offline tooling",
     ),
     ("okxsim", PRODUCTION, "okxsim is an independent stand-in for the exchange"),
 ]

@@ -35,7 +35,7 @@ import redis
 from core import contract, keys
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED_PACKAGES = ("okx", "core", "collector", "tasks")
+SCANNED_PACKAGES = ("okx", "core", "collector", "tasks", "web")
 SCANNED_FILES = ("celeryconfig.py",)
 HOMES = ("core/keys.py", "core/contract.py")
 
