@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.mongo == "auto":
             a.mongo = "real" if os.environ.get("MONGODB_URI") else "sink"
         if a.mongo == "sink":
-            mongo_uri, mongo_proc = "benchsink://", None
+            mongo_uri, mongo_proc = "benchsink://sink", None  # a host: MONGODB_URI must parse
             mongo_label = (
                 "SINK, not MongoDB: the workers BSON-encode every document as pymongo "
                 "would and drop it (set MONGODB_URI for a real one, --mongo standin for "

@@ -21,7 +21,8 @@ Per fault: the age of every ticker:<instId> and books5:<instId> hash (okxsim's c
 hash's exchange ts, sampled every 100 ms) at p50 / p99 / max through the fault; the broker
 Redis's used_memory at most, against HISTORY_PENDING_MAX_BYTES; the parked history at most; the
 breaker states seen; for `state`, the trades MongoDB gained while the state Redis was away and
-how long after its return every hash was current again. At the end: the feeder stopped (it
+how long after its return every hash was current again; the CPU (cores) of each part and of the
+whole machine (other jobs included) through the fault. At the end: the feeder stopped (it
 flushes), the backlog drained, and MongoDB's trades compared with okxsim's truth per
 instrument (0 missing, 0 not in the truth; duplicates are impossible by `_id`), with the gaps the
 bound recorded.
@@ -183,8 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         results["baseline"] = probe.window(t - a.recover_seconds + 3, t)
         log(f"  baseline: {results['baseline']}")
 
+        def cpu() -> dict[str, float]:
+            """CPU seconds so far of each part (the worker with its pool children)."""
+            procs = {"worker": worker.pid, "feeder": feeder.pid, "nx-27017": mongo_srv.proc.pid,
+                     "okxsim": sim.proc.pid}  # fmt: skip
+            out = {n: common.cpu_seconds(p) for n, p in procs.items() if p}
+            out["worker"] += sum(common.cpu_seconds(c) for c in common.children(worker.pid))
+            out["machine"] = common.machine_busy_seconds()
+            return out
+
         for fault in [f for f in a.faults.split(",") if f]:
             before = trades_count(direct, db)
+            cpu0 = cpu()
             t0 = time.monotonic()
             if fault == "state":
                 state_srv.stop()
@@ -192,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 proxy.set_mode(fault)
             time.sleep(a.fault_seconds)
             t1 = time.monotonic()
+            cpu1 = cpu()
             during_trades = trades_count(direct, db) - before
             if fault == "state":
                 state_srv = RedisServer(port=state_srv.port, workdir=str(state_dir)).start()
@@ -203,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             first = probe.window(t0, t0 + 1.0)
             w["first_second_age_max_ms"] = (first["age_ms"] or {}).get("max_ms")
             w["trades_stored_during"] = during_trades
+            w["cpu_cores"] = {n: round((cpu1[n] - cpu0[n]) / (t1 - t0), 2) for n in cpu1}
             fresh = [t for t, age in probe.rows if t >= back and age is not None and age < 1.0]
             w["current_again_after_s"] = round(fresh[0] - back, 2) if fresh else None
             w["after"] = probe.window(back + 5, time.monotonic())
