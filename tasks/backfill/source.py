@@ -106,14 +106,15 @@ class RestSource:
             params = {"instType": inst_type, "limit": str(history.PAGE_LIMIT)}
             if cursor is not None:
                 params["after"] = str(cursor)
-            rows = [
+            # (not named `rows`: that is the module of row readers used on this very line)
+            page = [
                 rows.order_payload(r) for r in self.client.get(PENDING_PATH, params, signed=True)
             ]
-            if not rows:
+            if not page:
                 yield Page([], None)
                 return
-            cursor = history.next_cursor([int(r["ordId"]) for r in rows], cursor, "orders-pending")
-            yield Page(sorted(rows, key=lambda r: int(r["ordId"])), str(cursor))
+            cursor = history.next_cursor([int(r["ordId"]) for r in page], cursor, "orders-pending")
+            yield Page(sorted(page, key=lambda r: int(r["ordId"])), str(cursor))
 
     # ----- snapshots ------------------------------------------------------------------------------
     def balances(self) -> list[dict]:
