@@ -275,7 +275,11 @@ def _run(stack: contextlib.ExitStack, seconds: float | None, stop_requested) -> 
         env_file_text(
             env,
             str(Path(sys.executable).parent),
-            {"DEMO_FLOWER_URL": flower_url, "DEMO_FEEDER_URL": f"http://127.0.0.1:{health_port}"},
+            {
+                "DEMO_FLOWER_URL": flower_url,
+                "DEMO_FEEDER_URL": f"http://127.0.0.1:{health_port}",
+                "DEMO_WEB_URL": f"http://127.0.0.1:{web_port}",  # API, dashboard, /flower
+            },
         ),
     )
     stack.callback(env_file.unlink, missing_ok=True)  # its services are about to be gone

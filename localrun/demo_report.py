@@ -94,7 +94,8 @@ okx-collector demo: offline, the Procfile against okxsim (Ctrl-C stops everythin
   okxsim   {sim.ws_url}/ws/v5/public   REST {sim.rest_url}/api/v5/
   redis    {r}
   MongoDB  {mongo_label}
-  API      http://127.0.0.1:{web_port}/api/v1   docs /docs   user demo   password {web_password}
+  dashboard http://127.0.0.1:{web_port}/   user demo   password {web_password}
+  API      http://127.0.0.1:{web_port}/api/v1   docs http://127.0.0.1:{web_port}/docs
   Flower   http://127.0.0.1:{web_port}/flower   (the same user and password)
   feeder   http://127.0.0.1:{health_port}/healthz   http://127.0.0.1:{health_port}/metrics
   logs     {log}   (one line per event, prefixed with the process type)
@@ -109,6 +110,8 @@ then, for example:
   python -m tasks.backfill run trades BTC-USDT --start {start}
   celery -A tasks call {contract.BACKFILL_ALIAS_TASK} --kwargs {shlex.quote(kwargs)}
   python -m tasks.backfill gaps --all
+  curl -s -u "$WEB_USER:$WEB_PASSWORD" $DEMO_WEB_URL/api/v1/ticker/BTC-USDT
+  python -m tasks.export trades BTC-USDT --start {start} --format parquet --out trades.parquet
 """
 
 

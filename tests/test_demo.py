@@ -3,6 +3,7 @@ restarted demo continues with the MongoDB history of the last one."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -54,11 +55,34 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
         wait_for(data_flowing, 90, interval=0.5, what="stored trades in the demo's progress")
         text = "".join(lines)
         assert "MongoDB wire protocol: nx-27017" in text or "real MongoDB" in text
-        flower = re.search(r"Flower\s+(http://127\.0\.0\.1:\d+)\s+user demo\s+password (\S+)", text)
-        assert flower, text
-        with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(flower.group(1) + "/api/workers", timeout=5)
-        assert denied.value.code == 401
+        web = re.search(
+            r"dashboard\s+(http://127\.0\.0\.1:\d+)/\s+user demo\s+password (\S+)", text
+        )
+        assert web, text
+        # the one web port: Flower and the API both refuse a request without the credentials
+        for path in ("/flower/api/workers", "/api/v1/ticker/BTC-USDT"):
+            with pytest.raises(urllib.error.HTTPError) as denied:
+                urllib.request.urlopen(web.group(1) + path, timeout=5)
+            assert denied.value.code == 401, path
+        login = base64.b64encode(f"demo:{web.group(2)}".encode()).decode()
+        asked = urllib.request.Request(
+            web.group(1) + "/api/v1/ticker/BTC-USDT", headers={"Authorization": f"Basic {login}"}
+        )
+
+        def answered() -> bool:
+            try:
+                return urllib.request.urlopen(asked, timeout=5).status == 200
+            except urllib.error.HTTPError as e:  # 404 until the first ticker is stored
+                assert e.code == 404, e
+                return False
+
+        wait_for(
+            answered,
+            30,
+            interval=0.5,
+            what="the demo's API answering with its printed credentials",
+        )
+        assert "tasks.export trades BTC-USDT" in text
         for hint in ("/healthz", "redis-cli -p", "collector status", "celery -A tasks call"):
             assert hint in text
         redis_port = int(re.search(r"redis-cli -p (\d+)", text).group(1))
