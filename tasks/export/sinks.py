@@ -7,8 +7,8 @@ normally; on any exception, KeyboardInterrupt included, the temporary file is re
 nothing appears at `path` (an older file there stays as it was). A temporary file that cannot
 be created (no such directory, no permission) is a PlanError: the operator's --out is wrong.
 
-The sinks write each batch as it comes: Parquet collects batches up to `row_group_rows` rows and
-writes them as one row group (a row group is what a reader loads at once), CSV writes every
+The sinks write each batch as it comes: Parquet collects batches until they hold at least
+`row_group_rows` rows and writes them as one row group (a row group is what a reader loads at once), CSV writes every
 batch at once. Memory is one row group, whatever the range.
 """
 
@@ -73,7 +73,9 @@ class ParquetSink:
     def _flush(self) -> None:
         if self._pending:
             table = pa.Table.from_batches(self._pending, schema=self._schema)
-            self._writer.write_table(table, row_group_size=self._group)
+            # one row group per flush (row_group_rows up to one batch more), never a full group
+            # plus a small remainder
+            self._writer.write_table(table, row_group_size=table.num_rows)
         self._pending, self._rows = [], 0
 
     def close(self) -> None:
