@@ -12,35 +12,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-# OKX's bar spellings (v5 /market/candles and the candle<bar> channels): Hong Kong time for 6H and
-# longer unless the `utc` variant is asked for.
-BARS = (
-    "1s",
-    "1m",
-    "3m",
-    "5m",
-    "15m",
-    "30m",
-    "1H",
-    "2H",
-    "4H",
-    "6H",
-    "12H",
-    "1D",
-    "2D",
-    "3D",
-    "1W",
-    "1M",
-    "3M",
-    "6Hutc",
-    "12Hutc",
-    "1Dutc",
-    "2Dutc",
-    "3Dutc",
-    "1Wutc",
-    "1Mutc",
-    "3Mutc",
-)
+from okx.channels import CANDLE_BARS
+
+# OKX's bar spellings: one list, the exchange library's (the candle<bar> channels, /market/candles)
+BARS = CANDLE_BARS
 CANDLE_SOURCES = ("okx", "trades")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
