@@ -21,6 +21,7 @@ from core.gaps import Gap
 from core.settings import WorkerSettings as Settings
 from tasks.backfill.plan import plan_gap
 from tasks.deadletters import DeadLetters
+from tasks.derive.dirty import mark_stored, parse_member
 from tasks.history import overflow
 from tasks.history.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, describe
 from tasks.history.drain import drain
@@ -266,7 +267,11 @@ class World:
         return drain(
             breaker=self.breaker, pending=self.pending, db=lambda: self.db, settings=self.s,
             token=token, monotonic=lambda: self.clock.mono,
+            on_stored=lambda parts: mark_stored(self.state_r, parts),
         )  # fmt: skip
+
+    def dirty_minutes(self) -> set[tuple[str, int]]:
+        return {parse_member(m) for m in self.state_r.zrange(keys.DERIVE_DIRTY, 0, -1)}
 
     def trade_ids(self) -> list[str]:
         return sorted(d["tradeId"] for d in self.mongo["trades"].find())
@@ -314,6 +319,28 @@ def test_drain_while_down_keeps_everything_and_after_recovery_writes_it_once(clo
     clock.advance(0.3)
     out = w.ingest("trades", batch("trades", [trade(22)]))
     assert out.written["inserted"] == 1 and not out.written.get("parked")
+
+
+def test_trades_are_marked_for_the_candle_rebuild_only_once_mongodb_holds_them(clock):
+    # Given trades stored inline, then trades parked while MongoDB is down
+    w = World(clock)
+    minute = 60_000
+    w.ingest("trades", batch("trades", [trade(1, ts=1_700_000_040_000)]))
+    stored_first = {("BTC-USDT", 1_700_000_040_000 // minute * minute)}
+    assert w.dirty_minutes() == stored_first  # inline: stored, so marked
+    w.up[0] = False
+    later = 1_700_000_040_000 + 5 * minute
+    w.ingest("trades", batch("trades", [trade(2, ts=later)]))
+    w.ingest("trades", batch("trades", [trade(3, ts=later + 1)]))
+    # Then parked trades are not marked yet (a rebuild now would miss them and clear the mark)
+    assert w.dirty_minutes() == stored_first and w.pending.entries() == 2
+    w.state_r.delete(keys.DERIVE_DIRTY)  # a rebuild ran meanwhile
+    # When MongoDB is back and the drain stores them
+    w.up[0] = True
+    clock.advance(2.1)
+    assert w.drain().records == 2 and w.trade_ids() == ["1", "2", "3"]
+    # Then their minute is marked, once they are in MongoDB
+    assert w.dirty_minutes() == {("BTC-USDT", later // minute * minute)}
 
 
 def test_a_hung_mongodb_times_out_once_then_parks(clock):
@@ -397,6 +424,10 @@ def test_state_redis_down_never_blocks_history_and_recovers(clock):
 
         def register_script(self, s):
             return None
+
+        def zadd(self, *a, **kw):  # the rebuild marks: never tried while state is skipped
+            calls.append("zadd")
+            raise redis.exceptions.ConnectionError("Connection refused")
 
     down = DownRedis()
     out = w.ingest("tickers", batch("tickers", [ticker()]), state_client=down)

@@ -64,6 +64,13 @@ def mark_trades(client: Any, records: Iterable[Mapping[str, Any]]) -> int:
     return len(found)
 
 
+def mark_stored(client: Any, parts: Iterable[tuple[str, list[dict]]]) -> int:
+    """Mark the minutes of the trades among (kind, records) parts that just reached MongoDB (the
+    inline history write, the drain of parked history): one ZADD. Only after they are stored: a
+    rebuild that ran before they were would clear the mark and leave their bars without them."""
+    return mark_trades(client, [r for kind, records in parts if kind == "trades" for r in records])
+
+
 def mark_range(client: Any, inst_id: str, start_ms: int, end_ms: int) -> int:
     """Mark every minute touching [start_ms, end_ms] dirty."""
     first, last = bars.minute_of(start_ms), bars.minute_of(end_ms)

@@ -76,6 +76,7 @@ def drain(
     token: str,
     on_closed: Callable[[], Any] = lambda: None,
     follow_up: Callable[[str, float], Any] | None = None,
+    on_stored: Callable[[list], Any] = lambda parts: None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> DrainResult:
     s = settings
@@ -101,6 +102,7 @@ def drain(
                 breaker.failure(f"drain: {type(exc).__name__}: {exc}"[:200])
                 break  # the chunk stays in history:draining; the next drain writes it first
             pending.done(chunk)
+            on_stored(parts)  # e.g. the candle/VWAP rebuild marks of the trades now stored
             out.chunks += 1
             out.records += sum(len(r) for _k, r in parts)
             log.info("history: drained %d records in %.0f ms", out.records, took)

@@ -33,6 +33,7 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from core.settings import WorkerSettings as Settings
+from tasks.derive.dirty import mark_stored
 from tasks.documents import natural_id
 from tasks.history import overflow
 from tasks.history.breaker import Breaker, Reading
@@ -110,6 +111,7 @@ class HistoryPath:
     ) -> list[dict[str, int]]:
         states, state_exc = self._state(parts)
         hists = self._history(parts, validated)
+        self._mark_derive([p for p, h in zip(parts, hists) if not h.get("parked")])
         if state_exc is not None and any(k in ACCOUNT_KINDS and r for k, r in parts):
             raise state_exc  # transient: the task retries; history is already safe
         return [
@@ -143,6 +145,18 @@ class HistoryPath:
                 "state Redis failed (%r); skipping state for %.1fs", exc, self.s.state_skip_s
             )
             return empty, exc
+
+    def _mark_derive(self, stored: Parts) -> None:
+        """Candles and VWAP of the minutes whose trades MongoDB now holds are rebuilt
+        (tasks/derive); parked trades are marked by the drain that stores them."""
+        if not any(kind == "trades" and records for kind, records in stored):
+            return
+        if self.monotonic() < self.skip.until:
+            return  # the state Redis just failed: no wait on it (those bars rebuild at the audit)
+        try:
+            mark_stored(self.state.client, stored)
+        except REDIS_DOWN as exc:  # the state Redis is away: its rebuild marks go with it
+            log.warning("cannot mark trades for the candle/VWAP rebuild (%r)", exc)
 
     # ----- history ---------------------------------------------------------------------------
     def _reading(self) -> Reading | None:

@@ -13,6 +13,7 @@ import os
 import uuid
 from typing import Any
 
+import redis
 from celery import Task
 from celery.signals import worker_ready
 
@@ -20,6 +21,7 @@ from core import contract, keys
 from core import settings as settings_mod
 from tasks import clients
 from tasks.app import app
+from tasks.derive.dirty import mark_stored
 from tasks.history import (
     metrics,  # noqa: F401 - connects the worker's /metrics server
     overflow,
@@ -102,6 +104,15 @@ def repair_overflow_gaps(client: Any) -> int:
     return sent
 
 
+def mark_drained(parts: list) -> None:
+    """Drained trades are stored now: their minutes' candles and VWAP are rebuilt (tasks/derive
+    reads its marks on the state Redis, which may be away while history flows)."""
+    try:
+        mark_stored(clients.state_redis(), parts)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        log.warning("cannot mark drained trades for the candle/VWAP rebuild (%r)", exc)
+
+
 class DrainTask(Task):
     acks_late = True
     reject_on_worker_lost = True  # a killed drain's chunk stays in history:draining anyway
@@ -120,6 +131,7 @@ def drain_task(self: DrainTask, token: str | None = None, **_ignored: Any) -> st
         token=token or uuid.uuid4().hex,
         on_closed=lambda: repair_overflow_gaps(pending.client),
         follow_up=send_drain,
+        on_stored=mark_drained,
     )
     return result.summary()
 
