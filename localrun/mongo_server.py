@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from localrun.processes import end_server
 from localrun.redis_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,17 +139,8 @@ class MongoServer:
         return " | ".join(parts) or "(no log output)"
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            end_server(self.proc, kill)
 
     def wipe(self, timeout: float = 20.0) -> MongoServer:
         """Lose every database: the server comes back empty, on the same port (if it was

@@ -82,6 +82,22 @@ def stop_process(proc: subprocess.Popen, what: str = "process", timeout: float =
         proc.wait()
 
 
+def end_server(proc: subprocess.Popen, kill: bool = False, timeout: float = 10) -> None:
+    """A harness server (redis-server, the wire-protocol MongoDB): SIGTERM (SIGKILL with
+    `kill`, a crash as tests inject it), wait up to `timeout`, then SIGKILL, silently."""
+    if proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def kill_all(idents: Iterable[tuple[int, str]], grace_s: float = 2.0) -> list[int]:
     """SIGKILL whichever of these processes still runs after `grace_s`; returns their pids."""
     deadline = time.monotonic() + grace_s

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localrun.processes import end_server
+
 
 class RedisNotFound(RuntimeError):
     """No redis-server binary could be found."""
@@ -116,17 +118,8 @@ class RedisServer:
             return False
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            end_server(self.proc, kill)
 
     def __enter__(self) -> RedisServer:
         return self.start()
