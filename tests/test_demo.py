@@ -8,9 +8,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,42 +16,27 @@ from pathlib import Path
 import pytest
 
 from localrun.processes import alive, descendants, identities
+from tests.demo_process import PROGRESS, DemoProcess
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGRESS = re.compile(r"trades in MongoDB (\d+)")
 
 
 @pytest.mark.integration
 def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     env["DEMO_WORKDIR"] = str(tmp_path)
-    # Its own session and process group, like a shell job: Ctrl-C goes to the whole group.
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "localrun.demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True
-    )
-    reader.start()
+    demo = DemoProcess([sys.executable, "-m", "localrun.demo"], ROOT, env)
     seen: set = set()
     try:
 
         def data_flowing():
             seen.update(identities(descendants(demo.pid)))
-            assert demo.poll() is None, "".join(lines)
-            counts = [int(m.group(1)) for x in lines if (m := PROGRESS.search(x))]
+            counts = demo.progress()
             return counts and counts[-1] > 0
 
         wait_for(data_flowing, 90, interval=0.5, what="stored trades in the demo's progress")
-        text = "".join(lines)
+        text = demo.text
         assert "MongoDB wire protocol: nx-27017" in text or "real MongoDB" in text
         web = re.search(
             r"dashboard\s+(http://127\.0\.0\.1:\d+)/\s+user demo\s+password (\S+)", text
@@ -89,18 +72,15 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
         seen.update(identities(descendants(demo.pid)))
         assert len(seen) >= 8  # redis, nx-27017, honcho + its 4 helpers, web, feeder, worker...
 
-        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
-        assert demo.wait(45) == 0, "".join(lines)
-        reader.join(5)
+        assert demo.interrupt(45) == 0, demo.text  # Ctrl-C
         wait_for(lambda: not any(alive(i) for i in seen), 5, what="no process left")
         import socket
 
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
-        assert "killed" not in "".join(lines)  # nothing needed SIGKILL
+        assert "killed" not in demo.text  # nothing needed SIGKILL
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+        demo.kill_if_running()
         for pid, _ in (i for i in seen if alive(i)):
             os.kill(pid, signal.SIGKILL)
 
@@ -110,35 +90,13 @@ def _demo_until(workdir: Path, enough, what: str) -> str:
     output. Fails if it exits early or stops uncleanly."""
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB")}
     env["DEMO_WORKDIR"] = str(workdir)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "localrun.demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True
-    )
-    reader.start()
+    demo = DemoProcess([sys.executable, "-m", "localrun.demo"], ROOT, env)
     try:
-
-        def reached():
-            assert demo.poll() is None, "".join(lines)
-            counts = [int(m.group(1)) for x in lines if (m := PROGRESS.search(x))]
-            return counts and enough(counts)
-
-        wait_for(reached, 90, interval=0.5, what=what)
-        os.killpg(demo.pid, signal.SIGINT)
-        assert demo.wait(45) == 0, "".join(lines)
-        reader.join(5)
-        return "".join(lines)
+        wait_for(lambda: bool((c := demo.progress()) and enough(c)), 90, interval=0.5, what=what)
+        assert demo.interrupt(45) == 0, demo.text
+        return demo.text
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+        demo.kill_if_running()
 
 
 @pytest.mark.integration

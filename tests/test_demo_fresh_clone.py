@@ -19,18 +19,17 @@ import shlex
 import signal
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from localrun.processes import alive, descendants, identities
+from tests.demo_process import DemoProcess
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 INSTALL_INPUTS = ("requirements.lock", "setup.py", "okx/_bookaccel.c", "pyproject.toml")
-PROGRESS = re.compile(r"trades in MongoDB (\d+)")
 # What the second shell reads: documents per collection, gaps by status (the same stores the
 # summary reads, through the demo's environment only).
 READ_STORES = """
@@ -70,31 +69,17 @@ def test_demo_in_a_fresh_clone_explains_itself_and_cleans_up(tmp_path):
         k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "DEMO_WORKDIR", "REDIS_URL")
     }
     env["VENV"] = str(VENV)
-    demo = subprocess.Popen(
-        ["./dev.sh", "demo", "--seconds", "60"],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True
-    )
-    reader.start()
+    demo = DemoProcess(["./dev.sh", "demo", "--seconds", "60"], clone, env)
     seen: set = set()
     try:
 
         def trades_stored():
             seen.update(identities(descendants(demo.pid)))
-            assert demo.poll() is None, "".join(lines)
-            counts = [int(m.group(1)) for x in lines if (m := PROGRESS.search(x))]
+            counts = demo.progress()
             return counts and counts[-1] > 0
 
         wait_for(trades_stored, 90, interval=0.5, what="stored trades in the demo's progress")
-        text = "".join(lines)
+        text = demo.text
         env_file = Path(shlex.split(re.search(r"^  source (.+)$", text, re.M).group(1))[0])
         assert env_file == clone / "var" / "demo" / "env.sh" and env_file.exists()
         example = re.search(r"^  (python -m tasks\.backfill run trades .+)$", text, re.M).group(1)
@@ -111,12 +96,11 @@ def test_demo_in_a_fresh_clone_explains_itself_and_cleans_up(tmp_path):
         seen.update(identities(descendants(demo.pid)))
         redis_port = int(re.search(r"redis-cli -p (\d+)", text).group(1))
 
-        assert demo.wait(60 + 60) == 0, "".join(lines)  # --seconds 60, then the Procfile's stop
-        reader.join(5)
+        assert demo.wait(60 + 60) == 0, demo.text  # --seconds 60, then the Procfile's stop
         wait_for(lambda: not any(alive(i) for i in seen), 5, what="no process left")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
-        out = "".join(lines)
+        out = demo.text
         assert "killed" not in out and "Traceback" not in out
         assert not env_file.exists()  # it described services that are gone
 
@@ -132,7 +116,6 @@ def test_demo_in_a_fresh_clone_explains_itself_and_cleans_up(tmp_path):
         assert f"filled {summary['gaps']['filled']:,}" in printed
         assert "MongoDB data stays" in printed
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+        demo.kill_if_running()
         for pid, _ in (i for i in seen if alive(i)):
             os.kill(pid, signal.SIGKILL)
