@@ -1,12 +1,15 @@
 """The read API's latency and overhead, each against a direct read in the same run.
 
-    .venv/bin/python bench/api.py [--seconds 10] [--rate 500] [--json]
+    .venv/bin/python bench/api.py [--seconds 10] [--rate 500] [--json] [--skip-range]
 
 1. Latest-state endpoints (ticker, book, latest trades, candle, VWAP) of a real `python -m web`
    process (uvicorn, WEB_FLOWER=0) over one keep-alive HTTP connection, paced at --rate requests
    per second (open loop: one request every 1/rate s). Baseline: the same reads straight from
-   redis-py (HGETALL / ZREVRANGE) at the same pace, same Redis, same run. p50/p99 per endpoint and
-   the ratio of p99s.
+   redis-py (HGETALL / ZREVRANGE) at the same pace, same Redis, same run. Floor: a bare ASGI
+   endpoint on uvicorn with the same settings (bench/asgi_hello.py), same client. The clients
+   take turns in half-second blocks (bench/api_clients.py says why, and why the HTTP client is
+   a raw keep-alive one; http.client is measured too). p50/p99 per endpoint, the ratio of p99s,
+   CPU per request of the web process and of each client.
 2. A 10,000-trade range through the API (10 pages of 1000, following `next`) against one direct
    pymongo find of the same range sorted the same way, on the MongoDB wire-protocol server of the
    tests (nx-27017; MONGODB_URI to use a real mongod instead). Median of 5 of each.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.api_clients import RawHttp, interleaved, stdlib_http  # noqa: E402
 from core import keys  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -87,44 +91,11 @@ def seed_mongo(db: Any) -> None:
         db[keys.TRADES].insert_many(docs[at : at + 1000], ordered=False)
 
 
-def paced(call, rate: float, seconds: float) -> list[float]:
-    """Latencies (ms) of `call` run every 1/rate s for `seconds` (open loop, no catch-up burst)."""
-    period = 1.0 / rate
-    out = []
-    nxt = time.perf_counter()
-    end = nxt + seconds
-    while nxt < end:
-        now = time.perf_counter()
-        if now < nxt:
-            time.sleep(nxt - now)
-        t = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - t) * 1000)
-        nxt += period
-        if time.perf_counter() > nxt + period:  # fell behind: do not fire a burst to catch up
-            nxt = time.perf_counter()
-    return out
-
-
-def http_getter(port: int, path: str):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-
-    def call() -> bytes:
-        conn.request("GET", path, headers=headers)
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{path}: {resp.status} {body[:200]!r}")
-        return body
-
-    return call
-
-
-def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+def start_web(env: dict[str, str], port: int, log: Path, root: Path = ROOT) -> subprocess.Popen:
+    env = env | {"PORT": str(port), "PYTHONPATH": env["PYTHONPATH"].replace(str(ROOT), str(root))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "web"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -143,7 +114,33 @@ def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"web did not start; log:\n{log.read_text()[-2000:]}")
 
 
-def latest_state(port: int, pid: int, r: Any, rate: float, seconds: float) -> list[dict[str, Any]]:
+def start_hello(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "bench.asgi_hello", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the ASGI floor did not start; log:\n{log.read_text()[-2000:]}")
+
+
+PATHS = {
+    "ticker": f"/api/v1/ticker/{INST}",
+    "book": f"/api/v1/book/{INST}",
+    "trades/latest": f"/api/v1/trades/{INST}/latest",
+    "candle": f"/api/v1/candle/{INST}?bar=1m",
+    "vwap": f"/api/v1/vwap/{INST}",
+}
+
+
+def latest_state(
+    servers: dict[str, tuple[int, int]], r: Any, rate: float, seconds: float
+) -> list[dict[str, Any]]:
+    """`servers`: (port, pid) of "api", "floor" and optionally "before" (the same endpoints
+    served by another tree, --before)."""
     direct = {
         "ticker": lambda: r.hgetall(keys.ticker(INST)),
         "book": lambda: r.hgetall(keys.books5(INST)),
@@ -151,42 +148,36 @@ def latest_state(port: int, pid: int, r: Any, rate: float, seconds: float) -> li
         "candle": lambda: r.hgetall(keys.candle(INST, "1m")),
         "vwap": lambda: r.hgetall(keys.vwap_key(INST)),
     }
-    paths = {
-        "ticker": f"/api/v1/ticker/{INST}",
-        "book": f"/api/v1/book/{INST}",
-        "trades/latest": f"/api/v1/trades/{INST}/latest",
-        "candle": f"/api/v1/candle/{INST}?bar=1m",
-        "vwap": f"/api/v1/vwap/{INST}",
-    }
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     rows = []
-    for name, path in paths.items():
-        for _ in range(200):  # warm up
-            direct[name]()
-        cpu0 = time.process_time()
-        d = paced(direct[name], rate, seconds)
-        direct_cpu = (time.process_time() - cpu0) / len(d) * 1000
-        # a fresh connection after the baseline (uvicorn closes one idle for 5 s)
-        api_call = http_getter(port, path)
-        for _ in range(200):  # warm up: connection, caches
-            api_call()
-        server0 = cpu_seconds(pid)
-        a = paced(api_call, rate, seconds)
-        server_cpu = (cpu_seconds(pid) - server0) / len(a) * 1000
-        rows.append(
-            {
-                "endpoint": name,
-                "requests": len(a),
-                "api_p50_ms": round(statistics.median(a), 3),
-                "api_p99_ms": round(_pct(a, 0.99), 3),
-                "direct_p50_ms": round(statistics.median(d), 3),
-                "direct_p99_ms": round(_pct(d, 0.99), 3),
-                "p99_ratio": round(_pct(a, 0.99) / _pct(d, 0.99), 2),
-                # CPU per request: the web process's (from /proc), the direct reader's own;
-                # unlike latencies these hardly move with the machine's load
-                "server_cpu_ms": round(server_cpu, 3),
-                "direct_client_cpu_ms": round(direct_cpu, 3),
-            }
-        )
+    for name, path in PATHS.items():
+        port, pid = servers["api"]
+        clients = {
+            "direct": (direct[name], None),
+            "api": (RawHttp(port, path, auth), pid),
+            "api_stdlib": (stdlib_http(port, path, auth), pid),
+            "floor": (RawHttp(servers["floor"][0], "/", auth), servers["floor"][1]),
+        }
+        if "before" in servers:
+            clients["before"] = (RawHttp(servers["before"][0], path, auth), servers["before"][1])
+        got = interleaved(clients, rate, seconds)
+        for call, _ in clients.values():
+            getattr(call, "close", lambda: None)()
+        row: dict[str, Any] = {"endpoint": name, "requests": len(got["api"]["lat"])}
+        for who, m in got.items():
+            row[f"{who}_p50_ms"] = round(statistics.median(m["lat"]), 3)
+            row[f"{who}_p99_ms"] = round(_pct(m["lat"], 0.99), 3)
+            row[f"{who}_client_cpu_ms"] = round(m["client_cpu_ms"], 3)
+        for who in set(got) - {"direct"}:  # CPU per request of the serving process
+            row[f"{who}_server_cpu_ms"] = round(got[who]["server_cpu_ms"], 3)
+        row["p99_ratio"] = round(row["api_p99_ms"] / row["direct_p99_ms"], 2)
+        row["p50_ratio"] = round(row["api_p50_ms"] / row["direct_p50_ms"], 2)
+        # what the API adds beyond the two hops it must make (HTTP as the floor, one Redis read)
+        over = row["api_p50_ms"] - row["floor_p50_ms"] - row["direct_p50_ms"]
+        row["p50_over_floor_and_direct_ms"] = round(over, 3)
+        if "before" in got:
+            row["before_p99_ratio"] = round(row["before_p99_ms"] / row["direct_p99_ms"], 2)
+        rows.append(row)
     return rows
 
 
@@ -251,9 +242,16 @@ def range_page(port: int, db: Any, repeats: int = 5) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and per baseline")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and per client")
     ap.add_argument("--rate", type=float, default=500.0, help="requests per second")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--skip-range", action="store_true", help="only the latest-state part")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (e.g. a worktree of main): its `python -m web` is measured in "
+        "the same run, beside this tree's",
+    )
     args = ap.parse_args()
 
     import redis
@@ -266,42 +264,52 @@ def main() -> int:
     rs.start()
     ms = None
     uri = os.environ.get("MONGODB_URI")
-    if not uri:
+    if not uri and not args.skip_range:
         ms = MongoServer(workdir=str(work / "mongo"))
         ms.start()
         uri = ms.uri
-    proc = None
+    procs: list[subprocess.Popen] = []
     try:
         r = redis.Redis.from_url(rs.url, decode_responses=True)
         seed_redis(r)
         r.hset(keys.watermark_key("trades", INST), mapping={"ts": str(T0), "id": ""})
-        mongo = MongoClient(uri)
-        db = mongo["bench_api"]
-        db[keys.TRADES].drop()
-        seed_mongo(db)
+        db = None
+        if not args.skip_range:
+            db = MongoClient(uri)["bench_api"]
+            db[keys.TRADES].drop()
+            seed_mongo(db)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_", "FLOWER_"))}
+        # this tree first; a PYTHONPATH given to the bench stays after it (to try packages)
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env |= {
-            "PYTHONPATH": str(ROOT),
-            "PORT": str(port),
+            "PYTHONPATH": path,
             "REDIS_URL": rs.url,
-            "MONGODB_URI": uri,
+            "MONGODB_URI": uri or "mongodb://127.0.0.1:9/unused",
             "MONGODB_DB": "bench_api",
             "WEB_API_TOKEN": TOKEN,
             "WEB_FLOWER": "0",
             "LOG_LEVEL": "WARNING",
         }
-        proc = start_web(env, port, work / "web.log")
+        procs.append(start_web(env, port, work / "web.log"))
+        servers = {"api": (port, procs[-1].pid)}
+        hello_port = free_port()
+        procs.append(start_hello(env, hello_port, work / "hello.log"))
+        servers["floor"] = (hello_port, procs[-1].pid)
+        if args.before is not None:
+            before_port = free_port()
+            procs.append(start_web(env, before_port, work / "before.log", args.before.resolve()))
+            servers["before"] = (before_port, procs[-1].pid)
         load_before = os.getloadavg()[0]
-        result = {
+        result: dict[str, Any] = {
             "rate_per_s": args.rate,
             "seconds": args.seconds,
-            "latest_state": latest_state(port, proc.pid, r, args.rate, args.seconds),
-            "range_page": range_page(port, db),
+            "latest_state": latest_state(servers, r, args.rate, args.seconds),
+            "range_page": None if db is None else range_page(port, db),
             "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=20)
         if ms is not None:
@@ -310,28 +318,58 @@ def main() -> int:
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"latest state at {args.rate:.0f} requests/s, {args.seconds:.0f} s each (ms)")
-    print(
-        f"{'endpoint':<14} {'api p50':>8} {'api p99':>8} {'redis p50':>10} {'redis p99':>10} "
-        f"{'p99 x':>6} {'web cpu/req':>12} {'redis-py cpu/call':>18}"
-    )
+    report(result, args)
+    return 0
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"latest state at {args.rate:.0f} requests/s, {args.seconds:.0f} s per client (ms)")
+    cols = [
+        ("api p50", "api_p50_ms"),
+        ("api p99", "api_p99_ms"),
+        ("redis p50", "direct_p50_ms"),
+        ("redis p99", "direct_p99_ms"),
+        ("p99 x", "p99_ratio"),
+        ("p50 x", "p50_ratio"),
+        ("floor p50", "floor_p50_ms"),
+        ("floor p99", "floor_p99_ms"),
+        ("p50-fl-redis", "p50_over_floor_and_direct_ms"),
+        ("stdlib p50", "api_stdlib_p50_ms"),
+        ("stdlib p99", "api_stdlib_p99_ms"),
+        ("web cpu", "api_server_cpu_ms"),
+        ("floor cpu", "floor_server_cpu_ms"),
+        ("redis-py cpu", "direct_client_cpu_ms"),
+        ("raw cli cpu", "api_client_cpu_ms"),
+        ("stdlib cpu", "api_stdlib_client_cpu_ms"),
+    ]
+    if "before_p99_ms" in result["latest_state"][0]:
+        cols += [
+            ("before p50", "before_p50_ms"),
+            ("before p99", "before_p99_ms"),
+            ("before p99 x", "before_p99_ratio"),
+            ("before cpu", "before_server_cpu_ms"),
+        ]
+    print(f"{'endpoint':<14}" + "".join(f"{title:>13}" for title, _ in cols))
     for row in result["latest_state"]:
-        print(
-            f"{row['endpoint']:<14} {row['api_p50_ms']:>8} {row['api_p99_ms']:>8} "
-            f"{row['direct_p50_ms']:>10} {row['direct_p99_ms']:>10} {row['p99_ratio']:>6} "
-            f"{row['server_cpu_ms']:>12} {row['direct_client_cpu_ms']:>18}"
-        )
+        print(f"{row['endpoint']:<14}" + "".join(f"{row[key]:>13}" for _, key in cols))
+    print(
+        "(floor: a bare ASGI endpoint on the same uvicorn settings; p50-fl-redis: API p50 less "
+        "floor p50 less redis p50; stdlib: the API through "
+        "http.client; before: --before's web; cpu: per request, the serving processes' from "
+        "/proc, each client's own including its pacing)"
+    )
     load = result["load_average_1m"]
     print(
         f"machine load average (1 min) before/after: {load[0]} / {load[1]} on {os.cpu_count()} cores"
     )
     rp = result["range_page"]
+    if rp is None:
+        return
     print(
         f"range of {rp['trades']} trades: API {rp['api_ms']} ms in {rp['pages']} pages; direct "
         f"pymongo: one find {rp['direct_find_ms']} ms (x{rp['ratio']}), the API's same "
         f"{rp['pages']} page queries {rp['direct_pages_ms']} ms (x{rp['ratio_to_same_pages']})"
     )
-    return 0
 
 
 if __name__ == "__main__":

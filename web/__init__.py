@@ -8,6 +8,9 @@
     history.py      paged range reads over MongoDB (pure filters + one thin reader)
     routes_*.py     one router per concern: state (Redis), history (MongoDB), completeness
                     (the gap ledger), health
+    lean_state.py   the latest-state GETs answered before FastAPI's routing (the hot path)
+    state_bodies.py their JSON bodies, shared by the lean path and routes_state.py
+    resp.py         the lean asyncio Redis client those reads use (one pipelined connection)
     flower.py       Flower as a supervised child on a loopback port, proxied under /flower
     __main__.py     `python -m web`: uvicorn on $PORT
 

@@ -14,6 +14,15 @@ import sys
 
 PROG = "web"
 
+# uvicorn's settings, shared with bench/asgi_hello.py (the floor the bench measures beside the
+# API). No access log (core/logs.py logs what matters). http/loop stay "auto": uvicorn takes
+# httptools and uvloop when installed (they are not dependencies here: docs/read-api.md).
+UVICORN_OPTIONS: dict[str, object] = {
+    "log_config": None,  # core/logs.py's handlers: one redacted line per event
+    "access_log": False,
+    "proxy_headers": True,
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     from core.cli_errors import EXIT_CODES_EPILOG, run_cli, worker_targets
@@ -70,9 +79,7 @@ def _serve() -> int:
         app,
         host="0.0.0.0",  # noqa: S104 - the platform's router reaches the dyno on $PORT
         port=web.port,
-        log_config=None,  # core/logs.py's handlers: one redacted line per event
-        access_log=False,
-        proxy_headers=True,
+        **UVICORN_OPTIONS,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     server.run()

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from web import routes_completeness, routes_health, routes_history, routes_state
 from web.auth import AuthGate, Credentials
 from web.deps import WWW_AUTHENTICATE
+from web.lean_state import LeanState
 from web.params import ApiError
 from web.responses import Json
 from web.stores import Stores
@@ -66,9 +67,11 @@ def create_app(
     *,
     worker_probe: Any = None,
     flower: Any = None,
+    lean: bool = True,
 ) -> FastAPI:
     """The app over `stores`; `worker_probe` (web.health.WorkerProbe) and `flower`
-    (web.flower.FlowerChild) are started and stopped with it when given."""
+    (web.flower.FlowerChild) are started and stopped with it when given. `lean=False` leaves
+    out the lean latest-state path (web/lean_state.py): the tests compare the two."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +92,10 @@ def create_app(
         version="1",
         default_response_class=Json,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry asks the global providers (and the environment) on
+        # every request; nothing here configures OpenTelemetry, and the check cost ~20 us a
+        # request on the latest-state path (docs/read-api.md)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         description="Current state (Redis), history (MongoDB), completeness and health of the "
         "OKX collector. See docs/read-api.md.",
     )
@@ -104,6 +111,10 @@ def create_app(
     # latest-state router first, as the busiest
     for module in (routes_state, routes_history, routes_completeness):
         app.include_router(module.router, prefix=API_PREFIX)
+    # the latest-state GETs answered before routing (web/lean_state.py), behind the auth check:
+    # add_middleware puts the last added outermost, so AuthGate runs first
+    if lean:
+        app.add_middleware(LeanState, stores=stores, counters=app.state.counters)
     # everything under /api/ but health needs credentials (web/auth.py)
     app.add_middleware(AuthGate, credentials=credentials, counters=app.state.counters)
     from web.dashboard import router as dashboard_router  # the page at / and /static/ (public)

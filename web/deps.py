@@ -3,8 +3,9 @@ the AuthGate middleware, web/auth.py).
 
 The dependencies are `async def` on purpose: they touch no socket (the instrument list is
 cached), and an async dependency runs on the event loop instead of costing a threadpool hop.
-The endpoints that read Redis or MongoDB are plain `def`, so FastAPI runs them in its threadpool
-and the blocking clients never stall the loop.
+The endpoints that read Redis or MongoDB through the blocking clients are plain `def`, so FastAPI
+runs them in its threadpool and those clients never stall the loop; the latest-state endpoints
+are `async def` over the asyncio client (and mostly answered before routing: web/lean_state.py).
 """
 
 from __future__ import annotations

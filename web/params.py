@@ -23,7 +23,7 @@ MAX_BOOK_DEPTH = 5  # books5:<instId> holds the top 5 levels (tasks/documents.py
 # A BSON datetime holds milliseconds in an int64; Python's datetime stops at year 9999.
 MAX_MS = 253_402_300_799_999
 
-_INST_ID = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,4}$")
+INST_ID_PATTERN = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,4}$")
 
 
 class ApiError(Exception):
@@ -106,7 +106,7 @@ def depth(raw: int | None) -> int:
 
 def inst_id_shape(raw: str) -> str:
     """An instId as OKX spells them (BTC-USDT, BTC-USDT-SWAP, BTC-USD-261225-100000-C)."""
-    if not _INST_ID.match(raw):
+    if not INST_ID_PATTERN.match(raw):
         raise ApiError(400, f"instId {raw[:40]!r} is not an OKX instrument id (like BTC-USDT)")
     return raw
 

@@ -17,7 +17,7 @@ from web import paging, params
 from web.deps import INST_ID, STORES
 from web.history import public, read_page
 from web.responses import Json
-from web.routes_state import vwap_item
+from web.state_bodies import vwap_item
 from web.stores import Stores
 
 router = APIRouter(tags=["history"])

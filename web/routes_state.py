@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from core import keys
 from web import params
+from web import state_bodies as bodies
 from web.deps import STORES, check_inst_id
 from web.history import newest_before
 from web.params import ApiError
 from web.responses import Json
+from web.state_bodies import vwap_item
 from web.stores import Stores
 
 router = APIRouter(tags=["current state"])
@@ -39,9 +40,11 @@ async def _ahash_or_404(r: Any, key: str, what: str) -> dict[str, str]:
     return found
 
 
-# The latest-state endpoints below are the hot path: `async def` over the asyncio Redis client
-# (no threadpool hop, the loop never blocked), answering a ready Json response (no response
-# model to validate). bench/api.py measures them.
+# The latest-state endpoints below are the hot path. A well-formed request that finds its state
+# is answered before routing by web/lean_state.py with the same bytes (web/state_bodies.py);
+# these routes answer everything else (bad parameters, unknown ids, missing state) and declare
+# the endpoints for /openapi.json. `async def` over the asyncio Redis client: no threadpool hop,
+# the loop never blocked. bench/api.py measures them.
 
 
 @router.get("/instruments")
@@ -54,7 +57,8 @@ def instruments(s: Stores = STORES) -> dict[str, Any]:
 async def ticker(request: Request, instId: str) -> Json:  # noqa: N803
     """The ticker hash as the workers stored it (OKX's fields, strings)."""
     s = await check_inst_id(request, instId)
-    return Json(await _ahash_or_404(s.state_async, keys.ticker(instId), f"ticker for {instId}"))
+    h = await _ahash_or_404(s.state_async, keys.ticker(instId), f"ticker for {instId}")
+    return Json(None, raw=bodies.hash_body(h))
 
 
 @router.get("/book/{instId}", response_class=Json)
@@ -67,28 +71,10 @@ async def book(
     s = await check_inst_id(request, instId)
     n = params.depth(depth)
     h: dict[str, str] = await s.state_async.hgetall(keys.books5(instId))
-    if h and n >= params.MAX_BOOK_DEPTH:
-        # books5 holds exactly the top levels as JSON: splice them, no decode and re-encode
-        head = orjson.dumps({k: h.get(k, "") for k in ("ts", "seqId", "channel")})
-        raw = b'{"instId":' + orjson.dumps(instId) + b',"asks":' + h["asks"].encode()
-        raw += b',"bids":' + h["bids"].encode() + b"," + head[1:]
-        return Json(None, raw=raw)
     if h:
-        asks, bids = orjson.loads(h["asks"])[:n], orjson.loads(h["bids"])[:n]
-    else:
-        h = await _ahash_or_404(s.state_async, keys.book(instId), f"book for {instId}")
-        asks = [[h["askPx"], h["askSz"]]] if h.get("askPx") else []
-        bids = [[h["bidPx"], h["bidSz"]]] if h.get("bidPx") else []
-    return Json(
-        {
-            "instId": instId,
-            "asks": asks,
-            "bids": bids,
-            "ts": h.get("ts", ""),
-            "seqId": h.get("seqId", ""),
-            "channel": h.get("channel", ""),
-        }
-    )
+        return Json(None, raw=bodies.books5_body(instId, h, n))
+    h = await _ahash_or_404(s.state_async, keys.book(instId), f"book for {instId}")
+    return Json(None, raw=bodies.top1_body(instId, h))
 
 
 @router.get("/trades/{instId}/latest", response_class=Json)
@@ -101,8 +87,7 @@ async def latest_trades(
     s = await check_inst_id(request, instId)
     n = params.limit(limit)
     members = await s.state_async.zrevrange(keys.trades(instId), 0, n - 1)
-    # each member is already the JSON of one trade: splice, do not decode and re-encode
-    return Json(None, raw=b'{"items":[' + ",".join(members).encode() + b"]}")
+    return Json(None, raw=bodies.trades_body(members))
 
 
 @router.get("/candle/{instId}", response_class=Json)
@@ -115,19 +100,8 @@ async def candle(
     s = await check_inst_id(request, instId)
     b = params.bar(bar)
     key = keys.candle(instId, b)
-    return Json(await _ahash_or_404(s.state_async, key, f"{b} candle for {instId}"))
-
-
-def vwap_item(h: dict[str, Any]) -> dict[str, Any]:
-    """A VWAP point as the API shows it (Redis hash or MongoDB document)."""
-    validated = h.get("validated")
-    return {
-        "ts": int(h["ts"]),
-        "vwap": str(h["vwap"]),
-        "validated": validated in (True, "1", "true"),
-        "n": int(h.get("n", 0)),
-        "window_ms": int(h.get("window_ms", 0)),
-    }
+    h = await _ahash_or_404(s.state_async, key, f"{b} candle for {instId}")
+    return Json(None, raw=bodies.hash_body(h))
 
 
 def _vwap_as_of(s: Stores, inst: str, at: int) -> dict[str, Any]:
@@ -147,7 +121,8 @@ async def vwap(
     s = await check_inst_id(request, instId)
     if ts is None:
         key = keys.vwap_key(instId)
-        return Json(vwap_item(await _ahash_or_404(s.state_async, key, f"VWAP for {instId}")))
+        h = await _ahash_or_404(s.state_async, key, f"VWAP for {instId}")
+        return Json(None, raw=bodies.vwap_body(h))
     at = params.parse_time("ts", ts)
     return Json(await run_in_threadpool(_vwap_as_of, s, instId, at))
 

@@ -7,7 +7,10 @@ decode replies to str. `mongo` is the history database (MONGODB_DB).
 
 `state_async` is an asyncio client on the same Redis: the latest-state endpoints (the hot path,
 bench/api.py) await it on the event loop instead of taking a threadpool hop per request, and
-never block the loop. Everything else uses the sync clients from `def` endpoints (threadpool).
+never block the loop. It is web/resp.py's `RespClient` (one pipelined connection, a third of
+redis.asyncio's CPU per command), or redis.asyncio for a TLS Redis (rediss://) and fakeredis'
+async twin in the unit tests. Everything else uses the sync clients from `def` endpoints
+(threadpool).
 
 `Instruments` answers "is this an instrument we collect?" from the feeder's watermarks and the
 state keys, re-read at most every few seconds (in the threadpool), so an unknown instId is a
@@ -28,6 +31,7 @@ import redis.asyncio
 from core import keys
 from core.redis_clients import tls_kwargs
 from core.settings import WorkerSettings
+from web.resp import RespClient
 
 INSTRUMENTS_TTL_S = 5.0
 MISS_RESCAN_S = 1.0  # an unknown instId re-reads the list at most this often
@@ -45,6 +49,8 @@ def redis_client(url: str, timeout_s: float) -> redis.Redis:
 
 
 def async_redis_client(url: str, timeout_s: float) -> Any:
+    if not url.startswith("rediss://"):
+        return RespClient.from_url(url, timeout_s)
     return redis.asyncio.Redis.from_url(
         url,
         socket_timeout=timeout_s,
@@ -80,6 +86,8 @@ def async_twin(client: Any) -> Any:
             port=kw["port"],
             decode_responses=kw.get("decode_responses", False),
         )
+    if not issubclass(client.connection_pool.connection_class, redis.SSLConnection):
+        return RespClient.like(client)
     if "path" in kw:
         kw["unix_socket_path"] = kw.pop("path")
     return redis.asyncio.Redis(**{k: v for k, v in kw.items() if k in _ASYNC_KWARGS})
