@@ -3,9 +3,10 @@
 A books batch decodes into ~100 lists per record (each level is one), all alive until the task
 ends and then freed by reference counting, never cyclic. With Python's default (a young-
 generation collection every 700 net allocations) the collector walks them again and again while
-the batch is decoded and stored: bench/redundant_workers.py measured ~40% of a duplicate batch's
-decode inside collections, and one worker's CPU per message 35% lower with a threshold of 50,000
-(docs/redundancy-workers.md). Cyclic garbage is still collected, only less often.
+the batch is decoded and stored: bench/redundant_workers.py measured more than half of a
+duplicate batch's decode inside collections, and with a threshold of 50,000 one worker's CPU per
+message a third lower with large batches, less with small ones (docs/redundancy-workers.md).
+Cyclic garbage is still collected, only less often.
 
 Set at `worker_init` (the main process: the solo pool's, and prefork children inherit it at
 fork) and again at `worker_process_init` (a child started by a later pool restart).
