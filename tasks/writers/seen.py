@@ -15,7 +15,9 @@ then written again too: a duplicate costs CPU, never data). Both copies handled 
 moment may both be written: the writers are idempotent, so that is only the old cost.
 
 A state Redis that fails (down, timeout) turns the check off in this process for STATE_SKIP_S,
-as the history path does for state writes: a dead Redis costs each batch nothing extra.
+as the history path does for state writes: a dead Redis costs each batch nothing extra. Like the
+order-event script (redis_state.py), the scripts touch several keys: fine on one Redis, not on
+Redis Cluster.
 """
 
 from __future__ import annotations
