@@ -289,3 +289,14 @@ def ratelimit_log(scope: str, prefix: str = RATELIMIT_PREFIX) -> str:
 
 def ratelimit_pause(scope: str, prefix: str = RATELIMIT_PREFIX) -> str:
     return f"{prefix}pause:{{{scope}}}"
+
+
+# ----- duplicates from redundant feeders (tasks/writers/seen.py), on the current-state Redis ----
+# seen:<kind>:<scope>:<bucket>  set of the identities of records stored (tasks/writers/
+#                               identity.py), TTL INGEST_DEDUPE_TTL_S. scope = instId (books:
+#                               channel|instId), bucket = the record's exchange time // 1 s.
+SEEN_PREFIX = "seen:"
+
+
+def seen(kind: str, scope: str, bucket: int) -> str:
+    return f"{SEEN_PREFIX}{kind}:{scope}:{bucket}"

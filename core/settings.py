@@ -331,6 +331,13 @@ class WorkerSettings:
     books_sample_ms: int = setting("BOOKS_SAMPLE_MS", 1000)
     books_retention_s: int = setting("BOOKS_RETENTION_S", 7 * 86400)  # TTL on books.dt; 0 = keep
 
+    # --- duplicates from redundant feeders (docs/redundancy-workers.md) -------------------------
+    # how long a stored record's identity is remembered (seen:* sets on the state Redis), so the
+    # other feeder's copy of it is dropped before any write; 0 = no duplicate check
+    dedupe_ttl_s: int = setting("INGEST_DEDUPE_TTL_S", 30)
+    # the worker's young-generation GC threshold (tasks/worker_gc.py); 0 = Python's 700
+    gc_gen0: int = setting("WORKER_GC_GEN0", 50_000)
+
     # --- OKX REST (backfill, audit, snapshots); credentials only from the environment -----------
     okx_rest_url: str = setting("OKX_REST_URL", PROD_REST_URL, parse_http_url)
     okx_demo: bool = setting("OKX_DEMO", False)  # send x-simulated-trading: 1

@@ -40,3 +40,4 @@ app.conf.imports = ("tasks.ingest", "tasks.backfill.tasks", "tasks.derive.tasks"
 
 # One structured, redacted log line per event in workers and beat (a Celery logging signal).
 import tasks.logging_setup  # noqa: E402,F401
+import tasks.worker_gc  # noqa: E402,F401  (the GC threshold of worker processes)

@@ -40,8 +40,10 @@ from tasks.app import app
 from tasks.deadletters import DeadLetters, make_doc
 from tasks.history import runtime as history_runtime
 from tasks.ingest_dead import put_dead
+from tasks.ingest_dedupe import count_dropped, stored_marks, write_new
 from tasks.ingest_pause import write_with_test_pause
 from tasks.writers import Store
+from tasks.writers.seen import Marks, Seen
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ def handle_batch(
     retries: int,
     write_many: Callable[..., list] | None = None,
     history: Any = None,
+    seen: Seen | None = None,
 ) -> Outcome:
     """Validate and store one batch; say what happened (see the module docstring)."""
     return handle_batches(
@@ -112,6 +115,7 @@ def handle_batch(
         retries=retries,
         write_many=write_many,
         history=history,
+        seen=seen,
     )
 
 
@@ -124,14 +128,18 @@ def handle_batches(
     retries: int,
     write_many: Callable[..., list] | None = None,
     history: Any = None,
+    seen: Seen | None = None,
 ) -> Outcome:
     """`_handle_batches`, and whatever it raises unexpectedly dead-lettered (internal_error).
     `history` (tasks/history/path.py's HistoryPath) puts history on its own path: state
     first, then MongoDB inline or parked while the breaker is open; without it (unit tests)
-    `store.write_many` writes both, retried as one."""
+    `store.write_many` writes both, retried as one. `seen` (tasks/writers/seen.py) drops the
+    records already stored before any write and marks the ones this batch stored."""
     # `write_many` wins (the task passes the history path's, possibly inside the pause hook)
     write = write_many or (history.write_many if history is not None else None)
-    kw = dict(store=store, dead=dead, settings=settings, retries=retries, write_many=write)
+    kw = dict(
+        store=store, dead=dead, settings=settings, retries=retries, write_many=write, seen=seen
+    )
     try:
         return _handle_batches(items, **kw)
     except Exception as exc:  # noqa: BLE001 - a bug must not crash the task or loop on retries
@@ -156,6 +164,7 @@ def _handle_batches(
     settings: Settings,
     retries: int,
     write_many: Callable[..., list] | None = None,
+    seen: Seen | None = None,
 ) -> Outcome:
     """Validate several envelopes and store their good records together: every kind's state in
     one Redis round trip, then history per kind. Each envelope's bad input is dead-lettered
@@ -215,9 +224,13 @@ def _handle_batches(
         good_items.append(item)
         if bad:
             bad_parts.append((item, bad))
+    dropped: list[int] = [0] * len(parts)
+    marks: Marks = []
+    if parts and seen is not None:
+        parts, dropped, marks = seen.drop_seen(parts)
     if parts:
         try:
-            results = (write_many or store.write_many)(parts)
+            results = write_new(write_many or store.write_many, parts)
         except TRANSIENT as exc:
             if retries < settings.retry_max:
                 for kind, _good in parts:
@@ -245,11 +258,14 @@ def _handle_batches(
                 if kept is not None:
                     return kept
             return out
-        for (kind, good), written in zip(parts, results):
+        for (kind, good), written, n_dropped in zip(parts, results, dropped):
             RECORDS.labels(kind, "stored").inc(len(good))
             per_kind = out.written_by_kind.setdefault(kind, {})
             for key, n in written.items():
                 per_kind[key] = per_kind.get(key, 0) + n
+            count_dropped(kind, n_dropped, per_kind)
+        if seen is not None:  # only now: a record is marked once it is stored
+            seen.mark(stored_marks(marks, results))
     for item, bad in bad_parts:
         kind, batch = item[0], item[1]
         RECORDS.labels(kind, "bad").inc(len(bad))
@@ -271,6 +287,7 @@ def summary(out: Outcome) -> str:
         f"{kind} {w.get('records', 0)} rec {w.get('inserted', 0)} new "
         f"{w.get('duplicates', 0)} dup {w.get('state_applied', 0)} state"
         + (f" {w['parked']} parked" if w.get("parked") else "")
+        + (f" {w['dropped']} dropped" if w.get("dropped") else "")
         for kind, w in out.written_by_kind.items()
     ]
     if out.dead_letters:
@@ -328,6 +345,7 @@ class IngestTask(Task):
             task_id=self.request.id,
             retries=self.request.retries,
             write_many=write,
+            seen=Seen(store.state.client, s),
         )
         self._finish(out)
         return summary(out)
@@ -352,6 +370,7 @@ class IngestTask(Task):
             settings=s,
             retries=self.request.retries,
             write_many=write,
+            seen=Seen(store.state.client, s),
         )
         self._finish(out)
         return summary(out)

@@ -122,6 +122,8 @@ class HistoryPath:
                 "parked": hist.get("parked", 0),
                 "state_applied": st.get("applied", 0),
                 "state_stale": st.get("stale", 0),
+                # the records' state is not in Redis: the duplicate check must not mark them
+                "state_failed": int(state_exc is not None),
             }
             for (_kind, records), hist, st in zip(parts, hists, states)
         ]
