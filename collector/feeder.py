@@ -17,13 +17,17 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import socket
 import sys
 import threading
 import time
 from typing import Any
 
+import redis
+
 from collector.driver import Driver
 from collector.health import HealthServer, Metrics
+from collector.identity import claim_id
 from collector.ledger import Ledger
 from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline
@@ -32,10 +36,12 @@ from collector.recorder import Recorder
 from collector.resync import BookResync
 from collector.snapshot import FeederSnapshot, RateWindow
 from collector.supervisor import Supervisor
+from core.redis_clients import tls_kwargs
 from core.rest_limits import shared_limits
 from core.settings import FeederSettings as Settings
 from okx.backoff import new_connection_limit
 from okx.channels import endpoint_for
+from okx.clock import now_ms as clock_ms
 from okx.records import ParseError
 from okx.rest.client import RestClient
 from okx.ws.subscriptions import plan
@@ -137,6 +143,7 @@ class Feeder:
         # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish
         # latency.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._claim_id()
 
         self.metrics = Metrics(self.snapshot)
         if s.record_path:
@@ -145,6 +152,7 @@ class Feeder:
             self.outbox,
             s.redis_url,
             s.feeder_id,
+            shard=s.shard,
             on_gaps=self._overflow_gaps,
             latency=self.metrics.latency,
             linger_max_s=s.linger_max_ms / 1000,
@@ -159,6 +167,7 @@ class Feeder:
             s.redis_url,
             s.feeder_id,
             keys,
+            shard=s.shard,
             pull=self._pull,
             on_gap_id=self.publisher.request_repair,
             status=self.status,
@@ -201,6 +210,26 @@ class Feeder:
             len(keys),
         )
         return self
+
+    def _claim_id(self) -> None:
+        """Refuse to run beside a live feeder with the same FEEDER_ID (collector/identity.py).
+        Redis down: nothing can be checked; the feeder starts and buffers as it always did."""
+        s = self.settings
+        client = redis.Redis.from_url(
+            s.redis_url, socket_timeout=2, socket_connect_timeout=2, **tls_kwargs(s.redis_url)
+        )
+        try:
+            claim_id(
+                client,
+                s.feeder_id,
+                host=socket.gethostname(),
+                wait_s=s.id_wait_s,
+                clock_ms=clock_ms,
+            )
+        except redis.RedisError as exc:
+            log.warning("cannot check that FEEDER_ID %s is free (%s): starting", s.feeder_id, exc)
+        finally:
+            client.close()
 
     def stop(self, timeout: float = 9.0) -> None:
         """Stop reading, flush every batch and the watermarks. Bounded by `timeout`."""

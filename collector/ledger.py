@@ -3,14 +3,23 @@ that writes periodically and pipelined, never per message; when Redis is down ev
 buffered (gaps in a bounded queue, watermarks as latest values) and is retried. How a gap is
 stored is core/gaps.py's (the workers record theirs the same way).
 
-Startup gap: before writing any watermark this run, the previous run's watermarks are read; the
-first record of each (channel, instId) in this run is compared with them (pipeline.startup_gaps).
+Startup gap: before writing any watermark this run, this feeder's own watermarks of its
+previous run are read (wmf:<feeder_id>, never another feeder's); the first record of each
+(channel, instId) in this run is compared with them (pipeline.startup_gaps). A feeder id that has
+no own watermarks yet takes the shared wm:<channel>:<instId> only when it is its own or was
+written before watermarks were per feeder (no `feeder` field): the upgrade of a single feeder
+keeps its startup gap, a second feeder joining a shard does not take the first one's as its own.
+
+Watermarks are written twice per change, in the same pipeline: into this feeder's own hash, and
+into the shared wm:<channel>:<instId> through a Lua max (the shard's newest: what the sweep,
+audit, derive and the read side use).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -31,6 +40,56 @@ log = logging.getLogger("collector.ledger")
 
 GAPS_BUFFER = 50_000
 
+# KEYS[1] wm:<channel>:<instId>; ARGV ts, id, seen_ms, feeder. Advances only: an older ts (or the
+# same ts with a lower numeric id) from a slower feeder leaves the shard's newest alone.
+ADVANCE_SHARED_MARK = """
+local old = redis.call('HMGET', KEYS[1], 'ts', 'id')
+local ots, nts = tonumber(old[1] or ''), tonumber(ARGV[1])
+if ots and nts < ots then return 0 end
+if ots and nts == ots then
+  local oid, nid = tonumber(old[2] or ''), tonumber(ARGV[2])
+  if oid and nid and nid < oid then return 0 end
+end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'id', ARGV[2], 'seen_ms', ARGV[3], 'feeder', ARGV[4])
+return 1
+"""
+
+
+def mark_field(channel: str, inst_id: str) -> str:
+    """A field of wmf:<feeder_id> (a hash field, not a key: it is spelled here)."""
+    return f"{channel}:{inst_id}"
+
+
+def parse_mark_field(name: str) -> tuple[str, str]:
+    channel, _, inst_id = name.partition(":")
+    return channel, inst_id
+
+
+def previous_marks(
+    feeder_id: str,
+    wanted: list[tuple],
+    own: dict[str, str],
+    shared: list[dict[str, str]],
+) -> dict[tuple, dict]:
+    """The watermarks this feeder's startup gaps start from: its own hash's (field -> JSON),
+    else, for a feeder with no own watermark at all, the shared one where it is this feeder's
+    or a single feeder's from before per-feeder watermarks (no `feeder` field). Pure."""
+    out: dict[tuple, dict] = {}
+    if own:
+        for field, raw in own.items():
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue  # not what this code writes: no startup gap rather than a wrong one
+            if isinstance(value, dict) and value.get("ts") is not None:
+                key = parse_mark_field(field)
+                out[key] = {k: str(v) for k, v in value.items()}
+        return out
+    for key, h in zip(wanted, shared):
+        if h and h.get("feeder", feeder_id) == feeder_id:
+            out[key] = h
+    return out
+
 
 class Ledger(threading.Thread):
     def __init__(
@@ -39,6 +98,7 @@ class Ledger(threading.Thread):
         feeder_id: str,
         keys: list[tuple],
         *,
+        shard: str = "default",
         pull: Callable[[Ledger], None],
         on_gap_id: Callable[[str], None],
         status: Callable[[], dict],
@@ -51,6 +111,9 @@ class Ledger(threading.Thread):
             redis_url, socket_timeout=2, socket_connect_timeout=2, **tls_kwargs(redis_url)
         )
         self.feeder_id = feeder_id
+        self.shard = shard
+        self.host = socket.gethostname()
+        self._advance = self.client.register_script(ADVANCE_SHARED_MARK)
         self.keys = keys  # (channel, instId) planned this run
         self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
         self.on_gap_id = on_gap_id
@@ -118,14 +181,16 @@ class Ledger(threading.Thread):
         now_ms = clock_ms()
         if self.old_marks is None:
             pipe = r.pipeline(transaction=False)
+            pipe.hgetall(keys.feeder_watermarks(self.feeder_id))
             for key in self.keys:
                 pipe.hgetall(keys.watermark_key(*key))
-            res = pipe.execute()
-            self.old_marks = {
-                key: {k.decode(): v.decode() for k, v in h.items()}
-                for key, h in zip(self.keys, res)
-                if h
-            }
+            own, *shared = pipe.execute()
+            self.old_marks = previous_marks(
+                self.feeder_id,
+                self.keys,
+                {k.decode(): v.decode() for k, v in own.items()},
+                [{k.decode(): v.decode() for k, v in h.items()} for h in shared],
+            )
         new_first = {k: v for k, v in self.first.items() if k not in self._checked}
         if new_first:
             self.add_gaps(startup_gaps(self.old_marks, new_first))
@@ -152,11 +217,19 @@ class Ledger(threading.Thread):
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
         if changed:
             pipe = r.pipeline(transaction=False)
+            own_key = keys.feeder_watermarks(self.feeder_id)
+            own = {}
             for (channel, inst), (ts, rid, seen) in changed.items():
-                pipe.hset(
-                    keys.watermark_key(channel, inst),
-                    mapping={"ts": str(ts), "id": str(rid), "seen_ms": str(seen)},
+                own[mark_field(channel, inst)] = orjson.dumps(
+                    {"ts": str(ts), "id": str(rid), "seen_ms": str(seen)}
                 )
+                self._advance(
+                    keys=[keys.watermark_key(channel, inst)],
+                    args=[ts, str(rid), seen, self.feeder_id],
+                    client=pipe,
+                )
+            pipe.hset(own_key, mapping=own)
+            pipe.expire(own_key, keys.FEEDER_WATERMARKS_TTL_S)
             pipe.execute()
             self._written_marks.update(changed)
         now = time.monotonic()
@@ -173,6 +246,8 @@ class Ledger(threading.Thread):
                     mapping={
                         "heartbeat_ms": str(now_ms),
                         "pid": str(os.getpid()),
+                        "host": self.host,
+                        "shard": self.shard,
                         "started_ms": str(self.started_ms),
                         "connections": orjson.dumps(self.status()).decode(),
                     },

@@ -64,6 +64,7 @@ class Publisher(threading.Thread):
         redis_url: str,
         producer_id: str,
         *,
+        shard: str = "default",
         on_gaps: Callable[[list], None] | None = None,
         latency=None,
         linger_max_s: float = 0.02,
@@ -73,6 +74,7 @@ class Publisher(threading.Thread):
         self.outbox = outbox
         self.redis_url = redis_url
         self.producer_id = producer_id
+        self.shard = shard
         self.on_gaps = on_gaps or (lambda gaps: None)
         self.latency = latency  # prometheus Histogram (optional)
         self.latencies: deque = deque(maxlen=200_000)  # per-record socket->publish seconds
@@ -183,6 +185,7 @@ class Publisher(threading.Thread):
                     [it[5] for it in items],
                     source="ws",
                     producer=self.producer_id,
+                    shard=self.shard,
                     batch=self.batches,
                     sent_ms=now_ms,
                 )

@@ -8,6 +8,8 @@ takes one positional argument, a batch envelope (INGEST_MIXED_TASK takes a list 
      "kind": "trades",       # one of KINDS: says which writer stores the records
      "source": "ws",         # "ws" (live feed) or "rest" (backfill, audit, snapshots)
      "producer": "feeder-1", # who sent it (feeder id, or "backfill")
+     "shard": "default",     # the feeder's FEEDER_SHARD (redundant feeders share it); absent
+                             # in envelopes of older feeders and of backfill: workers accept both
      "batch": 42,            # the producer's running batch number (logs, Flower)
      "sent_ms": 1700000000000,  # publish time, for end-to-end latency
      "records": [ {...}, ... ]} # record payloads: OKX field names, OKX string values
@@ -86,10 +88,11 @@ def make_batch(
     producer: str,
     batch: int,
     sent_ms: int,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     if kind not in INGEST_TASKS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
-    return {
+    envelope = {
         "v": VERSION,
         "kind": kind,
         "source": source,
@@ -98,6 +101,9 @@ def make_batch(
         "sent_ms": sent_ms,
         "records": records,
     }
+    if shard is not None:
+        envelope["shard"] = shard
+    return envelope
 
 
 def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
