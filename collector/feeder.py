@@ -168,6 +168,7 @@ class Feeder:
             s.feeder_id,
             keys,
             shard=s.shard,
+            max_silence_ms=int(s.stale_after_s * 1000),
             pull=self._pull,
             on_gap_id=self.publisher.request_repair,
             status=self.status,
@@ -259,6 +260,12 @@ class Feeder:
 
     def _pull(self, ledger: Ledger) -> None:
         """The ledger's cycle: the pipeline's new gaps and its watermarks, copied under the lock."""
+        # The watermarks of what the broker accepted, not of what the pipeline saw: a record
+        # still in the outbox at a crash or a stop is then inside the next start's startup gap.
+        # Read BEFORE the gaps: a mark past a gap then always comes with that gap (coverage,
+        # collector/coverage.py).
+        pub = self.publisher
+        marks = dict(pub.marks) if pub is not None else {}
         with self.lock:
             p = self.pipeline
             gaps = list(p.gaps)
@@ -266,10 +273,7 @@ class Feeder:
             first = dict(p.first)
         if gaps:
             ledger.add_gaps(gaps)
-        # The watermarks of what the broker accepted, not of what the pipeline saw: a record
-        # still in the outbox at a crash or a stop is then inside the next start's startup gap.
-        pub = self.publisher
-        ledger.marks = dict(pub.marks) if pub is not None else {}
+        ledger.marks = marks
         ledger.first = first
 
     def _resubscribe(self, key: tuple) -> None:

@@ -24,12 +24,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 import redis
 
+from collector.coverage import CoverageTracker
 from collector.pipeline import startup_gaps
 from collector.supervisor import Supervisor
+from core import coverage as coverage_store
 from core import keys
 from core.gaps import Gap, record_gap
 from core.redis_clients import tls_kwargs
@@ -39,6 +42,7 @@ from okx.clock import now_ms as clock_ms
 log = logging.getLogger("collector.ledger")
 
 GAPS_BUFFER = 50_000
+COVERAGE_TRIM_EVERY_S = 60.0
 
 # KEYS[1] wm:<channel>:<instId>; ARGV ts, id, seen_ms, feeder. Advances only: an older ts (or the
 # same ts with a lower numeric id) from a slower feeder leaves the shard's newest alone.
@@ -99,6 +103,7 @@ class Ledger(threading.Thread):
         keys: list[tuple],
         *,
         shard: str = "default",
+        max_silence_ms: int = 60_000,
         pull: Callable[[Ledger], None],
         on_gap_id: Callable[[str], None],
         status: Callable[[], dict],
@@ -114,6 +119,9 @@ class Ledger(threading.Thread):
         self.shard = shard
         self.host = socket.gethostname()
         self._advance = self.client.register_script(ADVANCE_SHARED_MARK)
+        self.coverage = CoverageTracker(max_silence_ms)
+        self._new_gaps: list[Gap] = []  # this feeder's gaps the coverage has not seen yet
+        self._next_trim = 0.0
         self.keys = keys  # (channel, instId) planned this run
         self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
         self.on_gap_id = on_gap_id
@@ -140,6 +148,18 @@ class Ledger(threading.Thread):
         if len(self.pending_gaps) + len(gaps) > GAPS_BUFFER:
             log.error("gap buffer full while Redis is down: oldest gap records lost")
         self.pending_gaps.extend(gaps)
+        self._new_gaps.extend(gaps)
+
+    def _track(self) -> None:
+        """This cycle's gaps, then marks, into the coverage (collector/coverage.py says why in
+        that order)."""
+        gaps, self._new_gaps = self._new_gaps, []
+        marks = self.marks
+        for g in gaps:
+            mark = marks.get(g.key)
+            self.coverage.gap(g.key, g.start_ms, g.end_ms, mark[0] if mark else None)
+        for key, (ts, _rid, _seen) in marks.items():
+            self.coverage.mark(key, ts)
 
     def run(self) -> None:
         # A first cycle at once: the heartbeat tells `collector status` the feeder is up.
@@ -161,6 +181,7 @@ class Ledger(threading.Thread):
             self.pull(self)
         except Exception:  # noqa: BLE001 - never let bookkeeping kill the thread
             log.exception("ledger: pulling state failed")
+        self._track()
         try:
             self._flush(final)
             if not self.redis_ok:
@@ -197,7 +218,10 @@ class Ledger(threading.Thread):
             self._checked.update(new_first)
         while self.pending_gaps:
             # The only writer of this feeder's gaps: no MULTI needed (the id is from INCR).
-            gap = record_gap(r, self.pending_gaps[0], self.feeder_id, now_ms, atomic=False)
+            found = self.pending_gaps[0]
+            if "shard" not in dict(found.extra):  # whose coverage may close it (backfill)
+                found = replace(found, extra=(*found.extra, ("shard", self.shard)))
+            gap = record_gap(r, found, self.feeder_id, now_ms, atomic=False)
             self.pending_gaps.popleft()
             self.gaps_written += 1
             self.gap_ids.append(gap.id)
@@ -215,6 +239,21 @@ class Ledger(threading.Thread):
             )
             self.on_gap_id(gap.id)
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
+        covered = self.coverage.take()
+        if covered:
+            now = time.monotonic()
+            trim = now >= self._next_trim
+            if trim:
+                self._next_trim = now + COVERAGE_TRIM_EVERY_S
+            pipe = r.pipeline(transaction=False)
+            coverage_store.write(
+                pipe, self.shard, self.feeder_id, covered, now_ms=now_ms, trim=trim
+            )
+            try:
+                pipe.execute()
+            except Exception:
+                self.coverage.put_back(covered)
+                raise
         if changed:
             pipe = r.pipeline(transaction=False)
             own_key = keys.feeder_watermarks(self.feeder_id)
