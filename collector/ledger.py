@@ -35,6 +35,7 @@ from collector.supervisor import Supervisor
 from core import coverage as coverage_store
 from core import keys
 from core.gaps import Gap, record_gap
+from core.intervals import contributors, uncovered
 from core.redis_clients import tls_kwargs
 from core.settings import HEARTBEAT_EVERY_S
 from okx.clock import now_ms as clock_ms
@@ -197,6 +198,17 @@ class Ledger(threading.Thread):
                 )
             self.redis_ok = False
 
+    def _covered_by(self, r: redis.Redis, gap: Gap) -> list[str]:
+        """The other feeders of the shard whose published coverage already spans `gap` (then it
+        is recorded closed: no repair task, no REST call); [] otherwise."""
+        window = (gap.start_ms, gap.end_ms)
+        cov = coverage_store.read(r, self.shard, gap.channel, gap.instId, *window)
+        cov.pop(self.feeder_id, None)
+        every = [iv for ivs in cov.values() for iv in ivs]
+        if not every or uncovered(window, every):
+            return []
+        return contributors(window, cov)
+
     def _flush(self, final: bool) -> None:
         r = self.client
         now_ms = clock_ms()
@@ -221,7 +233,8 @@ class Ledger(threading.Thread):
             found = self.pending_gaps[0]
             if "shard" not in dict(found.extra):  # whose coverage may close it (backfill)
                 found = replace(found, extra=(*found.extra, ("shard", self.shard)))
-            gap = record_gap(r, found, self.feeder_id, now_ms, atomic=False)
+            by = self._covered_by(r, found)
+            gap = record_gap(r, found, self.feeder_id, now_ms, atomic=False, covered_by=by)
             self.pending_gaps.popleft()
             self.gaps_written += 1
             self.gap_ids.append(gap.id)
@@ -237,7 +250,8 @@ class Ledger(threading.Thread):
                 gap.end_id,
                 gap.reason,
             )
-            self.on_gap_id(gap.id)
+            if not by:
+                self.on_gap_id(gap.id)
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
         covered = self.coverage.take()
         if covered:

@@ -143,7 +143,10 @@ GAP_CAUSES = (
 # while MongoDB was down outgrew HISTORY_PENDING_MAX_BYTES and its oldest window was dropped
 # failed: a repair attempt failed (MongoDB or OKX unreachable, OKX refusing, Ctrl-C); terminal
 # for that attempt, not for the gap: the beat sweep retries it with backoff (`retry_at`) until
-# BACKFILL_MAX_ATTEMPTS failures make it unrepairable. filled and unrepairable are final.
-GAP_STATUSES = ("open", "filling", "filled", "unrepairable", "failed")
+# BACKFILL_MAX_ATTEMPTS failures make it unrepairable. covered: another feeder of the gap's shard
+# published the whole window (`covered_by` names it; docs/redundancy.md), closed before any REST
+# call; a partly covered gap is closed `covered` too, its uncovered parts recorded as new gaps
+# (`split_into`). filled, unrepairable and covered are final.
+GAP_STATUSES = ("open", "filling", "filled", "unrepairable", "failed", "covered")
 # The statuses after which nothing repairs a gap again.
-GAP_FINAL_STATUSES = ("filled", "unrepairable")
+GAP_FINAL_STATUSES = ("filled", "unrepairable", "covered")

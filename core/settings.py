@@ -356,6 +356,9 @@ class WorkerSettings:
     backfill_requeue_after_s: float = setting("BACKFILL_REQUEUE_AFTER_S", 120.0)
     backfill_max_attempts: int = setting("BACKFILL_MAX_ATTEMPTS", 8)  # then unrepairable
     backfill_retry_s: float = setting("BACKFILL_RETRY_S", 15.0)  # after a transient failure
+    # a redundant shard: how long a fresh gap waits for the other feeders' coverage of its window
+    # to be written before its uncovered part goes to REST (docs/redundancy.md)
+    backfill_coverage_wait_s: float = setting("BACKFILL_COVERAGE_WAIT", 5.0)
     backfill_stale_s: float = setting("BACKFILL_STALE_S", 300.0)  # silent stream -> stale gap
     feeder_dead_s: float = setting("FEEDER_DEAD_S", FEEDER_DEAD_S)  # older heartbeat = dead
     backfill_inst_types: tuple[str, ...] = setting(

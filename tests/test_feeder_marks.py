@@ -124,16 +124,23 @@ def beat(age_ms, host="h1", pid=4242):
 @pytest.mark.parametrize(
     ("hb", "alive", "held"),
     [
-        ({}, True, False),  # nobody
-        (beat(1_000), True, True),  # live process on this host
-        (beat(1_000), False, False),  # SIGKILLed on this host: restart at once
-        (beat(1_000, host="h2"), False, True),  # another host: cannot tell, it is live
-        (beat(60_000, host="h2"), True, False),  # late heartbeat: gone
-        ({"heartbeat_ms": "x", "pid": "1"}, True, False),  # not ours
+        (None, True, False),  # nobody
+        ((1_000, "h1"), True, True),  # live process on this host
+        ((1_000, "h1"), False, False),  # SIGKILLed on this host: restart at once
+        ((1_000, "h2"), False, True),  # another host: cannot tell, it is live
+        ((60_000, "h2"), True, False),  # late heartbeat: gone
+        ("garbage", True, False),  # not ours
     ],
 )
 def test_holder(hb, alive, held):
-    who = identity.holder(hb, host="h1", now_ms=now_ms(), pid_alive=lambda pid: alive)
+    # the heartbeat is built now, not at collection (its age is what is tested)
+    if hb is None:
+        fields = {}
+    elif hb == "garbage":
+        fields = {"heartbeat_ms": "x", "pid": "1"}
+    else:
+        fields = beat(hb[0], host=hb[1])
+    who = identity.holder(fields, host="h1", now_ms=now_ms(), pid_alive=lambda pid: alive)
     assert (who is not None) is held
 
 
