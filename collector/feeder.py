@@ -333,6 +333,8 @@ class Feeder:
             parse_error_share_max=self.settings.parse_error_share,
             unhealthy_after_s=self.settings.unhealthy_after_s,
             broker_error=None if pub is None or pub.broker_ok else pub.last_error,
+            shard=self.settings.shard,
+            shard_members=dict(led.shard_members) if led else {},
         )
 
     def status(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from core import keys
 from core.gaps import Gap, record_gap
 from core.intervals import contributors, uncovered
 from core.redis_clients import tls_kwargs
-from core.settings import HEARTBEAT_EVERY_S
+from core.settings import HEARTBEAT_EVERY_S, HEARTBEAT_LATE_S
 from okx.clock import now_ms as clock_ms
 
 log = logging.getLogger("collector.ledger")
@@ -58,6 +58,21 @@ end
 redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'id', ARGV[2], 'seen_ms', ARGV[3], 'feeder', ARGV[4])
 return 1
 """
+
+
+def shard_members(raw: dict, now_ms: int) -> dict[str, bool]:
+    """feeder id -> live (heartbeat within HEARTBEAT_LATE_S) of a shard:<shard> hash; members
+    older than SHARD_MEMBER_KEEP_S are left out. Pure."""
+    out = {}
+    for k, v in raw.items():
+        fid = k.decode() if isinstance(k, bytes) else str(k)
+        try:
+            age_s = (now_ms - int(v)) / 1000
+        except ValueError:
+            continue
+        if age_s <= keys.SHARD_MEMBER_KEEP_S:
+            out[fid] = age_s <= HEARTBEAT_LATE_S
+    return out
 
 
 def mark_field(channel: str, inst_id: str) -> str:
@@ -123,6 +138,7 @@ class Ledger(threading.Thread):
         self.coverage = CoverageTracker(max_silence_ms)
         self._new_gaps: list[Gap] = []  # this feeder's gaps the coverage has not seen yet
         self._next_trim = 0.0
+        self.shard_members: dict[str, bool] = {}  # feeder id -> live, as of the last heartbeat
         self.keys = keys  # (channel, instId) planned this run
         self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
         self.on_gap_id = on_gap_id
@@ -289,11 +305,16 @@ class Ledger(threading.Thread):
         if final or now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_every
             hb_key = keys.feeder_key(self.feeder_id)
+            shard_key = keys.shard_key(self.shard)
             pipe = r.pipeline(transaction=False)
             if final:
                 pipe.delete(hb_key)
                 pipe.srem(keys.FEEDERS, self.feeder_id)
+                pipe.hdel(shard_key, self.feeder_id)  # a clean stop: no longer one of the shard
             else:
+                pipe.hset(shard_key, self.feeder_id, str(now_ms))
+                pipe.expire(shard_key, keys.SHARD_MEMBER_KEEP_S)
+                pipe.sadd(keys.SHARDS, self.shard)
                 pipe.hset(
                     hb_key,
                     mapping={
@@ -307,7 +328,10 @@ class Ledger(threading.Thread):
                 )
                 pipe.expire(hb_key, keys.HEARTBEAT_TTL_S)
                 pipe.sadd(keys.FEEDERS, self.feeder_id)
-            pipe.execute()
+                pipe.hgetall(shard_key)
+            replies = pipe.execute()
+            if not final:
+                self.shard_members = shard_members(replies[-1], now_ms)
 
     def stop(self, timeout: float = 3.0) -> None:
         self.stopping.set()

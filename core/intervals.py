@@ -64,3 +64,14 @@ def contributors(window: Interval, coverage: dict[str, list[Interval]]) -> list[
     """The feeders whose intervals reach into the closed `window`, sorted (a gap's covered_by)."""
     s, e = window
     return sorted(f for f, ivs in coverage.items() if any(a < e and b > s for a, b in ivs))
+
+
+def covered_ms(window: Interval, coverage: Iterable[Interval]) -> int:
+    """How many ms of the closed `window` the open intervals cover (a share for operators)."""
+    s, e = window
+    total = 0
+    for a, b in merge_open(coverage):
+        lo, hi = max(a, s), min(b, e)
+        if hi > lo:
+            total += hi - lo
+    return total

@@ -52,6 +52,10 @@ writes them; backfill, beat sweeps and `python -m collector status` read them:
     feeder:<feeder_id>     hash  heartbeat_ms, pid, host, shard, started_ms, connections (JSON)
                                  (TTL HEARTBEAT_TTL_S)
     feeders          set   feeder ids that have written a heartbeat
+    shard:<shard>    hash  feeder id -> heartbeat_ms: the feeders of a shard (a clean stop removes
+                           its own field; a killed feeder's stays: the shard is then short of
+                           one; fields older than SHARD_MEMBER_KEEP_S are ignored; TTL the same)
+    shards           set   shard names that have had a feeder
     cov:<shard>:<channel>:<instId>  zset  "<feeder>|<start_ms>" -> end_ms: the intervals each
                            feeder of the shard covered continuously with published records
                            (trimmed by age, COVERAGE_KEEP_MS; docs/redundancy.md)
@@ -178,6 +182,9 @@ GAPS_SEQ = "gaps:seq"
 WATERMARK_PREFIX = "wm:"
 FEEDER_PREFIX = "feeder:"
 FEEDERS = "feeders"
+SHARD_PREFIX = "shard:"
+SHARDS = "shards"
+SHARD_MEMBER_KEEP_S = 86_400
 FEEDER_WATERMARKS_PREFIX = "wmf:"
 COVERAGE_PREFIX = "cov:"
 GAPS_KEEP = 100_000
@@ -213,6 +220,21 @@ def parse_watermark_key(name: str) -> tuple[str, str]:
 
 def feeder_key(feeder_id: str) -> str:
     return f"{FEEDER_PREFIX}{feeder_id}"
+
+
+def shard_key(shard: str) -> str:
+    return f"{SHARD_PREFIX}{shard}"
+
+
+def coverage_pattern(shard: str) -> str:
+    """SCAN pattern of every coverage zset of `shard`."""
+    return f"{COVERAGE_PREFIX}{shard}:*"
+
+
+def parse_coverage_key(name: str, shard: str) -> tuple[str, str]:
+    """(channel, instId) of a coverage key of `shard`."""
+    channel, _, inst_id = name[len(COVERAGE_PREFIX) + len(shard) + 1 :].partition(":")
+    return channel, inst_id
 
 
 def feeder_watermarks(feeder_id: str) -> str:
