@@ -1,6 +1,7 @@
 """Issue #19's acceptance, short: bench/redundant.py's run with real processes (okxsim,
 redis-server, the MongoDB wire-protocol server, a Celery worker, RedBeat beat and two feeders of
-one shard on five instruments (INSTRUMENTS says why not nine) with books, books5, trades-all, tickers and orders).
+one shard on five instruments (INSTRUMENTS says why not nine) with books, books5, trades-all,
+tickers and orders).
 
 90 s of SIGKILLs every 15 s, in turn, the other feeder always up: nothing may be missing,
 duplicated or invented, no window the other feeder covered may cost a REST call or end
