@@ -63,6 +63,8 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
                 "alive": True,
                 "heartbeat_age_s": round(beat_age, 1),
                 "pid": h.get("pid"),
+                "host": h.get("host"),
+                "shard": h.get("shard"),
                 "connections": conns,
                 # the feeder's own verdict (snapshot.problems(), as /healthz), and its threads;
                 # None: a heartbeat from a feeder older than these fields
