@@ -45,6 +45,12 @@ class CoverageTracker:
             self._dirty[(key, cur[0])] = cur[1]
         self.pending[key] = max(start_ms, end_ms)
 
+    def started(self, key: Key, first_ms: int) -> None:
+        """This run's first record of `key` (the startup gap's end): the first interval starts
+        there once it is published, not at the first mark (a cycle's last record)."""
+        if key not in self.current and key not in self.pending:
+            self.pending[key] = first_ms
+
     def mark(self, key: Key, ts: int) -> None:
         cur = self.current.get(key)
         if cur is not None:

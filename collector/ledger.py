@@ -138,6 +138,7 @@ class Ledger(threading.Thread):
         self.coverage = CoverageTracker(max_silence_ms)
         self._new_gaps: list[Gap] = []  # this feeder's gaps the coverage has not seen yet
         self._next_trim = 0.0
+        self._started: set = set()  # keys whose first record of this run the coverage has
         self.shard_members: dict[str, bool] = {}  # feeder id -> live, as of the last heartbeat
         self.keys = keys  # (channel, instId) planned this run
         self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
@@ -172,6 +173,10 @@ class Ledger(threading.Thread):
         that order)."""
         gaps, self._new_gaps = self._new_gaps, []
         marks = self.marks
+        for key, (ts, _rid, _count) in self.first.items():
+            if key not in self._started:
+                self._started.add(key)
+                self.coverage.started(key, ts)
         for g in gaps:
             mark = marks.get(g.key)
             self.coverage.gap(g.key, g.start_ms, g.end_ms, mark[0] if mark else None)
@@ -270,36 +275,37 @@ class Ledger(threading.Thread):
                 self.on_gap_id(gap.id)
         changed = {k: v for k, v in self.marks.items() if self._written_marks.get(k) != v}
         covered = self.coverage.take()
-        if covered:
-            now = time.monotonic()
-            trim = now >= self._next_trim
-            if trim:
-                self._next_trim = now + COVERAGE_TRIM_EVERY_S
+        if covered or changed:
+            # One pipeline for coverage and watermarks: a kill cannot leave the coverage's end
+            # and this feeder's watermark (its next startup gap's start) a cycle apart.
             pipe = r.pipeline(transaction=False)
-            coverage_store.write(
-                pipe, self.shard, self.feeder_id, covered, now_ms=now_ms, trim=trim
-            )
+            if covered:
+                now = time.monotonic()
+                trim = now >= self._next_trim
+                if trim:
+                    self._next_trim = now + COVERAGE_TRIM_EVERY_S
+                coverage_store.write(
+                    pipe, self.shard, self.feeder_id, covered, now_ms=now_ms, trim=trim
+                )
+            if changed:
+                own_key = keys.feeder_watermarks(self.feeder_id)
+                own = {}
+                for (channel, inst), (ts, rid, seen) in changed.items():
+                    own[mark_field(channel, inst)] = orjson.dumps(
+                        {"ts": str(ts), "id": str(rid), "seen_ms": str(seen)}
+                    )
+                    self._advance(
+                        keys=[keys.watermark_key(channel, inst)],
+                        args=[ts, str(rid), seen, self.feeder_id],
+                        client=pipe,
+                    )
+                pipe.hset(own_key, mapping=own)
+                pipe.expire(own_key, keys.FEEDER_WATERMARKS_TTL_S)
             try:
                 pipe.execute()
             except Exception:
                 self.coverage.put_back(covered)
                 raise
-        if changed:
-            pipe = r.pipeline(transaction=False)
-            own_key = keys.feeder_watermarks(self.feeder_id)
-            own = {}
-            for (channel, inst), (ts, rid, seen) in changed.items():
-                own[mark_field(channel, inst)] = orjson.dumps(
-                    {"ts": str(ts), "id": str(rid), "seen_ms": str(seen)}
-                )
-                self._advance(
-                    keys=[keys.watermark_key(channel, inst)],
-                    args=[ts, str(rid), seen, self.feeder_id],
-                    client=pipe,
-                )
-            pipe.hset(own_key, mapping=own)
-            pipe.expire(own_key, keys.FEEDER_WATERMARKS_TTL_S)
-            pipe.execute()
             self._written_marks.update(changed)
         now = time.monotonic()
         if final or now >= self._next_heartbeat:

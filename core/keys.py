@@ -56,6 +56,10 @@ writes them; backfill, beat sweeps and `python -m collector status` read them:
                            its own field; a killed feeder's stays: the shard is then short of
                            one; fields older than SHARD_MEMBER_KEEP_S are ignored; TTL the same)
     shards           set   shard names that have had a feeder
+    gaps:uncovered:<shard>:<channel>:<instId>  zset  "<start_ms>:<end_ms>:<gap id>[/<part>]" ->
+                           start_ms: the windows of a shard no feeder covered that already have
+                           a gap (one gap per window when both feeders recorded it; trimmed by
+                           age like the coverage)
     cov:<shard>:<channel>:<instId>  zset  "<feeder>|<start_ms>" -> end_ms: the intervals each
                            feeder of the shard covered continuously with published records
                            (trimmed by age, COVERAGE_KEEP_MS; docs/redundancy.md)
@@ -187,6 +191,7 @@ SHARDS = "shards"
 SHARD_MEMBER_KEEP_S = 86_400
 FEEDER_WATERMARKS_PREFIX = "wmf:"
 COVERAGE_PREFIX = "cov:"
+GAPS_UNCOVERED_PREFIX = "gaps:uncovered:"
 GAPS_KEEP = 100_000
 HEARTBEAT_TTL_S = 60
 FEEDER_WATERMARKS_TTL_S = 30 * 86_400  # a feeder id unused this long loses its watermarks
@@ -240,6 +245,10 @@ def parse_coverage_key(name: str, shard: str) -> tuple[str, str]:
 def feeder_watermarks(feeder_id: str) -> str:
     """The hash of one feeder's own watermarks (its fields: collector/ledger.py)."""
     return f"{FEEDER_WATERMARKS_PREFIX}{feeder_id}"
+
+
+def uncovered_key(shard: str, channel: str, inst_id: str) -> str:
+    return f"{GAPS_UNCOVERED_PREFIX}{shard}:{channel}:{inst_id}"
 
 
 def coverage_key(shard: str, channel: str, inst_id: str) -> str:

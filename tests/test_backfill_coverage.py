@@ -182,3 +182,52 @@ def test_record_time_check_closes_a_gap_already_covered():
     assert (first["status"], first["covered_by"]) == ("covered", "feeder-b")
     assert second["status"] == "open"
     assert asked == ["2"] and r.zrange(keys.GAPS_OPEN, 0, -1) == ["2"]
+
+
+# ----- both feeders down: one gap per window --------------------------------------------------------
+
+
+def test_both_down_windows_become_one_gap_whichever_repair_runs_first(env):
+    """a down 1 000..9 000, b down 3 000..7 000: a's gap contains b's whole window, b's
+    coverage splits a's gap to exactly b's window; the two must not both go to REST."""
+    r, ledger, store = env
+    cover(r, "feeder-a", T - 5_000, T + 1_000)
+    cover(r, "feeder-a", T + 9_000, T + 20_000)
+    cover(r, "feeder-b", T - 5_000, T + 3_000)
+    cover(r, "feeder-b", T + 7_000, T + 20_000)
+    gap_a = feeder_gap(r, T + 1_000, T + 9_000, feeder="feeder-a")
+    gap_b = feeder_gap(r, T + 3_000, T + 7_000, feeder="feeder-b")
+    sent = []
+    source = CountingSource()
+    first = repairer(ledger, store, source, T + 99_999, on_new_gap=sent.append).run(gap_b)
+    second = repairer(ledger, store, source, T + 99_999, on_new_gap=sent.append).run(gap_a)
+    assert first.status == "filled"  # b's window: nobody covered it, REST for it
+    assert second.status == "covered" and sent == []  # a's rest is b's window: not twice
+    assert "already gap" in ledger.get(gap_a)["reason"]
+    assert len(source.steps) == 1
+
+
+def test_split_part_first_then_the_whole_gap_is_the_duplicate(env):
+    r, ledger, store = env
+    cover(r, "feeder-a", T - 5_000, T + 1_000)
+    cover(r, "feeder-a", T + 9_000, T + 20_000)
+    cover(r, "feeder-b", T - 5_000, T + 3_000)
+    cover(r, "feeder-b", T + 7_000, T + 20_000)
+    gap_a = feeder_gap(r, T + 1_000, T + 9_000, feeder="feeder-a")
+    gap_b = feeder_gap(r, T + 3_000, T + 7_000, feeder="feeder-b")
+    sent = []
+    source = CountingSource()
+    assert repairer(ledger, store, source, T + 99_999, on_new_gap=sent.append).run(gap_a).status
+    (part,) = sent
+    p = ledger.get(part)
+    assert (int(p["start_ms"]) - T, int(p["end_ms"]) - T) == (3_000, 7_000)
+    res = repairer(ledger, store, source, T + 99_999, on_new_gap=sent.append).run(gap_b)
+    assert res.status == "covered" and f"already gap {gap_a}/0" in ledger.get(gap_b)["reason"]
+    assert source.steps == []  # only the part is left to repair, once
+    # the part itself repairs normally (it was registered when split)
+    assert repairer(ledger, store, source, T + 99_999).run(part).status == "filled"
+    assert len(source.steps) == 1
+    # a gap registered once (an attempt that failed) is not its own duplicate when retried
+    again = feeder_gap(r, T + 30_000, T + 40_000)
+    assert ledger.register_uncovered("s1", *STREAM, T + 30_000, T + 40_000, again, T) == ""
+    assert repairer(ledger, store, source, T + 99_999).run(again).status == "filled"

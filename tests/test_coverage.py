@@ -205,3 +205,16 @@ def test_coverage_member_round_trip_and_garbage():
     assert coverage_store.parse_member(coverage_store.member("feeder-a", 12)) == ("feeder-a", 12)
     assert coverage_store.parse_member(b"x|y") is None
     assert coverage_store.parse_member("nobar") is None
+
+
+def test_the_first_interval_starts_at_the_runs_first_record_not_the_first_mark():
+    t = CoverageTracker(max_silence_ms=10_000)
+    held = {}
+    t.started(KEY, 1_000)  # the first record of this run
+    t.mark(KEY, 1_800)  # the first cycle's last published record
+    intervals_of(t, held)
+    assert held == {(KEY, 1_000): 1_800}
+    t.started(KEY, 5_000)  # reported again: ignored while an interval runs
+    t.mark(KEY, 1_900)
+    intervals_of(t, held)
+    assert held == {(KEY, 1_000): 1_900}

@@ -83,6 +83,21 @@ redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id') or '')
 return 1
 """
 
+# KEYS[1] gaps:uncovered:<shard>:<channel>:<instId>; ARGV start, end, member, trim_before, ttl_ms.
+# The window of a gap (or a gap's part) that no feeder covered, registered once: returns the
+# member of an earlier window that contains it ('' when this one was registered now).
+REGISTER_UNCOVERED = """
+local s, e = tonumber(ARGV[1]), tonumber(ARGV[2])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  local a, b = string.match(m, '^(%d+):(%d+):')
+  if a and tonumber(a) <= s and tonumber(b) >= e then return m end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return ''
+"""
+
 # ARGV owner, now, reason, count (1: a failure, 0: an interrupt), retry_at: failed, cursor kept,
 # still in gaps:open (the sweep's list of what to repair)
 FAIL = """
@@ -123,6 +138,7 @@ class GapLedger:
         self._release = client.register_script(RELEASE)
         self._fail = client.register_script(FAIL)
         self._cover = client.register_script(COVER)
+        self._register = client.register_script(REGISTER_UNCOVERED)
 
     def get(self, gap_id: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(keys.gap_key(gap_id)).items()}
@@ -176,6 +192,24 @@ class GapLedger:
                 )
             )
         )
+
+    def register_uncovered(
+        self, shard: str, channel: str, inst: str, start_ms: int, end_ms: int, ref: str, now_ms: int
+    ) -> str:
+        """Register the uncovered window [start_ms, end_ms] under `ref` (a gap id, or
+        "<gap id>/<part>"); returns the ref of an earlier window containing it, or ""."""
+        found = self._register(
+            keys=[keys.uncovered_key(shard, channel, inst)],
+            args=[
+                start_ms,
+                end_ms,
+                f"{start_ms}:{end_ms}:{ref}",
+                now_ms - keys.COVERAGE_KEEP_MS,
+                keys.COVERAGE_KEEP_MS,
+            ],
+        )
+        text = _s(found)
+        return text.split(":", 2)[2] if text else ""
 
     def release(
         self, gap_id: str, owner: str, now_ms: int, error: str, failure: bool = True

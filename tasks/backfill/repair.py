@@ -143,17 +143,31 @@ class Repairer:
         cov = coverage.read_for(self.ledger.r, gap, self.coverage_wait_ms)
         now = self.clock()
         verdict = coverage.decide(gap, cov, now, self.coverage_wait_ms)
-        if verdict.action == "repair":
-            return None
         if verdict.action == "wait":
             self.ledger.release(gid, owner, now, "waiting for the shard's coverage", failure=False)
             return Result(gid, "released", "waiting for coverage", attempts=attempts, countdown=1.0)
         by = verdict.covered_by
         split: list[str] = []
-        if verdict.action == "split":
-            for part in coverage.pieces_as_gaps(gap, verdict.pieces):
-                split.append(self.ledger.create(part, gap.get("feeder", ""), now))
-            reason = f"partly covered by {', '.join(by)}: the rest is gap {', '.join(split)}"
+        if verdict.action == "repair":
+            # Nobody covered it; if another feeder's gap already holds the window (both were
+            # down), that one is the shard's gap: one gap per window, one repair.
+            same = self._registered(gap, int(gap["start_ms"]), int(gap["end_ms"]), gid, now)
+            if not same:
+                return None
+            by = [f"gap {same}"]
+            reason = f"the same window is already gap {same} (both feeders missed it)"
+        elif verdict.action == "split":
+            parts = coverage.pieces_as_gaps(gap, verdict.pieces)
+            held = []
+            for i, part in enumerate(parts):
+                same = self._registered(gap, part.start_ms, part.end_ms, f"{gid}/{i}", now)
+                if same:
+                    held.append(same)
+                else:
+                    split.append(self.ledger.create(part, gap.get("feeder", ""), now))
+            rest = f"gap {', '.join(split)}" if split else "nothing"
+            also = f" (already gap {', '.join(held)}: not recorded twice)" if held else ""
+            reason = f"partly covered by {', '.join(by)}: the rest is {rest}{also}"
         else:
             reason = f"covered by {', '.join(by)}"
         if not self.ledger.cover(gid, owner, now, by, reason, split):
@@ -176,6 +190,17 @@ class Repairer:
             else:
                 self.run(part_id)
         return Result(gid, "covered", reason, attempts=attempts)
+
+    def _registered(self, gap: dict, start: int, end: int, ref: str, now: int) -> str:
+        """The gap (or part, "<id>/<n>") that already holds this uncovered window, or "" once
+        `ref` holds it. Parts split off were registered when split: never twice."""
+        if gap.get("split_from") or not gap.get("shard"):
+            return ""
+        same = self.ledger.register_uncovered(
+            gap["shard"], gap.get("channel", ""), gap.get("instId", ""), start, end, ref, now
+        )
+        mine = same == gap["id"] or same.startswith(f"{gap['id']}/")
+        return "" if mine else same
 
     def _run(self, gap: dict, owner: str, attempts: int, fail: bool) -> Result:
         gap_id = gap["id"]
