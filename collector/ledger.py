@@ -138,7 +138,7 @@ class Ledger(threading.Thread):
         self.coverage = CoverageTracker(max_silence_ms)
         self._new_gaps: list[Gap] = []  # this feeder's gaps the coverage has not seen yet
         self._next_trim = 0.0
-        self._started: set = set()  # keys whose first record of this run the coverage has
+        self._first_seen: set = set()  # keys whose first record of this run the coverage has
         self.shard_members: dict[str, bool] = {}  # feeder id -> live, as of the last heartbeat
         self.keys = keys  # (channel, instId) planned this run
         self.pull = pull  # fills gaps/marks/first from the pipeline (locked)
@@ -174,8 +174,8 @@ class Ledger(threading.Thread):
         gaps, self._new_gaps = self._new_gaps, []
         marks = self.marks
         for key, (ts, _rid, _count) in self.first.items():
-            if key not in self._started:
-                self._started.add(key)
+            if key not in self._first_seen:
+                self._first_seen.add(key)
                 self.coverage.started(key, ts)
         for g in gaps:
             mark = marks.get(g.key)

@@ -164,3 +164,14 @@ def test_claim_waits_for_a_heartbeat_that_stops():
 
     identity.claim_id(r, "feeder-a", host="here", wait_s=30, clock_ms=now_ms, sleep=sleep)
     assert slept == [1.0]
+
+
+def test_the_ledger_thread_starts_and_stops():
+    # its attributes must not shadow threading.Thread's (a `_started` set once did)
+    server = fakeredis.FakeServer()
+    led, _ = make_ledger(server, "feeder-a", marks={KEY: (1_000, "1", 9)})
+    led.start()
+    led.stop(3.0)
+    assert not led.is_alive()
+    r = fakeredis.FakeRedis(server=server, decode_responses=True)
+    assert r.hget(keys.watermark_key(*KEY), "ts") == "1000"
