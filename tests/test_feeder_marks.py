@@ -175,3 +175,36 @@ def test_the_ledger_thread_starts_and_stops():
     assert not led.is_alive()
     r = fakeredis.FakeRedis(server=server, decode_responses=True)
     assert r.hget(keys.watermark_key(*KEY), "ts") == "1000"
+
+
+@pytest.mark.integration
+def test_a_second_feeder_with_a_live_id_exits_2_with_one_line(redis_url):
+    """The process, against a real redis-server: a live heartbeat from another host holds the
+    id; the new feeder refuses before it opens any socket."""
+    import subprocess
+    import sys
+
+    import redis as redis_lib
+
+    from tests.test_feeder_process import ROOT, run_env
+
+    r = redis_lib.Redis.from_url(redis_url)
+    r.hset(keys.feeder_key("feeder-a"), mapping=beat(200, host="another-host"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector"],
+        cwd=ROOT,
+        env=run_env(
+            REDIS_URL=redis_url,
+            FEEDER_ID="feeder-a",
+            FEEDER_ID_WAIT="0",
+            OKX_WS_URL="ws://127.0.0.1:9",
+            FEEDER_HEALTH_PORT="0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if "FEEDER_ID 'feeder-a' is held" in x]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "another-host" in lines[0]
