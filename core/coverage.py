@@ -55,10 +55,15 @@ def read(
     r: Any, shard: str, channel: str, inst: str, start_ms: int, end_ms: int
 ) -> dict[str, list[tuple[int, int]]]:
     """feeder -> its intervals that reach into [start_ms, end_ms] (open (a, b): core/intervals)."""
-    out: dict[str, list[tuple[int, int]]] = {}
     rows = r.zrangebyscore(
         keys.coverage_key(shard, channel, inst), start_ms, "+inf", withscores=True
     )
+    return parse_rows(rows, end_ms)
+
+
+def parse_rows(rows: Iterable[tuple[Any, float]], end_ms: int) -> dict[str, list[tuple[int, int]]]:
+    """ZRANGEBYSCORE ... WITHSCORES rows as feeder -> intervals starting by `end_ms`."""
+    out: dict[str, list[tuple[int, int]]] = {}
     for raw, score in rows:
         parsed = parse_member(raw)
         if parsed is None or parsed[1] > end_ms:

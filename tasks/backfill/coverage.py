@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import coverage as coverage_store
+from core import keys
 from core.gaps import Gap
 from core.intervals import contributors, uncovered
 
@@ -98,12 +99,22 @@ def pieces_as_gaps(gap: Mapping[str, str], pieces: list[tuple[int, int]]) -> lis
 
 def close_covered(ledger: Any, gaps: list[dict[str, str]], now_ms: int, owner: str) -> list[str]:
     """The sweep's pass: close every open or failed gap whose window the other feeders of its
-    shard now cover (no waiting here: the repair task waits); returns their ids."""
-    closed = []
+    shard now cover (no waiting here: the repair task waits); returns their ids. One pipelined
+    read for all of them."""
+    todo = []
     for g in gaps:
-        if not g.get("shard") or g.get("status") not in ("open", "failed"):
-            continue
-        verdict = decide(g, read_for(ledger.r, g, 0), now_ms, 0)
+        s, e = _int(g.get("start_ms")), _int(g.get("end_ms"))
+        if g.get("shard") and g.get("status") in ("open", "failed") and s is not None:
+            todo.append((g, s, e))
+    if not todo:
+        return []
+    pipe = ledger.r.pipeline(transaction=False)
+    for g, s, _e in todo:
+        key = keys.coverage_key(g["shard"], g.get("channel", ""), g.get("instId", ""))
+        pipe.zrangebyscore(key, s, "+inf", withscores=True)
+    closed = []
+    for (g, _s, e), rows in zip(todo, pipe.execute()):
+        verdict = decide(g, coverage_store.parse_rows(rows, e or 0), now_ms, 0)
         if verdict.action != "covered":
             continue
         ok, _ = ledger.claim(g["id"], owner, now_ms)
