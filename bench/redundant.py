@@ -372,7 +372,7 @@ def evaluate(
     )
     per_stream = Counter((g["channel"], g["instId"]) for g in inside)
     twice = sum(1 for n in per_stream.values() if n > 1)
-    r.check("public streams with more than one gap over the down window", twice, twice == 0, "0")
+    r.check("streams with more than one gap over the down window", twice, twice == 0, "0")
     r.figures["down_gaps"] = {
         "by": dict(Counter(f"{g['status']} {g['channel']} {g['feeder']}" for g in inside)),
         "start_before_kill_ms_max": max(down["down_ms"] - int(g["start_ms"]) for g in inside),
