@@ -17,13 +17,17 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import socket
 import sys
 import threading
 import time
 from typing import Any
 
+import redis
+
 from collector.driver import Driver
 from collector.health import HealthServer, Metrics
+from collector.identity import claim_id
 from collector.ledger import Ledger
 from collector.outbox import Outbox
 from collector.pipeline import LogLimiter, Pipeline
@@ -32,10 +36,12 @@ from collector.recorder import Recorder
 from collector.resync import BookResync
 from collector.snapshot import FeederSnapshot, RateWindow
 from collector.supervisor import Supervisor
+from core.redis_clients import tls_kwargs
 from core.rest_limits import shared_limits
 from core.settings import FeederSettings as Settings
 from okx.backoff import new_connection_limit
 from okx.channels import endpoint_for
+from okx.clock import now_ms as clock_ms
 from okx.records import ParseError
 from okx.rest.client import RestClient
 from okx.ws.subscriptions import plan
@@ -137,6 +143,7 @@ class Feeder:
         # interval (default 5 ms) lets the publisher thread in sooner: lower socket->publish
         # latency.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._claim_id()
 
         self.metrics = Metrics(self.snapshot)
         if s.record_path:
@@ -145,6 +152,7 @@ class Feeder:
             self.outbox,
             s.redis_url,
             s.feeder_id,
+            shard=s.shard,
             on_gaps=self._overflow_gaps,
             latency=self.metrics.latency,
             linger_max_s=s.linger_max_ms / 1000,
@@ -159,6 +167,8 @@ class Feeder:
             s.redis_url,
             s.feeder_id,
             keys,
+            shard=s.shard,
+            max_silence_ms=int(s.stale_after_s * 1000),
             pull=self._pull,
             on_gap_id=self.publisher.request_repair,
             status=self.status,
@@ -202,6 +212,26 @@ class Feeder:
         )
         return self
 
+    def _claim_id(self) -> None:
+        """Refuse to run beside a live feeder with the same FEEDER_ID (collector/identity.py).
+        Redis down: nothing can be checked; the feeder starts and buffers as it always did."""
+        s = self.settings
+        client = redis.Redis.from_url(
+            s.redis_url, socket_timeout=2, socket_connect_timeout=2, **tls_kwargs(s.redis_url)
+        )
+        try:
+            claim_id(
+                client,
+                s.feeder_id,
+                host=socket.gethostname(),
+                wait_s=s.id_wait_s,
+                clock_ms=clock_ms,
+            )
+        except redis.RedisError as exc:
+            log.warning("cannot check that FEEDER_ID %s is free (%s): starting", s.feeder_id, exc)
+        finally:
+            client.close()
+
     def stop(self, timeout: float = 9.0) -> None:
         """Stop reading, flush every batch and the watermarks. Bounded by `timeout`."""
         deadline = time.monotonic() + timeout
@@ -230,6 +260,12 @@ class Feeder:
 
     def _pull(self, ledger: Ledger) -> None:
         """The ledger's cycle: the pipeline's new gaps and its watermarks, copied under the lock."""
+        # The watermarks of what the broker accepted, not of what the pipeline saw: a record
+        # still in the outbox at a crash or a stop is then inside the next start's startup gap.
+        # Read BEFORE the gaps: a mark past a gap then always comes with that gap (coverage,
+        # collector/coverage.py).
+        pub = self.publisher
+        marks = dict(pub.marks) if pub is not None else {}
         with self.lock:
             p = self.pipeline
             gaps = list(p.gaps)
@@ -237,10 +273,7 @@ class Feeder:
             first = dict(p.first)
         if gaps:
             ledger.add_gaps(gaps)
-        # The watermarks of what the broker accepted, not of what the pipeline saw: a record
-        # still in the outbox at a crash or a stop is then inside the next start's startup gap.
-        pub = self.publisher
-        ledger.marks = dict(pub.marks) if pub is not None else {}
+        ledger.marks = marks
         ledger.first = first
 
     def _resubscribe(self, key: tuple) -> None:
@@ -300,6 +333,8 @@ class Feeder:
             parse_error_share_max=self.settings.parse_error_share,
             unhealthy_after_s=self.settings.unhealthy_after_s,
             broker_error=None if pub is None or pub.broker_ok else pub.last_error,
+            shard=self.settings.shard,
+            shard_members=dict(led.shard_members) if led else {},
         )
 
     def status(self) -> dict[str, Any]:

@@ -50,6 +50,21 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
     """Every feeder metric but the latency histogram, from one snapshot."""
+    members = GaugeMetricFamily(
+        "feeder_shard_feeders_live",
+        "Live feeders of this feeder's shard (as of its last heartbeat); alert when it is 1 and "
+        "feeder_shard_feeders_known is 2 or more",
+        labels=["shard"],
+    )
+    members.add_metric([snap.shard], sum(1 for up in snap.shard_members.values() if up))
+    yield members
+    known = GaugeMetricFamily(
+        "feeder_shard_feeders_known",
+        "Feeders the shard has had (a clean stop leaves)",
+        labels=["shard"],
+    )
+    known.add_metric([snap.shard], len(snap.shard_members))
+    yield known
     age = GaugeMetricFamily(
         "feeder_subscription_last_message_age_seconds",
         "Seconds since the last data frame of a subscription",

@@ -64,6 +64,7 @@ class Publisher(threading.Thread):
         redis_url: str,
         producer_id: str,
         *,
+        shard: str = "default",
         on_gaps: Callable[[list], None] | None = None,
         latency=None,
         linger_max_s: float = 0.02,
@@ -73,6 +74,7 @@ class Publisher(threading.Thread):
         self.outbox = outbox
         self.redis_url = redis_url
         self.producer_id = producer_id
+        self.shard = shard
         self.on_gaps = on_gaps or (lambda gaps: None)
         self.latency = latency  # prometheus Histogram (optional)
         self.latencies: deque = deque(maxlen=200_000)  # per-record socket->publish seconds
@@ -91,6 +93,7 @@ class Publisher(threading.Thread):
         self._backoff = Backoff(initial=0.1, factor=2.0, cap=5.0)
         self._rng = random.Random()
         self._next_overflow_check = 0.0
+        self._dropped_seen = 0
         self.deadline: float | None = None  # set by flush(): stop retrying after this
         self.supervisor = supervisor or Supervisor(self.stopping)
         self._checkpoint = self.supervisor.handle(self.name)
@@ -183,6 +186,7 @@ class Publisher(threading.Thread):
                     [it[5] for it in items],
                     source="ws",
                     producer=self.producer_id,
+                    shard=self.shard,
                     batch=self.batches,
                     sent_ms=now_ms,
                 )
@@ -228,6 +232,13 @@ class Publisher(threading.Thread):
             if self.latency is not None:
                 self.latency.observe(done - items[0][0])
         self.published += n
+        if self.outbox.dropped != self._dropped_seen:
+            # Records were dropped past the bound: their gaps reach the ledger before any mark
+            # past them does (coverage must never span a dropped window: collector/coverage.py)
+            self._dropped_seen = self.outbox.dropped
+            gaps = self.outbox.drain_overflow()
+            if gaps:
+                self.on_gaps(gaps)
         self._advance_marks(taken)
         if not self.broker_ok:
             down = done - self.down_since if self.down_since is not None else 0.0

@@ -94,6 +94,8 @@ class FeederSnapshot:
     parse_error_share_max: float = PARSE_ERROR_SHARE
     unhealthy_after_s: float = UNHEALTHY_AFTER_S
     broker_error: str | None = None
+    shard: str = "default"
+    shard_members: Mapping[str, bool] = field(default_factory=dict)  # feeder id -> live
 
     @property
     def backlog(self) -> int:
@@ -107,7 +109,22 @@ class FeederSnapshot:
             "connections": [c.status() for c in self.connections],
             "threads": [t.status() for t in self.threads],
             "problems": self.problems(),
+            "shard": self.shard,
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """What weakens the collection without stopping it: a shard that had two or more feeders
+        and has one live left (every gap of that one is now a gap of the shard)."""
+        live = sorted(f for f, up in self.shard_members.items() if up)
+        if len(self.shard_members) >= 2 and len(live) <= 1:
+            down = sorted(f for f, up in self.shard_members.items() if not up)
+            return [
+                f"shard {self.shard} is down to {len(live)} live feeder"
+                f"{' (' + live[0] + ')' if live else 's'}: {', '.join(down)} not heartbeating; "
+                "no redundancy"
+            ]
+        return []
 
     def problems(self) -> list[str]:
         """Why the feeder is not healthy; empty when it is."""

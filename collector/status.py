@@ -1,6 +1,7 @@
 """`python -m collector status`: is the collector healthy? Read from Redis only.
 
-What each feeder last reported (heartbeat every HEARTBEAT_EVERY_S: connection states, last-message age per
+What each feeder last reported, each shard's feeders and combined coverage (collector/shards.py;
+a shard down to one feeder is a warning, not a problem: nothing is lost yet), (heartbeat every HEARTBEAT_EVERY_S: connection states, last-message age per
 subscription), the gap ledger's open gaps, and the broker backlog: tasks waiting in the `ingest`
 and `backfill` queues and tasks fetched by workers but not yet acknowledged (`unacked`), and the
 history path (docs/history-path.md): the MongoDB breaker, the parked history's bytes, the
@@ -15,6 +16,8 @@ from typing import Any
 import orjson
 import redis
 
+from collector.shards import format_shards, read_shards
+from collector.shards import warnings as shard_warnings
 from core import contract, keys
 from core.redis_clients import tls_kwargs
 from core.settings import HEARTBEAT_LATE_S
@@ -60,6 +63,8 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
                 "alive": True,
                 "heartbeat_age_s": round(beat_age, 1),
                 "pid": h.get("pid"),
+                "host": h.get("host"),
+                "shard": h.get("shard"),
                 "connections": conns,
                 # the feeder's own verdict (snapshot.problems(), as /healthz), and its threads;
                 # None: a heartbeat from a feeder older than these fields
@@ -69,8 +74,11 @@ def _gather(r: redis.Redis, max_gaps: int, now_ms: int) -> dict:
         )
     open_ids = [str(g) for g in r.zrange(keys.GAPS_OPEN, 0, -1)]
     gaps = [r.hgetall(keys.gap_key(gid)) for gid in open_ids[-max_gaps:]]
+    shards = read_shards(r, now_ms)
     st = {
         "feeders": feeders,
+        "shards": shards,
+        "warnings": shard_warnings(shards),
         "open_gaps": len(open_ids),
         "recent_open_gaps": gaps,
         "queues": {q: r.llen(q) for q in (contract.INGEST_QUEUE, contract.BACKFILL_QUEUE)},
@@ -153,6 +161,8 @@ def _optional(label: str, value: Any) -> str:
 def format_status(st: dict) -> str:
     lines = ["healthy" if st.get("healthy", True) else "DEGRADED"]
     lines += [f"  ! {p}" for p in st.get("problems", ())]
+    lines += [f"  ~ warning: {w}" for w in st.get("warnings", ())]
+    lines += format_shards(st.get("shards", []))
     if not st["feeders"]:
         lines.append("no feeder heartbeat in Redis")
     for f in st["feeders"]:

@@ -8,6 +8,8 @@ takes one positional argument, a batch envelope (INGEST_MIXED_TASK takes a list 
      "kind": "trades",       # one of KINDS: says which writer stores the records
      "source": "ws",         # "ws" (live feed) or "rest" (backfill, audit, snapshots)
      "producer": "feeder-1", # who sent it (feeder id, or "backfill")
+     "shard": "default",     # the feeder's FEEDER_SHARD (redundant feeders share it); absent
+                             # in envelopes of older feeders and of backfill: workers accept both
      "batch": 42,            # the producer's running batch number (logs, Flower)
      "sent_ms": 1700000000000,  # publish time, for end-to-end latency
      "records": [ {...}, ... ]} # record payloads: OKX field names, OKX string values
@@ -86,10 +88,11 @@ def make_batch(
     producer: str,
     batch: int,
     sent_ms: int,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     if kind not in INGEST_TASKS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
-    return {
+    envelope = {
         "v": VERSION,
         "kind": kind,
         "source": source,
@@ -98,6 +101,9 @@ def make_batch(
         "sent_ms": sent_ms,
         "records": records,
     }
+    if shard is not None:
+        envelope["shard"] = shard
+    return envelope
 
 
 def check_batch(payload: Any, kind: str) -> list[dict[str, Any]]:
@@ -137,7 +143,10 @@ GAP_CAUSES = (
 # while MongoDB was down outgrew HISTORY_PENDING_MAX_BYTES and its oldest window was dropped
 # failed: a repair attempt failed (MongoDB or OKX unreachable, OKX refusing, Ctrl-C); terminal
 # for that attempt, not for the gap: the beat sweep retries it with backoff (`retry_at`) until
-# BACKFILL_MAX_ATTEMPTS failures make it unrepairable. filled and unrepairable are final.
-GAP_STATUSES = ("open", "filling", "filled", "unrepairable", "failed")
+# BACKFILL_MAX_ATTEMPTS failures make it unrepairable. covered: another feeder of the gap's shard
+# published the whole window (`covered_by` names it; docs/redundancy.md), closed before any REST
+# call; a partly covered gap is closed `covered` too, its uncovered parts recorded as new gaps
+# (`split_into`). filled, unrepairable and covered are final.
+GAP_STATUSES = ("open", "filling", "filled", "unrepairable", "failed", "covered")
 # The statuses after which nothing repairs a gap again.
-GAP_FINAL_STATUSES = ("filled", "unrepairable")
+GAP_FINAL_STATUSES = ("filled", "unrepairable", "covered")

@@ -17,7 +17,7 @@ Stored layout (keys in core/keys.py, one Redis hash per gap, every value a strin
 This format is what running deployments hold: `to_fields` writes exactly the fields the ledger
 wrote before the value existed, and `from_fields` reads every hash ever stored.
 
-Statuses (core/contract.py GAP_STATUSES): open -> filling -> filled | unrepairable, and
+Statuses (core/contract.py GAP_STATUSES): open -> filling -> filled | unrepairable | covered, and
 filling -> failed (an attempt failed; `reason` says why, `retry_at` when the sweep tries again)
 -> filling. A hash stored before `failed` existed reads as it always did.
 """
@@ -200,17 +200,35 @@ class _Redis(Protocol):
     def pipeline(self, transaction: bool = ...) -> Any: ...
 
 
-def record_gap(client: _Redis, gap: Gap, producer: str, now_ms: int, *, atomic: bool) -> Gap:
+def record_gap(
+    client: _Redis,
+    gap: Gap,
+    producer: str,
+    now_ms: int,
+    *,
+    atomic: bool,
+    covered_by: list[str] | None = None,
+) -> Gap:
     """Store `gap` as a new open gap recorded by `producer`; returns it with its id.
 
     The id comes from gaps:seq (INCR), then the hash and both indexes are written in one round
     trip; `atomic` makes that a MULTI (a worker recording next to other workers), the feeder's
-    single writer thread does without."""
+    single writer thread does without. `covered_by`: other feeders of the shard already cover
+    its window (docs/redundancy.md): it is stored closed as `covered`, never in gaps:open."""
     gap_id = str(client.incr(keys.GAPS_SEQ))
     stored = gap.recorded(gap_id, producer, now_ms)
+    if covered_by:
+        names = ",".join(covered_by)
+        stored = replace(
+            stored,
+            status="covered",
+            extra=(*stored.extra, ("covered_by", names), ("done_ms", str(now_ms))),
+            reason=f"covered by {names} when recorded",
+        )
     pipe: _Pipe = client.pipeline(transaction=atomic)
     pipe.hset(keys.gap_key(gap_id), mapping=stored.to_fields())
-    pipe.zadd(keys.GAPS_OPEN, {gap_id: stored.start_ms})
+    if not covered_by:
+        pipe.zadd(keys.GAPS_OPEN, {gap_id: stored.start_ms})
     pipe.zadd(keys.GAPS_ALL, {gap_id: now_ms})
     pipe.zremrangebyrank(keys.GAPS_ALL, 0, -keys.GAPS_KEEP - 1)
     pipe.execute()

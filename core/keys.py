@@ -42,11 +42,27 @@ writes them; backfill, beat sweeps and `python -m collector status` read them:
     gaps:open       zset  ids of gaps whose status is open or filling, score = start_ms
     gaps:all        zset  every gap id, score = created_ms (trimmed to GAPS_KEEP)
     gaps:seq        int   INCR source of gap ids
-    wm:<channel>:<instId>  hash  ts (last exchange time seen, ms), id (last tradeId/seqId),
-                                 seen_ms (local time)
-    feeder:<feeder_id>     hash  heartbeat_ms, pid, started_ms, connections (JSON)
+    wm:<channel>:<instId>  hash  ts (last exchange time published, ms), id (last tradeId/seqId),
+                                 seen_ms (local time), feeder (who advanced it last): the
+                                 shard's newest, combined over its feeders (a Lua max: it
+                                 never moves back when a slower feeder writes)
+    wmf:<feeder_id>  hash  "<channel>:<instId>" -> JSON {ts, id, seen_ms}: this feeder's own
+                           watermarks (its startup-gap rule reads only these; TTL
+                           FEEDER_WATERMARKS_TTL_S, renewed at every write)
+    feeder:<feeder_id>     hash  heartbeat_ms, pid, host, shard, started_ms, connections (JSON)
                                  (TTL HEARTBEAT_TTL_S)
     feeders          set   feeder ids that have written a heartbeat
+    shard:<shard>    hash  feeder id -> heartbeat_ms: the feeders of a shard (a clean stop removes
+                           its own field; a killed feeder's stays: the shard is then short of
+                           one; fields older than SHARD_MEMBER_KEEP_S are ignored; TTL the same)
+    shards           set   shard names that have had a feeder
+    gaps:uncovered:<shard>:<channel>:<instId>  zset  "<start_ms>:<end_ms>:<gap id>[/<part>]" ->
+                           start_ms: the windows of a shard no feeder covered that already have
+                           a gap (one gap per window when both feeders recorded it; trimmed by
+                           age like the coverage)
+    cov:<shard>:<channel>:<instId>  zset  "<feeder>|<start_ms>" -> end_ms: the intervals each
+                           feeder of the shard covered continuously with published records
+                           (trimmed by age, COVERAGE_KEEP_MS; docs/redundancy.md)
 
 Redis keys other software owns, named here so nothing else spells them: kombu's `unacked` hash
 (its Redis transport's default) and RedBeat's `redbeat:` prefix (celeryconfig.py sets it).
@@ -170,8 +186,16 @@ GAPS_SEQ = "gaps:seq"
 WATERMARK_PREFIX = "wm:"
 FEEDER_PREFIX = "feeder:"
 FEEDERS = "feeders"
+SHARD_PREFIX = "shard:"
+SHARDS = "shards"
+SHARD_MEMBER_KEEP_S = 86_400
+FEEDER_WATERMARKS_PREFIX = "wmf:"
+COVERAGE_PREFIX = "cov:"
+GAPS_UNCOVERED_PREFIX = "gaps:uncovered:"
 GAPS_KEEP = 100_000
 HEARTBEAT_TTL_S = 60
+FEEDER_WATERMARKS_TTL_S = 30 * 86_400  # a feeder id unused this long loses its watermarks
+COVERAGE_KEEP_MS = 6 * 3_600_000  # coverage older than this is trimmed (gaps close far sooner)
 
 GAP_PATTERN = f"{GAP_PREFIX}*"
 WATERMARK_PATTERN = f"{WATERMARK_PREFIX}*"
@@ -201,6 +225,34 @@ def parse_watermark_key(name: str) -> tuple[str, str]:
 
 def feeder_key(feeder_id: str) -> str:
     return f"{FEEDER_PREFIX}{feeder_id}"
+
+
+def shard_key(shard: str) -> str:
+    return f"{SHARD_PREFIX}{shard}"
+
+
+def coverage_pattern(shard: str) -> str:
+    """SCAN pattern of every coverage zset of `shard`."""
+    return f"{COVERAGE_PREFIX}{shard}:*"
+
+
+def parse_coverage_key(name: str, shard: str) -> tuple[str, str]:
+    """(channel, instId) of a coverage key of `shard`."""
+    channel, _, inst_id = name[len(COVERAGE_PREFIX) + len(shard) + 1 :].partition(":")
+    return channel, inst_id
+
+
+def feeder_watermarks(feeder_id: str) -> str:
+    """The hash of one feeder's own watermarks (its fields: collector/ledger.py)."""
+    return f"{FEEDER_WATERMARKS_PREFIX}{feeder_id}"
+
+
+def uncovered_key(shard: str, channel: str, inst_id: str) -> str:
+    return f"{GAPS_UNCOVERED_PREFIX}{shard}:{channel}:{inst_id}"
+
+
+def coverage_key(shard: str, channel: str, inst_id: str) -> str:
+    return f"{COVERAGE_PREFIX}{shard}:{channel}:{inst_id}"
 
 
 # ----- Redis keys: the history path (tasks/history/, on the broker Redis) ------------------------

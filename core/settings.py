@@ -152,7 +152,11 @@ class FeederSettings:
     channels: tuple[str, ...] = setting("OKX_CHANNELS", DEFAULT_PUBLIC_CHANNELS)
     credentials: Credentials | None = None  # OKX_API_KEY/_SECRET/_PASSPHRASE (or api_* in TOML)
     demo: bool = setting("OKX_DEMO", False)
-    feeder_id: str = setting("FEEDER_ID", "")  # "" = feeder-<hostname>
+    feeder_id: str = setting("FEEDER_ID", "")  # "" = feeder-<hostname>; unique per feeder
+    # the redundant feeders of one set of instruments share a shard name (docs/redundancy.md)
+    shard: str = setting("FEEDER_SHARD", "default")
+    # a live heartbeat holding FEEDER_ID: wait this long for it to stop, then refuse to start
+    id_wait_s: float = setting("FEEDER_ID_WAIT", 20.0)
     health_host: str = setting("FEEDER_HEALTH_HOST", "127.0.0.1")
     health_port: int = setting("FEEDER_HEALTH_PORT", 8081)  # 0 = no health server
     ping_after_s: float = setting("OKX_PING_AFTER", session.PING_AFTER_S)
@@ -238,6 +242,12 @@ def validate(s: FeederSettings) -> None:
                 "OKX_API_PASSPHRASE, or remove it from OKX_CHANNELS"
             )
     parse_redis_url("REDIS_URL", s.redis_url)
+    if not s.shard or any(c in s.shard for c in ":| \t"):
+        raise ConfigError("FEEDER_SHARD must be a non-empty name without ':', '|' or spaces")
+    if "|" in s.feeder_id:
+        raise ConfigError("FEEDER_ID must not contain '|'")
+    if s.id_wait_s < 0:
+        raise ConfigError("FEEDER_ID_WAIT must not be negative")
     parse_ws_url("OKX_WS_URL", s.ws_url)
     if "/ws/v5" in s.ws_url:
         raise ConfigError("OKX_WS_URL is the base URL only; the feeder appends /ws/v5/<endpoint>")
@@ -353,6 +363,9 @@ class WorkerSettings:
     backfill_requeue_after_s: float = setting("BACKFILL_REQUEUE_AFTER_S", 120.0)
     backfill_max_attempts: int = setting("BACKFILL_MAX_ATTEMPTS", 8)  # then unrepairable
     backfill_retry_s: float = setting("BACKFILL_RETRY_S", 15.0)  # after a transient failure
+    # a redundant shard: how long a fresh gap waits for the other feeders' coverage of its window
+    # to be written before its uncovered part goes to REST (docs/redundancy.md)
+    backfill_coverage_wait_s: float = setting("BACKFILL_COVERAGE_WAIT", 5.0)
     backfill_stale_s: float = setting("BACKFILL_STALE_S", 300.0)  # silent stream -> stale gap
     feeder_dead_s: float = setting("FEEDER_DEAD_S", FEEDER_DEAD_S)  # older heartbeat = dead
     backfill_inst_types: tuple[str, ...] = setting(

@@ -325,12 +325,34 @@ def test_book_records_and_periodic_full_book():
     asks = [[str(100 + i), "1", "0", "1"] for i in range(1, 6)]
     bids = [[str(100 - i), "1", "0", "1"] for i in range(1, 6)]
     p.feed(1, book("snapshot", 10, -1, asks, bids), 0)
-    p.feed(1, book("update", 11, 10, [], [["99", "3", "0", "1"]]), 500)
-    p.feed(1, book("update", 12, 11, [], [["98", "3", "0", "1"]]), 1000)
+    p.feed(1, book("update", 11, 10, [], [["99", "3", "0", "1"]], ts=1500), 0)
+    p.feed(1, book("update", 12, 11, [], [["98", "3", "0", "1"]], ts=2000), 0)
     recs = sink.kinds("books")
+    # one full-depth record per window of the exchange time (1000..1999, 2000..): the first
+    # update of each, whatever the local clock says
     assert [r["full"] for r in recs] == [False, True, False, False, True]
     assert recs[0]["depth"] == 2 and len(recs[0]["asks"]) == 2 and recs[1]["depth"] == 5
     assert recs[0]["ts"] == "1000" and recs[0]["seqId"] == 10
+    assert [r["ts"] for r in recs if r["full"]] == ["1000", "2000"]
+
+
+def test_two_feeders_pick_the_same_full_book_per_window():
+    """The redundant feeders of a shard: same updates, same full-depth records (same _id),
+    however far apart their clocks and start times are."""
+    asks = [[str(100 + i), "1", "0", "1"] for i in range(1, 6)]
+    bids = [[str(100 - i), "1", "0", "1"] for i in range(1, 6)]
+    frames = [book("snapshot", 10, -1, asks, bids, ts=1000)] + [
+        book("update", 10 + i, 9 + i, [], [[str(99 - i % 3), "2", "0", "1"]], ts=1000 + 300 * i)
+        for i in range(1, 12)
+    ]
+    fulls = []
+    for clock_offset in (0, 777):
+        sink = Sink()
+        p = Pipeline(sink, full_every_ms=1000)
+        for i, f in enumerate(frames):
+            p.feed(1, f, clock_offset + 13 * i)
+        fulls.append([(r["ts"], r["seqId"]) for r in sink.kinds("books") if r["full"]])
+    assert fulls[0] == fulls[1] and len(fulls[0]) == 4  # windows 1, 2, 3, 4 (ts 1000..4300)
 
 
 def test_balance_and_position_routed_by_record_type():

@@ -55,13 +55,17 @@ def test_procfile_declares_the_heroku_process_types():
     # one process on $PORT: the read API, the dashboard and Flower under /flower (web/__main__.py)
     assert procs["web"] == "exec python -m web"
     assert "python -m collector" in procs["feeder"]
+    # each scaled feeder dyno its own, stable FEEDER_ID (feeder.1, feeder.2: docs/redundancy.md)
+    assert procs["feeder"].startswith("FEEDER_ID=${FEEDER_ID:-$DYNO} exec ")
     worker = procs["worker"]
     assert "REMAP_SIGTERM=SIGQUIT" in worker and "-Q ingest,history,backfill" in worker
     assert " -E" in worker and "WORKER_CONCURRENCY" in worker
     assert "beat" in procs["beat"] and "redbeat.RedBeatScheduler" in procs["beat"]
     # `exec`: the process itself gets Heroku's SIGTERM and its exit code is reported, no shell
     assert all(
-        cmd.split("exec ", 1)[0].strip() in ("", "REMAP_SIGTERM=SIGQUIT") for cmd in procs.values()
+        cmd.split("exec ", 1)[0].strip()
+        in ("", "REMAP_SIGTERM=SIGQUIT", "FEEDER_ID=${FEEDER_ID:-$DYNO}")
+        for cmd in procs.values()
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from web import routes_completeness, routes_health, routes_history, routes_state
+from web import routes_completeness, routes_feeders, routes_health, routes_history, routes_state
 from web.auth import AuthGate, Credentials
 from web.deps import WWW_AUTHENTICATE
 from web.lean_state import LeanState
@@ -109,7 +109,7 @@ def create_app(
     app.include_router(routes_health.router, prefix=API_PREFIX)
     # each router straight onto the app (no nesting: fewer routing layers per request); the
     # latest-state router first, as the busiest
-    for module in (routes_state, routes_history, routes_completeness):
+    for module in (routes_state, routes_history, routes_completeness, routes_feeders):
         app.include_router(module.router, prefix=API_PREFIX)
     # the latest-state GETs answered before routing (web/lean_state.py), behind the auth check:
     # add_middleware puts the last added outermost, so AuthGate runs first

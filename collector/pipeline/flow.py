@@ -77,7 +77,8 @@ class Pipeline:
         self.full_every_ms = full_every_ms
         self.verify_checksum = verify_checksum
         self.books: dict[Key, OrderBook] = {}
-        self.last_full: dict[Key, int] = {}  # ms of each book's last full-depth record
+        # each book's sampling window (exchange ts // full_every_ms) of its last full-depth record
+        self.last_full: dict[Key, int] = {}
         self.ownership = Ownership()
         self.dedupe = TradeDedupe()
         self.tracking = GapTracker()
@@ -198,8 +199,13 @@ class Pipeline:
         }
         self.sink("books", key[0], key[1], ts, sid, payload, t_recv)
         self.records_out += 1
-        if self.full_every_ms and now_ms - self.last_full.get(key, -1 << 62) >= self.full_every_ms:
-            self.last_full[key] = now_ms
+        # One full-depth record per sampling window of the EXCHANGE time: the redundant feeders
+        # of a shard pick the same update (the window's first) and so the same _id
+        # (full:<ts>), stored once; either one alone still fills every window. After a
+        # (re)start a feeder adds one for its first update (an extra document, never a hole).
+        window = ts // self.full_every_ms if self.full_every_ms else 0
+        if self.full_every_ms and self.last_full.get(key) != window:
+            self.last_full[key] = window
             bids, asks = book.top(None)
             full = {
                 "instId": key[1],

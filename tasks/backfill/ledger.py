@@ -5,6 +5,7 @@ the feeder records its own: core/gaps.py).
 Every transition is one Lua script, so it is atomic against other workers and the sweep:
 
     open ──claim──> filling ──finish──> filled | unrepairable (reason)
+                       └──cover──> covered (covered_by, split_into: tasks/backfill/coverage.py)
       failed ──claim──┘  │ │ └──release (transient error, a time limit)──> open
                          │ └──fail (reason, retry_at)──> failed (the sweep retries it)
                          └──lease expired──> claimable again (a killed worker's gap)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {0, 'missing'} end
-if st == 'filled' or st == 'unrepairable' then return {0, st} end
+if st == 'filled' or st == 'unrepairable' or st == 'covered' then return {0, st} end
 local now = tonumber(ARGV[2])
 if st == 'filling' then
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') or 0
@@ -68,6 +69,33 @@ redis.call('HSET', KEYS[1], 'status', ARGV[3], 'reason', ARGV[4], 'updated_ms', 
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id') or '')
 return 1
+"""
+
+# ARGV owner, now, reason, covered_by, split_into: closed as covered by other feeders' coverage
+COVER = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or
+   redis.call('HGET', KEYS[1], 'status') ~= 'filling' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'covered', 'reason', ARGV[3], 'covered_by', ARGV[4],
+           'updated_ms', ARGV[2], 'done_ms', ARGV[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'split_into', ARGV[5]) end
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id') or '')
+return 1
+"""
+
+# KEYS[1] gaps:uncovered:<shard>:<channel>:<instId>; ARGV start, end, member, trim_before, ttl_ms.
+# The window of a gap (or a gap's part) that no feeder covered, registered once: returns the
+# member of an earlier window that contains it ('' when this one was registered now).
+REGISTER_UNCOVERED = """
+local s, e = tonumber(ARGV[1]), tonumber(ARGV[2])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  local a, b = string.match(m, '^(%d+):(%d+):')
+  if a and tonumber(a) <= s and tonumber(b) >= e then return m end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return ''
 """
 
 # ARGV owner, now, reason, count (1: a failure, 0: an interrupt), retry_at: failed, cursor kept,
@@ -109,6 +137,8 @@ class GapLedger:
         self._finish = client.register_script(FINISH)
         self._release = client.register_script(RELEASE)
         self._fail = client.register_script(FAIL)
+        self._cover = client.register_script(COVER)
+        self._register = client.register_script(REGISTER_UNCOVERED)
 
     def get(self, gap_id: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(keys.gap_key(gap_id)).items()}
@@ -142,6 +172,44 @@ class GapLedger:
                 )
             )
         )
+
+    def cover(
+        self,
+        gap_id: str,
+        owner: str,
+        now_ms: int,
+        covered_by: list[str],
+        reason: str,
+        split_into: tuple[str, ...] | list[str] = (),
+    ) -> bool:
+        """filling -> covered (final): other feeders published its window (or all of it but
+        the parts recorded as `split_into`). False if the lease was lost."""
+        return bool(
+            int(
+                self._cover(
+                    keys=[keys.gap_key(gap_id), keys.GAPS_OPEN],
+                    args=[owner, now_ms, reason[:500], ",".join(covered_by), ",".join(split_into)],
+                )
+            )
+        )
+
+    def register_uncovered(
+        self, shard: str, channel: str, inst: str, start_ms: int, end_ms: int, ref: str, now_ms: int
+    ) -> str:
+        """Register the uncovered window [start_ms, end_ms] under `ref` (a gap id, or
+        "<gap id>/<part>"); returns the ref of an earlier window containing it, or ""."""
+        found = self._register(
+            keys=[keys.uncovered_key(shard, channel, inst)],
+            args=[
+                start_ms,
+                end_ms,
+                f"{start_ms}:{end_ms}:{ref}",
+                now_ms - keys.COVERAGE_KEEP_MS,
+                keys.COVERAGE_KEEP_MS,
+            ],
+        )
+        text = _s(found)
+        return text.split(":", 2)[2] if text else ""
 
     def release(
         self, gap_id: str, owner: str, now_ms: int, error: str, failure: bool = True
@@ -183,7 +251,8 @@ class GapLedger:
         pipe.execute()
 
     def create(self, gap: Gap, producer: str, now_ms: int) -> str:
-        """Record a new open gap (manual, stale, audit) found by `producer`; returns its id."""
+        """Record a new open gap (manual, stale, audit, an uncovered part) found by `producer`;
+        returns its id."""
         stored = record_gap(self.r, gap, producer, now_ms, atomic=True)
         log.info(
             "gap %s created: %s %s %s %s..%s (%s)",

@@ -3,6 +3,9 @@ every stored page, finish it. Plain code with injected ledger, source and store 
 fakes); tasks.py only turns the result into Celery retries.
 
     claimed?      no  -> skipped (someone else holds it, or it is already done)
+    coverage      another feeder of its shard published the window -> covered (no REST call);
+                  partly -> the uncovered parts become new gaps; maybe soon -> released, retried
+                  in a second (tasks/backfill/coverage.py)
     plan          malformed gap -> unrepairable (reason)
     each page     store (trades: validated) -> progress(cursor); lease lost -> stop ("lost")
     all steps     filled, or unrepairable with the plan's reason (books, tickers) or when OKX's
@@ -36,8 +39,8 @@ from core.errors import BadRequest, PlanError
 from core.logs import Redactor
 from okx.backoff import backoff_delay
 from okx.clock import now_ms
+from tasks.backfill import coverage, snapshots
 from tasks.backfill import plan as planning
-from tasks.backfill import snapshots
 from tasks.backfill.plan import TRADE_CHANNELS, Plan, Step
 from tasks.derive.dirty import gap_closed
 from tasks.writers.mongo_history import mark_trades_validated
@@ -63,13 +66,14 @@ FAILED_RETRY_CAP_MS = 30 * 60_000
 @dataclass
 class Result:
     gap_id: str
-    status: str  # filled | unrepairable | failed | released | skipped | lost
+    status: str  # filled | unrepairable | covered | failed | released | skipped | lost
     reason: str = ""
     written: int = 0
     attempts: int = 0
     # what made the attempt fail (failed, released), for a command line's message; never stored
     error: BaseException | None = None
     retry_at_ms: int = 0  # failed: when the sweep may try again
+    countdown: float | None = None  # released: retry this soon (None: BACKFILL_RETRY_S)
 
     @property
     def retry(self) -> bool:
@@ -90,6 +94,8 @@ class Repairer:
         retry_base_ms: int = 15_000,
         clock: Callable[[], int] = now_ms,
         on_page: Callable[[Step, Any, int], None] | None = None,
+        coverage_wait_ms: int = 5_000,
+        on_new_gap: Callable[[str], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.source = source
@@ -101,6 +107,8 @@ class Repairer:
         self.retry_base_ms = retry_base_ms
         self.clock = clock
         self.on_page = on_page
+        self.coverage_wait_ms = coverage_wait_ms
+        self.on_new_gap = on_new_gap  # a split-off part's repair (None: repaired right here)
 
     def run(self, gap_id: str, owner: str | None = None, *, fail: bool = False) -> Result:
         """Repair `gap_id`; `fail`: a failed attempt ends `failed` (see the module doc) instead
@@ -113,6 +121,9 @@ class Repairer:
         gap = self.ledger.get(gap_id)
         fail = fail or "retry_at" in gap
         try:
+            covered = self._coverage(gap, owner, attempts)
+            if covered is not None:
+                return covered
             return self._run(gap, owner, attempts, fail)
         except KeyboardInterrupt:
             # Ctrl-C: the cursor is saved; say so in the ledger instead of holding the lease
@@ -124,6 +135,72 @@ class Repairer:
             else:
                 self.ledger.release(gap_id, owner, now, "interrupted", failure=False)
             raise
+
+    def _coverage(self, gap: dict, owner: str, attempts: int) -> Result | None:
+        """Close, narrow or hold back a gap that other feeders of its shard covered; None: go on
+        to REST with the gap as it is."""
+        gid = gap["id"]
+        cov = coverage.read_for(self.ledger.r, gap, self.coverage_wait_ms)
+        now = self.clock()
+        verdict = coverage.decide(gap, cov, now, self.coverage_wait_ms)
+        if verdict.action == "wait":
+            self.ledger.release(gid, owner, now, "waiting for the shard's coverage", failure=False)
+            return Result(gid, "released", "waiting for coverage", attempts=attempts, countdown=1.0)
+        by = verdict.covered_by
+        split: list[str] = []
+        if verdict.action == "repair":
+            # Nobody covered it; if another feeder's gap already holds the window (both were
+            # down), that one is the shard's gap: one gap per window, one repair.
+            same = self._registered(gap, int(gap["start_ms"]), int(gap["end_ms"]), gid, now)
+            if not same:
+                return None
+            by = [f"gap {same}"]
+            reason = f"the same window is already gap {same} (both feeders missed it)"
+        elif verdict.action == "split":
+            parts = coverage.pieces_as_gaps(gap, verdict.pieces)
+            held = []
+            for i, part in enumerate(parts):
+                same = self._registered(gap, part.start_ms, part.end_ms, f"{gid}/{i}", now)
+                if same:
+                    held.append(same)
+                else:
+                    split.append(self.ledger.create(part, gap.get("feeder", ""), now))
+            rest = f"gap {', '.join(split)}" if split else "nothing"
+            also = f" (already gap {', '.join(held)}: not recorded twice)" if held else ""
+            reason = f"partly covered by {', '.join(by)}: the rest is {rest}{also}"
+        else:
+            reason = f"covered by {', '.join(by)}"
+        if not self.ledger.cover(gid, owner, now, by, reason, split):
+            return Result(gid, "lost", "lease lost before closing as covered", attempts=attempts)
+        GAPS_DONE.labels(gap.get("channel", ""), "covered").inc()
+        if self.state_redis is not None and gap.get("channel") in TRADE_CHANNELS:
+            gap_closed(self.state_redis, gap, "covered")  # the live trades' bars are rebuilt
+        log.info(
+            "gap %s covered: %s %s %s..%s (%s)",
+            gid,
+            gap.get("channel"),
+            gap.get("instId"),
+            gap.get("start_ms"),
+            gap.get("end_ms"),
+            reason,
+        )
+        for part_id in split:
+            if self.on_new_gap is not None:
+                self.on_new_gap(part_id)
+            else:
+                self.run(part_id)
+        return Result(gid, "covered", reason, attempts=attempts)
+
+    def _registered(self, gap: dict, start: int, end: int, ref: str, now: int) -> str:
+        """The gap (or part, "<id>/<n>") that already holds this uncovered window, or "" once
+        `ref` holds it. Parts split off were registered when split: never twice."""
+        if gap.get("split_from") or not gap.get("shard"):
+            return ""
+        same = self.ledger.register_uncovered(
+            gap["shard"], gap.get("channel", ""), gap.get("instId", ""), start, end, ref, now
+        )
+        mine = same == gap["id"] or same.startswith(f"{gap['id']}/")
+        return "" if mine else same
 
     def _run(self, gap: dict, owner: str, attempts: int, fail: bool) -> Result:
         gap_id = gap["id"]

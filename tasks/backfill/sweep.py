@@ -1,5 +1,7 @@
 """The beat sweep (every BACKFILL_SWEEP_S): what the feeder could not report itself.
 
+0. Open and failed gaps that other feeders of their shard covered meanwhile are closed as
+   `covered` (tasks/backfill/coverage.py), before anything is sent for them.
 1. Open gaps nobody touched for BACKFILL_REQUEUE_AFTER_S (their repair task was lost) and
    filling gaps whose lease expired (their worker died) are sent again; so are failed gaps whose
    `retry_at` has come (the backoff their last failure set, repair.py), at most once per
@@ -22,6 +24,7 @@ from typing import Any
 from core import keys
 from core.settings import WorkerSettings as Settings
 from okx.channels import PRIVATE_CHANNELS
+from tasks.backfill import coverage
 from tasks.backfill import plan as planning
 from tasks.backfill.ledger import GapLedger
 
@@ -83,6 +86,10 @@ def sweep(
 ) -> dict:
     r = ledger.r
     gaps = ledger.open_gaps()
+    closed = set(coverage.close_covered(ledger, gaps, now_ms, f"sweep:{now_ms}"))
+    if closed:
+        log.info("sweep: %d gaps covered by other feeders of their shard: closed", len(closed))
+        gaps = [g for g in gaps if g.get("id") not in closed]
     requeue_ms = int(settings.backfill_requeue_after_s * 1000)
     due = planning.gaps_to_enqueue(gaps, now_ms, requeue_ms)
     retried = failed_gaps_due(gaps, now_ms, requeue_ms)
@@ -126,6 +133,7 @@ def sweep(
             r.srem(keys.FEEDERS, *dead)  # reported once; a restarted feeder adds itself
         send_snapshot()
     return {
+        "covered": len(closed),
         "resent": len(due),
         "retried_failed": len(retried),
         "stale_gaps": len(stale),

@@ -66,6 +66,8 @@ def make_repairer(on_page: Any = None) -> Repairer:
         max_attempts=s.backfill_max_attempts,
         retry_base_ms=int(s.backfill_retry_s * 1000),
         on_page=on_page,
+        coverage_wait_ms=int(s.backfill_coverage_wait_s * 1000),
+        on_new_gap=lambda gid: app.send_task(REPAIR_GAP_TASK, args=[gid], queue=BACKFILL_QUEUE),
     )
 
 
@@ -79,7 +81,10 @@ def repair_gap(self: BackfillTask, gap_id: Any, **_ignored: Any) -> dict[str, An
     gap_id = str(gap_id)
     res = make_repairer().run(gap_id, owner=f"{self.request.id or 'local'}:{uuid.uuid4().hex[:8]}")
     if res.retry:
-        raise self.retry(countdown=settings_mod.current().backfill_retry_s, max_retries=None)
+        countdown = res.countdown
+        if countdown is None:
+            countdown = settings_mod.current().backfill_retry_s
+        raise self.retry(countdown=countdown, max_retries=None)
     return _summary(res)
 
 

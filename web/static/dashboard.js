@@ -106,10 +106,46 @@ function renderHealth(health) {
   if (!connections.length) cell(body.insertRow(), "no feeder connections reported", "none");
 }
 
+// ----- feeders per shard (GET /feeders) ---------------------------------------------------------
+
+function renderFeeders(view) {
+  const warnings = view.warnings || [];
+  show("#feeder-warnings", warnings.length, "count").textContent = warnings.join("; ");
+  const body = $("#shards tbody");
+  body.replaceChildren();
+  for (const sh of view.shards || []) {
+    const row = body.insertRow();
+    row.className = "shard";
+    row.dataset.shard = sh.shard;
+    row.dataset.live = String(sh.live);
+    cell(row, `shard ${sh.shard}`, "shard");
+    const streams = sh.streams || [];
+    const mean = streams.length
+      ? streams.reduce((a, x) => a + x.covered_share, 0) / streams.length : null;
+    const lowest = sh.worst ? `, lowest ${sh.worst.channel} ${sh.worst.instId} ${(100 * sh.worst.covered_share).toFixed(1)}%` : "";
+    const cover = mean === null ? "no coverage yet" : `${(100 * mean).toFixed(1)}% covered${lowest}`;
+    cell(row, `${sh.live} of ${sh.feeders.length} live · ${cover}`, "coverage",
+      sh.feeders.length >= 2 && sh.live <= 1 ? "stale" : "");
+    for (const f of sh.feeders) {
+      const fr = body.insertRow();
+      fr.className = "feeder";
+      fr.dataset.feeder = f.id;
+      fr.dataset.live = String(f.live);
+      cell(fr, f.id, "feeder");
+      const beat = f.heartbeat_age_s === null || f.heartbeat_age_s === undefined
+        ? "no heartbeat" : `heartbeat ${f.heartbeat_age_s} s ago`;
+      const conns = (f.connections || []).map((c) => `${c.name} ${c.state}`).join(", ");
+      cell(fr, `${f.live ? "live" : "DOWN"} · ${beat}${conns ? " · " + conns : ""}`, "state",
+        f.live ? "" : "stale");
+    }
+  }
+  if (!(view.shards || []).length) cell(body.insertRow(), "no shard reported", "none");
+}
+
 // ----- gap timeline (GET /gaps) -----------------------------------------------------------------
 
 function renderGaps(gaps, truncated) {
-  const counts = { open: 0, filling: 0, failed: 0, filled: 0, unrepairable: 0 };
+  const counts = { open: 0, filling: 0, failed: 0, filled: 0, unrepairable: 0, covered: 0 };
   for (const g of gaps) counts[g.status] = (counts[g.status] || 0) + 1;
   for (const [status, n] of Object.entries(counts)) {
     const el = $(`#gaps-${status}`);
@@ -211,7 +247,9 @@ async function refresh() {
   const health = api("health", {}, [503]).then(renderHealth);
   const gaps = allPages("gaps", { limit: "1000" }).then((g) => renderGaps(g.items, g.truncated));
   const inst = refreshInstruments().then((chosen) => (chosen ? refreshInstrument(chosen) : null));
-  for (const result of await Promise.allSettled([health, gaps, inst])) {
+  // an API from before /feeders (a page newer than its web process): the panel stays empty
+  const feeders = optional(api("feeders", {})).then((v) => (v ? renderFeeders(v) : null));
+  for (const result of await Promise.allSettled([health, gaps, inst, feeders])) {
     if (result.status === "rejected") problems.push(result.reason);
   }
   refreshes += 1;
