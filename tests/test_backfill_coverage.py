@@ -231,3 +231,15 @@ def test_split_part_first_then_the_whole_gap_is_the_duplicate(env):
     again = feeder_gap(r, T + 30_000, T + 40_000)
     assert ledger.register_uncovered("s1", *STREAM, T + 30_000, T + 40_000, again, T) == ""
     assert repairer(ledger, store, source, T + 99_999).run(again).status == "filled"
+
+
+def test_one_feeders_nested_gaps_are_each_repaired_never_covered_by_each_other(env):
+    """A seqId break inside a reconnect's window, both recorded by the one feeder of a shard:
+    nobody else has that data, so neither gap may close as `covered` (each goes to REST)."""
+    r, ledger, store = env
+    outer = feeder_gap(r, T + 1_000, T + 9_000, feeder="feeder-a")
+    inner = feeder_gap(r, T + 3_000, T + 7_000, feeder="feeder-a")
+    source = CountingSource()
+    assert repairer(ledger, store, source, T + 99_999).run(outer).status == "filled"
+    assert repairer(ledger, store, source, T + 99_999).run(inner).status == "filled"
+    assert ledger.get(inner)["status"] == "filled" and len(source.steps) == 2

@@ -200,7 +200,13 @@ class Repairer:
             gap["shard"], gap.get("channel", ""), gap.get("instId", ""), start, end, ref, now
         )
         mine = same == gap["id"] or same.startswith(f"{gap['id']}/")
-        return "" if mine else same
+        if mine or not same:
+            return ""
+        # Only another feeder's gap makes this one redundant (both were down). Two gaps of one
+        # feeder over nested windows (a seqId break inside a reconnect's window) are repaired
+        # each, as with a single feeder: "covered" says another feeder has the data.
+        held = self.ledger.get(same.split("/", 1)[0]) or {}
+        return "" if held.get("feeder", "") == gap.get("feeder", "") else same
 
     def _run(self, gap: dict, owner: str, attempts: int, fail: bool) -> Result:
         gap_id = gap["id"]
