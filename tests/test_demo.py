@@ -42,11 +42,17 @@ def test_demo_shows_data_and_ctrl_c_leaves_no_process(tmp_path):
             r"dashboard\s+(http://127\.0\.0\.1:\d+)/\s+user demo\s+password (\S+)", text
         )
         assert web, text
+
         # the one web port: Flower and the API both refuse a request without the credentials
-        for path in ("/flower/api/workers", "/api/v1/ticker/BTC-USDT"):
+        # (web answers 503 for /flower/ while its Flower child is still starting: wait that out)
+        def refused(path: str) -> int | None:
             with pytest.raises(urllib.error.HTTPError) as denied:
                 urllib.request.urlopen(web.group(1) + path, timeout=5)
-            assert denied.value.code == 401, path
+            return None if denied.value.code == 503 else denied.value.code
+
+        for path in ("/flower/api/workers", "/api/v1/ticker/BTC-USDT"):
+            code = wait_for(lambda p=path: refused(p), 30, interval=0.5, what=f"{path} answering")
+            assert code == 401, path
         login = base64.b64encode(f"demo:{web.group(2)}".encode()).decode()
         asked = urllib.request.Request(
             web.group(1) + "/api/v1/ticker/BTC-USDT", headers={"Authorization": f"Basic {login}"}
