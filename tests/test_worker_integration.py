@@ -91,6 +91,8 @@ def running_worker(redis_url, mongo, state, db_name, **settings):
     )
     clients.install(mongo=mongo, redis=state)
     history_runtime.reset()
+    # put back at the end: the app is the process's one app, and later tests check its settings
+    saved = {k: app.conf[k] for k in ("broker_url", "worker_soft_shutdown_timeout")}
     app.conf.broker_url = redis_url
     app.conf.worker_soft_shutdown_timeout = 0  # the thread worker stops at once in tests
     try:
@@ -103,6 +105,7 @@ def running_worker(redis_url, mongo, state, db_name, **settings):
         ) as w:
             yield w
     finally:
+        app.conf.update(saved)
         clients.install()
         history_runtime.reset()
         settings_mod.use(None)
