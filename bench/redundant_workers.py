@@ -17,7 +17,12 @@ compares runs of the same minutes:
     before   no duplicate check (INGEST_DEDUPE_TTL_S=0), Python's GC threshold: main's worker
     dedupe   the duplicate check only
     gc       WORKER_GC_GEN0=50000 only (tasks/worker_gc.py)
-    after    both: this branch's defaults
+    after    both: the workers' defaults, every task pushed (feeders without claims)
+    claims   as after, and the two feeders push through the claim script (collector/claims.py),
+             both at once (FEEDER_STANDBY_DELAY_MS=0): the records one already pushed never
+             become the other's tasks. One feeder pushes plainly (no peer: no claims)
+    standby  as claims, the second feeder a standby: its cycles --standby-ms later (the
+             feeders' defaults)
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import redis
 
 from bench.redundant_feed import Task, cut, feed, interleave
 from bench.workers import SinkClient
+from collector import claims
 from collector.celery_message import task_message
+from collector.claims import TaskSpec
 from core import keys
 from core import settings as settings_mod
-from core.contract import INGEST_QUEUE
+from core.contract import INGEST_MIXED_TASK, INGEST_QUEUE
 from core.settings import WorkerSettings as Settings
 from localrun.redis_server import RedisServer
 from tasks import clients
@@ -45,7 +52,31 @@ from tasks.app import app
 from tasks.ingest_dedupe import DROPPED
 from tasks.worker_gc import tune
 
-MODES = {"before": (0, 0), "dedupe": (30, 0), "gc": (0, 50_000), "after": (30, 50_000)}
+# mode -> (INGEST_DEDUPE_TTL_S, WORKER_GC_GEN0, push through claims)
+MODES = {
+    "before": (0, 0, False),
+    "dedupe": (30, 0, False),
+    "gc": (0, 50_000, False),
+    "after": (30, 50_000, False),
+    "claims": (30, 50_000, True),
+    "standby": (30, 50_000, True),
+}
+
+
+def push(broker: redis.Redis, tasks: list[Task], claimed: bool) -> None:
+    """LPUSH the tasks as a feeder does, or, `claimed`, one claim script call per task (a
+    publish cycle of one task), in the order the feeders published them."""
+    if not claimed:
+        messages = [task_message(t.name, t.args, INGEST_QUEUE, argsrepr="<bench>") for t in tasks]
+        for i in range(0, len(messages), 1000):
+            broker.lpush(INGEST_QUEUE, *messages[i : i + 1000])
+        return
+    script = broker.register_script(claims.SCRIPT)
+    for t in tasks:
+        mixed = t.name == INGEST_MIXED_TASK
+        spec = TaskSpec(t.name, "<bench>", t.args[0] if mixed else [t.args[0]], mixed=mixed)
+        call = claims.build([spec], "s1", 10_000)
+        script(keys=call.keys, args=call.argv)
 
 
 def cpu_s() -> float:
@@ -63,7 +94,14 @@ def dropped() -> float:
     return sum(s.value for m in DROPPED.collect() for s in m.samples if s.name.endswith("_total"))
 
 
-def run(server: RedisServer, tasks: list[Task], *, dedupe_ttl_s: int, gc_gen0: int = 0) -> dict:
+def run(
+    server: RedisServer,
+    tasks: list[Task],
+    *,
+    dedupe_ttl_s: int,
+    gc_gen0: int = 0,
+    claimed: bool = False,
+) -> dict:
     from celery.contrib.testing.worker import start_worker
 
     settings_mod.use(
@@ -74,9 +112,8 @@ def run(server: RedisServer, tasks: list[Task], *, dedupe_ttl_s: int, gc_gen0: i
     tune(gc_gen0)  # what worker_init does in a worker process
     broker = redis.Redis.from_url(server.url)
     broker.flushall()
-    messages = [task_message(t.name, t.args, INGEST_QUEUE, argsrepr="<bench>") for t in tasks]
-    for i in range(0, len(messages), 1000):
-        broker.lpush(INGEST_QUEUE, *messages[i : i + 1000])
+    push(broker, tasks, claimed)
+    pushed = broker.llen(INGEST_QUEUE)
     assert server.proc is not None
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=[INGEST_QUEUE], shutdown_timeout=30
@@ -95,6 +132,7 @@ def run(server: RedisServer, tasks: list[Task], *, dedupe_ttl_s: int, gc_gen0: i
         "wall": t1 - t0,
         "seen_bytes": seen_bytes,
         "dropped": dropped() - d0,
+        "tasks": pushed,
     }
 
 
@@ -105,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycle-ms", type=float, nargs="+", default=[5.0, 50.0, 400.0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--lag-ms", type=float, default=2.0, help="the second feeder's delay")
+    p.add_argument("--standby-ms", type=float, default=100.0, help="the standby's delay")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a = p.parse_args(argv)
     logging.disable(logging.WARNING)
@@ -125,13 +164,20 @@ def main(argv: list[str] | None = None) -> int:
             one = cut(events, producer="feeder-a", shard="s1", cycle_ms=cycle, seed=11)
             other = cut(events, producer="feeder-b", shard="s1", cycle_ms=cycle, seed=22)
             two = interleave(one, other, lag_ms=a.lag_ms)
+            late = interleave(one, other, lag_ms=a.standby_ms)
             runs: dict[tuple[str, int], list[dict]] = {}
             for r in range(a.rounds):
                 order = [(m, n) for m in a.modes for n in (1, 2)]
                 for mode, n in order if r % 2 == 0 else order[::-1]:
-                    ttl, gen0 = MODES[mode]
+                    ttl, gen0, claimed = MODES[mode]
                     runs.setdefault((mode, n), []).append(
-                        run(server, one if n == 1 else two, dedupe_ttl_s=ttl, gc_gen0=gen0)
+                        run(
+                            server,
+                            one if n == 1 else late if mode == "standby" else two,
+                            dedupe_ttl_s=ttl,
+                            gc_gen0=gen0,
+                            claimed=claimed and n == 2,
+                        )
                     )
             tune(0)
             base = statistics.median(x["cpu"] for x in runs[(a.modes[0], 1)])
@@ -143,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 seen = max(x["seen_bytes"] for x in runs[(mode, 2)]) / 1024
                 n = len(events)
                 print(
-                    f"{cycle:>8.0f} {mode:>6} {len(one):>5}/{len(two):<5} {c1 / n * 1e6:>9.1f} "
+                    f"{cycle:>8.0f} {mode:>6} {len(one):>5}/"
+                    f"{min(x['tasks'] for x in runs[(mode, 2)]):<5} {c1 / n * 1e6:>9.1f} "
                     f"{c2 / n * 1e6:>9.1f} {c2 / c1:>6.2f} {c2 / base:>10.2f} "
                     f"{r1 / n * 1e6:>8.1f}/{r2 / n * 1e6:<8.1f} "
                     f"{seen:>8.0f} {min(x['dropped'] for x in runs[(mode, 2)]):>8.0f}"

@@ -27,6 +27,7 @@ import orjson
 # The body's third element: no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"feeder{os.getpid()}@{socket.gethostname()}"
+_HOLE = "BODY"  # where the body goes (a plain token: JSON-encoded as itself)
 
 
 def task_message(
@@ -40,11 +41,34 @@ def task_message(
     origin: str = _ORIGIN,
 ) -> bytes:
     """One task message, as kombu's Redis transport stores it in the list named `queue`."""
-    tid = task_id or str(uuid.uuid4())
+    head, tail = message_parts(
+        name, queue, argsrepr=argsrepr, task_id=task_id, kwargs=kwargs, origin=origin
+    )
     body = orjson.dumps([args, kwargs or {}, _EMBED])
-    return orjson.dumps(
+    return head + base64.b64encode(body) + tail
+
+
+def body_tail(kwargs: dict | None = None) -> bytes:
+    """What follows the args in a task's body: `,<kwargs>,<embed>]` (the body is the JSON list
+    [args, kwargs, embed])."""
+    return b"," + orjson.dumps(kwargs or {}) + b"," + orjson.dumps(_EMBED) + b"]"
+
+
+def message_parts(
+    name: str,
+    queue: str,
+    *,
+    argsrepr: str,
+    task_id: str | None = None,
+    kwargs: dict | None = None,
+    origin: str = _ORIGIN,
+) -> tuple[bytes, bytes]:
+    """The message around its body: head + base64(body) + tail is the whole message. Apart so
+    that the body can be put together elsewhere (collector/claims.py: inside Redis)."""
+    tid = task_id or str(uuid.uuid4())
+    message = orjson.dumps(
         {
-            "body": base64.b64encode(body).decode("ascii"),
+            "body": _HOLE,
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {
@@ -79,3 +103,7 @@ def task_message(
             },
         }
     )
+    # "body" is the first key: the message starts with {"body":"<hole>"
+    cut = len(b'{"body":"')
+    assert message[cut : cut + len(_HOLE)] == _HOLE.encode()
+    return message[:cut], message[cut + len(_HOLE) :]

@@ -157,6 +157,9 @@ class Feeder:
             latency=self.metrics.latency,
             linger_max_s=s.linger_max_ms / 1000,
             supervisor=self.supervisor,
+            claim_ttl_s=s.claim_ttl_s,
+            standby_delay_s=s.standby_delay_ms / 1000,
+            shard_view=self._shard_view,
         )
         the_plan = plan(s.channels, s.instruments)
         keys = []
@@ -283,6 +286,14 @@ class Feeder:
         for d in list(self.drivers):
             if d.endpoint == endpoint and d.is_alive() and not d.retired:
                 d.resubscribe(key)
+
+    def _shard_view(self) -> dict[str, bool]:
+        """The shard's feeders (id -> live) as of the ledger's last heartbeat, for the
+        publisher's claims (collector/claims.py), this feeder live in it."""
+        ledger = getattr(self, "ledger", None)  # the publisher starts before the ledger exists
+        members = dict(ledger.shard_members) if ledger is not None else {}
+        members[self.settings.feeder_id] = True
+        return members
 
     # ----- what health and the heartbeat read ----------------------------------------------------
 

@@ -121,10 +121,17 @@ class Outbox:
             )
         return gaps
 
-    def take(self, kind: str, n: int) -> list:
+    def take(self, kind: str, n: int, received_by: float | None = None) -> list:
+        """Up to `n` records of `kind`, oldest first; with `received_by` (a monotonic time)
+        only those received by then."""
         q = self.queues[kind]
         if not q:
             return []
+        if received_by is not None:
+            due: list = []
+            while q and len(due) < n and q[0][0] <= received_by:
+                due.append(q.popleft())
+            return due
         out = []
         pop = q.popleft
         try:
@@ -140,6 +147,16 @@ class Outbox:
         q.extendleft(reversed(items))
         if len(q) > self.buffer_max:
             self._trim(kind)
+
+    def oldest(self) -> float | None:
+        """When the oldest record queued was received (monotonic), or None."""
+        heads = []
+        for q in self.queues.values():
+            try:
+                heads.append(q[0][0])
+            except IndexError:
+                continue
+        return min(heads, default=None)
 
     def backlog(self) -> int:
         return sum(len(q) for q in self.queues.values())

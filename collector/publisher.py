@@ -28,10 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
+from collector import claims
 from collector.celery_message import task_message
+from collector.claims import TaskSpec
 from collector.outbox import Outbox
 from collector.supervisor import Supervisor
 from core import contract
@@ -69,6 +72,9 @@ class Publisher(threading.Thread):
         latency=None,
         linger_max_s: float = 0.02,
         supervisor: Supervisor | None = None,
+        claim_ttl_s: float = 0.0,
+        standby_delay_s: float = 0.0,
+        shard_view: Callable[[], dict[str, bool]] = dict,
     ) -> None:
         super().__init__(name="publisher", daemon=True)
         self.outbox = outbox
@@ -81,6 +87,17 @@ class Publisher(threading.Thread):
         self.repairs: deque = deque()  # gap ids whose repair task is still to send
         self.stopping = threading.Event()
         self.linger_max_s = linger_max_s
+        # Publish claims (collector/claims.py): on while shard_view() (feeder id -> live, as of
+        # the ledger's last heartbeat) shows another live feeder; claim_ttl_s 0 = never. The
+        # feeders other than the leader (the smallest live id) publish standby_delay_s late.
+        self.claim_ttl_ms = int(claim_ttl_s * 1000)
+        self.standby_delay_s = standby_delay_s
+        self.shard_view = shard_view
+        self.claiming = False
+        self.standby = False
+        self.claimed_by_peer = 0  # records left out: the other feeder had pushed them
+        self._script: Any = None
+        self._script_client: redis.Redis | None = None
         self._client: redis.Redis | None = None
         self.batches = 0
         self.published = 0
@@ -146,7 +163,11 @@ class Publisher(threading.Thread):
                 if wait > 0 and outbox.backlog() < batch_max and not self.stopping.is_set():
                     self.stopping.wait(wait)
             did: bool | None = False  # None: a publish failed this cycle
-            taken = [(kind, outbox.take(kind, batch_max)) for kind in kinds if queues[kind]]
+            self._role()
+            due = None
+            if self.standby and not self.stopping.is_set():
+                due = time.monotonic() - self.standby_delay_s
+            taken = [(kind, outbox.take(kind, batch_max, due)) for kind in kinds if queues[kind]]
             taken = [t for t in taken if t[1]]
             if taken:
                 if self._publish(taken):
@@ -170,12 +191,20 @@ class Publisher(threading.Thread):
                 if self.deadline is not None and now > self.deadline:
                     break
             if did is False:
-                outbox.wait(0.25)
+                if due is not None and outbox.backlog():
+                    # a standby: nothing due yet; sleep until its oldest record is
+                    oldest = outbox.oldest()
+                    wait = 0.0 if oldest is None else oldest + self.standby_delay_s - now
+                    self.stopping.wait(min(max(wait, 0.001), 0.25))
+                else:
+                    outbox.wait(0.25)
 
     def _publish(self, taken: list[tuple[str, list]]) -> bool:
-        """The cycle's records in one LPUSH (one round trip): one task per kind, or, when the
-        cycle is small and holds several kinds, one mixed task (a worker's cost per task is
-        ~1 ms, per record ~30 us: a quiet market should not pay it once per kind)."""
+        """The cycle's records in one round trip: one task per kind, or, when the cycle is small
+        and holds several kinds, one mixed task (a worker's cost per task is ~1 ms, per record
+        ~30 us: a quiet market should not pay it once per kind). While another feeder of the
+        shard is live, through the claim script (collector/claims.py): records that feeder
+        already pushed are left out, and a task left with none is not sent."""
         now_ms = clock_ms()
         batches = []
         for kind, items in taken:
@@ -191,35 +220,18 @@ class Publisher(threading.Thread):
                     sent_ms=now_ms,
                 )
             )
-        total = sum(len(items) for _kind, items in taken)
-        if len(batches) > 1 and total <= self.outbox.batch_max:
-            label = ", ".join(f"{kind} {len(items)}" for kind, items in taken)
-            messages = [
-                task_message(
-                    contract.INGEST_MIXED_TASK,
-                    [batches],
-                    contract.INGEST_QUEUE,
-                    argsrepr=f"[<batches {batches[0]['batch']}-{self.batches}: {label}>]",
-                )
-            ]
-        else:
-            # argsrepr: a short label instead of a repr of the whole batch (shown by Flower).
-            messages = [
-                task_message(
-                    contract.INGEST_TASKS[kind],
-                    [b],
-                    contract.INGEST_QUEUE,
-                    argsrepr=f"[<{kind} batch {b['batch']}: {len(items)} records>]",
-                )
-                for (kind, items), b in zip(taken, batches)
-            ]
+        specs = self._specs(taken, batches)
         try:
-            depth = self._broker().lpush(contract.INGEST_QUEUE, *messages)
+            if self.claiming:
+                depth, pushed, skipped = self._push_claimed(specs)
+            else:
+                depth, pushed, skipped = self._push(specs), len(specs), 0
         except Exception as exc:  # noqa: BLE001 - redis raises many types when down
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         done = time.monotonic()
-        waiting = int(depth) - len(messages)  # tasks that were already queued before ours
+        self.claimed_by_peer += skipped
+        waiting = int(depth) - pushed  # tasks that were already queued before ours
         self.queue_depth = int(depth)
         if waiting > 0:
             self.lingers += 1
@@ -251,6 +263,64 @@ class Publisher(threading.Thread):
         self.down_since = None
         self._backoff.reset()
         return True
+
+    def _role(self) -> None:
+        """Claim while another feeder of the shard is live; be its standby unless this feeder
+        has the smallest live id. Standby: publish each record standby_delay_s after it
+        arrived, so that the leader's claims almost always come first and this feeder's
+        copies are left out instead of becoming tasks of their own (a record both push in
+        the same moment is still pushed once: the claims decide, the delay only makes it
+        cheap). The leader gone, the standby is leader at the next heartbeat that shows it."""
+        if not self.claim_ttl_ms:
+            return
+        live = sorted(f for f, up in self.shard_view().items() if up)
+        me = self.producer_id
+        self.claiming = any(f != me for f in live)
+        self.standby = self.claiming and self.standby_delay_s > 0 and live[0] < me
+
+    def _specs(self, taken: list[tuple[str, list]], batches: list[dict]) -> list[TaskSpec]:
+        total = sum(len(items) for _kind, items in taken)
+        if len(batches) > 1 and total <= self.outbox.batch_max:
+            label = ", ".join(f"{kind} {len(items)}" for kind, items in taken)
+            first = batches[0]["batch"]
+            return [
+                TaskSpec(
+                    contract.INGEST_MIXED_TASK,
+                    f"[<batches {first}-{self.batches}: {label}>]",
+                    batches,
+                    mixed=True,
+                )
+            ]
+        # argsrepr: a short label instead of a repr of the whole batch (shown by Flower).
+        return [
+            TaskSpec(
+                contract.INGEST_TASKS[kind],
+                f"[<{kind} batch {b['batch']}: {len(items)} records>]",
+                [b],
+            )
+            for (kind, items), b in zip(taken, batches)
+        ]
+
+    def _push(self, specs: list[TaskSpec]) -> int:
+        messages = [
+            task_message(
+                s.name,
+                [s.envelopes] if s.mixed else s.envelopes,
+                contract.INGEST_QUEUE,
+                argsrepr=s.argsrepr,
+            )
+            for s in specs
+        ]
+        return int(self._broker().lpush(contract.INGEST_QUEUE, *messages))
+
+    def _push_claimed(self, specs: list[TaskSpec]) -> tuple[int, int, int]:
+        """(queue length, tasks pushed, records left out) of the claim script."""
+        call = claims.build(specs, self.shard, self.claim_ttl_ms)
+        client = self._broker()
+        if self._script is None or self._script_client is not client:
+            self._script, self._script_client = client.register_script(claims.SCRIPT), client
+        depth, pushed, skipped = self._script(keys=call.keys, args=call.argv)
+        return int(depth), int(pushed), int(skipped)
 
     def _advance_marks(self, taken: list[tuple[str, list]]) -> None:
         """The watermarks of what the broker just accepted: the last record per (channel,

@@ -344,11 +344,22 @@ def ratelimit_pause(scope: str, prefix: str = RATELIMIT_PREFIX) -> str:
 
 
 # ----- duplicates from redundant feeders (tasks/writers/seen.py), on the current-state Redis ----
-# seen:<kind>:<scope>:<bucket>  set of the identities of records stored (tasks/writers/
-#                               identity.py), TTL INGEST_DEDUPE_TTL_S. scope = instId (books:
+# seen:<kind>:<scope>:<bucket>  set of the identities of records stored (core/identity.py),
+#                               TTL INGEST_DEDUPE_TTL_S. scope = instId (books:
 #                               channel|instId), bucket = the record's exchange time // 1 s.
 SEEN_PREFIX = "seen:"
 
 
 def seen(kind: str, scope: str, bucket: int) -> str:
     return f"{SEEN_PREFIX}{kind}:{scope}:{bucket}"
+
+
+# ----- publish claims of redundant feeders (collector/claims.py), on the BROKER's Redis ---------
+# claim:<shard>:<kind>:<scope>:<bucket>  set of the identities (core/identity.py) of records a
+#                               feeder of <shard> pushed onto the ingest queue, added by the same
+#                               script as the LPUSH; TTL FEEDER_CLAIM_TTL. scope and bucket as seen:.
+CLAIM_PREFIX = "claim:"
+
+
+def claim(shard: str, kind: str, scope: str, bucket: int) -> str:
+    return f"{CLAIM_PREFIX}{shard}:{kind}:{scope}:{bucket}"

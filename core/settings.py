@@ -166,6 +166,12 @@ class FeederSettings:
     batch_max: int = setting("FEEDER_BATCH_MAX", 500)  # records per task at most
     buffer_max: int = setting("FEEDER_BUFFER_MAX", 200_000)  # held while the broker is down
     linger_max_ms: float = setting("FEEDER_LINGER_MAX_MS", 20.0)  # longest wait for a batch
+    # while another feeder of the shard is live, records it already pushed are left out at
+    # publish (collector/claims.py); the claims live this long (s); 0 = never claim
+    claim_ttl_s: float = setting("FEEDER_CLAIM_TTL", 10.0)
+    # ... and the feeders of a shard but its leader (the smallest live FEEDER_ID) publish this
+    # much later, so that their copies are left out instead of becoming tasks (ms)
+    standby_delay_ms: float = setting("FEEDER_STANDBY_DELAY_MS", 100.0)
     book_depth_stored: int = setting("FEEDER_BOOK_DEPTH", 25)  # top-N levels published
     full_book_every_s: float = setting("FEEDER_FULL_BOOK_EVERY", 60.0)  # 0 = never
     record_path: str | None = setting("FEEDER_RECORD", None)  # --record FILE
@@ -266,6 +272,12 @@ def validate(s: FeederSettings) -> None:
         raise ConfigError("FEEDER_BATCH_MAX must be >= 1 and FEEDER_BUFFER_MAX >= FEEDER_BATCH_MAX")
     if not 0 <= s.linger_max_ms <= 1000:
         raise ConfigError("FEEDER_LINGER_MAX_MS must be between 0 and 1000")
+    if not 0 <= s.claim_ttl_s <= 3600:
+        raise ConfigError("FEEDER_CLAIM_TTL must be between 0 and 3600 seconds")
+    if not 0 <= s.standby_delay_ms <= 5000 or s.standby_delay_ms >= s.claim_ttl_s * 1000 > 0:
+        raise ConfigError(
+            "FEEDER_STANDBY_DELAY_MS must be between 0 and 5000, and shorter than FEEDER_CLAIM_TTL"
+        )
     if not 1 <= s.book_depth_stored <= 400:
         raise ConfigError("FEEDER_BOOK_DEPTH must be between 1 and 400")
     chans = set(s.channels)

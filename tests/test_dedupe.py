@@ -17,6 +17,7 @@ from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from core import keys
 from core.contract import INGEST_TASKS, make_batch
+from core.identity import identity
 from core.settings import WorkerSettings as Settings
 from tasks import documents
 from tasks.deadletters import DeadLetters
@@ -27,7 +28,6 @@ from tasks.history.pending import Pending
 from tasks.ingest import Outcome, handle_batch, summary
 from tasks.ingest_dedupe import DROPPED
 from tasks.writers import Store
-from tasks.writers.identity import identity
 from tasks.writers.seen import Seen, _Skip
 from tests.workers_fixtures import T0, Flaky, book, candle, order, ticker, trade
 

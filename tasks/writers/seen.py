@@ -1,6 +1,6 @@
 """Which records a worker already stored: the duplicate check of redundant feeders' copies.
 
-Thin I/O on the current-state Redis around tasks/writers/identity.py. Two calls per batch:
+Thin I/O on the current-state Redis around core/identity.py. Two calls per batch:
 
     drop_seen  one pipeline of SMISMEMBER (one per `seen:` set the batch touches): the records
                whose identity is in a set are dropped before any write
@@ -32,8 +32,8 @@ import redis.exceptions
 from redis.exceptions import NoScriptError
 
 from core import keys
+from core.identity import Identity, identity
 from core.settings import WorkerSettings as Settings
-from tasks.writers.identity import Identity, identity
 
 log = logging.getLogger(__name__)
 
