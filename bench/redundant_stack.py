@@ -90,7 +90,8 @@ class RedundantStack(FaultStack):
             env = {**env, "OKX_REST_URL": self.rest.url}
         return super()._spawn(name, argv, env)
 
-    def start_named_feeder(self, name: str) -> None:
+    def start_named_feeder(self, name: str, **env: str) -> None:
+        """Feeder `name` of the shard; `env` adds or overrides its settings."""
         self.ports[name] = free_port()
         self.feeders[name] = self._spawn(
             name,
@@ -108,6 +109,7 @@ class RedundantStack(FaultStack):
                 "FEEDER_FULL_BOOK_EVERY": str(self.full_every_s),
                 "FEEDER_HEALTHY_AFTER": "1",
                 "FEEDER_HEALTH_PORT": str(self.ports[name]),
+                **env,
             },
         )
 

@@ -334,6 +334,8 @@ class Feeder:
             published_records=pub.published if pub else 0,
             broker_queue_depth=pub.queue_depth if pub else 0,
             publish_lingers=pub.lingers if pub else 0,
+            claimed_by_peer=pub.claimed_by_peer if pub else 0,
+            publish_role=pub.role if pub else "alone",
             broker_ok=pub.broker_ok if pub else True,
             gaps_written=led.gaps_written if led else 0,
             ledger_redis_ok=led.redis_ok if led else True,

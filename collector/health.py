@@ -125,6 +125,19 @@ def snapshot_metrics(snap: FeederSnapshot) -> Iterator[Metric]:
         "Publish cycles delayed to batch more because workers lagged",
         snap.publish_lingers,
     )
+    yield _counter(
+        "feeder_claimed_by_peer_records",
+        "Records left out at publish: the shard's other feeder had pushed them (claims)",
+        snap.claimed_by_peer,
+    )
+    role = GaugeMetricFamily(
+        "feeder_publish_role",
+        "1 for this feeder's publish role: alone (no live peer), leader, standby",
+        labels=["role"],
+    )
+    for r in ("alone", "leader", "standby"):
+        role.add_metric([r], 1.0 if snap.publish_role == r else 0.0)
+    yield role
     yield _gauge(
         "feeder_broker_up", "1 when the last publish succeeded", 1.0 if snap.broker_ok else 0.0
     )

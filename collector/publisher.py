@@ -278,6 +278,11 @@ class Publisher(threading.Thread):
         self.claiming = any(f != me for f in live)
         self.standby = self.claiming and self.standby_delay_s > 0 and live[0] < me
 
+    @property
+    def role(self) -> str:
+        """alone (no live peer: plain pushes), leader or standby (claims)."""
+        return "standby" if self.standby else "leader" if self.claiming else "alone"
+
     def _specs(self, taken: list[tuple[str, list]], batches: list[dict]) -> list[TaskSpec]:
         total = sum(len(items) for _kind, items in taken)
         if len(batches) > 1 and total <= self.outbox.batch_max:

@@ -81,6 +81,8 @@ class FeederSnapshot:
     published_records: int = 0
     broker_queue_depth: int = 0
     publish_lingers: int = 0
+    claimed_by_peer: int = 0  # records left out at publish: the shard's other feeder pushed them
+    publish_role: str = "alone"  # alone | leader | standby (collector/claims.py)
     broker_ok: bool = True
     # ledger
     gaps_written: int = 0
