@@ -93,24 +93,16 @@ class RedundantStack(FaultStack):
     def start_named_feeder(self, name: str, **env: str) -> None:
         """Feeder `name` of the shard; `env` adds or overrides its settings."""
         self.ports[name] = free_port()
+        settings = {
+            "FEEDER_SHARD": SHARD,
+            "FEEDER_FULL_BOOK_EVERY": str(self.full_every_s),
+            "FEEDER_HEALTHY_AFTER": "1",
+            **env,
+        }
         self.feeders[name] = self._spawn(
             name,
             [sys.executable, "-m", "collector"],
-            {
-                **self.credentials(),
-                "OKX_WS_URL": self.sim.ws_url,
-                "OKX_REST_URL": self.sim.rest_url,
-                "OKX_INSTRUMENTS": ",".join(self.insts),
-                "OKX_CHANNELS": self.channels,
-                "OKX_PING_AFTER": "5",
-                "OKX_PONG_TIMEOUT": "2",
-                "FEEDER_ID": name,
-                "FEEDER_SHARD": SHARD,
-                "FEEDER_FULL_BOOK_EVERY": str(self.full_every_s),
-                "FEEDER_HEALTHY_AFTER": "1",
-                "FEEDER_HEALTH_PORT": str(self.ports[name]),
-                **env,
-            },
+            self.feeder_env(name, self.ports[name], **settings),
         )
 
     def start_beat(self) -> None:

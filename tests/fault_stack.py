@@ -110,24 +110,29 @@ class FaultStack:
             "OKX_API_PASSPHRASE": cfg.passphrase,
         }
 
-    def start_feeder(self) -> None:
+    def feeder_env(self, feeder_id: str, health_port: int, **overrides: str) -> dict[str, str]:
+        """A feeder's environment against this stack's okxsim; `overrides` add or replace."""
         # Keepalive: ping after 5 s of silence and a 2 s pong timeout; OKX allows any N < 30 s.
+        return {
+            **self.credentials(),
+            "OKX_WS_URL": self.sim.ws_url,
+            "OKX_REST_URL": self.sim.rest_url,
+            "OKX_INSTRUMENTS": ",".join(self.insts),
+            "OKX_CHANNELS": self.channels,
+            "OKX_PING_AFTER": "5",
+            "OKX_PONG_TIMEOUT": "2",
+            "FEEDER_ID": feeder_id,
+            "FEEDER_HEALTHY_AFTER": str(HEALTHY_AFTER_S),
+            "FEEDER_HEALTH_PORT": str(health_port),
+            **overrides,
+        }
+
+    def start_feeder(self) -> None:
         self.health_port = free_port()
         self.feeder = self._spawn(
             "feeder",
             [sys.executable, "-m", "collector"],
-            {
-                **self.credentials(),
-                "OKX_WS_URL": self.sim.ws_url,
-                "OKX_REST_URL": self.sim.rest_url,
-                "OKX_INSTRUMENTS": ",".join(self.insts),
-                "OKX_CHANNELS": self.channels,
-                "OKX_PING_AFTER": "5",
-                "OKX_PONG_TIMEOUT": "2",
-                "FEEDER_ID": "fault-matrix",
-                "FEEDER_HEALTHY_AFTER": str(HEALTHY_AFTER_S),
-                "FEEDER_HEALTH_PORT": str(self.health_port),
-            },
+            self.feeder_env("fault-matrix", self.health_port),
         )
 
     def start_worker(self) -> None:
