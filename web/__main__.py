@@ -74,7 +74,9 @@ def _serve() -> int:
             shutting_down=lambda: server is not None and bool(server.should_exit),
         )
     probe = WorkerProbe(ping=celery_ping, mongo_ping=lambda: stores.mongo.command("ping"))
-    app = create_app(stores, creds, worker_probe=probe, flower=flower)
+    app = create_app(
+        stores, creds, worker_probe=probe, flower=flower, state_cache_max=web.state_cache_max
+    )
     config = uvicorn.Config(
         app,
         host="0.0.0.0",  # noqa: S104 - the platform's router reaches the dyno on $PORT
