@@ -97,6 +97,8 @@ def create_app(
                 await flower.stop()
             if worker_probe is not None:
                 worker_probe.stop()
+            if reads is not None:  # the tracking connection, on this loop
+                await reads.client.aclose()
 
     app = FastAPI(
         title="okx-collector read API",
@@ -117,6 +119,7 @@ def create_app(
     app.state.counters = Counter()
     reads = cached_reads(stores.state_async, state_cache_max) if lean else None
     app.state.state_cache = None if reads is None else reads.cache
+    app.state.cached_reads = reads
     _install_error_handlers(app)
 
     app.include_router(routes_health.router, prefix=API_PREFIX)
