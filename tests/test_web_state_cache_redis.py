@@ -274,3 +274,49 @@ def test_a_key_expired_in_redis_is_not_served_from_memory(own_redis):
         assert cached.get(TICKER, headers=BEARER).status_code == 404
         assert cache.misses == misses + 1 and cache.bypassed == bypassed  # expiry, not the lease
     r.close()
+
+
+def test_metrics_show_the_cache_behind_the_credentials(r):
+    c, p = pair(r)
+    with c as cached, p as _plain:
+        warm(cached)
+        cached.get(TICKER, headers=BEARER)
+        cached.get(TICKER, headers=BEARER)
+        assert cached.get("/metrics").status_code == 401
+        got = cached.get("/metrics", headers=BEARER)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain")
+        lines = dict(
+            line.split(" ", 1) for line in got.text.splitlines() if not line.startswith("#")
+        )
+        assert float(lines["web_state_cache_hits_total"]) == 1.0
+        assert float(lines["web_state_cache_misses_total"]) == 1.0
+        assert float(lines["web_state_cache_bypassed_total"]) == 1.0  # warm()'s first read
+        assert float(lines["web_state_cache_live"]) == 1.0
+        assert float(lines["web_lean_answered_total"]) == 3.0
+
+
+def test_a_redis_that_refuses_tracking_leaves_the_cache_off_and_reads_correct(r, caplog):
+    r.acl_setuser(
+        "notrack",
+        enabled=True,
+        passwords=["+pw-notrack"],
+        keys=["*"],
+        commands=["+@all", "-client|tracking"],
+    )
+    port = r.connection_pool.connection_kwargs["port"]
+    limited = redis.Redis(
+        port=port, username="notrack", password="pw-notrack", decode_responses=True
+    )
+    limited.db_for_tests = r.db_for_tests  # type: ignore[attr-defined]
+    try:
+        c, p = pair(limited)
+        with c as cached, p as plain:
+            cache = cached.app.state.state_cache
+            for _ in range(3):
+                same(cached, plain, TICKER)
+            assert not cache.live and len(cache) == 0 and cache.bypassed == 3
+        refused = [rec for rec in caplog.records if "refused CLIENT TRACKING ON" in rec.message]
+        assert refused and "pw-notrack" not in refused[0].getMessage()
+    finally:
+        limited.close()
+        r.acl_deluser("notrack")

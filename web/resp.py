@@ -241,8 +241,9 @@ class RespClient:
         if proto is not None and not proto.lost and self._loop is loop:
             return proto
         if self._loop is not loop:  # a new event loop (tests): the old connection is its
-            if proto is not None:
-                proto.fail(redis.ConnectionError("event loop replaced"))  # tells the listener
+            if proto is not None and proto.listener is not None:  # its invalidations are gone
+                listener, proto.listener = proto.listener, None
+                listener.channel_down()
             self._proto, self._connecting, self._loop = None, None, loop
         if self._connecting is None:  # one connect for all the callers arriving meanwhile
             self._connecting = loop.create_task(self._connect())
