@@ -320,3 +320,52 @@ def test_a_redis_that_refuses_tracking_leaves_the_cache_off_and_reads_correct(r,
     finally:
         limited.close()
         r.acl_deluser("notrack")
+
+
+def test_python_m_web_serves_from_the_cache_and_follows_a_write(r, redis_url):
+    """The default `python -m web` (cache on, WEB_STATE_CACHE_MAX unset) over real sockets."""
+    import os
+    import subprocess
+    import sys
+
+    from localrun.redis_server import free_port
+    from tests.test_web_lean import ROOT, _fetch
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "WEB_"))}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PORT": str(port),
+        "REDIS_URL": redis_url,
+        "MONGODB_URI": "mongodb://127.0.0.1:9",
+        "MONGODB_TIMEOUT_MS": "300",
+        "WEB_API_TOKEN": BEARER["Authorization"].removeprefix("Bearer "),
+        "WEB_FLOWER": "0",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "web"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def metric(name: str) -> float:
+        text = _fetch(base + "/metrics", BEARER)[1].decode()
+        return next(
+            float(v) for n, _, v in (ln.partition(" ") for ln in text.splitlines()) if n == name
+        )
+
+    try:
+        wait_for(lambda: _fetch(base + "/api/v1/health", {})[0] in (200, 503), 30, what="web")
+
+        def live() -> bool:
+            _fetch(base + TICKER, BEARER)  # the first read makes the tracking connection
+            return metric("web_state_cache_live") == 1.0
+
+        wait_for(live, 10, what="the tracking connection")
+        hits = metric("web_state_cache_hits_total")
+        for _ in range(3):
+            assert _fetch(base + TICKER, BEARER)[0] == 200
+        assert metric("web_state_cache_hits_total") >= hits + 2  # the first may be the miss
+        write_ticker(r, "41000.5", T0 + 40_000)
+        wait_for(lambda: b"41000.5" in _fetch(base + TICKER, BEARER)[1], 5, what="the write")
+        assert metric("web_state_cache_invalidations_total") >= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
