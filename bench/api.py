@@ -271,6 +271,13 @@ def main() -> int:
         action="store_true",
         help="leave out the second web process with the latest-state cache off",
     )
+    ap.add_argument(
+        "--write-hz",
+        type=float,
+        default=0.0,
+        help="change every latest-state key this often a second while measuring "
+        "(bench/api_writer.py): the cache's misses under writes",
+    )
     args = ap.parse_args()
 
     import redis
@@ -324,11 +331,15 @@ def main() -> int:
             before_port = free_port()
             procs.append(start_web(env, before_port, work / "before.log", args.before.resolve()))
             servers["before"] = (before_port, procs[-1].pid)
+        if args.write_hz > 0:
+            cmd = [sys.executable, "-m", "bench.api_writer", rs.url, str(args.write_hz)]
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env))
         load_before = os.getloadavg()[0]
         result: dict[str, Any] = {
             "rate_per_s": args.rate,
             "seconds": args.seconds,
             "latest_state": latest_state(servers, r, args.rate, args.seconds),
+            "write_hz": args.write_hz,
             "cache_metrics": scrape_cache_metrics(port, TOKEN),
             "write_to_visible": {
                 who: write_to_visible(p, TOKEN, r)

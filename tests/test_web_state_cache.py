@@ -325,6 +325,15 @@ class CacheAgainstRedis(RuleBasedStateMachine):
             self.tracked.discard(key)
             self.stream.append(("invalidate", [key]))
 
+    @rule(written=st.sets(st.sampled_from(KEYS), min_size=2))
+    def write_in_one_transaction(self, written) -> None:  # MULTI/EXEC: one message, many keys
+        for key in written:
+            self.versions[key] += 1
+        invalidated = sorted(written & self.tracked)
+        self.tracked -= written
+        if invalidated:
+            self.stream.append(("invalidate", invalidated))
+
     @rule()
     def flushall(self) -> None:
         for key in KEYS:
