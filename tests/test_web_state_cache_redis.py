@@ -53,13 +53,13 @@ def r(redis_url):
     db = mongomock.MongoClient()["okex"]
     seed(db, client)
     _seed_top1(client)
-    client.db_for_tests = db  # type: ignore[attr-defined]
     yield client
     client.close()
 
 
 def pair(r: redis.Redis):
-    db = r.db_for_tests  # type: ignore[attr-defined]
+    """The app with the cache and without, over `r` (no MongoDB read on these endpoints)."""
+    db = mongomock.MongoClient()["okex"]
     cached = create_app(Stores.of(r, db), credentials(), state_cache_max=100)
     plain = create_app(Stores.of(r, db), credentials(), state_cache_max=0)
     return TestClient(cached), TestClient(plain)
@@ -229,7 +229,6 @@ def own_redis():
 def test_a_redis_restart_flushes_and_the_cache_comes_back(own_redis):
     r = redis.Redis.from_url(own_redis.url, decode_responses=True)
     seed(mongomock.MongoClient()["okex"], r)
-    r.db_for_tests = mongomock.MongoClient()["okex"]  # type: ignore[attr-defined]
     c, p = pair(r)
     with c as cached, p as plain:
         warm(cached)
@@ -251,7 +250,6 @@ def test_a_redis_restart_flushes_and_the_cache_comes_back(own_redis):
 def test_a_key_expired_in_redis_is_not_served_from_memory(own_redis):
     r = redis.Redis.from_url(own_redis.url, decode_responses=True)
     seed(mongomock.MongoClient()["okex"], r)
-    r.db_for_tests = mongomock.MongoClient()["okex"]  # type: ignore[attr-defined]
     r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)  # an expired key stays until touched
     c, p = pair(r)
     with c as cached, p as plain:
@@ -307,7 +305,6 @@ def test_a_redis_that_refuses_tracking_leaves_the_cache_off_and_reads_correct(r,
     limited = redis.Redis(
         port=port, username="notrack", password="pw-notrack", decode_responses=True
     )
-    limited.db_for_tests = r.db_for_tests  # type: ignore[attr-defined]
     try:
         c, p = pair(limited)
         with c as cached, p as plain:
