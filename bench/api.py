@@ -3,7 +3,8 @@
     .venv/bin/python bench/api.py [--seconds 10] [--rate 500] [--json] [--skip-range]
 
 1. Latest-state endpoints (ticker, book, latest trades, candle, VWAP) of a real `python -m web`
-   process (uvicorn, WEB_FLOWER=0) over one keep-alive HTTP connection, paced at --rate requests
+   process (uvicorn, WEB_FLOWER=0; the latest-state cache on, as by default; "nocache": a second
+   one with WEB_STATE_CACHE_MAX=0) over one keep-alive HTTP connection, paced at --rate requests
    per second (open loop: one request every 1/rate s). Baseline: the same reads straight from
    redis-py (HGETALL / ZREVRANGE) at the same pace, same Redis, same run. Floor: a bare ASGI
    endpoint on uvicorn with the same settings (bench/asgi_hello.py), same client. The clients
@@ -36,6 +37,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.api_cache import scrape_cache_metrics, write_to_visible  # noqa: E402
 from bench.api_clients import RawHttp, interleaved, stdlib_http  # noqa: E402
 from core import keys  # noqa: E402
 from localrun.redis_server import RedisServer, free_port  # noqa: E402
@@ -136,18 +138,25 @@ PATHS = {
 }
 
 
-def latest_state(
-    servers: dict[str, tuple[int, int]], r: Any, rate: float, seconds: float
-) -> list[dict[str, Any]]:
-    """`servers`: (port, pid) of "api", "floor" and optionally "before" (the same endpoints
-    served by another tree, --before)."""
-    direct = {
+def direct_reads(r: Any) -> dict[str, Any]:
+    """The Redis read each endpoint of PATHS makes, as a call on `r`: redis-py here, the
+    asyncio RespClient in bench/api_inprocess.py (its calls return awaitables)."""
+    return {
         "ticker": lambda: r.hgetall(keys.ticker(INST)),
         "book": lambda: r.hgetall(keys.books5(INST)),
         "trades/latest": lambda: r.zrevrange(keys.trades(INST), 0, 99),
         "candle": lambda: r.hgetall(keys.candle(INST, "1m")),
         "vwap": lambda: r.hgetall(keys.vwap_key(INST)),
     }
+
+
+def latest_state(
+    servers: dict[str, tuple[int, int]], r: Any, rate: float, seconds: float
+) -> list[dict[str, Any]]:
+    """`servers`: (port, pid) of "api" (the latest-state cache on), "nocache" (the same web
+    with WEB_STATE_CACHE_MAX=0), "floor" and optionally "before" (the same endpoints served by
+    another tree, --before)."""
+    direct = direct_reads(r)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     rows = []
     for name, path in PATHS.items():
@@ -158,6 +167,8 @@ def latest_state(
             "api_stdlib": (stdlib_http(port, path, auth), pid),
             "floor": (RawHttp(servers["floor"][0], "/", auth), servers["floor"][1]),
         }
+        if "nocache" in servers:
+            clients["nocache"] = (RawHttp(servers["nocache"][0], path, auth), servers["nocache"][1])
         if "before" in servers:
             clients["before"] = (RawHttp(servers["before"][0], path, auth), servers["before"][1])
         got = interleaved(clients, rate, seconds)
@@ -172,11 +183,17 @@ def latest_state(
             row[f"{who}_server_cpu_ms"] = round(got[who]["server_cpu_ms"], 3)
         row["p99_ratio"] = round(row["api_p99_ms"] / row["direct_p99_ms"], 2)
         row["p50_ratio"] = round(row["api_p50_ms"] / row["direct_p50_ms"], 2)
-        # what the API adds beyond the two hops it must make (HTTP as the floor, one Redis read)
-        over = row["api_p50_ms"] - row["floor_p50_ms"] - row["direct_p50_ms"]
+        # what the API adds to the floor: a cache hit makes no Redis read; without the cache
+        # (nocache) the read is one of the two hops it must make, so that is taken off too
+        row["p50_over_floor_ms"] = round(row["api_p50_ms"] - row["floor_p50_ms"], 3)
+        uncached = row.get("nocache_p50_ms", row["api_p50_ms"])  # --no-nocache: the api's
+        over = uncached - row["floor_p50_ms"] - row["direct_p50_ms"]
         row["p50_over_floor_and_direct_ms"] = round(over, 3)
         if "before" in got:
             row["before_p99_ratio"] = round(row["before_p99_ms"] / row["direct_p99_ms"], 2)
+        if "nocache" in got:
+            row["nocache_p99_ratio"] = round(row["nocache_p99_ms"] / row["direct_p99_ms"], 2)
+            row["nocache_p50_ratio"] = round(row["nocache_p50_ms"] / row["direct_p50_ms"], 2)
         rows.append(row)
     return rows
 
@@ -252,6 +269,18 @@ def main() -> int:
         help="another checkout (e.g. a worktree of main): its `python -m web` is measured in "
         "the same run, beside this tree's",
     )
+    ap.add_argument(
+        "--no-nocache",
+        action="store_true",
+        help="leave out the second web process with the latest-state cache off",
+    )
+    ap.add_argument(
+        "--write-hz",
+        type=float,
+        default=0.0,
+        help="change every latest-state key this often a second while measuring "
+        "(bench/api_writer.py): the cache's misses under writes",
+    )
     args = ap.parse_args()
 
     import redis
@@ -291,8 +320,13 @@ def main() -> int:
             "WEB_FLOWER": "0",
             "LOG_LEVEL": "WARNING",
         }
-        procs.append(start_web(env, port, work / "web.log"))
+        procs.append(start_web(env, port, work / "web.log"))  # the cache at its default
         servers = {"api": (port, procs[-1].pid)}
+        if not args.no_nocache:
+            nocache_port = free_port()
+            nocache_env = env | {"WEB_STATE_CACHE_MAX": "0"}
+            procs.append(start_web(nocache_env, nocache_port, work / "nocache.log"))
+            servers["nocache"] = (nocache_port, procs[-1].pid)
         hello_port = free_port()
         procs.append(start_hello(env, hello_port, work / "hello.log"))
         servers["floor"] = (hello_port, procs[-1].pid)
@@ -300,11 +334,21 @@ def main() -> int:
             before_port = free_port()
             procs.append(start_web(env, before_port, work / "before.log", args.before.resolve()))
             servers["before"] = (before_port, procs[-1].pid)
+        if args.write_hz > 0:
+            cmd = [sys.executable, "-m", "bench.api_writer", rs.url, str(args.write_hz)]
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env))
         load_before = os.getloadavg()[0]
         result: dict[str, Any] = {
             "rate_per_s": args.rate,
             "seconds": args.seconds,
             "latest_state": latest_state(servers, r, args.rate, args.seconds),
+            "write_hz": args.write_hz,
+            "cache_metrics": scrape_cache_metrics(port, TOKEN),
+            "write_to_visible": {
+                who: write_to_visible(p, TOKEN, r)
+                for who, (p, _) in servers.items()
+                if who in ("api", "nocache")
+            },
             "range_page": None if db is None else range_page(port, db),
             "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }
@@ -333,7 +377,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         ("p50 x", "p50_ratio"),
         ("floor p50", "floor_p50_ms"),
         ("floor p99", "floor_p99_ms"),
-        ("p50-fl-redis", "p50_over_floor_and_direct_ms"),
+        ("p50-floor", "p50_over_floor_ms"),
+        ("nc-fl-redis", "p50_over_floor_and_direct_ms"),
         ("stdlib p50", "api_stdlib_p50_ms"),
         ("stdlib p99", "api_stdlib_p99_ms"),
         ("web cpu", "api_server_cpu_ms"),
@@ -342,6 +387,14 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         ("raw cli cpu", "api_client_cpu_ms"),
         ("stdlib cpu", "api_stdlib_client_cpu_ms"),
     ]
+    if "nocache_p99_ms" in result["latest_state"][0]:
+        cols += [
+            ("nocache p50", "nocache_p50_ms"),
+            ("nocache p99", "nocache_p99_ms"),
+            ("nocache p99x", "nocache_p99_ratio"),
+            ("nocache p50x", "nocache_p50_ratio"),
+            ("nocache cpu", "nocache_server_cpu_ms"),
+        ]
     if "before_p99_ms" in result["latest_state"][0]:
         cols += [
             ("before p50", "before_p50_ms"),
@@ -353,11 +406,23 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     for row in result["latest_state"]:
         print(f"{row['endpoint']:<14}" + "".join(f"{row[key]:>13}" for _, key in cols))
     print(
-        "(floor: a bare ASGI endpoint on the same uvicorn settings; p50-fl-redis: API p50 less "
-        "floor p50 less redis p50; stdlib: the API through "
+        "(floor: a bare ASGI endpoint on the same uvicorn settings; p50-floor: API p50 less "
+        "floor p50; nc-fl-redis: nocache p50 less floor p50 less redis p50; stdlib: the API through "
         "http.client; before: --before's web; cpu: per request, the serving processes' from "
         "/proc, each client's own including its pacing)"
     )
+    m = result.get("cache_metrics") or {}
+    if m:
+        print(
+            "latest-state cache of the api column: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in m.items() if not k.endswith("created"))
+        )
+    for who, w in result["write_to_visible"].items():
+        print(
+            f"write to visible ({who}): p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, max "
+            f"{w['max_ms']} ms over {w['writes']} writes; answers still old: "
+            f"{w['stale_answers_total']} in all, at most {w['stale_answers_max']} after one write"
+        )
     load = result["load_average_1m"]
     print(
         f"machine load average (1 min) before/after: {load[0]} / {load[1]} on {os.cpu_count()} cores"

@@ -6,8 +6,9 @@ collector's pauses, without HTTP or a second process in the way.
 
 One redis-server; the app as `python -m web` builds it (web.app.create_app over
 Stores.from_settings' clients: RespClient), called as uvicorn calls it (scope, receive, send).
-Printed: CPU per request of the whole app, of the lean path alone (lean=True) against the
-FastAPI route (lean=False), and of the bare Redis read the endpoint makes, so app minus read is
+Printed: CPU per request of the whole app: the lean path answering from the latest-state cache
+(web/state_cache.py), the lean path reading Redis (cache off), the FastAPI route (lean=False),
+and of the bare Redis read the endpoint makes, so app minus read is
 what the Python layers cost; then the garbage collector's passes during the lean requests, per
 generation (count, longest): a request that left cyclic garbage or kept objects would show here
 as collector pauses in the p99.
@@ -28,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api import INST, TOKEN, seed_redis  # noqa: E402
+from bench.api import INST, TOKEN, direct_reads, seed_redis  # noqa: E402
 from core import keys  # noqa: E402
 from localrun.redis_server import RedisServer  # noqa: E402
 
@@ -111,30 +112,29 @@ async def run(args: argparse.Namespace, url: str) -> None:
     r.hset(keys.watermark_key("trades", INST), mapping={"ts": "1", "id": ""})
     creds = Credentials((), TOKEN.encode())
     apps = {}
-    for lean in (True, False):
+    for name, lean, cache_max in (("cached", True, 4096), ("lean", True, 0), ("fastapi", False, 0)):
         stores = Stores.of(r, mongomock.MongoClient()["x"], None, async_redis_client(url, 5.0))
-        apps[lean] = _caller(create_app(stores, creds, lean=lean), args.path)
-    direct = async_redis_client(url, 5.0)
-    read = {
-        "ticker": lambda: direct.hgetall(keys.ticker(INST)),
-        "book": lambda: direct.hgetall(keys.books5(INST)),
-        "trades": lambda: direct.zrevrange(keys.trades(INST), 0, 99),
-        "candle": lambda: direct.hgetall(keys.candle(INST, "1m")),
-        "vwap": lambda: direct.hgetall(keys.vwap_key(INST)),
-    }[args.path.split("/")[3]]
+        app = create_app(stores, creds, lean=lean, state_cache_max=cache_max)
+        apps[name] = _caller(app, args.path)
+    kind = args.path.split("/")[3]
+    read = direct_reads(async_redis_client(url, 5.0))["trades/latest" if kind == "trades" else kind]
     n = args.requests // 4
-    for name, fn in (("app, lean path", apps[True]), ("app, FastAPI route", apps[False])):
+    for name, fn in (
+        ("app, lean path + cache", apps["cached"]),
+        ("app, lean path", apps["lean"]),
+        ("app, FastAPI route", apps["fastapi"]),
+    ):
         print(f"{name:<22} {await _cpu_us(fn, n):7.1f} us CPU a request")
     print(f"{'the Redis read alone':<22} {await _cpu_us(read, n):7.1f} us CPU (RespClient)")
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(n):
-            await apps[True]()
+            await apps["lean"]()
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return
-    passes = await _gc_passes(apps[True], args.requests)
+    passes = await _gc_passes(apps["lean"], args.requests)
     line = ", ".join(
         f"gen{g}: {len(v)} passes, longest {max(v, default=0):.2f} ms" for g, v in passes.items()
     )

@@ -474,6 +474,8 @@ class WebSettings:
     no_auth: bool = setting("WEB_NO_AUTH", False)  # the API open too (a local demo only)
     flower: bool = setting("WEB_FLOWER", True)  # 0: no Flower child (API-only tests, bench)
     flower_port: int = setting("WEB_FLOWER_PORT", 0)  # Flower's loopback port; 0 = a free one
+    # latest-state bodies kept while Redis tracks their keys (web/state_cache.py); 0 = off
+    state_cache_max: int = setting("WEB_STATE_CACHE_MAX", 4096)
 
 
 def load_web(env: Mapping[str, str] | None = None) -> WebSettings:

@@ -199,3 +199,49 @@ def test_from_url_takes_host_port_db_and_refuses_tls():
     assert (u.path, u.db) == ("/tmp/redis.sock", 2)
     with pytest.raises(ValueError, match="TLS"):
         RespClient.from_url("rediss://:pw@h:6380", 1)
+
+
+def test_execute_many_pipelines_and_an_error_reply_leaves_the_connection_in_step(r):
+    r.hset("h", mapping={"a": "1"})
+    r.pexpire("h", 60_000)
+    c = RespClient.like(r)
+
+    async def go():
+        flat, pttl = await c.execute_many(("HGETALL", "h"), ("PTTL", "h"))
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await c.execute_many(("INCR", "h"), ("PTTL", "missing"))
+        after = await c.hgetall("h")  # the error's neighbour reply was read too
+        await c.aclose()
+        return flat, pttl, after
+
+    flat, pttl, after = run(go())
+    assert flat == ["a", "1"] and 0 < pttl <= 60_000 and after == {"a": "1"}
+
+
+def test_a_tracking_client_speaks_resp3_and_reports_its_channel(r):
+    events = []
+
+    class Listener:
+        def channel_up(self, as_of):
+            events.append("up")
+
+        def channel_down(self):
+            events.append("down")
+
+        def invalidate(self, keys):
+            events.append(("invalidate", keys))
+
+    r.hset("h", mapping={"a": "1"})
+    c = RespClient.like(r).twin(tracking=Listener())
+
+    async def go():
+        assert await c.hgetall("h") == {"a": "1"}  # a RESP3 map, read as a dict
+        r.hset("h", "a", "2")
+        for _ in range(500):
+            if ("invalidate", ["h"]) in events:
+                break
+            await asyncio.sleep(0.01)
+        await c.aclose()
+
+    run(go())
+    assert events == ["up", ("invalidate", ["h"]), "down"]

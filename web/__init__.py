@@ -10,7 +10,11 @@
                     (the gap ledger), health
     lean_state.py   the latest-state GETs answered before FastAPI's routing (the hot path)
     state_bodies.py their JSON bodies, shared by the lean path and routes_state.py
-    resp.py         the lean asyncio Redis client those reads use (one pipelined connection)
+    resp.py         the lean asyncio Redis client those reads use (one pipelined connection;
+                    optionally a RESP3 tracking connection for the cache)
+    state_cache.py  the latest-state cache's bookkeeping (CLIENT TRACKING invalidations, pure)
+    cached_reads.py the lean path's reads through that cache (marks, PTTL, the channel's PING)
+    metrics.py      GET /metrics: the cache's and the lean path's counters (Prometheus)
     flower.py       Flower as a supervised child on a loopback port, proxied under /flower
     __main__.py     `python -m web`: uvicorn on $PORT
 

@@ -4,7 +4,8 @@ The Procfile's `web: exec python -m web`. Refuses to start (exit 2, one line) wi
 authentication choice: WEB_USER + WEB_PASSWORD or FLOWER_BASIC_AUTH (Basic, shared with Flower),
 WEB_API_TOKEN (Bearer), or WEB_NO_AUTH=1 (open on purpose). WEB_FLOWER=0 runs the API without
 the Flower child (the bench, API-only tests). Exit 1 when Flower cannot be kept running
-(web/flower.py) or Redis/MongoDB settings are unusable at startup.
+(web/flower.py) or Redis/MongoDB settings are unusable at startup. WEB_STATE_CACHE_MAX sizes
+the latest-state cache (web/state_cache.py; 0 = off).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def _serve() -> int:
             shutting_down=lambda: server is not None and bool(server.should_exit),
         )
     probe = WorkerProbe(ping=celery_ping, mongo_ping=lambda: stores.mongo.command("ping"))
-    app = create_app(stores, creds, worker_probe=probe, flower=flower)
+    app = create_app(
+        stores, creds, worker_probe=probe, flower=flower, state_cache_max=web.state_cache_max
+    )
     config = uvicorn.Config(
         app,
         host="0.0.0.0",  # noqa: S104 - the platform's router reaches the dyno on $PORT

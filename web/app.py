@@ -22,8 +22,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from web import routes_completeness, routes_feeders, routes_health, routes_history, routes_state
+from web import (
+    metrics,
+    routes_completeness,
+    routes_feeders,
+    routes_health,
+    routes_history,
+    routes_state,
+)
 from web.auth import AuthGate, Credentials
+from web.cached_reads import cached_reads
 from web.deps import WWW_AUTHENTICATE
 from web.lean_state import LeanState
 from web.params import ApiError
@@ -68,10 +76,13 @@ def create_app(
     worker_probe: Any = None,
     flower: Any = None,
     lean: bool = True,
+    state_cache_max: int = 0,
 ) -> FastAPI:
     """The app over `stores`; `worker_probe` (web.health.WorkerProbe) and `flower`
     (web.flower.FlowerChild) are started and stopped with it when given. `lean=False` leaves
-    out the lean latest-state path (web/lean_state.py): the tests compare the two."""
+    out the lean latest-state path (web/lean_state.py): the tests compare the two.
+    `state_cache_max` > 0 puts the latest-state cache (web/state_cache.py) under the lean path
+    when the state Redis client can have a push channel (`python -m web`: WEB_STATE_CACHE_MAX)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +97,8 @@ def create_app(
                 await flower.stop()
             if worker_probe is not None:
                 worker_probe.stop()
+            if reads is not None:  # the tracking connection, on this loop
+                await reads.client.aclose()
 
     app = FastAPI(
         title="okx-collector read API",
@@ -104,6 +117,9 @@ def create_app(
     app.state.worker_probe = worker_probe
     app.state.flower = flower
     app.state.counters = Counter()
+    reads = cached_reads(stores.state_async, state_cache_max) if lean else None
+    app.state.state_cache = None if reads is None else reads.cache
+    app.state.cached_reads = reads
     _install_error_handlers(app)
 
     app.include_router(routes_health.router, prefix=API_PREFIX)
@@ -111,12 +127,18 @@ def create_app(
     # latest-state router first, as the busiest
     for module in (routes_state, routes_history, routes_completeness, routes_feeders):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(metrics.router)  # /metrics (Prometheus), behind the credentials too
     # the latest-state GETs answered before routing (web/lean_state.py), behind the auth check:
     # add_middleware puts the last added outermost, so AuthGate runs first
     if lean:
-        app.add_middleware(LeanState, stores=stores, counters=app.state.counters)
-    # everything under /api/ but health needs credentials (web/auth.py)
-    app.add_middleware(AuthGate, credentials=credentials, counters=app.state.counters)
+        app.add_middleware(LeanState, stores=stores, counters=app.state.counters, reads=reads)
+    # everything under /api/ but health needs credentials (web/auth.py), and /metrics
+    app.add_middleware(
+        AuthGate,
+        credentials=credentials,
+        counters=app.state.counters,
+        protected=("/api/", metrics.PATH),
+    )
     from web.dashboard import router as dashboard_router  # the page at / and /static/ (public)
 
     app.include_router(dashboard_router)

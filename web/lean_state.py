@@ -14,6 +14,10 @@ refreshed first, then an unknown instId; a missing state key) is passed on untou
 FastAPI routes of web/routes_state.py, which answer it as before. So every refusal, every
 message and every counter stay the FastAPI route's by construction, and the endpoints stay in
 /openapi.json. An exception (Redis down) propagates to the app's error handler as from a route.
+
+With `reads` (web/cached_reads.py, WEB_STATE_CACHE_MAX > 0) the same handlers run through the
+latest-state cache: a body Redis has not invalidated since it was read is answered from memory,
+without a Redis round trip; everything else is as above.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core import keys
 from web import state_bodies as bodies
+from web.cached_reads import CachedReads
 from web.params import BARS, DEFAULT_LIMIT, INST_ID_PATTERN, MAX_BOOK_DEPTH, MAX_LIMIT
 from web.stores import Stores
 
@@ -135,24 +140,32 @@ HANDLERS: dict[str, Handler] = {
 class LeanState:
     """ASGI middleware: answers the latest-state GETs it recognises, passes on the rest."""
 
-    def __init__(self, app: Any, stores: Stores, counters: Any) -> None:
-        self.app, self.stores, self.counters = app, stores, counters
+    def __init__(
+        self, app: Any, stores: Stores, counters: Any, reads: CachedReads | None = None
+    ) -> None:
+        self.app, self.stores, self.counters, self.reads = app, stores, counters, reads
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            found = match(scope["path"], scope.get("query_string", b""))
-            if found is not None and await self._answer(found, send):
+            raw = scope.get("query_string", b"")
+            found = match(scope["path"], raw)
+            if found is not None and await self._answer(found, raw, send):
                 return
         await self.app(scope, receive, send)
 
-    async def _answer(self, found: tuple[str, str, dict[bytes, bytes]], send: Any) -> bool:
+    async def _answer(
+        self, found: tuple[str, str, dict[bytes, bytes]], raw_query: bytes, send: Any
+    ) -> bool:
         kind, inst_id, query = found
         instruments = self.stores.instruments
         if instruments.stale(inst_id):
             await run_in_threadpool(instruments.refresh)  # SCANs: never on the event loop
         if inst_id not in instruments.known():
             return False  # FastAPI's route answers the 404
-        body = await HANDLERS[kind](self.stores.state_async, inst_id, query)
+        if self.reads is None:
+            body = await HANDLERS[kind](self.stores.state_async, inst_id, query)
+        else:
+            body = await self.reads.body(kind, inst_id, raw_query, HANDLERS[kind], query)
         if body is None:
             return False
         headers = [(b"content-length", str(len(body)).encode()), _JSON]
