@@ -45,6 +45,7 @@ from okx.clock import now_ms as clock_ms
 log = logging.getLogger("collector.publisher")
 
 LINGER_PER_WAITING_TASK_S = 0.001  # about one small task's cost in a worker (bench/workers.py)
+CLAIMS_OFF_S = 60.0  # after the claim script failed: plain pushes this long, then try again
 RETRY_LOG_EVERY_S = 5.0  # while the broker is down: a line at least this often
 
 
@@ -96,6 +97,8 @@ class Publisher(threading.Thread):
         self.claiming = False
         self.standby = False
         self.claimed_by_peer = 0  # records left out: the other feeder had pushed them
+        self.claim_failures = 0
+        self._claims_off_until = 0.0
         self._script: Any = None
         self._script_client: redis.Redis | None = None
         self._client: redis.Redis | None = None
@@ -223,7 +226,13 @@ class Publisher(threading.Thread):
         specs = self._specs(taken, batches)
         try:
             if self.claiming:
-                depth, pushed, skipped = self._push_claimed(specs)
+                try:
+                    depth, pushed, skipped = self._push_claimed(specs)
+                except redis.exceptions.ResponseError as exc:
+                    # the script refused (never a connection error): publish plainly rather
+                    # than stall; the workers drop the copies meanwhile
+                    self._claims_failed(exc)
+                    depth, pushed, skipped = self._push(specs), len(specs), 0
             else:
                 depth, pushed, skipped = self._push(specs), len(specs), 0
         except Exception as exc:  # noqa: BLE001 - redis raises many types when down
@@ -271,12 +280,25 @@ class Publisher(threading.Thread):
         copies are left out instead of becoming tasks of their own (a record both push in
         the same moment is still pushed once: the claims decide, the delay only makes it
         cheap). The leader gone, the standby is leader at the next heartbeat that shows it."""
-        if not self.claim_ttl_ms:
+        if not self.claim_ttl_ms or time.monotonic() < self._claims_off_until:
+            self.claiming = self.standby = False
             return
         live = sorted(f for f, up in self.shard_view().items() if up)
         me = self.producer_id
         self.claiming = any(f != me for f in live)
         self.standby = self.claiming and self.standby_delay_s > 0 and live[0] < me
+
+    def _claims_failed(self, exc: Exception) -> None:
+        self.claim_failures += 1
+        self._claims_off_until = time.monotonic() + CLAIMS_OFF_S
+        self.claiming = self.standby = False
+        log.error(
+            "the claim script failed (%s: %s): publishing without claims for %.0f s (the "
+            "other feeder's copies reach the workers, which drop them)",
+            type(exc).__name__,
+            exc,
+            CLAIMS_OFF_S,
+        )
 
     @property
     def role(self) -> str:

@@ -212,3 +212,23 @@ def test_a_standby_publishes_a_record_only_once_its_delay_is_over(redis_url):
     b.flush(5.0)  # stopping: a standby publishes everything at once
     assert b.outbox.backlog() == 0 and client.llen(QUEUE) == 2
     client.close()
+
+
+def test_a_failing_claim_script_falls_back_to_plain_pushes(redis_url, monkeypatch, caplog):
+    client = redis.Redis.from_url(redis_url)
+    monkeypatch.setattr(claims, "SCRIPT", "return redis.error_reply('ERR broken on purpose')")
+    view = {"a": True, "b": True}
+    a = Publisher(Outbox(), redis_url, "a", shard="s1", claim_ttl_s=10, shard_view=lambda: view)
+    a._role()
+    assert a.claiming
+    assert a._publish(_taken(a.outbox, range(0, 3)))  # published all the same, plainly
+    assert [r["tradeId"] for r in _decode(client.lindex(QUEUE, 0))[1][0]["records"]] == [
+        "0", "1", "2"]  # fmt: skip
+    assert a.claim_failures == 1 and not a.claiming
+    assert "claim script failed" in caplog.text and "broken on purpose" in caplog.text
+    a._role()
+    assert not a.claiming  # off for CLAIMS_OFF_S
+    a._claims_off_until = 0.0
+    a._role()
+    assert a.claiming  # and tried again after
+    client.close()
