@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 
 import orjson
@@ -215,6 +216,7 @@ def test_a_standby_publishes_a_record_only_once_its_delay_is_over(redis_url):
 
 
 def test_a_failing_claim_script_falls_back_to_plain_pushes(redis_url, monkeypatch, caplog):
+    caplog.set_level(logging.ERROR, logger="collector.publisher")
     client = redis.Redis.from_url(redis_url)
     monkeypatch.setattr(claims, "SCRIPT", "return redis.error_reply('ERR broken on purpose')")
     view = {"a": True, "b": True}
